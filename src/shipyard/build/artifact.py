@@ -1,0 +1,191 @@
+"""The release artifact: app wheel, pinned lock, wheel list, static files and a manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard import __version__, render
+from shipyard.build.deps import Pin, compile_lock, parse_pins
+from shipyard.build.source import file_sha256, git_sha, hash_files, source_files
+from shipyard.build.tools import PythonInfo, fail, find_python, uv
+from shipyard.build.wheels import fill_store
+from shipyard.errors import BuildError
+from shipyard.hosts.base import Connection
+from shipyard.spec import Spec
+from shipyard.state import now
+
+MANIFEST = "manifest.json"
+LOCK = "requirements.lock"
+SPEC = "spec.json"
+
+
+@dataclass(frozen=True)
+class WheelRef:
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    id: str
+    app: str
+    created: str
+    python: str
+    source_sha256: str
+    lock_sha256: str
+    git_sha: str
+    app_wheel: WheelRef
+    wheels: list[WheelRef] = field(default_factory=list)
+    static: dict[str, str] = field(default_factory=dict)  # URL prefix -> dir in the artifact
+    shipyard: str = __version__
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        raw: dict[str, Any] = json.loads(text)
+        raw["app_wheel"] = WheelRef(**raw["app_wheel"])
+        raw["wheels"] = [WheelRef(**w) for w in raw["wheels"]]
+        return cls(**raw)
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    manifest: Manifest
+    reused: bool
+
+    @property
+    def id(self) -> str:
+        return self.manifest.id
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Everything the artifact id is a hash of."""
+
+    source_sha256: str
+    lock: str
+    python: PythonInfo
+    spec: Spec
+
+    @property
+    def artifact_id(self) -> str:
+        digest = hashlib.sha256()
+        for part in (
+            self.source_sha256,
+            self.lock,
+            self.python.minor,
+            self.spec.model_dump_json(),
+            __version__,
+        ):
+            digest.update(part.encode() + b"\0")
+        return digest.hexdigest()[:12]
+
+
+def artifacts_dir(cache: Path) -> Path:
+    return cache / "artifacts"
+
+
+def wheel_store(cache: Path) -> Path:
+    return cache / "wheels"
+
+
+def gather_inputs(conn: Connection, project: Path, spec: Spec, cache: Path) -> BuildInputs:
+    python = find_python(spec.python)
+    files = source_files(project, spec.build.exclude)
+    lock = compile_lock(
+        conn, project, spec.build.requirements, render.server_packages(spec), python, cache
+    )
+    return BuildInputs(hash_files(project, files), lock, python, spec)
+
+
+def load_artifact(path: Path) -> Artifact:
+    return Artifact(path, Manifest.from_json((path / MANIFEST).read_text()), reused=True)
+
+
+def build(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: BuildInputs) -> Artifact:
+    """Build the artifact for `inputs`, or return the one already built from the same inputs."""
+    artifact_id = inputs.artifact_id
+    final = artifacts_dir(cache) / artifact_id
+    if (final / MANIFEST).is_file():
+        return load_artifact(final)
+    wheels = fill_wheels(conn, cache, inputs)
+    artifacts_dir(cache).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{artifact_id}.", dir=artifacts_dir(cache)) as tmp:
+        work = Path(tmp)
+        app_wheel = _build_app_wheel(conn, project, work / "app")
+        static = _collect_static(project, spec, work / "static")
+        (work / LOCK).write_text(inputs.lock)
+        (work / SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
+        manifest = Manifest(
+            id=artifact_id,
+            app=spec.name,
+            created=now(),
+            python=inputs.python.version,
+            source_sha256=inputs.source_sha256,
+            lock_sha256=hashlib.sha256(inputs.lock.encode()).hexdigest(),
+            git_sha=git_sha(project),
+            app_wheel=WheelRef(app_wheel.name, file_sha256(app_wheel)),
+            wheels=sorted(
+                (WheelRef(w.name, file_sha256(w)) for w in wheels.values()), key=lambda w: w.file
+            ),
+            static=static,
+        )
+        (work / MANIFEST).write_text(manifest.to_json())
+        work.chmod(0o755)
+        try:
+            work.rename(final)
+        except OSError:
+            if not (final / MANIFEST).is_file():  # lost a race to an identical build: fine
+                raise
+            return load_artifact(final)
+    return Artifact(final, manifest, reused=False)
+
+
+def fill_wheels(conn: Connection, cache: Path, inputs: BuildInputs) -> dict[Pin, Path]:
+    """A wheel in the store for every pinned dependency (fetched once, then reused)."""
+    return fill_store(conn, wheel_store(cache), parse_pins(inputs.lock), inputs.python)
+
+
+def _build_app_wheel(conn: Connection, project: Path, out: Path) -> Path:
+    result = conn.run(uv("build", "--wheel", "--quiet", "--out-dir", str(out), str(project)))
+    if not result.ok:
+        raise fail(
+            result,
+            f"cannot build the app's wheel from {project}",
+            hint="Check [build-system] in pyproject.toml: 'uv build --wheel' must work there.",
+        )
+    built = sorted(out.glob("*.whl"))
+    if len(built) != 1:
+        raise BuildError(f"building {project} gave {len(built)} wheels; expected exactly one.")
+    return built[0]
+
+
+def _collect_static(project: Path, spec: Spec, out: Path) -> dict[str, str]:
+    mapping = {}
+    for index, (prefix, directory) in enumerate(sorted(spec.static.items())):
+        source = project / directory
+        if not source.is_dir():
+            raise BuildError(
+                f"static directory {directory!r} (for URL prefix {prefix}) is not in {project}.",
+                hint="Fix `static` in the spec, or create the directory.",
+            )
+        name = f"{index}-{Path(directory).name}"
+        shutil.copytree(source, out / name, ignore=shutil.ignore_patterns("__pycache__"))
+        mapping[prefix] = name
+    return mapping
+
+
+def prune_artifacts(cache: Path, keep: int) -> None:
+    """Drop the oldest built artifacts beyond `keep` (hosts keep their own releases)."""
+    built = sorted(artifacts_dir(cache).glob("*/" + MANIFEST), key=lambda p: p.stat().st_mtime)
+    for manifest in built[:-keep] if keep else built:
+        shutil.rmtree(manifest.parent, ignore_errors=True)

@@ -1,0 +1,110 @@
+"""Pinned dependencies: one lock text from uv.lock, requirements.txt or pyproject, plus the server."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from shipyard.build.tools import PythonInfo, fail, uv
+from shipyard.errors import BuildError, SpecError
+from shipyard.hosts.base import Connection
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+def requirement_source(project: Path, setting: str) -> tuple[str, Path | None]:
+    """Which file the pins come from: ('uv.lock'|'requirements'|'pyproject'|'none', path)."""
+    if setting != "auto":
+        if setting == "pyproject":
+            return "pyproject", project / "pyproject.toml"
+        path = project / setting
+        if not path.is_file():
+            raise SpecError(
+                f"build.requirements names {setting!r}, which is not a file in {project}.",
+                hint="Set it to 'auto', 'pyproject', or the path of a requirements file.",
+            )
+        return ("uv.lock" if path.name == "uv.lock" else "requirements"), path
+    for name, kind in (("uv.lock", "uv.lock"), ("requirements.txt", "requirements")):
+        if (project / name).is_file():
+            return kind, project / name
+    if (project / "pyproject.toml").is_file():
+        return "pyproject", project / "pyproject.toml"
+    return "none", None
+
+
+def lock_key(project: Path, setting: str, extra: list[str], python: PythonInfo) -> str:
+    kind, path = requirement_source(project, setting)
+    digest = hashlib.sha256(f"{kind}\0{python.minor}\0{sorted(extra)}".encode())
+    if path is not None:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def compile_lock(
+    conn: Connection, project: Path, setting: str, extra: list[str], python: PythonInfo, cache: Path
+) -> str:
+    """Pinned requirements text; cached by the inputs so a warm build asks no index."""
+    cached = cache / "locks" / f"{lock_key(project, setting, extra, python)}.txt"
+    if cached.is_file():
+        return cached.read_text()
+    kind, path = requirement_source(project, setting)
+    with tempfile.TemporaryDirectory(prefix="shipyard-lock-") as tmp:
+        inputs = [Path(tmp) / "server.in"]
+        inputs[0].write_text("\n".join(extra) + "\n")
+        if kind == "uv.lock":
+            exported = Path(tmp) / "exported.txt"
+            result = conn.run(
+                uv("export", "--frozen", "--no-hashes", "--no-emit-project", "--no-dev",
+                   "--format", "requirements-txt", "-o", str(exported), cwd=project)
+            )
+            if not result.ok:
+                raise fail(result, "cannot export the pins from uv.lock")
+            inputs.append(exported)
+        elif path is not None:
+            inputs.append(path)
+        result = conn.run(
+            uv("pip", "compile", *map(str, inputs), "--python", python.executable,
+               "--python-version", python.minor, "--no-header", "--no-annotate", "--quiet",
+               cwd=project)
+        )
+    if not result.ok:
+        raise fail(
+            result,
+            "cannot resolve the app's dependencies",
+            hint="Check the requirement names and versions; resolving needs the package index once.",
+        )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(result.stdout)
+    return result.stdout
+
+
+def parse_pins(lock_text: str) -> list[Pin]:
+    """name==version pins of a compiled lock, skipping comments and option lines."""
+    pins = []
+    for line in lock_text.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-")):
+            continue
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement as err:
+            raise BuildError(f"cannot read the pinned requirement {line!r}: {err}.") from None
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            continue
+        specs = list(requirement.specifier)
+        if len(specs) != 1 or specs[0].operator != "==":
+            raise BuildError(f"requirement {line!r} is not pinned with '=='.")
+        pins.append(Pin(str(canonicalize_name(requirement.name)), specs[0].version))
+    return pins

@@ -1,0 +1,77 @@
+"""The test gate: the project's own tests in a clean venv, before anything is built."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+from shipyard.build.artifact import BuildInputs, wheel_store
+from shipyard.build.tools import fail, uv
+from shipyard.errors import TestsFailed
+from shipyard.hosts.base import Command, Connection
+from shipyard.spec import Spec
+
+TEST_TIMEOUT = 1800
+
+
+def test_env_key(inputs: BuildInputs, spec: Spec) -> str:
+    digest = hashlib.sha256(f"{inputs.lock}\0{sorted(spec.tests.requirements)}".encode())
+    digest.update(inputs.python.minor.encode())
+    return digest.hexdigest()[:16]
+
+
+def passed_marker(cache: Path, inputs: BuildInputs, spec: Spec) -> Path:
+    digest = hashlib.sha256(f"{inputs.source_sha256}\0{spec.tests.command}".encode())
+    digest.update(test_env_key(inputs, spec).encode())
+    return cache / "tests-passed" / digest.hexdigest()[:24]
+
+
+def run_tests(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: BuildInputs) -> str:
+    """Run the tests; return a one-line summary, or raise TestsFailed with the failing output."""
+    marker = passed_marker(cache, inputs, spec)
+    if marker.exists():
+        return "passed before for this exact source, lock and command (cached)"
+    venv = _ensure_test_venv(conn, spec, cache, inputs)
+    import_root = project / "src" if (project / "src" / spec.top_package).is_dir() else project
+    env = {
+        "PATH": f"{venv}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "VIRTUAL_ENV": str(venv),
+        "PYTHONPATH": str(import_root),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        **spec.env,
+    }
+    argv = tuple(shlex.split(spec.tests.command))
+    result = conn.run(Command(argv, cwd=str(project), env=env, timeout=TEST_TIMEOUT))
+    if not result.ok:
+        raise TestsFailed(
+            f"the app's tests failed, so nothing was deployed (exit {result.exit_code}: "
+            f"{spec.tests.command}).\n{result.output_tail(40)}",
+            hint="Fix the tests, or deploy anyway with --skip-tests (not recommended).",
+        )
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    lines = result.stdout.strip().splitlines()
+    return lines[-1] if lines else "passed"
+
+
+def _ensure_test_venv(conn: Connection, spec: Spec, cache: Path, inputs: BuildInputs) -> Path:
+    venv = cache / "testenvs" / test_env_key(inputs, spec)
+    if (venv / ".complete").exists():
+        return venv
+    shutil.rmtree(venv, ignore_errors=True)
+    created = conn.run(uv("venv", "--quiet", "--python", inputs.python.executable, str(venv)))
+    if not created.ok:
+        raise fail(created, "cannot create the test venv")
+    lock = venv / "requirements.lock"
+    lock.write_text(inputs.lock)
+    installed = conn.run(
+        uv("pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+           "--find-links", str(wheel_store(cache)), "-r", str(lock), *spec.tests.requirements)
+    )
+    if not installed.ok:
+        raise fail(installed, "cannot install the test requirements")
+    (venv / ".complete").touch()
+    return venv

@@ -1,0 +1,328 @@
+"""The release state machine on the local target: deploy, rollback, restart, stop, destroy."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard import runtime
+from shipyard.build import artifact as artifacts
+from shipyard.build.testgate import run_tests
+from shipyard.errors import DeployError, ShipyardError, UsageError
+from shipyard.hosts.base import Connection, execute
+from shipyard.hosts.local import LocalConnection
+from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
+from shipyard.release import (
+    config_upload,
+    install_steps,
+    installed_releases,
+    is_installed,
+    load_config,
+    release_spec,
+    remove_release,
+)
+from shipyard.spec import Spec
+from shipyard.state import AppState, ReleaseRecord, app_lock, holder, load_state, now, save_state
+from shipyard.supervisor import Supervisor
+from shipyard.switch import Outcome, Switch, listen_url
+from shipyard.ui import Reporter
+
+DEFAULT_LOCK_WAIT = 120.0
+
+
+@dataclass(frozen=True)
+class LocalTarget:
+    """This machine, under one base directory, running shipyard's own nginx and supervisord."""
+
+    conn: Connection
+    host: HostLayout
+    cache: Path
+    listen: str
+
+    @classmethod
+    def for_spec(cls, spec: Spec, name: str = "local") -> LocalTarget:
+        target = spec.target(name)
+        base = Path(target.base_dir).expanduser().absolute() if target.base_dir else default_base_dir()
+        return cls(LocalConnection(), HostLayout(base), default_cache_dir(), target.listen or spec.listen)
+
+    def app(self, spec: Spec) -> AppLayout:
+        return self.host.app(spec.name)
+
+    def url(self, spec: Spec) -> str:
+        return listen_url(self.listen, "/")
+
+
+def deploy(
+    project: Path,
+    spec: Spec,
+    target: LocalTarget,
+    reporter: Reporter,
+    *,
+    skip_tests: bool = False,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> Outcome:
+    """Test, build, install, release command, switch, record, prune."""
+    app = target.app(spec)
+    app.check_socket_paths()
+    runtime.find_nginx()
+    with app_lock(app, "deploy", lock_wait):
+        _ensure_secrets(target, spec, app, reporter)
+        with reporter.stage("resolve dependencies"):
+            inputs = artifacts.gather_inputs(target.conn, project, spec, target.cache)
+            artifacts.fill_wheels(target.conn, target.cache, inputs)
+        if skip_tests or not spec.tests.enabled:
+            reporter.warn("tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)"))
+        else:
+            with reporter.stage("test"):
+                reporter.note(run_tests(target.conn, project, spec, target.cache, inputs))
+        with reporter.stage("build"):
+            artifact = artifacts.build(target.conn, project, spec, target.cache, inputs)
+            reporter.note(f"artifact {artifact.id}" + (" (unchanged, reused)" if artifact.reused else ""))
+        with reporter.stage("install"):
+            _install(target, spec, app, artifact)
+        state = load_state(app)
+        _record_installed(state, artifact)
+        save_state(app, state)
+        with reporter.stage("runtime"):
+            supervisor = runtime.ensure_runtime(target.conn, target.host)
+        with reporter.stage("release + switch"):
+            outcome = _switch(target, supervisor, app, artifact.id, state, "deploy", release_cmd=True)
+        with reporter.stage("prune"):
+            _prune(app, state, spec.keep)
+            artifacts.prune_artifacts(target.cache, keep=max(spec.keep * 4, 20))
+    return outcome
+
+
+def _ensure_secrets(target: LocalTarget, spec: Spec, app: AppLayout, reporter: Reporter) -> None:
+    """Generate the secrets the spec says to generate; refuse to go on without required ones."""
+    config = load_config(app)
+    missing = [k for k, how in spec.secrets.items() if how == "required" and k not in config]
+    if missing:
+        raise DeployError(
+            f"app {spec.name} needs the secret(s) {', '.join(missing)}, which are not set.",
+            hint=f"Set them first: shipyard config set {missing[0]}=... (nothing was deployed).",
+        )
+    generate = [k for k, how in spec.secrets.items() if how == "generate" and k not in config]
+    if generate:
+        config.update({key: secrets.token_urlsafe(32) for key in generate})
+        target.conn.put(config_upload(app, config))
+        reporter.note(f"generated secret(s) {', '.join(generate)} (see 'shipyard config list')")
+
+
+def _install(target: LocalTarget, spec: Spec, app: AppLayout, artifact: artifacts.Artifact) -> None:
+    if is_installed(app, artifact.id):
+        return
+    python = artifacts.find_python(spec.python).executable
+    steps = install_steps(spec, app, artifact, artifacts.wheel_store(target.cache), python)
+    try:
+        for step in steps:
+            execute(target.conn, step)
+    except BaseException:
+        remove_release(app, artifact.id)
+        raise
+
+
+def _record_installed(state: AppState, artifact: artifacts.Artifact) -> None:
+    existing = state.record(artifact.id)
+    if existing is None:
+        state.upsert(
+            ReleaseRecord(
+                id=artifact.id,
+                created=artifact.manifest.created,
+                version=artifact.manifest.app_wheel.file.split("-")[1],
+                git_sha=artifact.manifest.git_sha,
+            )
+        )
+
+
+def _switch(
+    target: LocalTarget,
+    supervisor: Supervisor,
+    app: AppLayout,
+    release_id: str,
+    state: AppState,
+    action: str,
+    *,
+    release_cmd: bool,
+    config: dict[str, str] | None = None,
+) -> Outcome:
+    live = (state.live, state.slot) if state.live and state.slot else None
+    switch = Switch(
+        target.conn,
+        supervisor,
+        app,
+        release_id,
+        config=load_config(app) if config is None else config,
+        listen=target.listen,
+        live=live,
+        run_release_command=release_cmd,
+    )
+    try:
+        outcome = switch.run()
+    except ShipyardError as err:
+        state.set_status(release_id, "failed" if state.live != release_id else "live")
+        state.log(action, release_id, f"failed: {err.message.splitlines()[0]}")
+        save_state(app, state)
+        raise
+    if state.live and state.live != release_id:
+        state.set_status(state.live, "previous")
+    state.set_status(release_id, "live", deployed_at=now(), deployed_by=holder())
+    state.live, state.slot = outcome.release, outcome.slot
+    state.log(action, release_id, f"slot {outcome.slot}")
+    save_state(app, state)
+    return outcome
+
+
+def _prune(app: AppLayout, state: AppState, keep: int) -> None:
+    """Keep the live release and the newest `keep` others that are on disk."""
+    on_disk = set(installed_releases(app))
+    ordered = sorted(
+        (r for r in state.releases if r.id in on_disk),
+        key=lambda r: (r.id == state.live, r.deployed_at or r.created),
+        reverse=True,
+    )
+    for record in ordered[keep:]:
+        if record.id != state.live:
+            remove_release(app, record.id)
+            state.set_status(record.id, "pruned")
+    save_state(app, state)
+
+
+def rollback(spec: Spec, target: LocalTarget, reporter: Reporter, to: str | None,
+             lock_wait: float = DEFAULT_LOCK_WAIT) -> Outcome:
+    app = target.app(spec)
+    with app_lock(app, "rollback", lock_wait):
+        state = load_state(app)
+        release_id = _rollback_target(app, state, to)
+        with reporter.stage(f"switch to {release_id}"):
+            supervisor = runtime.ensure_runtime(target.conn, target.host)
+            return _switch(target, supervisor, app, release_id, state, "rollback", release_cmd=False)
+
+
+def _rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
+    on_disk = installed_releases(app)
+    if to:
+        matches = [rid for rid in on_disk if rid.startswith(to)]
+        if len(matches) != 1:
+            known = ", ".join(on_disk) or "none"
+            what = "matches several releases" if matches else "is not a release on disk"
+            raise UsageError(f"--to {to!r} {what}; releases on disk: {known}.",
+                             hint="See 'shipyard releases'.")
+        if matches[0] == state.live:
+            raise UsageError(f"release {matches[0]} is already live.")
+        return matches[0]
+    candidates = sorted(
+        (r for r in state.releases if r.id in on_disk and r.id != state.live and r.deployed_at),
+        key=lambda r: r.deployed_at,
+        reverse=True,
+    )
+    if not candidates:
+        raise UsageError(
+            f"app {app.name} has no earlier release on disk to roll back to.",
+            hint="'shipyard releases' lists what is there.",
+        )
+    return candidates[0].id
+
+
+def restart(spec: Spec, target: LocalTarget, reporter: Reporter, config: dict[str, str] | None = None,
+            action: str = "restart", lock_wait: float = DEFAULT_LOCK_WAIT) -> Outcome | None:
+    """Zero-downtime restart of the live release (with new config when given).
+
+    The config is saved only after the switch succeeded, so a config that breaks the app
+    never replaces the one that works.
+    """
+    app = target.app(spec)
+    with app_lock(app, action, lock_wait):
+        state = load_state(app)
+        if state.live is None:
+            if config is not None:
+                target.conn.put(config_upload(app, config))
+            return None
+        with reporter.stage(f"{action}: start {state.live} with the new settings"):
+            supervisor = runtime.ensure_runtime(target.conn, target.host)
+            outcome = _switch(target, supervisor, app, state.live, state, action,
+                              release_cmd=False, config=config)
+        if config is not None:
+            target.conn.put(config_upload(app, config))
+        return outcome
+
+
+def stop(spec: Spec, target: LocalTarget) -> list[str]:
+    app = target.app(spec)
+    state = load_state(app)
+    supervisor = Supervisor(target.host.supervisor_socket)
+    if state.slot is None or not supervisor.is_running():
+        return []
+    names = _programs(app, state)
+    for name in names:
+        supervisor.stop(name)
+    return names
+
+
+def start(spec: Spec, target: LocalTarget) -> list[str]:
+    app = target.app(spec)
+    state = load_state(app)
+    if state.slot is None:
+        raise UsageError(f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'.")
+    supervisor = runtime.ensure_runtime(target.conn, target.host)
+    names = _programs(app, state)
+    for name in names:
+        supervisor.start(name)
+    return names
+
+
+def _programs(app: AppLayout, state: AppState) -> list[str]:
+    assert state.live is not None and state.slot is not None
+    spec = release_spec(app, state.live)
+    return [app.program(p, state.slot) for p in ("web", *sorted(spec.processes))]
+
+
+def destroy(spec: Spec, target: LocalTarget, purge: bool) -> None:
+    """Remove the app: its processes, nginx site, releases; its shared data only with purge."""
+    app = target.app(spec)
+    with app_lock(app, "destroy", 0):
+        supervisor = Supervisor(target.host.supervisor_socket)
+        running = supervisor.is_running()
+        for slot in ("blue", "green"):
+            app.program_file(slot).unlink(missing_ok=True)
+        had_site = app.site_file.exists()
+        app.site_file.unlink(missing_ok=True)
+        if running:
+            supervisor.update()
+            if had_site:
+                runtime.reload_nginx(target.conn, target.host, supervisor)
+        for path in (app.releases, app.current, app.state_file):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+        if purge:
+            shutil.rmtree(app.shared, ignore_errors=True)
+    if purge:
+        app.lock_file.unlink(missing_ok=True)
+        if app.root.is_dir() and not any(app.root.iterdir()):
+            app.root.rmdir()
+    if not target.host.apps():
+        runtime.stop_runtime(target.host)
+
+
+def require_deployed(app: AppLayout, state: AppState) -> tuple[str, str]:
+    if state.live is None or state.slot is None:
+        raise DeployError(
+            f"app {app.name} is not deployed under {app.host.base}.",
+            hint="Run 'shipyard deploy' first (or set SHIPYARD_HOME to where it was deployed).",
+        )
+    return state.live, state.slot
+
+
+def run_argv(app: AppLayout, state: AppState, command: list[str]) -> list[str]:
+    """The argv of a one-off command in the live release's environment."""
+    release_id, slot = require_deployed(app, state)
+    env_file = app.env_file(slot)
+    if not os.access(env_file, os.R_OK):
+        raise DeployError(f"cannot read the app's environment {env_file}.",
+                          hint="Run shipyard as the user that deployed the app.")
+    return [str(app.host.launcher), str(env_file), str(app.release(release_id)), *command]

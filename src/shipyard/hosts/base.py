@@ -1,0 +1,121 @@
+"""Steps as values (Command, Upload, Symlink) and the Connection protocol that runs them."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Protocol
+
+MASK = "***"
+
+
+class Secret(str):
+    """A string that never shows itself in logs, reprs or printed commands."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return MASK
+
+    def masked(self) -> str:
+        return MASK
+
+
+def _mask(arg: str) -> str:
+    return MASK if isinstance(arg, Secret) else arg
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command as argv; quoted only at the edge that needs a shell."""
+
+    argv: tuple[str, ...]
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    sudo: bool = False
+    timeout: float | None = None
+    check: bool = True
+
+    def __str__(self) -> str:
+        return shlex.join(_mask(arg) for arg in self.argv)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """File content to write at `dest` atomically (write then rename)."""
+
+    content: bytes
+    dest: PurePosixPath
+    mode: int = 0o644
+
+    def __str__(self) -> str:
+        return f"write {self.dest} ({len(self.content)} bytes, mode {self.mode:o})"
+
+
+@dataclass(frozen=True)
+class Symlink:
+    """Point `link` at `target`, replacing any existing link atomically."""
+
+    target: str
+    link: PurePosixPath
+
+    def __str__(self) -> str:
+        return f"link {self.link} -> {self.target}"
+
+
+Step = Command | Upload | Symlink
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a command did: carries the command so a failure can explain itself."""
+
+    host: str
+    command: Command
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def output_tail(self, lines: int = 25) -> str:
+        text = "\n".join(part for part in (self.stdout.strip(), self.stderr.strip()) if part)
+        tail = text.splitlines()[-lines:]
+        return "\n".join(f"  | {line}" for line in tail) if tail else "  (no output)"
+
+
+class Connection(Protocol):
+    """Runs steps on one host."""
+
+    host: str
+
+    def run(self, command: Command) -> Result: ...
+
+    def put(self, upload: Upload) -> None: ...
+
+    def link(self, symlink: Symlink) -> None: ...
+
+    def read(self, path: PurePosixPath) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
+def execute(conn: Connection, step: Step) -> Result | None:
+    """Run one step; raise CommandFailed when a checked command fails."""
+    from shipyard.errors import CommandFailed
+
+    if isinstance(step, Command):
+        result = conn.run(step)
+        if step.check and not result.ok:
+            raise CommandFailed(result)
+        return result
+    if isinstance(step, Upload):
+        conn.put(step)
+    else:
+        conn.link(step)
+    return None

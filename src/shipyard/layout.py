@@ -1,0 +1,200 @@
+"""Where everything lives on a host: one Layout object, passed in, never global."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.errors import UsageError
+
+# Linux unix socket paths must fit sockaddr_un.sun_path (108 bytes with the NUL).
+MAX_SOCKET_PATH = 107
+SLOTS = ("blue", "green")
+
+
+def default_base_dir() -> Path:
+    """$SHIPYARD_HOME, else the user's XDG data directory."""
+    if home := os.environ.get("SHIPYARD_HOME"):
+        return Path(home).expanduser().absolute()
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data).expanduser().absolute() / "shipyard"
+
+
+def default_cache_dir() -> Path:
+    """$SHIPYARD_CACHE, else the user's XDG cache directory: builds are shared across targets."""
+    if cache := os.environ.get("SHIPYARD_CACHE"):
+        return Path(cache).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser().absolute() / "shipyard"
+
+
+@dataclass(frozen=True)
+class HostLayout:
+    """The per-host runtime shared by every app under one base directory."""
+
+    base: Path
+
+    @property
+    def runtime(self) -> Path:
+        return self.base / ".shipyard"
+
+    @property
+    def wheels(self) -> Path:
+        return self.runtime / "wheels"
+
+    @property
+    def bin(self) -> Path:
+        return self.runtime / "bin"
+
+    @property
+    def launcher(self) -> Path:
+        return self.bin / "shipyard-exec"
+
+    @property
+    def logs(self) -> Path:
+        return self.runtime / "logs"
+
+    @property
+    def supervisor_conf(self) -> Path:
+        return self.runtime / "supervisord.conf"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.runtime / "supervisor.sock"
+
+    @property
+    def supervisor_pidfile(self) -> Path:
+        return self.runtime / "supervisord.pid"
+
+    @property
+    def programs(self) -> Path:
+        return self.runtime / "programs"
+
+    @property
+    def nginx_dir(self) -> Path:
+        return self.runtime / "nginx"
+
+    @property
+    def nginx_conf(self) -> Path:
+        return self.nginx_dir / "nginx.conf"
+
+    @property
+    def nginx_sites(self) -> Path:
+        return self.nginx_dir / "sites"
+
+    @property
+    def nginx_pidfile(self) -> Path:
+        return self.nginx_dir / "nginx.pid"
+
+    @property
+    def nginx_error_log(self) -> Path:
+        return self.logs / "nginx-error.log"
+
+    def app(self, name: str) -> AppLayout:
+        return AppLayout(self, name)
+
+    def apps(self) -> list[str]:
+        """Names of the apps deployed under this base (those with a state file)."""
+        if not self.base.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.base.glob("*/state.json"))
+
+
+@dataclass(frozen=True)
+class AppLayout:
+    """One app's directories: releases, the `current` link, shared data, state and lock."""
+
+    host: HostLayout
+    name: str
+
+    @property
+    def root(self) -> Path:
+        return self.host.base / self.name
+
+    @property
+    def releases(self) -> Path:
+        return self.root / "releases"
+
+    def release(self, release_id: str) -> Path:
+        return self.releases / release_id
+
+    def venv(self, release_id: str) -> Path:
+        return self.release(release_id) / "venv"
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def shared(self) -> Path:
+        return self.root / "shared"
+
+    @property
+    def var(self) -> Path:
+        """Target of each release venv's `var/`, where Flask keeps its instance folder."""
+        return self.shared / "var"
+
+    @property
+    def data(self) -> Path:
+        return self.shared / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.shared / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.shared / "run"
+
+    @property
+    def config_file(self) -> Path:
+        """Config vars set with `shipyard config set` (0600)."""
+        return self.shared / "config.json"
+
+    def env_file(self, slot: str) -> Path:
+        return self.shared / f"env.{slot}"
+
+    def socket(self, slot: str) -> Path:
+        return self.run / f"{slot}.sock"
+
+    def program(self, process: str, slot: str) -> str:
+        return f"{self.name}-{process}-{slot}"
+
+    def program_file(self, slot: str) -> Path:
+        return self.host.programs / f"{self.name}.{slot}.conf"
+
+    def app_log(self, process: str, slot: str) -> Path:
+        return self.logs / f"{process}-{slot}.log"
+
+    @property
+    def access_log(self) -> Path:
+        return self.logs / "access.log"
+
+    @property
+    def error_log(self) -> Path:
+        return self.logs / "nginx-error.log"
+
+    @property
+    def site_file(self) -> Path:
+        return self.host.nginx_sites / f"{self.name}.conf"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    def check_socket_paths(self) -> None:
+        longest = max(
+            [self.socket(slot) for slot in SLOTS] + [self.host.supervisor_socket],
+            key=lambda p: len(str(p)),
+        )
+        if len(str(longest).encode()) > MAX_SOCKET_PATH:
+            raise UsageError(
+                f"the base directory {self.host.base} is too deep: the socket path {longest} is "
+                f"longer than the {MAX_SOCKET_PATH} bytes Linux allows.",
+                hint="Set SHIPYARD_HOME (or the target's base_dir) to a shorter path.",
+            )

@@ -1,0 +1,166 @@
+"""The per-host runtime: shipyard's own supervisord and nginx under the base directory."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import sys
+import time
+from pathlib import Path, PurePosixPath
+
+from shipyard import render
+from shipyard.errors import CommandFailed, DeployError, HostError
+from shipyard.hosts.base import Command, Connection, Upload, execute
+from shipyard.layout import HostLayout
+from shipyard.render import NginxBinary
+from shipyard.supervisor import Supervisor
+
+NGINX_PROGRAM = "nginx"
+NGINX_SEARCH = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+
+
+def find_nginx(host: str = "local") -> NginxBinary:
+    path = shutil.which("nginx") or next((p for p in NGINX_SEARCH if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise HostError(
+            host,
+            "nginx is not installed (looked on PATH and in /usr/sbin, /usr/local/sbin).",
+            hint="Install it: 'sudo apt-get install -y nginx' (Debian/Ubuntu), then deploy again.",
+        )
+    etc = Path("/etc/nginx")
+    mime = etc / "mime.types"
+    params = etc / "uwsgi_params"
+    return NginxBinary(
+        path=path,
+        mime_types=str(mime) if mime.is_file() else None,
+        uwsgi_params=str(params) if params.is_file() else None,
+    )
+
+
+def runtime_files(host: HostLayout, nginx: NginxBinary) -> list[Upload]:
+    """The files of the runtime itself; rewriting an unchanged one is skipped by the caller."""
+    run_as = "root root" if os.geteuid() == 0 else None
+    return [
+        Upload(render.launcher_script(), _posix(host.launcher), mode=0o755),
+        Upload(render.nginx_main_conf(host, nginx, run_as).encode(), _posix(host.nginx_conf)),
+        Upload(render.supervisord_conf(host, nginx, None).encode(), _posix(host.supervisor_conf)),
+    ]
+
+
+def ensure_runtime(conn: Connection, host: HostLayout) -> Supervisor:
+    """Make the base's supervisord and nginx run with current configs; return the client."""
+    nginx = find_nginx(conn.host)
+    for directory in (host.logs, host.programs, host.nginx_sites, host.nginx_dir / "tmp", host.wheels):
+        directory.mkdir(parents=True, exist_ok=True)
+    changed = write_if_changed(conn, runtime_files(host, nginx))
+    supervisor = Supervisor(host.supervisor_socket, conn.host)
+    if not supervisor.is_running():
+        test_nginx(conn, host, nginx)
+        _start_supervisord(conn, host, supervisor)
+        return supervisor
+    if _posix(host.nginx_conf) in changed:
+        reload_nginx(conn, host, supervisor)
+    if _posix(host.supervisor_conf) in changed:
+        supervisor.update()
+    return supervisor
+
+
+def write_if_changed(conn: Connection, uploads: list[Upload]) -> set[PurePosixPath]:
+    changed = set()
+    for upload in uploads:
+        if conn.read(upload.dest) != upload.content:
+            conn.put(upload)
+            changed.add(upload.dest)
+    return changed
+
+
+def test_nginx(conn: Connection, host: HostLayout, nginx: NginxBinary | None = None) -> None:
+    nginx = nginx or find_nginx(conn.host)
+    command = Command((*render.nginx_command(host, nginx), "-t", "-q"), timeout=30)
+    result = conn.run(command)
+    if not result.ok:
+        raise CommandFailed(
+            result,
+            what="nginx rejected the configuration (nginx -t)",
+            hint="Nothing was reloaded: the serving release is untouched. Fix the config and retry.",
+        )
+
+
+def reload_nginx(conn: Connection, host: HostLayout, supervisor: Supervisor, grace: float = 60) -> None:
+    """Test the config, reload gracefully, and wait until the old workers have finished.
+
+    Old workers finish their in-flight requests on the old upstream; waiting for them is what
+    makes it safe to stop the old app server right after.
+    """
+    test_nginx(conn, host)
+    info = supervisor.process(NGINX_PROGRAM)
+    if info is None or info.state != "RUNNING":
+        supervisor.start(NGINX_PROGRAM, wait=True)
+        return
+    old_workers = _children(info.pid)
+    supervisor.signal(NGINX_PROGRAM, "HUP")
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        current = _children(info.pid)
+        if current and not (current & old_workers):
+            return
+        time.sleep(0.01)
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return {int(part) for part in text.split()}
+    except OSError:
+        return _children_by_scan(pid)
+
+
+def _children_by_scan(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _start_supervisord(conn: Connection, host: HostLayout, supervisor: Supervisor) -> None:
+    host.supervisor_socket.unlink(missing_ok=True)
+    command = Command(
+        (sys.executable, "-m", "supervisor.supervisord", "-c", str(host.supervisor_conf)),
+        timeout=30,
+    )
+    execute(conn, command)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if supervisor.is_running():
+            return
+        time.sleep(0.05)
+    raise DeployError(
+        f"supervisord did not come up on {host.supervisor_socket} within 10 s.",
+        hint=f"See {host.logs / 'supervisord.log'}.",
+    )
+
+
+def stop_runtime(host: HostLayout) -> bool:
+    """Shut down the base's supervisord (and with it nginx and every app). True if it ran."""
+    supervisor = Supervisor(host.supervisor_socket)
+    if not supervisor.is_running():
+        return False
+    supervisor.shutdown()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and host.supervisor_pidfile.exists():
+        time.sleep(0.05)
+    return True
+
+
+def current_user() -> str:
+    return getpass.getuser()
+
+
+def _posix(path: Path) -> PurePosixPath:
+    return PurePosixPath(path)

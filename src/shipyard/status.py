@@ -1,0 +1,43 @@
+"""What is running for an app: live release, processes, health through nginx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard import health
+from shipyard.deploy import LocalTarget
+from shipyard.spec import Spec
+from shipyard.state import load_state
+from shipyard.supervisor import Supervisor
+from shipyard.switch import host_header, listen_url
+
+
+def app_status(spec: Spec, target: LocalTarget) -> dict[str, Any]:
+    app = target.app(spec)
+    state = load_state(app)
+    supervisor = Supervisor(target.host.supervisor_socket)
+    running = supervisor.is_running()
+    prefix = f"{spec.name}-"
+    processes = [
+        {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
+        for p in (supervisor.processes() if running else [])
+        if p.name.startswith(prefix) or p.name == "nginx"
+    ]
+    url = listen_url(target.listen, spec.healthcheck.path)
+    probe = (
+        health.probe_url(url, host_header(spec), spec.healthcheck.status)
+        if running and state.live
+        else health.Probe(False, "not deployed" if not state.live else "runtime not running")
+    )
+    return {
+        "app": spec.name,
+        "url": target.url(spec),
+        "base_dir": str(target.host.base),
+        "release": state.live,
+        "slot": state.slot,
+        "supervisord": running,
+        "processes": processes,
+        "healthy": probe.ok and probe.release == state.live,
+        "health": probe.detail,
+        "serving_release": probe.release,
+    }

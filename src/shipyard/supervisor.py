@@ -1,0 +1,137 @@
+"""A typed client for supervisord's XML-RPC interface over its unix socket."""
+
+from __future__ import annotations
+
+import http.client
+import xmlrpc.client
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from supervisor.xmlrpc import SupervisorTransport
+
+from shipyard.errors import HostError
+
+# supervisor.xmlrpc.Faults values we act on
+BAD_NAME = 10
+NOT_RUNNING = 70
+ALREADY_STARTED = 60
+STILL_RUNNING = 91
+
+RUNNING_STATES = {"RUNNING"}
+FAILED_STATES = {"FATAL", "EXITED", "BACKOFF", "UNKNOWN"}
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    name: str
+    group: str
+    state: str
+    pid: int
+    description: str
+    exitstatus: int
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> ProcessInfo:
+        return cls(
+            name=raw["name"],
+            group=raw["group"],
+            state=raw["statename"],
+            pid=int(raw["pid"]),
+            description=raw["description"],
+            exitstatus=int(raw["exitstatus"]),
+        )
+
+
+class Supervisor:
+    """supervisord reached through its socket; every call is one XML-RPC round trip."""
+
+    def __init__(self, socket: Path, host: str = "local") -> None:
+        self.socket = socket
+        self.host = host
+        self._transport = SupervisorTransport(None, None, f"unix://{socket}")
+        self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=self._transport)
+
+    @property
+    def _rpc(self) -> Any:
+        return self._proxy.supervisor
+
+    def is_running(self) -> bool:
+        try:
+            return bool(self._rpc.getState()["statename"] == "RUNNING")
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException):
+            self._transport.close()  # a failed request leaves the cached connection unusable
+            return False
+
+    def processes(self) -> list[ProcessInfo]:
+        return [ProcessInfo.parse(raw) for raw in self._call("getAllProcessInfo")]
+
+    def process(self, name: str) -> ProcessInfo | None:
+        try:
+            return ProcessInfo.parse(self._call("getProcessInfo", f"{name}:{name}"))
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode == BAD_NAME:
+                return None
+            raise
+
+    def update(self) -> list[str]:
+        """Apply config changes like `supervisorctl update`; return the groups added or changed.
+
+        Added groups autostart; changed ones are stopped, removed and added again.
+        """
+        added, changed, removed = self._call("reloadConfig")[0]
+        for group in removed:
+            self._stop_group(group)
+            self._call("removeProcessGroup", group)
+        for group in changed:
+            self._stop_group(group)
+            self._call("removeProcessGroup", group)
+            self._call("addProcessGroup", group)
+        for group in added:
+            self._call("addProcessGroup", group)
+        return [*added, *changed]
+
+    def start(self, name: str, wait: bool = False) -> None:
+        try:
+            self._call("startProcess", f"{name}:{name}", wait)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode != ALREADY_STARTED:
+                raise
+
+    def stop(self, name: str, wait: bool = True) -> None:
+        try:
+            self._call("stopProcess", f"{name}:{name}", wait)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in (NOT_RUNNING, BAD_NAME):
+                raise
+
+    def signal(self, name: str, signal: str) -> None:
+        self._call("signalProcess", f"{name}:{name}", signal)
+
+    def log_tail(self, name: str, length: int = 4000) -> str:
+        try:
+            text, _offset, _overflow = self._call("tailProcessStdoutLog", f"{name}:{name}", 0, length)
+        except xmlrpc.client.Fault:
+            return ""
+        return cast(str, text)
+
+    def shutdown(self) -> None:
+        self._call("shutdown")
+
+    def _stop_group(self, group: str) -> None:
+        try:
+            self._call("stopProcessGroup", group, True)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in (NOT_RUNNING, BAD_NAME):
+                raise
+
+    def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._rpc, method)(*args)
+        except (OSError, http.client.HTTPException) as err:
+            self._transport.close()
+            raise HostError(
+                self.host,
+                f"cannot reach supervisord at {self.socket} ({getattr(err, 'strerror', None) or err}).",
+                hint="Run 'shipyard status' to see the runtime, or deploy again to restart it.",
+            ) from None

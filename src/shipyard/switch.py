@@ -1,0 +1,208 @@
+"""The zero-downtime switch: start the new release on the idle slot, check it, point nginx at it."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from shipyard import health, render, runtime
+from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
+from shipyard.hosts.base import Command, Connection, Symlink, Upload
+from shipyard.layout import AppLayout
+from shipyard.release import app_environment, release_spec, static_dirs
+from shipyard.spec import Spec
+from shipyard.supervisor import FAILED_STATES, Supervisor
+
+RELEASE_COMMAND_TIMEOUT = 1800
+NGINX_CHECK_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    release: str
+    slot: str
+    previous: str | None
+
+
+def listen_url(listen: str, path: str = "/") -> str:
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "*", "[::]", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}{path}"
+
+
+def host_header(spec: Spec) -> str:
+    return spec.domains[0] if spec.domains else "localhost"
+
+
+class Switch:
+    """Move an app's traffic to `release_id` with no failed request; undo on any failure.
+
+    Order matters: the new server must answer on its own socket before nginx is pointed at it,
+    and the old server is stopped only after nginx's old workers have finished.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        supervisor: Supervisor,
+        app: AppLayout,
+        release_id: str,
+        *,
+        config: dict[str, str],
+        listen: str,
+        live: tuple[str, str] | None,
+        run_release_command: bool,
+    ) -> None:
+        self.conn = conn
+        self.supervisor = supervisor
+        self.app = app
+        self.release_id = release_id
+        self.spec = release_spec(app, release_id)
+        self.config = config
+        self.listen = listen
+        self.live = live
+        self.run_release_command = run_release_command
+        old_slot = live[1] if live else None
+        self.slot = "green" if old_slot == "blue" else "blue"
+
+    def run(self) -> Outcome:
+        self._write_env()
+        if self.run_release_command and self.spec.release:
+            self._release_command()
+        self._start_new()
+        try:
+            self._check_new_socket()
+            self._point_nginx_at(self.slot, self.release_id)
+        except BaseException:
+            self._stop_slot(self.slot)
+            raise
+        try:
+            self._check_through_nginx()
+        except BaseException:
+            self._switch_back()
+            raise
+        self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
+        if self.live is not None and self.live[1] != self.slot:
+            self._stop_slot(self.live[1])
+        return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+
+    def _write_env(self) -> None:
+        env = app_environment(self.spec, self.app, self.release_id, self.config)
+        self.conn.put(Upload(render.env_file(env), _posix(self.app.env_file(self.slot)), mode=0o600))
+
+    def _release_command(self) -> None:
+        argv = (
+            str(self.app.host.launcher),
+            str(self.app.env_file(self.slot)),
+            str(self.app.release(self.release_id)),
+            *shlex.split(self.spec.release),
+        )
+        result = self.conn.run(Command(argv, timeout=RELEASE_COMMAND_TIMEOUT))
+        if not result.ok:
+            raise CommandFailed(
+                result,
+                what=f"the release command failed ({self.spec.release})",
+                hint="Nothing was switched: the serving release keeps serving. Fix the command "
+                "(try it with 'shipyard run -- ...') and deploy again.",
+            )
+
+    def _start_new(self) -> None:
+        conf = render.program_conf(
+            self.spec, self.app, self.release_id, self.slot, self.app.host.launcher
+        )
+        self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
+        self.app.socket(self.slot).unlink(missing_ok=True)
+        self.supervisor.update()
+
+    def _check_new_socket(self) -> None:
+        program = self.app.program("web", self.slot)
+        first_pid: list[int] = []
+
+        def crashed() -> str | None:
+            info = self.supervisor.process(program)
+            if info is None:
+                return "its supervisor program is gone"
+            if info.pid:
+                first_pid.append(info.pid)
+            if info.state in FAILED_STATES or (first_pid and info.pid not in (0, first_pid[0])):
+                return f"the app server exited ({info.state}: {info.description})"
+            return None
+
+        check = self.spec.healthcheck
+        probe = health.wait_until(
+            lambda: health.probe_socket(
+                self.app.socket(self.slot), check.path, host_header(self.spec), check.status
+            ),
+            check.timeout,
+            give_up=crashed,
+        )
+        if not probe.ok:
+            tail = self.supervisor.log_tail(program).strip().splitlines()[-30:]
+            raise HealthCheckFailed(
+                f"release {self.release_id} failed its health check (GET {check.path} on "
+                f"{self.app.socket(self.slot)}): {probe.detail}.\n"
+                + "\n".join(f"  | {line}" for line in tail),
+                hint="Nothing was switched: the serving release keeps serving. See the app's "
+                f"output above (full log: {self.app.app_log('web', self.slot)}).",
+            )
+
+    def _point_nginx_at(self, slot: str, release_id: str) -> None:
+        previous = self.conn.read(_posix(self.app.site_file))
+        content = render.site_conf(
+            release_spec(self.app, release_id),
+            self.app,
+            release_id,
+            slot,
+            static_dirs(self.app, release_id),
+            self.listen,
+            runtime.find_nginx(self.conn.host),
+        )
+        self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
+        try:
+            runtime.reload_nginx(self.conn, self.app.host, self.supervisor)
+        except BaseException:
+            self._restore_site(previous)
+            raise
+
+    def _restore_site(self, previous: bytes | None) -> None:
+        if previous is None:
+            self.app.site_file.unlink(missing_ok=True)
+        else:
+            self.conn.put(Upload(previous, _posix(self.app.site_file)))
+
+    def _check_through_nginx(self) -> None:
+        url = listen_url(self.listen, self.spec.healthcheck.path)
+        statuses = self.spec.healthcheck.status
+
+        def check() -> health.Probe:
+            probe = health.probe_url(url, host_header(self.spec), statuses)
+            if probe.ok and probe.release != self.release_id:
+                return health.Probe(False, f"answered by release {probe.release}", probe.release)
+            return probe
+
+        probe = health.wait_until(check, NGINX_CHECK_TIMEOUT)
+        if not probe.ok:
+            raise DeployError(
+                f"release {self.release_id} answered on its socket but not through nginx at "
+                f"{url}: {probe.detail}.",
+                hint=f"Switched back: the previous release keeps serving. Is something else "
+                f"listening on {self.listen}? See {self.app.host.nginx_error_log}.",
+            )
+
+    def _switch_back(self) -> None:
+        if self.live is not None:
+            self._point_nginx_at(self.live[1], self.live[0])
+        else:
+            self.app.site_file.unlink(missing_ok=True)
+            runtime.reload_nginx(self.conn, self.app.host, self.supervisor)
+        self._stop_slot(self.slot)
+
+    def _stop_slot(self, slot: str) -> None:
+        self.app.program_file(slot).unlink(missing_ok=True)
+        self.supervisor.update()
+
+
+def _posix(path: Path) -> PurePosixPath:
+    return PurePosixPath(path)
