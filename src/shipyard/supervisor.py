@@ -91,6 +91,14 @@ class Supervisor:
             self._call("addProcessGroup", group)
         return [*added, *changed]
 
+    def retire(self, group: str) -> None:
+        """Ask a group to stop gracefully without waiting; the next update() removes it."""
+        try:
+            self._call("stopProcessGroup", group, False)
+        except xmlrpc.client.Fault as fault:
+            if fault.faultCode not in (NOT_RUNNING, BAD_NAME):
+                raise
+
     def start(self, name: str, wait: bool = False) -> None:
         try:
             self._call("startProcess", f"{name}:{name}", wait)

@@ -66,6 +66,7 @@ class Switch:
         self.run_release_command = run_release_command
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
+        self._log_offset = 0
 
     def run(self) -> Outcome:
         self._write_env()
@@ -85,7 +86,7 @@ class Switch:
             raise
         self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
         if self.live is not None and self.live[1] != self.slot:
-            self._stop_slot(self.live[1])
+            self._retire_slot(self.live[1])
         return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
 
     def _write_env(self) -> None:
@@ -114,7 +115,12 @@ class Switch:
         )
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
         self.app.socket(self.slot).unlink(missing_ok=True)
+        log = self.conn.read(_posix(self.app.app_log("web", self.slot)))
+        self._log_offset = len(log) if log else 0
         self.supervisor.update()
+        # A group whose config did not change since it was retired is loaded but stopped.
+        for process in ("web", *sorted(self.spec.processes)):
+            self.supervisor.start(self.app.program(process, self.slot))
 
     def _check_new_socket(self) -> None:
         program = self.app.program("web", self.slot)
@@ -139,7 +145,8 @@ class Switch:
             give_up=crashed,
         )
         if not probe.ok:
-            tail = self.supervisor.log_tail(program).strip().splitlines()[-30:]
+            log = self.conn.read(_posix(self.app.app_log("web", self.slot))) or b""
+            tail = log[self._log_offset :].decode(errors="replace").strip().splitlines()[-30:]
             raise HealthCheckFailed(
                 f"release {self.release_id} failed its health check (GET {check.path} on "
                 f"{self.app.socket(self.slot)}): {probe.detail}.\n"
@@ -198,6 +205,14 @@ class Switch:
             self.app.site_file.unlink(missing_ok=True)
             runtime.reload_nginx(self.conn, self.app.host, self.supervisor)
         self._stop_slot(self.slot)
+
+    def _retire_slot(self, slot: str) -> None:
+        """Stop the old slot gracefully in the background: nginx no longer sends it requests,
+        and the ones it has finish within its graceful timeout. Its group is removed by the
+        next update, which waits for it if it is still stopping."""
+        self.app.program_file(slot).unlink(missing_ok=True)
+        for process in ("web", *sorted(self.spec.processes)):
+            self.supervisor.retire(self.app.program(process, slot))
 
     def _stop_slot(self, slot: str) -> None:
         self.app.program_file(slot).unlink(missing_ok=True)

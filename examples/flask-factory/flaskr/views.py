@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .db import get_db
 
-GREETING = "Hello from flaskr"
+GREETING = "Hello v2"
 
 bp = Blueprint("views", __name__)
 
