@@ -16,7 +16,9 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from shipyard import __version__, deploy as ops, logs as applogs
+from shipyard import __version__
+from shipyard import deploy as ops
+from shipyard import logs as applogs
 from shipyard.errors import ShipyardError, UsageError
 from shipyard.layout import default_cache_dir
 from shipyard.spec import Spec, check_env_pair, load_spec
@@ -30,15 +32,21 @@ project_arg = click.argument(
 )
 target_opt = click.option("--target", "-t", default="local", show_default=True, help="Target name.")
 wait_opt = click.option(
-    "--wait", "lock_wait", type=click.FloatRange(0), default=ops.DEFAULT_LOCK_WAIT, show_default=True,
+    "--wait",
+    "lock_wait",
+    type=click.FloatRange(0),
+    default=ops.DEFAULT_LOCK_WAIT,
+    show_default=True,
     help="Seconds to wait for another deploy of the app to finish.",
 )
 
 
 def _project(path: Path) -> Path:
     if not path.is_dir():
-        raise UsageError(f"project directory {path} does not exist.",
-                         hint="Pass the directory that holds shipyard.toml (default: .).")
+        raise UsageError(
+            f"project directory {path} does not exist.",
+            hint="Pass the directory that holds shipyard.toml (default: .).",
+        )
     return path.resolve()
 
 
@@ -109,9 +117,13 @@ def build(project: Path) -> None:
 @project_arg
 @target_opt
 @click.option("--skip-tests", is_flag=True, help="Deploy without running the tests (loudly).")
-@click.option("--dry-run", is_flag=True, help="Print the plan and the diff of every file; change nothing.")
+@click.option(
+    "--dry-run", is_flag=True, help="Print the plan and the diff of every file; change nothing."
+)
 @wait_opt
-def deploy_cmd(project: Path, target: str, skip_tests: bool, dry_run: bool, lock_wait: float) -> None:
+def deploy_cmd(
+    project: Path, target: str, skip_tests: bool, dry_run: bool, lock_wait: float
+) -> None:
     """Test, build, install, configure and switch to a new release."""
     root, spec, local = _load(project, target)
     if dry_run:
@@ -129,7 +141,9 @@ def deploy_cmd(project: Path, target: str, skip_tests: bool, dry_run: bool, lock
 @cli.command()
 @project_arg
 @target_opt
-@click.option("--to", "to", metavar="ID", help="Release id (or a unique prefix); default: the previous.")
+@click.option(
+    "--to", "to", metavar="ID", help="Release id (or a unique prefix); default: the previous."
+)
 @wait_opt
 def rollback(project: Path, target: str, to: str | None, lock_wait: float) -> None:
     """Switch back to an earlier release still on disk (no rebuild)."""
@@ -161,8 +175,15 @@ def releases(project: Path, target: str, as_json: bool) -> None:
         return
     table = Table("", "release", "version", "git", "status", "deployed", "on disk")
     for row in rows:
-        table.add_row("*" if row["live"] else "", row["id"], row["version"], row["git_sha"],
-                      row["status"], row["deployed_at"], "yes" if row["on_disk"] else "no")
+        table.add_row(
+            "*" if row["live"] else "",
+            row["id"],
+            row["version"],
+            row["git_sha"],
+            row["status"],
+            row["deployed_at"],
+            "yes" if row["on_disk"] else "no",
+        )
     out_console().print(table)
 
 
@@ -180,9 +201,11 @@ def status(project: Path, target: str, as_json: bool) -> None:
         click.echo(json.dumps(report, indent=2))
         return
     console = out_console()
-    console.print(f"app [bold]{escape(spec.name)}[/] at {escape(report['url'])}: "
-                  f"{'[green]healthy[/]' if report['healthy'] else '[red]unhealthy[/]'} "
-                  f"({escape(report['health'])})")
+    console.print(
+        f"app [bold]{escape(spec.name)}[/] at {escape(report['url'])}: "
+        f"{'[green]healthy[/]' if report['healthy'] else '[red]unhealthy[/]'} "
+        f"({escape(report['health'])})"
+    )
     console.print(f"live release: {report['release'] or 'none'} (slot {report['slot'] or '-'})")
     table = Table("process", "state", "pid", "description")
     for proc in report["processes"]:
@@ -247,7 +270,9 @@ def config_set(pairs: tuple[str, ...], project: Path, target: str) -> None:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise UsageError(f"{pair!r} is not KEY=VALUE.", hint="Example: shipyard config set DEBUG=0")
+            raise UsageError(
+                f"{pair!r} is not KEY=VALUE.", hint="Example: shipyard config set DEBUG=0"
+            )
         try:
             check_env_pair(key, value)
         except ValueError as err:
@@ -271,7 +296,9 @@ def config_unset(keys: tuple[str, ...], project: Path, target: str) -> None:
     current = load_config(local.app(spec))
     missing = [k for k in keys if k not in current]
     if missing:
-        raise UsageError(f"not set: {', '.join(missing)}.", hint="'shipyard config list' shows what is.")
+        raise UsageError(
+            f"not set: {', '.join(missing)}.", hint="'shipyard config list' shows what is."
+        )
     new = {k: v for k, v in current.items() if k not in keys}
     ops.restart(spec, local, Reporter(), config=new, action="config unset")
     click.echo(f"unset {', '.join(keys)}")
@@ -288,11 +315,15 @@ def config_list(project: Path, reveal: bool, as_json: bool, target: str) -> None
     from shipyard.release import load_config
 
     _, spec, local = _load(project, target)
-    items = {**{k: (v, "spec") for k, v in spec.env.items()},
-             **{k: (v, "config") for k, v in load_config(local.app(spec)).items()}}
+    items = {
+        **{k: (v, "spec") for k, v in spec.env.items()},
+        **{k: (v, "config") for k, v in load_config(local.app(spec)).items()},
+    }
     shown = {k: (v if reveal else MASK, src) for k, (v, src) in sorted(items.items())}
     if as_json:
-        click.echo(json.dumps({k: {"value": v, "source": s} for k, (v, s) in shown.items()}, indent=2))
+        click.echo(
+            json.dumps({k: {"value": v, "source": s} for k, (v, s) in shown.items()}, indent=2)
+        )
         return
     for key, (value, source) in shown.items():
         click.echo(f"{key}={value}  # {source}")
@@ -368,7 +399,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception:
         path = _crash_log()
-        console.print(f"[red bold]internal error[/] (a bug in shipyard): {escape(str(sys.exc_info()[1]))}")
+        console.print(
+            f"[red bold]internal error[/] (a bug in shipyard): {escape(str(sys.exc_info()[1]))}"
+        )
         console.print(f"The traceback is in {path}; please report it with that file.")
         sys.exit(70)
     sys.exit(0)
@@ -388,4 +421,3 @@ def _crash_log() -> Path:
 
 if __name__ == "__main__":
     main()
-

@@ -11,6 +11,7 @@ from pathlib import Path
 from shipyard import runtime
 from shipyard.build import artifact as artifacts
 from shipyard.build.testgate import run_tests
+from shipyard.build.tools import find_python
 from shipyard.errors import DeployError, ShipyardError, UsageError
 from shipyard.hosts.base import Connection, execute
 from shipyard.hosts.local import LocalConnection
@@ -45,8 +46,12 @@ class LocalTarget:
     @classmethod
     def for_spec(cls, spec: Spec, name: str = "local") -> LocalTarget:
         target = spec.target(name)
-        base = Path(target.base_dir).expanduser().absolute() if target.base_dir else default_base_dir()
-        return cls(LocalConnection(), HostLayout(base), default_cache_dir(), target.listen or spec.listen)
+        base = (
+            Path(target.base_dir).expanduser().absolute() if target.base_dir else default_base_dir()
+        )
+        return cls(
+            LocalConnection(), HostLayout(base), default_cache_dir(), target.listen or spec.listen
+        )
 
     def app(self, spec: Spec) -> AppLayout:
         return self.host.app(spec.name)
@@ -74,13 +79,17 @@ def deploy(
             inputs = artifacts.gather_inputs(target.conn, project, spec, target.cache)
             artifacts.fill_wheels(target.conn, target.cache, inputs)
         if skip_tests or not spec.tests.enabled:
-            reporter.warn("tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)"))
+            reporter.warn(
+                "tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)")
+            )
         else:
             with reporter.stage("test"):
                 reporter.note(run_tests(target.conn, project, spec, target.cache, inputs))
         with reporter.stage("build"):
             artifact = artifacts.build(target.conn, project, spec, target.cache, inputs)
-            reporter.note(f"artifact {artifact.id}" + (" (unchanged, reused)" if artifact.reused else ""))
+            reporter.note(
+                f"artifact {artifact.id}" + (" (unchanged, reused)" if artifact.reused else "")
+            )
         with reporter.stage("install"):
             _install(target, spec, app, artifact)
         state = load_state(app)
@@ -89,7 +98,9 @@ def deploy(
         with reporter.stage("runtime"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
         with reporter.stage("release + switch"):
-            outcome = _switch(target, supervisor, app, artifact.id, state, "deploy", release_cmd=True)
+            outcome = _switch(
+                target, supervisor, app, artifact.id, state, "deploy", release_cmd=True
+            )
         with reporter.stage("prune"):
             _prune(app, state, spec.keep)
             artifacts.prune_artifacts(target.cache, keep=max(spec.keep * 4, 20))
@@ -115,7 +126,7 @@ def _ensure_secrets(target: LocalTarget, spec: Spec, app: AppLayout, reporter: R
 def _install(target: LocalTarget, spec: Spec, app: AppLayout, artifact: artifacts.Artifact) -> None:
     if is_installed(app, artifact.id):
         return
-    python = artifacts.find_python(spec.python).executable
+    python = find_python(spec.python).executable
     steps = install_steps(spec, app, artifact, artifacts.wheel_store(target.cache), python)
     try:
         for step in steps:
@@ -191,15 +202,22 @@ def _prune(app: AppLayout, state: AppState, keep: int) -> None:
     save_state(app, state)
 
 
-def rollback(spec: Spec, target: LocalTarget, reporter: Reporter, to: str | None,
-             lock_wait: float = DEFAULT_LOCK_WAIT) -> Outcome:
+def rollback(
+    spec: Spec,
+    target: LocalTarget,
+    reporter: Reporter,
+    to: str | None,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> Outcome:
     app = target.app(spec)
     with app_lock(app, "rollback", lock_wait):
         state = load_state(app)
         release_id = _rollback_target(app, state, to)
         with reporter.stage(f"switch to {release_id}"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
-            return _switch(target, supervisor, app, release_id, state, "rollback", release_cmd=False)
+            return _switch(
+                target, supervisor, app, release_id, state, "rollback", release_cmd=False
+            )
 
 
 def _rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
@@ -209,8 +227,9 @@ def _rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
         if len(matches) != 1:
             known = ", ".join(on_disk) or "none"
             what = "matches several releases" if matches else "is not a release on disk"
-            raise UsageError(f"--to {to!r} {what}; releases on disk: {known}.",
-                             hint="See 'shipyard releases'.")
+            raise UsageError(
+                f"--to {to!r} {what}; releases on disk: {known}.", hint="See 'shipyard releases'."
+            )
         if matches[0] == state.live:
             raise UsageError(f"release {matches[0]} is already live.")
         return matches[0]
@@ -227,8 +246,14 @@ def _rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
     return candidates[0].id
 
 
-def restart(spec: Spec, target: LocalTarget, reporter: Reporter, config: dict[str, str] | None = None,
-            action: str = "restart", lock_wait: float = DEFAULT_LOCK_WAIT) -> Outcome | None:
+def restart(
+    spec: Spec,
+    target: LocalTarget,
+    reporter: Reporter,
+    config: dict[str, str] | None = None,
+    action: str = "restart",
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> Outcome | None:
     """Zero-downtime restart of the live release (with new config when given).
 
     The config is saved only after the switch succeeded, so a config that breaks the app
@@ -243,8 +268,9 @@ def restart(spec: Spec, target: LocalTarget, reporter: Reporter, config: dict[st
             return None
         with reporter.stage(f"{action}: start {state.live} with the new settings"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
-            outcome = _switch(target, supervisor, app, state.live, state, action,
-                              release_cmd=False, config=config)
+            outcome = _switch(
+                target, supervisor, app, state.live, state, action, release_cmd=False, config=config
+            )
         if config is not None:
             target.conn.put(config_upload(app, config))
         return outcome
@@ -266,7 +292,9 @@ def start(spec: Spec, target: LocalTarget) -> list[str]:
     app = target.app(spec)
     state = load_state(app)
     if state.slot is None:
-        raise UsageError(f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'.")
+        raise UsageError(
+            f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
+        )
     supervisor = runtime.ensure_runtime(target.conn, target.host)
     names = _programs(app, state)
     for name in names:
@@ -323,6 +351,8 @@ def run_argv(app: AppLayout, state: AppState, command: list[str]) -> list[str]:
     release_id, slot = require_deployed(app, state)
     env_file = app.env_file(slot)
     if not os.access(env_file, os.R_OK):
-        raise DeployError(f"cannot read the app's environment {env_file}.",
-                          hint="Run shipyard as the user that deployed the app.")
+        raise DeployError(
+            f"cannot read the app's environment {env_file}.",
+            hint="Run shipyard as the user that deployed the app.",
+        )
     return [str(app.host.launcher), str(env_file), str(app.release(release_id)), *command]

@@ -1,15 +1,15 @@
 """Every error shipyard reports to a user, each with its exit code.
 
-    ShipyardError                  exit 1: anything we can explain in one paragraph
-     ├── SpecError                 the spec file is missing or invalid
-     ├── UsageError                a CLI argument or value is wrong
-     ├── BuildError                tests, wheel or wheelhouse could not be made
-     │    └── TestsFailed
-     ├── HostError                 a prerequisite on the target is missing
-     ├── CommandFailed             a command run on a host exited non-zero
-     ├── DeployError               a deploy stage failed; the serving release is untouched
-     │    └── HealthCheckFailed
-     └── LockHeld                  another deploy holds the app's lock (exit 75, try again)
+ShipyardError                  exit 1: anything we can explain in one paragraph
+ ├── SpecError                 the spec file is missing or invalid
+ ├── UsageError                a CLI argument or value is wrong
+ ├── BuildError                tests, wheel or wheelhouse could not be made
+ │    └── TestsFailed
+ ├── HostError                 a prerequisite on the target is missing
+ ├── CommandFailed             a command run on a host exited non-zero
+ ├── DeployError               a deploy stage failed; the serving release is untouched
+ │    └── HealthCheckFailed
+ └── LockHeld                  another deploy holds the app's lock (exit 75, try again)
 """
 
 from __future__ import annotations

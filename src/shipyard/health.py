@@ -28,7 +28,9 @@ def probe_url(url: str, host_header: str, statuses: list[int]) -> Probe:
     return _probe(httpx.HTTPTransport(), url, host_header, statuses)
 
 
-def _probe(transport: httpx.HTTPTransport, url: str, host_header: str, statuses: list[int]) -> Probe:
+def _probe(
+    transport: httpx.HTTPTransport, url: str, host_header: str, statuses: list[int]
+) -> Probe:
     try:
         with httpx.Client(transport=transport, timeout=5.0) as client:
             response = client.get(url, headers={"Host": host_header})

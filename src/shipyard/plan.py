@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from shipyard import render, runtime
 from shipyard.build import artifact as artifacts
+from shipyard.build.tools import find_python
 from shipyard.deploy import LocalTarget
 from shipyard.hosts.base import MASK, Step, Upload
 from shipyard.release import app_environment, install_steps, is_installed, load_config
@@ -49,49 +50,85 @@ def deploy_plan(project: Path, spec: Spec, target: LocalTarget) -> Plan:
     release_id = inputs.artifact_id
     state = load_state(app)
     slot = "green" if state.slot == "blue" else "blue"
-    stages = [PlannedStage("test", notes=[
-        f"run '{spec.tests.command}' in a clean venv" if spec.tests.enabled else "tests disabled"
-    ])]
+    stages = [
+        PlannedStage(
+            "test",
+            notes=[
+                f"run '{spec.tests.command}' in a clean venv"
+                if spec.tests.enabled
+                else "tests disabled"
+            ],
+        )
+    ]
     built = artifacts.artifacts_dir(target.cache) / release_id / artifacts.MANIFEST
-    stages.append(PlannedStage("build", notes=[
-        f"artifact {release_id}: " + ("already built, reused" if built.is_file() else
-                                      "build the app wheel, fill the wheel store, collect static")
-    ]))
+    stages.append(
+        PlannedStage(
+            "build",
+            notes=[
+                f"artifact {release_id}: "
+                + (
+                    "already built, reused"
+                    if built.is_file()
+                    else "build the app wheel, fill the wheel store, collect static"
+                )
+            ],
+        )
+    )
     install = PlannedStage("install")
     if is_installed(app, release_id):
         install.notes.append(f"release {release_id} is already installed")
     elif built.is_file():
         artifact = artifacts.load_artifact(built.parent)
-        install.steps = install_steps(spec, app, artifact, artifacts.wheel_store(target.cache),
-                                      artifacts.find_python(spec.python).executable)
+        install.steps = install_steps(
+            spec,
+            app,
+            artifact,
+            artifacts.wheel_store(target.cache),
+            find_python(spec.python).executable,
+        )
     else:
-        install.notes.append(f"unpack into {app.release(release_id)}, make its venv offline "
-                             "from the wheel store, link persistent data")
+        install.notes.append(
+            f"unpack into {app.release(release_id)}, make its venv offline "
+            "from the wheel store, link persistent data"
+        )
     stages.append(install)
     config = load_config(app)
     env = app_environment(spec, app, release_id, config)
     shown_env = {k: (MASK if k in config else v) for k, v in env.items()}
-    configure = PlannedStage("configure", files=[
-        _change(target, Upload(render.env_file(shown_env), _p(app.env_file(slot)), 0o600)),
-        _change(target, Upload(render.program_conf(spec, app, release_id, slot,
-                                                   app.host.launcher).encode(),
-                               _p(app.program_file(slot)))),
-    ])
-    static = {prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
-              for i, (prefix, d) in enumerate(sorted(spec.static.items()))}
+    configure = PlannedStage(
+        "configure",
+        files=[
+            _change(target, Upload(render.env_file(shown_env), _p(app.env_file(slot)), 0o600)),
+            _change(
+                target,
+                Upload(
+                    render.program_conf(spec, app, release_id, slot, app.host.launcher).encode(),
+                    _p(app.program_file(slot)),
+                ),
+            ),
+        ],
+    )
+    static = {
+        prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
+        for i, (prefix, d) in enumerate(sorted(spec.static.items()))
+    }
     site = render.site_conf(spec, app, release_id, slot, static, target.listen, nginx)
     configure.files.append(_change(target, Upload(site.encode(), _p(app.site_file))))
     stages.append(configure)
-    switch = PlannedStage("switch", notes=[
-        *([f"run the release command: {spec.release}"] if spec.release else []),
-        f"start {app.program('web', slot)} on {app.socket(slot)}",
-        f"health check GET {spec.healthcheck.path} on that socket (timeout {spec.healthcheck.timeout:g} s)",
-        "nginx -t, graceful reload, wait for the old workers",
-        f"check {listen_url(target.listen, spec.healthcheck.path)} answers from {release_id}",
-        f"point {app.current} at releases/{release_id}",
-        *([f"stop the old slot ({state.slot}, release {state.live})"] if state.live else []),
-        f"prune releases beyond the newest {spec.keep}",
-    ])
+    switch = PlannedStage(
+        "switch",
+        notes=[
+            *([f"run the release command: {spec.release}"] if spec.release else []),
+            f"start {app.program('web', slot)} on {app.socket(slot)}",
+            f"health check GET {spec.healthcheck.path} on that socket "
+            f"(timeout {spec.healthcheck.timeout:g} s)",
+            "nginx -t, graceful reload, wait for the old workers",
+            f"check {listen_url(target.listen, spec.healthcheck.path)} answers from {release_id}",
+            f"point {app.current} at releases/{release_id}",
+            *([f"stop the old slot ({state.slot}, release {state.live})"] if state.live else []),
+            f"prune releases beyond the newest {spec.keep}",
+        ],
+    )
     stages.append(switch)
     return Plan(spec.name, release_id, stages)
 
@@ -99,16 +136,22 @@ def deploy_plan(project: Path, spec: Spec, target: LocalTarget) -> Plan:
 def _change(target: LocalTarget, upload: Upload) -> FileChange:
     before = (target.conn.read(upload.dest) or b"").decode(errors="replace")
     after = upload.content.decode(errors="replace")
-    diff = "".join(difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        fromfile=f"{upload.dest} (now)", tofile=f"{upload.dest} (new)",
-    ))
+    diff = "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"{upload.dest} (now)",
+            tofile=f"{upload.dest} (new)",
+        )
+    )
     return FileChange(upload.dest, diff)
 
 
 def show_plan(plan: Plan, console: Console) -> None:
-    console.print(f"[bold]deploy plan[/] for {escape(plan.app)}: release {plan.release} "
-                  "(dry run: nothing was changed)")
+    console.print(
+        f"[bold]deploy plan[/] for {escape(plan.app)}: release {plan.release} "
+        "(dry run: nothing was changed)"
+    )
     for number, stage in enumerate(plan.stages, 1):
         console.print(f"\n[bold]{number}. {stage.name}[/]")
         for note in stage.notes:

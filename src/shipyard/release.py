@@ -49,14 +49,23 @@ def install_steps(
     manifest = artifact.manifest
     steps: list[Step] = [
         Command(("rm", "-rf", str(release))),
-        Command(("mkdir", "-p", str(release), str(app.var), str(app.data), str(app.logs), str(app.run))),
+        Command(
+            ("mkdir", "-p", str(release), str(app.var), str(app.data), str(app.logs), str(app.run))
+        ),
         Command(("cp", "-a", *_artifact_entries(artifact), str(release))),
         uv("venv", "--quiet", "--python", python, str(venv)),
         uv(
-            "pip", "install", "--quiet", "--offline", "--no-index",
-            "--python", str(venv / "bin" / "python"),
-            "--find-links", str(wheel_store),
-            "-r", str(release / LOCK),
+            "pip",
+            "install",
+            "--quiet",
+            "--offline",
+            "--no-index",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--find-links",
+            str(wheel_store),
+            "-r",
+            str(release / LOCK),
             str(release / "app" / manifest.app_wheel.file),
         ),
         # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases

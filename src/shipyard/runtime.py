@@ -51,7 +51,13 @@ def runtime_files(host: HostLayout, nginx: NginxBinary) -> list[Upload]:
 def ensure_runtime(conn: Connection, host: HostLayout) -> Supervisor:
     """Make the base's supervisord and nginx run with current configs; return the client."""
     nginx = find_nginx(conn.host)
-    for directory in (host.logs, host.programs, host.nginx_sites, host.nginx_dir / "tmp", host.wheels):
+    for directory in (
+        host.logs,
+        host.programs,
+        host.nginx_sites,
+        host.nginx_dir / "tmp",
+        host.wheels,
+    ):
         directory.mkdir(parents=True, exist_ok=True)
     changed = write_if_changed(conn, runtime_files(host, nginx))
     supervisor = Supervisor(host.supervisor_socket, conn.host)
@@ -83,11 +89,13 @@ def test_nginx(conn: Connection, host: HostLayout, nginx: NginxBinary | None = N
         raise CommandFailed(
             result,
             what="nginx rejected the configuration (nginx -t)",
-            hint="Nothing was reloaded: the serving release is untouched. Fix the config and retry.",
+            hint="Nothing was reloaded: the serving release is untouched. Fix it and retry.",
         )
 
 
-def reload_nginx(conn: Connection, host: HostLayout, supervisor: Supervisor, grace: float = 60) -> None:
+def reload_nginx(
+    conn: Connection, host: HostLayout, supervisor: Supervisor, grace: float = 60
+) -> None:
     """Test the config, reload gracefully, and wait until the old workers have finished.
 
     Old workers finish their in-flight requests on the old upstream; waiting for them is what

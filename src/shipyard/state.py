@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from shipyard.errors import LockHeld, ShipyardError
@@ -51,9 +50,7 @@ class AppState:
         return SLOTS[1] if self.slot == SLOTS[0] else SLOTS[0]
 
     def log(self, action: str, release_id: str, detail: str = "") -> None:
-        self.events.append(
-            {"at": now(), "action": action, "release": release_id, "detail": detail}
-        )
+        self.events.append({"at": now(), "action": action, "release": release_id, "detail": detail})
         del self.events[:-50]
 
     def to_json(self) -> str:

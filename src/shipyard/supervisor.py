@@ -118,7 +118,9 @@ class Supervisor:
 
     def log_tail(self, name: str, length: int = 4000) -> str:
         try:
-            text, _offset, _overflow = self._call("tailProcessStdoutLog", f"{name}:{name}", 0, length)
+            text, _offset, _overflow = self._call(
+                "tailProcessStdoutLog", f"{name}:{name}", 0, length
+            )
         except xmlrpc.client.Fault:
             return ""
         return cast(str, text)
@@ -140,6 +142,7 @@ class Supervisor:
             self._transport.close()
             raise HostError(
                 self.host,
-                f"cannot reach supervisord at {self.socket} ({getattr(err, 'strerror', None) or err}).",
+                f"cannot reach supervisord at {self.socket} "
+                f"({getattr(err, 'strerror', None) or err}).",
                 hint="Run 'shipyard status' to see the runtime, or deploy again to restart it.",
             ) from None

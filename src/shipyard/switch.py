@@ -91,7 +91,9 @@ class Switch:
 
     def _write_env(self) -> None:
         env = app_environment(self.spec, self.app, self.release_id, self.config)
-        self.conn.put(Upload(render.env_file(env), _posix(self.app.env_file(self.slot)), mode=0o600))
+        self.conn.put(
+            Upload(render.env_file(env), _posix(self.app.env_file(self.slot)), mode=0o600)
+        )
 
     def _release_command(self) -> None:
         argv = (

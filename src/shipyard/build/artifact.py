@@ -111,7 +111,9 @@ def load_artifact(path: Path) -> Artifact:
     return Artifact(path, Manifest.from_json((path / MANIFEST).read_text()), reused=True)
 
 
-def build(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: BuildInputs) -> Artifact:
+def build(
+    conn: Connection, project: Path, spec: Spec, cache: Path, inputs: BuildInputs
+) -> Artifact:
     """Build the artifact for `inputs`, or return the one already built from the same inputs."""
     artifact_id = inputs.artifact_id
     final = artifacts_dir(cache) / artifact_id

@@ -1,4 +1,4 @@
-"""Pinned dependencies: one lock text from uv.lock, requirements.txt or pyproject, plus the server."""
+"""Pinned dependencies from uv.lock, requirements.txt or pyproject, plus the app server."""
 
 from __future__ import annotations
 
@@ -66,8 +66,18 @@ def compile_lock(
         if kind == "uv.lock":
             exported = Path(tmp) / "exported.txt"
             result = conn.run(
-                uv("export", "--frozen", "--no-hashes", "--no-emit-project", "--no-dev",
-                   "--format", "requirements-txt", "-o", str(exported), cwd=project)
+                uv(
+                    "export",
+                    "--frozen",
+                    "--no-hashes",
+                    "--no-emit-project",
+                    "--no-dev",
+                    "--format",
+                    "requirements-txt",
+                    "-o",
+                    str(exported),
+                    cwd=project,
+                )
             )
             if not result.ok:
                 raise fail(result, "cannot export the pins from uv.lock")
@@ -75,15 +85,25 @@ def compile_lock(
         elif path is not None:
             inputs.append(path)
         result = conn.run(
-            uv("pip", "compile", *map(str, inputs), "--python", python.executable,
-               "--python-version", python.minor, "--no-header", "--no-annotate", "--quiet",
-               cwd=project)
+            uv(
+                "pip",
+                "compile",
+                *map(str, inputs),
+                "--python",
+                python.executable,
+                "--python-version",
+                python.minor,
+                "--no-header",
+                "--no-annotate",
+                "--quiet",
+                cwd=project,
+            )
         )
     if not result.ok:
         raise fail(
             result,
             "cannot resolve the app's dependencies",
-            hint="Check the requirement names and versions; resolving needs the package index once.",
+            hint="Check the requirement names and versions (resolving needs the index once).",
         )
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(result.stdout)

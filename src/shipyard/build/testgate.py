@@ -68,8 +68,18 @@ def _ensure_test_venv(conn: Connection, spec: Spec, cache: Path, inputs: BuildIn
     lock = venv / "requirements.lock"
     lock.write_text(inputs.lock)
     installed = conn.run(
-        uv("pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-           "--find-links", str(wheel_store(cache)), "-r", str(lock), *spec.tests.requirements)
+        uv(
+            "pip",
+            "install",
+            "--quiet",
+            "--python",
+            str(venv / "bin" / "python"),
+            "--find-links",
+            str(wheel_store(cache)),
+            "-r",
+            str(lock),
+            *spec.tests.requirements,
+        )
     )
     if not installed.ok:
         raise fail(installed, "cannot install the test requirements")

@@ -25,7 +25,8 @@ def uv_bin() -> str:
         found = shutil.which("uv")
         if found is None:
             raise BuildError(
-                "uv is not installed next to shipyard.", hint="Reinstall shipyard: pip install shipyard"
+                "uv is not installed next to shipyard.",
+                hint="Reinstall shipyard: pip install shipyard",
             ) from None
         return found
 
@@ -36,9 +37,7 @@ def uv_env() -> dict[str, str]:
 
 
 def uv(*args: str, cwd: Path | None = None, timeout: float = 600) -> Command:
-    return Command(
-        (uv_bin(), *args), cwd=str(cwd) if cwd else None, env=uv_env(), timeout=timeout
-    )
+    return Command((uv_bin(), *args), cwd=str(cwd) if cwd else None, env=uv_env(), timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ def find_python(wanted: str) -> PythonInfo:
     if not candidate:
         raise BuildError(
             f"the spec asks for python {wanted!r}, which is not on PATH as python{wanted}.",
-            hint=f"Install it (e.g. 'apt-get install python{wanted}-venv') or set `python` to a path.",
+            hint=f"Install it ('apt-get install python{wanted}-venv') or set `python` to a path.",
         )
     try:
         proc = subprocess.run(

@@ -41,7 +41,9 @@ def find_wheels(store: Path, pins: list[Pin], python: PythonInfo) -> dict[Pin, P
     return found
 
 
-def fill_store(conn: Connection, store: Path, pins: list[Pin], python: PythonInfo) -> dict[Pin, Path]:
+def fill_store(
+    conn: Connection, store: Path, pins: list[Pin], python: PythonInfo
+) -> dict[Pin, Path]:
     """Fetch (or build from sdist) the wheels the store lacks; return a wheel for every pin."""
     store.mkdir(parents=True, exist_ok=True)
     found = find_wheels(store, pins, python)
@@ -50,8 +52,19 @@ def fill_store(conn: Connection, store: Path, pins: list[Pin], python: PythonInf
         with tempfile.TemporaryDirectory(prefix="shipyard-wheels-") as tmp:
             requirements = Path(tmp) / "missing.txt"
             requirements.write_text("".join(f"{pin}\n" for pin in missing))
-            argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                    "--disable-pip-version-check", "-w", str(store), "-r", str(requirements)]
+            argv = [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-w",
+                str(store),
+                "-r",
+                str(requirements),
+            ]
             if not python.is_shipyards_own:
                 argv += ["--python-version", python.minor, "--only-binary", ":all:"]
             result = conn.run(Command(tuple(argv), timeout=1800))

@@ -124,9 +124,7 @@ class ProcessConf:
     stopsignal: str
 
 
-def program_conf(
-    spec: Spec, app: AppLayout, release_id: str, slot: str, launcher: Path
-) -> str:
+def program_conf(spec: Spec, app: AppLayout, release_id: str, slot: str, launcher: Path) -> str:
     """Supervisor programs of one slot: the web server plus any extra processes."""
     release_dir = app.release(release_id)
     venv = app.venv(release_id)
