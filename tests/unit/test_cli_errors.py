@@ -1,0 +1,143 @@
+"""Bad input of every kind gets one clear paragraph and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shipyard.cli import main
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "shipyard.toml").write_text('name = "web"\nentry = "web:app"\n')
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_no_spec_says_where_and_what_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["check", str(tmp_path)], capsys)
+    assert code == 1
+    assert "no shipyard.toml" in err and str(tmp_path) in err
+    assert "shipyard init" in err
+    assert "Traceback" not in err
+
+
+def test_invalid_spec_names_file_key_and_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "shipyard.toml").write_text(
+        'name = "Bad Name"\nentry = "web:app"\n[server]\nworkers = -1\n'
+    )
+    code, _, err = run_cli(["check", str(tmp_path)], capsys)
+    assert code == 1
+    assert "shipyard.toml" in err
+    assert "name:" in err and "'Bad Name'" in err
+    assert "server.workers:" in err and "-1" in err
+    assert "Traceback" not in err
+
+
+def test_missing_project_dir_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["status", str(tmp_path / "nope")], capsys)
+    assert code == 2
+    assert "does not exist" in err
+
+
+def test_run_without_a_command(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["run", str(project), "--"], capsys)
+    assert code == 2
+    assert "no command given" in err
+
+
+def test_run_before_any_deploy(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["run", str(project), "--", "true"], capsys)
+    assert code == 1
+    assert "not deployed" in err and "shipyard deploy" in err
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("1BAD=x", "must be letters, digits and '_'"),
+        ("PATH=/x", "set by shipyard itself"),
+        ("NOEQUALS", "is not KEY=VALUE"),
+    ],
+)
+def test_config_set_rejects_bad_pairs(
+    project: Path, capsys: pytest.CaptureFixture[str], pair: str, message: str
+) -> None:
+    code, _, err = run_cli(["config", "set", "--dir", str(project), pair], capsys)
+    assert code == 2
+    assert message in err
+    assert not (project / "home" / "web" / "shared" / "config.json").exists()
+
+
+def test_config_set_before_deploy_stores_the_value_privately(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(["config", "set", "--dir", str(project), "TOKEN=s3cret"], capsys)
+    assert code == 0 and "set TOKEN" in out and "s3cret" not in out
+    stored = project / "home" / "web" / "shared" / "config.json"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    code, out, _ = run_cli(["config", "list", "--dir", str(project)], capsys)
+    assert "TOKEN=***" in out and "s3cret" not in out
+    code, out, _ = run_cli(["config", "list", "--dir", str(project), "--reveal"], capsys)
+    assert "TOKEN=s3cret" in out
+
+
+def test_rollback_with_nothing_deployed(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["rollback", str(project)], capsys)
+    assert code == 2
+    assert "no earlier release" in err
+
+
+def test_rollback_to_an_unknown_release(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["rollback", str(project), "--to", "feed"], capsys)
+    assert code == 2
+    assert "'feed' is not a release on disk" in err
+
+
+def test_unknown_target(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["status", str(project), "--target", "prod"], capsys)
+    assert code == 1
+    assert "no target named 'prod'" in err
+
+
+def test_unknown_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["deploy", "--frobnicate"], capsys)
+    assert code == 2
+    assert "No such option" in err
+
+
+def test_destroy_needs_confirmation(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_cli(["destroy", str(project)], capsys)
+    assert code == 2
+    assert "--yes" in err
+
+
+def test_an_internal_error_writes_the_traceback_to_a_file(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*_args: object, **_kwargs: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr("shipyard.cli.load_state", explode)
+    code, _, err = run_cli(["releases", str(project)], capsys)
+    assert code == 70
+    assert "internal error" in err and "Traceback" not in err
+    crash = next((project / "cache" / "crash").glob("shipyard-crash-*.log"))
+    assert "ZeroDivisionError: boom" in crash.read_text()

@@ -1,0 +1,81 @@
+"""Release history and the deploy lock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from shipyard.errors import LockHeld, ShipyardError
+from shipyard.layout import HostLayout
+from shipyard.state import AppState, ReleaseRecord, app_lock, load_state, save_state
+
+
+def test_state_round_trips_and_tracks_the_live_release(tmp_path: Path) -> None:
+    app = HostLayout(tmp_path).app("web")
+    state = AppState()
+    state.upsert(ReleaseRecord(id="a1", created="t1"))
+    state.upsert(ReleaseRecord(id="b2", created="t2"))
+    state.set_status("a1", "live", deployed_at="t3")
+    state.live, state.slot = "a1", "blue"
+    state.log("deploy", "a1", "slot blue")
+    app.root.mkdir(parents=True)
+    save_state(app, state)
+    loaded = load_state(app)
+    assert loaded.live == "a1" and loaded.slot == "blue"
+    assert loaded.record("a1") == ReleaseRecord(
+        id="a1", created="t1", deployed_at="t3", status="live"
+    )
+    assert [r.id for r in loaded.releases] == ["b2", "a1"]
+    assert loaded.idle_slot() == "green"
+    assert loaded.events[-1]["action"] == "deploy"
+
+
+def test_missing_state_is_empty_and_corrupt_state_is_a_clear_error(tmp_path: Path) -> None:
+    app = HostLayout(tmp_path).app("web")
+    assert load_state(app).live is None
+    app.root.mkdir(parents=True)
+    app.state_file.write_text("{not json")
+    with pytest.raises(ShipyardError, match="state.json is corrupt"):
+        load_state(app)
+
+
+def _hold_lock(base: str, ready: multiprocessing.synchronize.Event, seconds: float) -> None:
+    app = HostLayout(Path(base)).app("web")
+    with app_lock(app, "deploy", 0):
+        ready.set()
+        time.sleep(seconds)
+
+
+def test_a_second_deploy_fails_naming_the_holder(tmp_path: Path) -> None:
+    app = HostLayout(tmp_path).app("web")
+    ready = multiprocessing.get_context("fork").Event()
+    holder = multiprocessing.get_context("fork").Process(
+        target=_hold_lock, args=(str(tmp_path), ready, 1.0)
+    )
+    holder.start()
+    try:
+        assert ready.wait(10)
+        with pytest.raises(LockHeld) as err, app_lock(app, "deploy", 0.2):
+            pass
+        assert f"pid {holder.pid}" in err.value.message
+        assert "deploy by" in err.value.message
+        assert err.value.exit_code == 75
+    finally:
+        holder.join()
+
+
+def test_the_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
+    app = HostLayout(tmp_path).app("web")
+    ready = multiprocessing.get_context("fork").Event()
+    holder = multiprocessing.get_context("fork").Process(
+        target=_hold_lock, args=(str(tmp_path), ready, 60.0)
+    )
+    holder.start()
+    assert ready.wait(10)
+    holder.kill()
+    holder.join()
+    with app_lock(app, "deploy", 2):
+        assert app.lock_file.read_text().startswith("deploy by")
