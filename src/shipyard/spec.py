@@ -50,20 +50,29 @@ class ServerSpec(_Strict):
 
     type: ServerType = Field(
         default=ServerType.GUNICORN,
-        description="App server: gunicorn, uvicorn (ASGI; run as gunicorn's uvicorn worker) or uwsgi.",
+        description="App server: gunicorn, uvicorn (ASGI, as gunicorn's uvicorn worker) or uwsgi.",
     )
     workers: int = Field(
-        default=0, ge=0, le=64, description="Worker processes; 0 means 2 x CPU cores + 1, at most 8."
+        default=0,
+        ge=0,
+        le=64,
+        description="Worker processes; 0 means 2 x CPU cores + 1, at most 8.",
     )
-    threads: int = Field(default=1, ge=1, le=64, description="Threads per worker (gunicorn gthread).")
+    threads: int = Field(
+        default=1, ge=1, le=64, description="Threads per worker (gunicorn gthread)."
+    )
     timeout: int = Field(
-        default=30, ge=1, le=3600, description="Seconds a request may take before its worker is killed."
+        default=30,
+        ge=1,
+        le=3600,
+        description="Seconds a request may take before its worker is killed.",
     )
     graceful_timeout: int = Field(
         default=20, ge=1, le=3600, description="Seconds an old release gets to finish its requests."
     )
     version: str = Field(
-        default="", description="Version specifier for the server package, e.g. '>=23,<28'; empty: latest."
+        default="",
+        description="Version specifier for the server package, e.g. '>=23,<28'; empty: latest.",
     )
 
 
@@ -76,7 +85,9 @@ class TestsSpec(_Strict):
     requirements: list[str] = Field(
         default_factory=lambda: ["pytest"], description="Packages the tests need besides the app's."
     )
-    enabled: bool = Field(default=True, description="Run the tests on deploy; --skip-tests overrides.")
+    enabled: bool = Field(
+        default=True, description="Run the tests on deploy; --skip-tests overrides."
+    )
 
     @field_validator("command")
     @classmethod
@@ -88,7 +99,9 @@ class HealthcheckSpec(_Strict):
     """How a new release proves it is up before it takes traffic."""
 
     path: str = Field(default="/", pattern=r"^/\S*$", description="URL path requested.")
-    timeout: float = Field(default=30, gt=0, le=600, description="Seconds to wait for a good answer.")
+    timeout: float = Field(
+        default=30, gt=0, le=600, description="Seconds to wait for a good answer."
+    )
     status: list[int] = Field(
         default_factory=lambda: [200, 204, 301, 302, 303, 307, 308],
         description="HTTP statuses that count as healthy.",
@@ -112,26 +125,36 @@ class TargetSpec(_Strict):
     """A place to deploy to. Only `local` exists for now; fleets come with SSH hosts."""
 
     type: Literal["local"] = "local"
-    base_dir: str = Field(default="", description="Base directory; default $SHIPYARD_HOME or XDG data.")
+    base_dir: str = Field(
+        default="", description="Base directory; default $SHIPYARD_HOME or XDG data."
+    )
     listen: str = Field(default="", description="Overrides the app's `listen` on this target.")
 
 
 class Spec(_Strict):
     """A validated app spec. Field descriptions feed `shipyard init` and docs/spec.md."""
 
-    name: str = Field(description="App name: lowercase letters, digits and '-', starting with a letter.")
-    entry: str = Field(description="Entry point: 'pkg.module:app' or an app factory 'pkg:create_app()'.")
+    name: str = Field(
+        description="App name: lowercase letters, digits and '-', starting with a letter."
+    )
+    entry: str = Field(
+        description="Entry point: 'pkg.module:app' or an app factory 'pkg:create_app()'."
+    )
     kind: AppKind = Field(default=AppKind.WSGI, description="wsgi or asgi (detected by `init`).")
-    listen: str = Field(default="127.0.0.1:8080", description="Address nginx listens on: 'host:port'.")
+    listen: str = Field(
+        default="127.0.0.1:8080", description="Address nginx listens on: 'host:port'."
+    )
     domains: list[str] = Field(
         default_factory=list, description="server_name values; empty: any host name."
     )
     keep: int = Field(default=5, ge=1, le=100, description="Releases kept on disk for rollback.")
     python: str = Field(
-        default="", description="Python for the release venv (path or version); empty: the one running shipyard."
+        default="",
+        description="Python for the release venv (path or version); empty: shipyard's own.",
     )
     release: str = Field(
-        default="", description="Command run once per deploy against the new release before it serves."
+        default="",
+        description="Command run once per deploy against the new release before it serves.",
     )
     static: dict[str, str] = Field(
         default_factory=dict, description="URL prefix -> directory in the project, served by nginx."
@@ -145,12 +168,14 @@ class Spec(_Strict):
     )
     secrets: dict[str, Literal["required", "generate"]] = Field(
         default_factory=dict,
-        description="Secret variables the app needs, kept out of this file: 'required' ones must be "
+        description="Secret variables the app needs, kept out of this file: 'required' ones "
+        "must be "
         "set with `shipyard config set` before a deploy; 'generate' ones get a random value "
         "once, kept in the app's config (0600).",
     )
     processes: dict[str, str] = Field(
-        default_factory=dict, description="Extra long-running processes, e.g. worker = 'celery ...'."
+        default_factory=dict,
+        description="Extra long-running processes, e.g. worker = 'celery ...'.",
     )
     server: ServerSpec = Field(default_factory=ServerSpec)
     tests: TestsSpec = Field(default_factory=TestsSpec)
@@ -163,7 +188,7 @@ class Spec(_Strict):
     def _name(cls, value: str) -> str:
         if not APP_NAME_RE.match(value):
             raise ValueError(
-                "must be 1-40 characters of lowercase letters, digits and '-', starting with a letter"
+                "must be 1-40 lowercase letters, digits and '-', starting with a letter"
             )
         return value
 
@@ -260,7 +285,9 @@ def check_listen(value: str) -> str:
 def check_env_pair(key: str, value: str) -> None:
     """Reject names a shell can't export and values that would corrupt the env file."""
     if not ENV_KEY_RE.match(key):
-        raise ValueError(f"variable name {key!r} must be letters, digits and '_', not starting with a digit")
+        raise ValueError(
+            f"variable name {key!r} must be letters, digits and '_', not starting with a digit"
+        )
     if key in RESERVED_ENV:
         raise ValueError(f"variable {key!r} is set by shipyard itself and cannot be overridden")
     if "\x00" in value:
@@ -317,14 +344,22 @@ def format_validation_error(err: ValidationError, path: Path, raw: dict[str, Any
     prefix = "tool.shipyard." if path.name == "pyproject.toml" else ""
     lines = [f"{path} is not a valid shipyard spec:"]
     for problem in err.errors():
-        key = prefix + _dotted(problem["loc"]) if problem["loc"] else prefix.rstrip(".") or "(top level)"
+        key = (
+            prefix + _dotted(problem["loc"])
+            if problem["loc"]
+            else prefix.rstrip(".") or "(top level)"
+        )
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see docs/spec.md for every key)"
         elif problem["type"] == "missing":
             message = "required key is missing"
         given = _lookup(raw, problem["loc"])
-        shown = f" (got {given!r})" if given is not _MISSING and problem["type"] != "extra_forbidden" else ""
+        shown = (
+            f" (got {given!r})"
+            if given is not _MISSING and problem["type"] != "extra_forbidden"
+            else ""
+        )
         lines.append(f"  {key}: {message}{shown}")
     return "\n".join(lines)
 
@@ -353,7 +388,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
-        raise SpecError(f"{path} is not valid TOML: {err}.", hint="Fix the syntax and try again.") from None
+        raise SpecError(
+            f"{path} is not valid TOML: {err}.", hint="Fix the syntax and try again."
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError(f"cannot read {path}: {err}.") from None
-

@@ -47,5 +47,5 @@ def test_auto_source_prefers_the_lock(tmp_path: Path, files: list[str], expected
 
 
 def test_a_named_requirements_file_must_exist(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="requirements/prod.txt"):
+    with pytest.raises(SpecError, match=r"requirements/prod\.txt"):
         requirement_source(tmp_path, "requirements/prod.txt")

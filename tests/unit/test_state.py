@@ -38,7 +38,7 @@ def test_missing_state_is_empty_and_corrupt_state_is_a_clear_error(tmp_path: Pat
     assert load_state(app).live is None
     app.root.mkdir(parents=True)
     app.state_file.write_text("{not json")
-    with pytest.raises(ShipyardError, match="state.json is corrupt"):
+    with pytest.raises(ShipyardError, match=r"state\.json is corrupt"):
         load_state(app)
 
 
