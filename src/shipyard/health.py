@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket as stdsocket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +24,40 @@ class Probe:
 def probe_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
     transport = httpx.HTTPTransport(uds=str(socket))
     return _probe(transport, f"http://localhost{path}", host_header, statuses)
+
+
+def probe_uwsgi_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
+    """A GET in the uwsgi protocol, which uWSGI speaks on its socket (and nginx's uwsgi_pass)."""
+    params = {
+        "REQUEST_METHOD": "GET",
+        "REQUEST_URI": path,
+        "PATH_INFO": path.split("?", 1)[0],
+        "QUERY_STRING": path.split("?", 1)[1] if "?" in path else "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": host_header,
+        "SERVER_PORT": "80",
+        "HTTP_HOST": host_header,
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+    body = b"".join(
+        struct.pack("<H", len(k)) + k.encode() + struct.pack("<H", len(v)) + v.encode()
+        for k, v in params.items()
+    )
+    try:
+        with stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM) as conn:
+            conn.settimeout(5.0)
+            conn.connect(str(socket))
+            conn.sendall(struct.pack("<BHB", 0, len(body), 0) + body)
+            head = conn.recv(4096).decode("latin-1")
+    except OSError as err:
+        return Probe(False, f"{type(err).__name__}: {err}")
+    parts = head.split(" ", 2)
+    if len(parts) < 2 or not parts[1][:3].isdigit():
+        return Probe(False, f"not an HTTP answer: {head[:60]!r}")
+    status = int(parts[1][:3])
+    if status in statuses:
+        return Probe(True, f"HTTP {status}")
+    return Probe(False, f"HTTP {status} (healthy is {statuses})")
 
 
 def probe_url(url: str, host_header: str, statuses: list[int]) -> Probe:

@@ -11,7 +11,7 @@ from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
 from shipyard.hosts.base import Command, Connection, Symlink, Upload
 from shipyard.layout import AppLayout
 from shipyard.release import app_environment, release_spec, static_dirs
-from shipyard.spec import Spec
+from shipyard.spec import ServerType, Spec
 from shipyard.supervisor import FAILED_STATES, Supervisor
 
 RELEASE_COMMAND_TIMEOUT = 1800
@@ -139,8 +139,13 @@ class Switch:
             return None
 
         check = self.spec.healthcheck
+        probe_socket = (
+            health.probe_uwsgi_socket
+            if self.spec.server.type is ServerType.UWSGI
+            else health.probe_socket
+        )
         probe = health.wait_until(
-            lambda: health.probe_socket(
+            lambda: probe_socket(
                 self.app.socket(self.slot), check.path, host_header(self.spec), check.status
             ),
             check.timeout,
