@@ -22,12 +22,17 @@ class Probe:
 
 
 def probe_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
+    if not socket.is_socket():
+        # also spares httpx's transport, which leaks its socket on a failed unix connect
+        return Probe(False, f"{socket} is not bound yet")
     transport = httpx.HTTPTransport(uds=str(socket))
     return _probe(transport, f"http://localhost{path}", host_header, statuses)
 
 
 def probe_uwsgi_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
     """A GET in the uwsgi protocol, which uWSGI speaks on its socket (and nginx's uwsgi_pass)."""
+    if not socket.is_socket():
+        return Probe(False, f"{socket} is not bound yet")
     params = {
         "REQUEST_METHOD": "GET",
         "REQUEST_URI": path,
