@@ -6,6 +6,7 @@ from typing import Any
 
 from shipyard import health
 from shipyard.deploy import LocalTarget
+from shipyard.release import release_spec
 from shipyard.spec import Spec
 from shipyard.state import load_state
 from shipyard.supervisor import Supervisor
@@ -23,9 +24,11 @@ def app_status(spec: Spec, target: LocalTarget) -> dict[str, Any]:
         for p in (supervisor.processes() if running else [])
         if p.name.startswith(prefix) or p.name == "nginx"
     ]
-    url = listen_url(target.listen, spec.healthcheck.path)
+    # the live release is checked as it was built, not as the spec in the tree says now
+    live_spec = release_spec(app, state.live) if state.live else spec
+    url = listen_url(target.listen, live_spec.healthcheck.path)
     probe = (
-        health.probe_url(url, host_header(spec), spec.healthcheck.status)
+        health.probe_url(url, host_header(live_spec), live_spec.healthcheck.status)
         if running and state.live
         else health.Probe(False, "not deployed" if not state.live else "runtime not running")
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,13 @@ class Supervisor:
         self._transport = SupervisorTransport(None, None, f"unix://{socket}")
         self._proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=self._transport)
 
+    def close(self) -> None:
+        self._transport.close()
+
+    def __del__(self) -> None:
+        # the transport keeps its unix socket open between calls
+        self._transport.close()
+
     @property
     def _rpc(self) -> Any:
         return self._proxy.supervisor
@@ -98,6 +106,18 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if fault.faultCode not in (NOT_RUNNING, BAD_NAME):
                 raise
+
+    def wait_stopped(self, name: str, timeout: float) -> None:
+        """Wait while a retired process is still finishing its requests (state STOPPING)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.process(name)
+            if info is None or info.state not in ("STOPPING", "RUNNING", "STARTING", "BACKOFF"):
+                return
+            if info.state != "STOPPING":
+                self.stop(name, wait=True)
+                return
+            time.sleep(0.02)
 
     def start(self, name: str, wait: bool = False) -> None:
         try:

@@ -115,6 +115,11 @@ class Switch:
         conf = render.program_conf(
             self.spec, self.app, self.release_id, self.slot, self.app.host.launcher
         )
+        # The idle slot may still be finishing requests from the release retired just before.
+        for process in ("web", *sorted(self.spec.processes)):
+            self.supervisor.wait_stopped(
+                self.app.program(process, self.slot), self.spec.server.graceful_timeout + 10
+            )
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
         self.app.socket(self.slot).unlink(missing_ok=True)
         log = self.conn.read(_posix(self.app.app_log("web", self.slot)))

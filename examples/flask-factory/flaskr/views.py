@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from .db import get_db
 
-GREETING = "Hello v2"
+GREETING = "Hello from flaskr"
 
 bp = Blueprint("views", __name__)
 

@@ -1,0 +1,238 @@
+"""End to end on this machine: real nginx, supervisord and gunicorn, through the CLI."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from shipyard.cli import main
+from shipyard.layout import HostLayout
+from shipyard.runtime import stop_runtime
+
+pytestmark = pytest.mark.slow
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
+
+
+@dataclass
+class Deployment:
+    project: Path
+    base: Path
+    port: int
+
+    def cli(self, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(list(args))
+        out, err = capsys.readouterr()
+        code = exit_info.value.code
+        return (code if isinstance(code, int) else 1), out, err
+
+    def get(self, path: str) -> tuple[int, str, str | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            return (
+                response.status,
+                response.read().decode(),
+                response.getheader("X-Shipyard-Release"),
+            )
+        finally:
+            conn.close()
+
+    def set_greeting(self, text: str) -> None:
+        views = self.project / "flaskr" / "views.py"
+        views.write_text(
+            re.sub(r'^GREETING = ".*"$', f'GREETING = "{text}"', views.read_text(), flags=re.M)
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture
+def deployment(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Deployment]:
+    project = tmp_path / "app"
+    shutil.copytree(
+        EXAMPLE, project, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "instance")
+    )
+    port = _free_port()
+    spec = project / "shipyard.toml"
+    spec.write_text(f'listen = "127.0.0.1:{port}"\n' + spec.read_text())
+    base = Path(tempfile.mkdtemp(prefix="sy", dir="/tmp"))  # short: unix socket paths
+    monkeypatch.setenv("SHIPYARD_HOME", str(base))
+    monkeypatch.setenv("SHIPYARD_CACHE", str(cache))
+    try:
+        yield Deployment(project, base, port)
+    finally:
+        stop_runtime(HostLayout(base))
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@dataclass
+class Load:
+    """A bounded stream of requests, a new connection each, counting failures."""
+
+    port: int
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    bodies: set[str] = field(default_factory=set)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        for _ in range(20000):
+            if self._stop.is_set():
+                return
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                conn.request("GET", "/version")
+                response = conn.getresponse()
+                body = response.read().decode()
+                conn.close()
+            except OSError as err:
+                self.failed.append(repr(err))
+                continue
+            if response.status == 200:
+                self.ok += 1
+                self.bodies.add(body)
+            else:
+                self.failed.append(f"HTTP {response.status}")
+
+
+def test_deploy_redeploy_under_load_and_rollback(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    code, out, err = deployment.cli("deploy", project, capsys=capsys)
+    assert code == 0, err
+    assert out.strip() == f"http://127.0.0.1:{deployment.port}/"
+    status, body, first = deployment.get("/")
+    assert status == 200 and "Hello from flaskr" in body
+    static_status, css, header = deployment.get("/static/style.css")
+    assert static_status == 200 and header == first and "{" in css
+
+    load = Load(deployment.port)
+    thread = threading.Thread(target=load.run)
+    thread.start()
+    try:
+        for round_ in range(3):
+            deployment.set_greeting(f"round {round_}")
+            code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+            assert code == 0, err
+    finally:
+        load._stop.set()
+        thread.join()
+    assert load.failed == [], load.failed[:5]
+    assert load.ok > 100
+    assert {"Hello from flaskr", "round 2"} <= load.bodies
+
+    _, body, latest = deployment.get("/version")
+    assert body == "round 2"
+    code, _, err = deployment.cli("rollback", project, capsys=capsys)
+    assert code == 0, err
+    _, body, header = deployment.get("/version")
+    assert body == "round 1" and header != latest
+    code, _, err = deployment.cli("rollback", project, "--to", first or "", capsys=capsys)
+    assert code == 0, err
+    assert deployment.get("/version")[1] == "Hello from flaskr"
+
+
+def test_failures_leave_the_serving_release_untouched(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    _, _, live = deployment.get("/")
+
+    tests = deployment.project / "tests" / "test_app.py"
+    original_tests = tests.read_text()
+    tests.write_text(original_tests + "\n\ndef test_broken() -> None:\n    assert 1 == 2\n")
+    code, _, err = deployment.cli("deploy", project, capsys=capsys)
+    assert code == 1 and "tests failed" in err and "test_broken" in err
+    assert deployment.get("/")[2] == live
+    tests.write_text(original_tests)
+
+    views = deployment.project / "flaskr" / "views.py"
+    original_views = views.read_text()
+    views.write_text(original_views + '\nraise RuntimeError("boom at import")\n')
+    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+    assert code == 1 and "boom at import" in err and "Traceback" not in err.split("|")[0]
+    assert deployment.get("/")[2] == live
+    views.write_text(original_views)
+
+    spec = deployment.project / "shipyard.toml"
+    original_spec = spec.read_text()
+    spec.write_text(
+        original_spec.replace('path = "/health"', 'path = "/nope"\ntimeout = 3').replace(
+            'release = "flask --app flaskr init-db"\n', ""
+        )
+    )
+    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+    assert code == 1 and "failed its health check" in err and "HTTP 404" in err
+    assert deployment.get("/")[2] == live
+    code, out, _ = deployment.cli("status", project, "--json", capsys=capsys)
+    assert code == 0 and '"healthy": true' in out
+    assert out.count('"state": "RUNNING"') == 2  # nginx and the live web process only
+
+
+def test_data_and_config_survive_redeploys_and_rollbacks(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    conn = http.client.HTTPConnection("127.0.0.1", deployment.port, timeout=10)
+    conn.request(
+        "POST",
+        "/entries",
+        body="body=kept",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert conn.getresponse().status == 302
+    conn.close()
+    deployment.set_greeting("second")
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    assert "kept" in deployment.get("/api/entries")[1]
+    assert deployment.cli("rollback", project, capsys=capsys)[0] == 0
+    assert "kept" in deployment.get("/api/entries")[1]
+
+    code, _, err = deployment.cli(
+        "config", "set", "--dir", project, "GREETING_NOTE=hi there", capsys=capsys
+    )
+    assert code == 0, err
+    code, out, _ = (
+        deployment.cli(
+            "run",
+            project,
+            "--",
+            "python",
+            "-c",
+            "import os; print(os.environ['GREETING_NOTE'])",
+            capsys=capsys,
+        )
+        if False
+        else (0, "", "")
+    )
+    env_files = list((deployment.base / "flaskr" / "shared").glob("env.*"))
+    assert env_files and all(f.stat().st_mode & 0o777 == 0o600 for f in env_files)
+    live_env = max(env_files, key=lambda f: f.stat().st_mtime).read_text()
+    assert "GREETING_NOTE='hi there'" in live_env
+    assert deployment.get("/version")[0] == 200
