@@ -6,6 +6,8 @@ import http.client
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -218,19 +220,26 @@ def test_data_and_config_survive_redeploys_and_rollbacks(
         "config", "set", "--dir", project, "GREETING_NOTE=hi there", capsys=capsys
     )
     assert code == 0, err
-    code, out, _ = (
-        deployment.cli(
+    # `run` replaces its process (exec), so it runs in a child here
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "shipyard.cli",
             "run",
             project,
             "--",
             "python",
             "-c",
-            "import os; print(os.environ['GREETING_NOTE'])",
-            capsys=capsys,
-        )
-        if False
-        else (0, "", "")
+            "import os; print(os.environ['GREETING_NOTE'], os.environ['FLASK_APP'])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "hi there flaskr:create_app()"
     env_files = list((deployment.base / "flaskr" / "shared").glob("env.*"))
     assert env_files and all(f.stat().st_mode & 0o777 == 0o600 for f in env_files)
     live_env = max(env_files, key=lambda f: f.stat().st_mtime).read_text()
