@@ -245,3 +245,71 @@ def test_data_and_config_survive_redeploys_and_rollbacks(
     live_env = max(env_files, key=lambda f: f.stat().st_mtime).read_text()
     assert "GREETING_NOTE='hi there'" in live_env
     assert deployment.get("/version")[0] == 200
+
+
+def _deploy_child(project: str, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "shipyard.cli", "deploy", project, "--skip-tests", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_concurrent_deploys_wait_for_the_lock_or_fail_naming_it(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    deployment.set_greeting("concurrent")
+    first, second = _deploy_child(project), _deploy_child(project)
+    results = [p.communicate(timeout=120) for p in (first, second)]
+    assert first.returncode == 0 and second.returncode == 0, results
+    assert deployment.get("/version")[1] == "concurrent"
+
+    lock = deployment.base / "flaskr" / ".lock"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(lock)!r}, os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0); os.write(fd, b'deploy by tester pid 1\\n')\n"
+            "print('locked', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        blocked = _deploy_child(project, "--wait", "0")
+        _, err = blocked.communicate(timeout=60)
+        assert blocked.returncode == 75
+        assert "locked by deploy by tester pid 1" in err
+    finally:
+        holder.kill()
+        holder.communicate()
+
+
+def test_dry_run_changes_nothing_and_destroy_removes_the_app(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    code, out, _ = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
+    assert code == 0
+    assert "dry run: nothing was changed" in out
+    assert "nginx/sites/flaskr.conf" in out and "+    listen 127.0.0.1:" in out
+    assert not (deployment.base / "flaskr" / "releases").exists()
+    with pytest.raises(OSError):
+        deployment.get("/")
+
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    code, out, _ = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
+    assert code == 0 and "already installed" in out
+    assert deployment.cli("destroy", project, "--yes", capsys=capsys)[0] == 0
+    with pytest.raises(OSError):
+        deployment.get("/")
+    assert (deployment.base / "flaskr" / "shared" / "config.json").exists()
+    assert deployment.cli("destroy", project, "--yes", "--purge", capsys=capsys)[0] == 0
+    assert not (deployment.base / "flaskr").exists()
