@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,20 +79,29 @@ def deploy(
         with reporter.stage("resolve dependencies"):
             inputs = artifacts.gather_inputs(target.conn, project, spec, target.cache)
             artifacts.fill_wheels(target.conn, target.cache, inputs)
-        if skip_tests or not spec.tests.enabled:
+        run_gate = not skip_tests and spec.tests.enabled
+        if not run_gate:
             reporter.warn(
                 "tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)")
             )
-        else:
-            with reporter.stage("test"):
-                reporter.note(run_tests(target.conn, project, spec, target.cache, inputs))
-        with reporter.stage("build"):
-            artifact = artifacts.build(target.conn, project, spec, target.cache, inputs)
-            reporter.note(
-                f"artifact {artifact.id}" + (" (unchanged, reused)" if artifact.reused else "")
+        # Build and install touch nothing that serves, so they overlap the test run; the
+        # switch waits for a green suite.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            tests = (
+                pool.submit(run_tests, target.conn, project, spec, target.cache, inputs)
+                if run_gate
+                else None
             )
-        with reporter.stage("install"):
-            _install(target, spec, app, artifact)
+            with reporter.stage("build"):
+                artifact = artifacts.build(target.conn, project, spec, target.cache, inputs)
+                reporter.note(
+                    f"artifact {artifact.id}" + (" (unchanged, reused)" if artifact.reused else "")
+                )
+            with reporter.stage("install"):
+                _install(target, spec, app, artifact)
+            if tests is not None:
+                with reporter.stage("test"):
+                    reporter.note(tests.result())
         state = load_state(app)
         _record_installed(state, artifact)
         save_state(app, state)
