@@ -279,7 +279,8 @@ def report(results: dict[str, list[float] | tuple[int, int]], quick: bool) -> st
     ]
     cold_sy, cold_sc = med("cold: shipyard"), med("cold: script")
     lines.append(
-        f"| cold deploy (empty base dir, no artifact, warm wheel cache) | {cold_sy:.2f} s | {cold_sc:.2f} s "
+        "| cold deploy (empty base dir, no artifact, warm wheel cache) "
+        f"| {cold_sy:.2f} s | {cold_sc:.2f} s "
         f"| {cold_sy / cold_sc:.2f} | ≤ 15 s |"
     )
     script_warm = med("warm redeploy: script")
