@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -69,23 +68,18 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing shipyard.toml.")
 def init(project: Path, yes: bool, force: bool) -> None:
     """Detect the app and write a commented shipyard.toml."""
+    from shipyard.detect import detect
+    from shipyard.initfile import render_spec_toml, write_spec
+
     root = _project(project)
-    try:
-        detection = importlib.import_module("shipyard.detect")
-        initfile = importlib.import_module("shipyard.initfile")
-    except ModuleNotFoundError:
-        raise UsageError(
-            "'shipyard init' (app detection) is not in this build yet.",
-            hint="Write shipyard.toml by hand: see docs in the README (name, entry, static).",
-        ) from None
-    detected = detection.detect(root)
-    text = initfile.render_spec_toml(detected)
+    detected = detect(root)
+    text = render_spec_toml(detected)
     if not yes:
         click.echo(text)
         if not sys.stdin.isatty() or not click.confirm(f"Write {root / 'shipyard.toml'}?"):
             click.echo("Nothing written (pass --yes to write it).", err=True)
             return
-    path = initfile.write_spec(root, text, force=force)
+    path = write_spec(root, text, force=force)
     for note in detected.notes:
         click.echo(f"note: {note}", err=True)
     click.echo(f"wrote {path}")

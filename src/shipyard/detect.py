@@ -1,0 +1,237 @@
+"""Detect an app's entry point, framework, static files and tests by reading (not running) it."""
+
+from __future__ import annotations
+
+import ast
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shipyard.errors import SpecError
+
+SKIP_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "env",
+    "node_modules",
+    "__pycache__",
+    "build",
+    "dist",
+    "tests",
+    "test",
+    "docs",
+    "site-packages",
+    ".tox",
+    ".nox",
+    "migrations",
+    "instance",
+}
+MAX_DEPTH = 4
+MAX_FILES = 2000
+APP_CLASSES = {"Flask": "flask", "Quart": "quart", "FastAPI": "fastapi", "Starlette": "starlette"}
+ASGI_FRAMEWORKS = {"fastapi", "starlette", "quart"}
+FACTORY_NAMES = ("create_app", "make_app")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry: str
+    framework: str
+    rank: int  # lower is better
+    package_dir: Path
+
+
+@dataclass(frozen=True)
+class Detected:
+    name: str
+    entry: str
+    framework: str
+    kind: str
+    server: str
+    static: dict[str, str] = field(default_factory=dict)
+    tests_enabled: bool = True
+    test_requirements: list[str] = field(default_factory=lambda: ["pytest"])
+    requirements: str = "auto"
+    release: str = ""
+    secrets: list[str] = field(default_factory=list)
+    alternatives: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def normalise_name(raw: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", raw.lower()).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"app-{name}".rstrip("-")
+    return name[:40].rstrip("-")
+
+
+def detect(project: Path) -> Detected:
+    """What `shipyard init` writes: raises SpecError when no entry point is found."""
+    pyproject = _read_pyproject(project)
+    meta: dict[str, Any] = pyproject.get("project", {})
+    root = project / "src" if (project / "src").is_dir() else project
+    candidates = sorted(_candidates(root), key=lambda c: (c.rank, c.entry))
+    if not candidates:
+        raise SpecError(
+            f"found no web app in {project}: looked for `app = Flask(...)`/`FastAPI(...)`/"
+            "`Starlette(...)`/`Quart(...)`, a `create_app()` factory and Django's wsgi.py in the "
+            f"Python files under {root} (up to {MAX_DEPTH} levels deep).",
+            hint="Write shipyard.toml by hand with name and entry = 'package.module:app' "
+            "(see docs/spec.md).",
+        )
+    best = candidates[0]
+    notes: list[str] = []
+    kind = "asgi" if best.framework in ASGI_FRAMEWORKS else "wsgi"
+    static = _static(project, best)
+    tests_enabled = any((project / d).is_dir() for d in ("tests", "test")) or any(
+        project.glob("test_*.py")
+    )
+    if not tests_enabled:
+        notes.append("no tests found: the test gate is off (tests.enabled = false)")
+    extras: dict[str, list[str]] = meta.get("optional-dependencies", {})
+    test_requirements = next(
+        (list(extras[k]) for k in ("test", "tests", "dev") if k in extras), ["pytest"]
+    )
+    requirements = "auto"
+    if not any((project / f).is_file() for f in ("uv.lock", "requirements.txt")) and not meta.get(
+        "dependencies"
+    ):
+        notes.append("no dependencies declared (uv.lock, requirements.txt or [project])")
+    return Detected(
+        name=normalise_name(str(meta.get("name") or project.resolve().name)),
+        entry=best.entry,
+        framework=best.framework,
+        kind=kind,
+        server="uvicorn" if kind == "asgi" else "gunicorn",
+        static=static,
+        tests_enabled=tests_enabled,
+        test_requirements=test_requirements,
+        requirements=requirements,
+        release=_release_command(best),
+        secrets=_secret_variables(best.package_dir),
+        alternatives=[c.entry for c in candidates[1:5]],
+        notes=notes,
+    )
+
+
+def _read_pyproject(project: Path) -> dict[str, Any]:
+    path = project / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path} is not valid TOML: {err}.") from None
+
+
+def _python_files(root: Path) -> list[Path]:
+    found: list[Path] = []
+    stack = [(root, 0)]
+    while stack and len(found) < MAX_FILES:
+        directory, depth = stack.pop()
+        for entry in sorted(directory.iterdir()):
+            if entry.is_dir() and depth < MAX_DEPTH and entry.name not in SKIP_DIRS:
+                if not entry.name.startswith(".") and not entry.name.endswith(".egg-info"):
+                    stack.append((entry, depth + 1))
+            elif entry.suffix == ".py" and not entry.name.startswith("test_"):
+                found.append(entry)
+    return found
+
+
+def _module_name(root: Path, path: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _candidates(root: Path) -> list[Candidate]:
+    found = []
+    for path in _python_files(root):
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        module = _module_name(root, path)
+        if not module or not all(part.isidentifier() for part in module.split(".")):
+            continue
+        framework = _framework_of(tree)
+        is_package = path.name == "__init__.py"
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES and framework:
+                rank = 0 if is_package else 1
+                found.append(Candidate(f"{module}:{node.name}()", framework, rank, path.parent))
+            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                callee = _call_name(node.value)
+                for target in node.targets:
+                    if not isinstance(target, ast.Name):
+                        continue
+                    if callee in APP_CLASSES and target.id in ("app", "application"):
+                        entry = f"{module}:{target.id}"
+                        found.append(Candidate(entry, APP_CLASSES[callee], 2, path.parent))
+                    elif callee in ("get_wsgi_application", "get_asgi_application"):
+                        kind = "django-asgi" if "asgi" in callee else "django"
+                        found.append(Candidate(f"{module}:{target.id}", kind, 3, path.parent))
+    return found
+
+
+def _framework_of(tree: ast.Module) -> str:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            top = node.module.split(".")[0]
+        elif isinstance(node, ast.Import):
+            top = node.names[0].name.split(".")[0]
+        else:
+            continue
+        if top in ("flask", "fastapi", "starlette", "quart"):
+            return top
+    return ""
+
+
+def _call_name(call: ast.Call) -> str:
+    func = call.func
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+def _static(project: Path, best: Candidate) -> dict[str, str]:
+    static = best.package_dir / "static"
+    if best.framework in ("flask", "quart") and static.is_dir():
+        return {"/static": static.relative_to(project).as_posix()}
+    return {}
+
+
+def _release_command(best: Candidate) -> str:
+    if best.framework != "flask":
+        return ""
+    package = best.entry.split(":")[0].split(".")[0]
+    for path in best.package_dir.rglob("*.py"):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if '"init-db"' in text or "'init-db'" in text:
+            return f"flask --app {package} init-db"
+    return ""
+
+
+SECRET_ENV_RE = re.compile(
+    r"""(?:environ\.get|getenv|environ)\s*[(\[]\s*["']([A-Z][A-Z0-9_]*(?:SECRET|_KEY)[A-Z0-9_]*)["']"""
+)
+
+
+def _secret_variables(package_dir: Path) -> list[str]:
+    """Environment variables the app reads that look like secrets (…SECRET…, …_KEY)."""
+    found: set[str] = set()
+    for path in package_dir.rglob("*.py"):
+        try:
+            found.update(SECRET_ENV_RE.findall(path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return sorted(found)

@@ -1,0 +1,143 @@
+"""Detection reads a project without running it; init writes a spec that validates."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from shipyard.detect import detect, normalise_name
+from shipyard.errors import SpecError, UsageError
+from shipyard.initfile import render_spec_toml, toml_value, write_spec
+from shipyard.spec import parse_spec
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_the_example_app(tmp_path: Path) -> None:
+    project = tmp_path / "example"
+    shutil.copytree(
+        EXAMPLE, project, ignore=shutil.ignore_patterns("shipyard.toml", ".pytest_cache")
+    )
+    found = detect(project)
+    assert found.name == "flaskr"
+    assert found.entry == "flaskr:create_app()"
+    assert (found.framework, found.kind, found.server) == ("flask", "wsgi", "gunicorn")
+    assert found.static == {"/static": "flaskr/static"}
+    assert found.release == "flask --app flaskr init-db"
+    assert found.tests_enabled and found.test_requirements == ["pytest>=8"]
+    assert found.secrets == ["FLASKR_SECRET_KEY"]
+
+
+def test_src_layout_module_level_app(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "My Service",
+        {
+            "src/svc/__init__.py": "",
+            "src/svc/web.py": "from flask import Flask\napp = Flask(__name__)\n",
+        },
+    )
+    found = detect(project)
+    assert found.entry == "svc.web:app"
+    assert found.name == "my-service"
+    assert not found.tests_enabled and "no tests found" in found.notes[0]
+
+
+def test_fastapi_is_asgi_on_uvicorn(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "api",
+        {
+            "pyproject.toml": '[project]\nname = "Api_Server"\ndependencies = ["fastapi"]\n',
+            "api/main.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+            "tests/test_api.py": "",
+        },
+    )
+    found = detect(project)
+    assert (found.entry, found.kind, found.server) == ("api.main:app", "asgi", "uvicorn")
+    assert found.name == "api-server"
+
+
+def test_django_wsgi(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "site",
+        {
+            "manage.py": "",
+            "mysite/__init__.py": "",
+            "mysite/wsgi.py": (
+                "from django.core.wsgi import get_wsgi_application\n"
+                "application = get_wsgi_application()\n"
+            ),
+        },
+    )
+    assert detect(project).entry == "mysite.wsgi:application"
+
+
+def test_the_factory_in_a_package_wins(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "p",
+        {
+            "pkg/__init__.py": (
+                "from flask import Flask\ndef create_app():\n    return Flask(__name__)\n"
+            ),
+            "pkg/other.py": "from flask import Flask\napp = Flask(__name__)\n",
+        },
+    )
+    found = detect(project)
+    assert found.entry == "pkg:create_app()"
+    assert found.alternatives == ["pkg.other:app"]
+
+
+def test_no_app_is_a_clear_error(tmp_path: Path) -> None:
+    _write(tmp_path, {"lib/util.py": "def f():\n    return 1\n"})
+    with pytest.raises(SpecError, match="found no web app") as err:
+        detect(tmp_path)
+    assert "entry" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize(("raw", "name"), [("Flask_App", "flask-app"), ("9lives", "app-9lives")])
+def test_names_are_normalised(raw: str, name: str) -> None:
+    assert normalise_name(raw) == name
+
+
+def test_the_written_spec_validates_with_the_detected_values(tmp_path: Path) -> None:
+    project = tmp_path / "example"
+    shutil.copytree(
+        EXAMPLE, project, ignore=shutil.ignore_patterns("shipyard.toml", ".pytest_cache")
+    )
+    text = render_spec_toml(detect(project))
+    assert "# Entry point:" in text  # comments come from the spec's field descriptions
+    spec = parse_spec(tomllib.loads(text), project / "shipyard.toml")
+    assert spec.entry == "flaskr:create_app()"
+    assert spec.static == {"/static": "flaskr/static"}
+    assert spec.release == "flask --app flaskr init-db"
+    assert spec.tests.requirements == ["pytest>=8"]
+    assert spec.secrets == {"FLASKR_SECRET_KEY": "generate"}
+
+
+@pytest.mark.parametrize("value", ['quote " and \\ backslash', "ünïcode", "tab\there"])
+def test_toml_strings_round_trip(value: str) -> None:
+    assert tomllib.loads(f"v = {toml_value(value)}")["v"] == value
+
+
+def test_write_spec_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    write_spec(tmp_path, "a = 1\n", force=False)
+    with pytest.raises(UsageError, match="--force"):
+        write_spec(tmp_path, "a = 2\n", force=False)
+    write_spec(tmp_path, "a = 2\n", force=True)
+    assert (tmp_path / "shipyard.toml").read_text() == "a = 2\n"
+
+
+def test_write_spec_refuses_when_pyproject_holds_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text('[tool.shipyard]\nname = "x"\n')
+    with pytest.raises(SpecError, match=r"\[tool\.shipyard\]"):
+        write_spec(tmp_path, "", force=True)
