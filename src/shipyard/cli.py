@@ -8,9 +8,10 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.markup import escape
@@ -24,6 +25,9 @@ from shipyard.layout import default_cache_dir
 from shipyard.spec import Spec, check_env_pair, load_spec
 from shipyard.state import load_state
 from shipyard.ui import Reporter, error_console, out_console
+
+if TYPE_CHECKING:
+    from shipyard.fleet import Fleet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -54,6 +58,21 @@ def _load(project: Path, target: str = "local") -> tuple[Path, Spec, ops.LocalTa
     root = _project(project)
     spec = load_spec(root)
     return root, spec, ops.LocalTarget.for_spec(spec, target)
+
+
+def _remote(project: Path, target: str) -> tuple[Path, Spec] | None:
+    """(project, spec) when `target` is an ssh target; None for the local one."""
+    root = _project(project)
+    spec = load_spec(root)
+    return (root, spec) if spec.target(target).type == "ssh" else None
+
+
+@contextmanager
+def _fleet(root: Path, spec: Spec, target: str) -> Iterator[Fleet]:
+    from shipyard.fleet import open_fleet
+
+    with open_fleet(root, spec, target, default_cache_dir()) as fleet:
+        yield fleet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -125,6 +144,26 @@ def deploy_cmd(
     project: Path, target: str, skip_tests: bool, dry_run: bool, lock_wait: float
 ) -> None:
     """Test, build, install, configure and switch to a new release."""
+    if (remote := _remote(project, target)) is not None:
+        if dry_run:
+            raise UsageError(
+                "--dry-run is for the local target; for hosts see 'provision --dry-run'."
+            )
+        from shipyard import fleet as fleets
+
+        started = time.monotonic()
+        with _fleet(*remote, target) as fleet:
+            done = fleets.deploy(
+                remote[0], remote[1], fleet, Reporter(), skip_tests=skip_tests, lock_wait=lock_wait
+            )
+        took = time.monotonic() - started
+        click.echo(
+            f"release {done.release} is live on {len(done.switched) + len(done.unchanged)} "
+            f"host(s) ({len(done.unchanged)} already were) ({took:.1f}s)",
+            err=True,
+        )
+        click.echo(done.url)
+        return
     root, spec, local = _load(project, target)
     if dry_run:
         from shipyard.plan import deploy_plan, show_plan
@@ -147,6 +186,15 @@ def deploy_cmd(
 @wait_opt
 def rollback(project: Path, target: str, to: str | None, lock_wait: float) -> None:
     """Switch back to an earlier release still on disk (no rebuild)."""
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        started = time.monotonic()
+        with _fleet(*remote, target) as fleet:
+            back = fleets.rollback(remote[1], fleet, Reporter(), to, lock_wait)
+        took = time.monotonic() - started
+        click.echo(f"release {', '.join(back)} is live again on every host ({took:.2f}s)")
+        return
     _, spec, local = _load(project, target)
     started = time.monotonic()
     outcome = ops.rollback(spec, local, Reporter(), to, lock_wait)
@@ -161,6 +209,28 @@ def rollback(project: Path, target: str, to: str | None, lock_wait: float) -> No
 def releases(project: Path, target: str, as_json: bool) -> None:
     """List the app's releases."""
     from shipyard.release import installed_releases
+
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        with _fleet(*remote, target) as fleet:
+            per_host = fleets.releases(remote[1], fleet)
+        if as_json:
+            click.echo(json.dumps(per_host, indent=2))
+            return
+        table = Table("host", "", "release", "status", "deployed", "on disk")
+        for host, rows in per_host.items():
+            for row in rows:
+                table.add_row(
+                    host,
+                    "*" if row["live"] else "",
+                    row["id"],
+                    row["status"],
+                    row["deployed_at"],
+                    "yes" if row["on_disk"] else "no",
+                )
+        out_console().print(table)
+        return
 
     _, spec, local = _load(project, target)
     app = local.app(spec)
@@ -195,6 +265,9 @@ def status(project: Path, target: str, as_json: bool) -> None:
     """The live release, its processes and its health."""
     from shipyard.status import app_status
 
+    if (remote := _remote(project, target)) is not None:
+        _fleet_status(remote, target, as_json)
+        return
     _, spec, local = _load(project, target)
     report = app_status(spec, local)
     if as_json:
@@ -221,6 +294,12 @@ def status(project: Path, target: str, as_json: bool) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines to show from each log.")
 def logs(project: Path, target: str, follow: bool, process: str | None, lines: int) -> None:
     """The app's output and nginx's access and error logs."""
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        with _fleet(*remote, target) as fleet:
+            fleets.follow_logs(remote[1], fleet, process, lines, follow, click.echo)
+        return
     _, spec, local = _load(project, target)
     applogs.show(local.app(spec), spec, process, lines, follow, click.echo)
 
@@ -228,14 +307,79 @@ def logs(project: Path, target: str, follow: bool, process: str | None, lines: i
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED, required=True)
 @target_opt
-def run(args: tuple[str, ...], target: str) -> None:
+@click.option("--host", "host_name", help="The host to run on (ssh targets; default: the first).")
+def run(args: tuple[str, ...], target: str, host_name: str | None) -> None:
     """Run a one-off command in the live release's environment: shipyard run [DIR] -- CMD..."""
     project, command = _split_run_args(list(args))
+    if (remote := _remote(project, target)) is not None:
+        _run_remote(remote, target, host_name, command)
+        return
     _, spec, local = _load(project, target)
     app = local.app(spec)
     argv = ops.run_argv(app, load_state(app), command)
     sys.stdout.flush()
     os.execv(argv[0], argv)
+
+
+def _run_remote(
+    remote: tuple[Path, Spec], target: str, host_name: str | None, command: list[str]
+) -> None:
+    from shipyard.fleet import sessions
+    from shipyard.hosts.base import Command
+    from shipyard.layout import HostLayout
+
+    with _fleet(*remote, target) as fleet:
+        names = [h.name for h in fleet.web]
+        chosen = host_name or names[0]
+        if chosen not in names:
+            raise UsageError(
+                f"--host {chosen!r} is not a web host of target {target}; hosts: "
+                f"{', '.join(names)}."
+            )
+        host = next(h for h in fleet.web if h.name == chosen)
+        with sessions(fleet, [host]) as agents:
+            state = agents[host.name].call("state", app=remote[1].name)
+        if not state["live"]:
+            raise UsageError(f"app {remote[1].name} is not deployed on {chosen}.")
+        layout = HostLayout(Path(str(host.base)))
+        app = layout.app(remote[1].name)
+        argv = host.conn.exec_argv(
+            Command(
+                (
+                    str(layout.launcher),
+                    str(app.env_file(state["slot"])),
+                    str(app.release(state["live"])),
+                    *command,
+                ),
+                sudo=True,
+            )
+        )
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+def _fleet_status(remote: tuple[Path, Spec], target: str, as_json: bool) -> None:
+    from shipyard import fleet as fleets
+
+    with _fleet(*remote, target) as fleet:
+        rows = fleets.status(remote[1], fleet)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("host", "role", "release", "health", "processes")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["host"], row["role"], "-", f"[red]{escape(row['error'])}[/]", "")
+            continue
+        if row["role"] == "lb":
+            table.add_row(row["host"], "lb", "-", "", f"agent {row.get('version', '')}")
+            continue
+        health = "[green]healthy[/]" if row["healthy"] else f"[red]{escape(row['health'])}[/]"
+        procs = ", ".join(f"{p['name']} {p['state']}" for p in row["processes"])
+        table.add_row(row["host"], "web", row["release"] or "none", health, escape(procs))
+    out_console().print(table)
+    if any("error" in row or (row["role"] == "web" and not row["healthy"]) for row in rows):
+        sys.exit(1)
 
 
 def _split_run_args(args: list[str]) -> tuple[Path, list[str]]:
@@ -278,6 +422,13 @@ def config_set(pairs: tuple[str, ...], project: Path, target: str) -> None:
         except ValueError as err:
             raise UsageError(f"config set: {err}.") from None
         updates[key] = value
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        with _fleet(*remote, target) as fleet:
+            hosts = fleets.config_update(spec, fleet, lambda current: {**current, **updates})
+        click.echo(f"set {', '.join(sorted(updates))} on {', '.join(hosts)}")
+        return
     new = {**load_config(app), **updates}
     outcome = ops.restart(spec, local, Reporter(), config=new, action="config set")
     names = ", ".join(sorted(updates))
@@ -293,6 +444,16 @@ def config_unset(keys: tuple[str, ...], project: Path, target: str) -> None:
     from shipyard.release import load_config
 
     _, spec, local = _load(project, target)
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        def drop(current: dict[str, str]) -> dict[str, str]:
+            return {k: v for k, v in current.items() if k not in keys}
+
+        with _fleet(*remote, target) as fleet:
+            hosts = fleets.config_update(spec, fleet, drop)
+        click.echo(f"unset {', '.join(keys)} on {', '.join(hosts)}")
+        return
     current = load_config(local.app(spec))
     missing = [k for k in keys if k not in current]
     if missing:
@@ -315,9 +476,16 @@ def config_list(project: Path, reveal: bool, as_json: bool, target: str) -> None
     from shipyard.release import load_config
 
     _, spec, local = _load(project, target)
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        with _fleet(*remote, target) as fleet:
+            config = fleets.config_get(spec, fleet)
+    else:
+        config = load_config(local.app(spec))
     items = {
         **{k: (v, "spec") for k, v in spec.env.items()},
-        **{k: (v, "config") for k, v in load_config(local.app(spec)).items()},
+        **{k: (v, "config") for k, v in config.items()},
     }
     shown = {k: (v if reveal else MASK, src) for k, (v, src) in sorted(items.items())}
     if as_json:
@@ -334,6 +502,12 @@ def config_list(project: Path, reveal: bool, as_json: bool, target: str) -> None
 @target_opt
 def start_cmd(project: Path, target: str) -> None:
     """Start the live release's processes."""
+    if (remote := _remote(project, target)) is not None:
+        done = _each_web(remote, target, "start")
+        click.echo(
+            "started " + "; ".join(f"{h}: {', '.join(r['processes'])}" for h, r in done.items())
+        )
+        return
     _, spec, local = _load(project, target)
     click.echo("started " + ", ".join(ops.start(spec, local)))
 
@@ -343,6 +517,13 @@ def start_cmd(project: Path, target: str) -> None:
 @target_opt
 def stop_cmd(project: Path, target: str) -> None:
     """Stop the app's processes (nginx answers 502 until 'start')."""
+    if (remote := _remote(project, target)) is not None:
+        done = _each_web(remote, target, "stop")
+        click.echo(
+            "stopped "
+            + "; ".join(f"{h}: {', '.join(r['processes']) or 'nothing'}" for h, r in done.items())
+        )
+        return
     _, spec, local = _load(project, target)
     stopped = ops.stop(spec, local)
     click.echo("stopped " + ", ".join(stopped) if stopped else "nothing was running")
@@ -354,6 +535,10 @@ def stop_cmd(project: Path, target: str) -> None:
 @wait_opt
 def restart_cmd(project: Path, target: str, lock_wait: float) -> None:
     """Restart with zero downtime (a fresh server on the other slot)."""
+    if (remote := _remote(project, target)) is not None:
+        done = _each_web(remote, target, "restart", wait=lock_wait)
+        click.echo(f"restarted on {', '.join(done)}")
+        return
     _, spec, local = _load(project, target)
     outcome = ops.restart(spec, local, Reporter(), lock_wait=lock_wait)
     if outcome is None:
@@ -371,9 +556,45 @@ def destroy(project: Path, target: str, yes: bool, purge: bool) -> None:
     _, spec, local = _load(project, target)
     if not yes and not (sys.stdin.isatty() and click.confirm(f"Destroy app {spec.name}?")):
         raise UsageError("not confirmed.", hint="Pass --yes to destroy without asking.")
+    if (remote := _remote(project, target)) is not None:
+        done = _each_web(remote, target, "destroy", purge=purge)
+        click.echo(
+            f"destroyed {spec.name} on {', '.join(done)}" + ("" if purge else " (data kept)")
+        )
+        return
     ops.destroy(spec, local, purge)
     kept = "" if purge else f" (data kept in {local.app(spec).shared})"
     click.echo(f"destroyed {spec.name}{kept}")
+
+
+def _each_web(remote: tuple[Path, Spec], target: str, op: str, **params: Any) -> dict[str, Any]:
+    from shipyard import fleet as fleets
+
+    with _fleet(*remote, target) as fleet:
+        return fleets.each_web(remote[1], fleet, op, **params)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--dir", "project", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--dry-run", is_flag=True, help="Print what would be done on each host.")
+def provision(target: str, project: Path, dry_run: bool) -> None:
+    """Make an ssh target's hosts ready: nginx, python3-venv, the app user, shipyard's runtime."""
+    remote = _remote(project, target)
+    if remote is None:
+        raise UsageError(
+            f"target {target!r} is the local machine: nothing to provision.",
+            hint="'shipyard deploy' sets up the local runtime by itself.",
+        )
+    from shipyard import fleet as fleets
+
+    with _fleet(*remote, target) as fleet:
+        done = fleets.provision_fleet(fleet, Reporter(), dry_run)
+    for host, actions in done.items():
+        if not actions:
+            click.echo(f"{host}: already provisioned, nothing to do")
+        for action in actions:
+            click.echo(f"{host}: {'would ' if dry_run else ''}{action}")
 
 
 def main(argv: list[str] | None = None) -> None:

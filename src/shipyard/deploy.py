@@ -98,12 +98,12 @@ def deploy(
                     f"artifact {artifact.id}" + (" (unchanged, reused)" if artifact.reused else "")
                 )
             with reporter.stage("install"):
-                _install(target, spec, app, artifact)
+                install_release(target, spec, app, artifact)
             if tests is not None:
                 with reporter.stage("test"):
                     reporter.note(tests.result())
         state = load_state(app)
-        _record_installed(state, artifact)
+        record_installed(state, artifact)
         save_state(app, state)
         with reporter.stage("runtime"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
@@ -112,7 +112,7 @@ def deploy(
                 target, supervisor, app, artifact.id, state, "deploy", release_cmd=True
             )
         with reporter.stage("prune"):
-            _prune(app, state, spec.keep)
+            prune_releases(app, state, spec.keep)
             artifacts.prune_artifacts(target.cache, keep=max(spec.keep * 4, 20))
     return outcome
 
@@ -133,7 +133,9 @@ def _ensure_secrets(target: LocalTarget, spec: Spec, app: AppLayout, reporter: R
         reporter.note(f"generated secret(s) {', '.join(generate)} (see 'shipyard config list')")
 
 
-def _install(target: LocalTarget, spec: Spec, app: AppLayout, artifact: artifacts.Artifact) -> None:
+def install_release(
+    target: LocalTarget, spec: Spec, app: AppLayout, artifact: artifacts.Artifact
+) -> None:
     if is_installed(app, artifact.id):
         return
     python = find_python(spec.python).executable
@@ -146,7 +148,7 @@ def _install(target: LocalTarget, spec: Spec, app: AppLayout, artifact: artifact
         raise
 
 
-def _record_installed(state: AppState, artifact: artifacts.Artifact) -> None:
+def record_installed(state: AppState, artifact: artifacts.Artifact) -> None:
     existing = state.record(artifact.id)
     if existing is None:
         state.upsert(
@@ -170,6 +172,24 @@ def _switch(
     release_cmd: bool,
     config: dict[str, str] | None = None,
 ) -> Outcome:
+    switch = stage(
+        target, supervisor, app, release_id, state, action, release_cmd=release_cmd, config=config
+    )
+    return commit(app, switch, state, action)
+
+
+def stage(
+    target: LocalTarget,
+    supervisor: Supervisor,
+    app: AppLayout,
+    release_id: str,
+    state: AppState,
+    action: str,
+    *,
+    release_cmd: bool,
+    config: dict[str, str] | None = None,
+) -> Switch:
+    """Start `release_id` on the idle slot and check it; traffic stays where it is."""
     live = (state.live, state.slot) if state.live and state.slot else None
     switch = Switch(
         target.conn,
@@ -182,11 +202,20 @@ def _switch(
         run_release_command=release_cmd,
     )
     try:
-        outcome = switch.run()
+        switch.stage()
     except ShipyardError as err:
-        state.set_status(release_id, "failed" if state.live != release_id else "live")
-        state.log(action, release_id, f"failed: {err.message.splitlines()[0]}")
-        save_state(app, state)
+        _record_failure(app, state, release_id, action, err)
+        raise
+    return switch
+
+
+def commit(app: AppLayout, switch: Switch, state: AppState, action: str) -> Outcome:
+    """Move traffic to a staged release and record it as live."""
+    release_id = switch.release_id
+    try:
+        outcome = switch.commit()
+    except ShipyardError as err:
+        _record_failure(app, state, release_id, action, err)
         raise
     if state.live and state.live != release_id:
         state.set_status(state.live, "previous")
@@ -197,7 +226,15 @@ def _switch(
     return outcome
 
 
-def _prune(app: AppLayout, state: AppState, keep: int) -> None:
+def _record_failure(
+    app: AppLayout, state: AppState, release_id: str, action: str, err: ShipyardError
+) -> None:
+    state.set_status(release_id, "failed" if state.live != release_id else "live")
+    state.log(action, release_id, f"failed: {err.message.splitlines()[0]}")
+    save_state(app, state)
+
+
+def prune_releases(app: AppLayout, state: AppState, keep: int) -> None:
     """Keep the live release and the newest `keep` others that are on disk."""
     on_disk = set(installed_releases(app))
     ordered = sorted(
@@ -222,7 +259,7 @@ def rollback(
     app = target.app(spec)
     with app_lock(app, "rollback", lock_wait):
         state = load_state(app)
-        release_id = _rollback_target(app, state, to)
+        release_id = rollback_target(app, state, to)
         with reporter.stage(f"switch to {release_id}"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
             return _switch(
@@ -230,7 +267,7 @@ def rollback(
             )
 
 
-def _rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
+def rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
     on_disk = installed_releases(app)
     if to:
         matches = [rid for rid in on_disk if rid.startswith(to)]

@@ -48,6 +48,35 @@ class HostLayout:
         return self.runtime / "bin"
 
     @property
+    def wheel_index(self) -> Path:
+        """name -> sha256 of every wheel in the store, written as wheels arrive (remote hosts)."""
+        return self.wheels / "index.json"
+
+    @property
+    def artifacts(self) -> Path:
+        """Release artifacts received from a deploying machine, by id (remote hosts)."""
+        return self.runtime / "artifacts"
+
+    @property
+    def incoming(self) -> Path:
+        return self.runtime / "incoming"
+
+    @property
+    def runtime_venv(self) -> Path:
+        """The venv shipyard's host agent and supervisord run from (remote hosts)."""
+        return self.runtime / "venv"
+
+    @property
+    def runtime_lib(self) -> Path:
+        """shipyard's own package, synced from the deploying machine (remote hosts)."""
+        return self.runtime / "lib"
+
+    @property
+    def lb_static(self) -> Path:
+        """Static files a load balancer serves at the edge, per app and release."""
+        return self.runtime / "edge"
+
+    @property
     def launcher(self) -> Path:
         return self.bin / "shipyard-exec"
 

@@ -122,13 +122,82 @@ class BuildSpec(_Strict):
 
 
 class TargetSpec(_Strict):
-    """A place to deploy to. Only `local` exists for now; fleets come with SSH hosts."""
+    """A place to deploy to: this machine (`local`), or hosts reached over SSH (`ssh`)."""
 
-    type: Literal["local"] = "local"
-    base_dir: str = Field(
-        default="", description="Base directory; default $SHIPYARD_HOME or XDG data."
+    type: Literal["local", "ssh"] = Field(
+        default="local", description="local or ssh; ssh when `hosts` is given."
     )
-    listen: str = Field(default="", description="Overrides the app's `listen` on this target.")
+    base_dir: str = Field(
+        default="",
+        description="Base directory; local: $SHIPYARD_HOME or XDG data; ssh: /srv/shipyard "
+        "('{host}' in it is replaced by each host's name).",
+    )
+    listen: str = Field(
+        default="",
+        description="nginx's address; local: the app's `listen`; ssh: 0.0.0.0:80 (web and lb).",
+    )
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="Web hosts: '[user@]host[:port]' or aliases from the SSH config.",
+    )
+    lb: str = Field(
+        default="", description="A host whose nginx load-balances across the web hosts."
+    )
+    strategy: Literal["all-at-once", "rolling"] = Field(
+        default="all-at-once",
+        description="all-at-once: stage everywhere, then switch everywhere; rolling: in batches, "
+        "each drained from the lb while it switches.",
+    )
+    batch: int = Field(default=1, ge=1, description="Hosts per batch in a rolling deploy.")
+    parallel: int = Field(default=8, ge=1, le=64, description="Hosts worked on at once.")
+    on_failure: Literal["keep", "rollback"] = Field(
+        default="keep",
+        description="When a host fails after others switched: keep them on the new release "
+        "(re-run the deploy to finish) or roll them back.",
+    )
+    release_on: Literal["first", "each"] = Field(
+        default="first",
+        description="Run the release command on the first host only (a shared database) or on "
+        "each host (data kept per host).",
+    )
+    ssh_config: str = Field(default="", description="An ssh_config file instead of ~/.ssh/config.")
+    identity_file: str = Field(default="", description="A private key file for these hosts.")
+    trust_new_host_keys: bool = Field(
+        default=False,
+        description="Accept an unknown host key on first use; a changed key is always refused.",
+    )
+    app_user: str = Field(
+        default="shipyard", description="System user `provision` creates on ssh hosts."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ssh_when_hosts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("hosts") and "type" not in data:
+            return {**data, "type": "ssh"}
+        return data
+
+    @model_validator(mode="after")
+    def _ssh(self) -> TargetSpec:
+        from shipyard.hosts.ssh import SSHAddress
+
+        if self.hosts and self.type == "local":
+            raise ValueError("a local target has no `hosts`; use type = 'ssh'")
+        if self.type == "ssh" and not self.hosts:
+            raise ValueError("an ssh target needs `hosts`: a list like ['web1.example']")
+        for host in [*self.hosts, *([self.lb] if self.lb else [])]:
+            SSHAddress.parse(host)
+        if self.lb and self.lb in self.hosts:
+            raise ValueError(f"{self.lb!r} is both the lb and a web host; use separate hosts")
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("`hosts` lists a host twice")
+        if self.listen:
+            check_listen(self.listen)
+        if self.type == "ssh" and self.base_dir and not self.base_dir.startswith("/"):
+            raise ValueError(f"base_dir {self.base_dir!r} must be an absolute path on the hosts")
+        if self.app_user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.app_user):
+            raise ValueError(f"app_user {self.app_user!r} is not a valid user name")
+        return self
 
 
 class Spec(_Strict):

@@ -69,15 +69,30 @@ class Switch:
         self._log_offset = 0
 
     def run(self) -> Outcome:
+        self.stage()
+        return self.commit()
+
+    def stage(self) -> None:
+        """Everything before traffic moves: env, release command, new server up and healthy.
+
+        A failure here leaves the serving release untouched and nothing of the new one running.
+        """
         self._write_env()
         if self.run_release_command and self.spec.release:
             self._release_command()
         self._start_new()
         try:
             self._check_new_socket()
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self) -> Outcome:
+        """Point nginx at the staged slot, check through nginx, then retire the old slot."""
+        try:
             self._point_nginx_at(self.slot, self.release_id)
         except BaseException:
-            self._stop_slot(self.slot)
+            self.abort()
             raise
         try:
             self._check_through_nginx()
@@ -88,6 +103,10 @@ class Switch:
         if self.live is not None and self.live[1] != self.slot:
             self._retire_slot(self.live[1])
         return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+
+    def abort(self) -> None:
+        """Stop a staged slot that will not take traffic."""
+        self._stop_slot(self.slot)
 
     def _write_env(self) -> None:
         env = app_environment(self.spec, self.app, self.release_id, self.config)

@@ -99,6 +99,36 @@ def site_conf(
     )
 
 
+def lb_conf(
+    spec: Spec,
+    release_id: str,
+    backends: list[tuple[str, bool]],
+    static_dirs: dict[str, Path],
+    listen: str,
+    access_log: Path,
+    error_log: Path,
+) -> str:
+    """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
+    static = sorted(
+        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
+        key=lambda item: -len(item[0]),
+    )
+    return _render(
+        "lb.conf.j2",
+        app=spec.name,
+        upstream=spec.name.replace("-", "_"),
+        release=release_id,
+        backends=backends,
+        listen=listen,
+        server_names=" ".join(spec.domains) or '""',
+        access_log=access_log,
+        error_log=error_log,
+        max_body="10m",
+        static=static,
+        read_timeout=spec.server.timeout + 5,
+    )
+
+
 def _location(prefix: str) -> str:
     return prefix if prefix.endswith("/") else prefix + "/"
 

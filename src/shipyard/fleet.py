@@ -1,0 +1,691 @@
+"""Deploying to SSH hosts: one release artifact, staged on every web host, then switched.
+
+all-at-once (the default) is two-phase: every host uploads, installs and starts the new
+release beside the serving one and health-checks it; only when every host passed does any
+host switch. rolling takes batches out of the load balancer, switches them, and puts them
+back. Hosts run the same host-side code as the local target, through their agent.
+"""
+
+from __future__ import annotations
+
+import secrets as random_secrets
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shipyard import provision, wire
+from shipyard.build import artifact as artifacts
+from shipyard.build.testgate import run_tests
+from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
+from shipyard.hosts.local import LocalConnection
+from shipyard.hosts.ssh import ControlDir
+from shipyard.remote import Agent, RemoteHost, lib_id, require_runtime, target_hosts
+from shipyard.spec import Spec, TargetSpec
+from shipyard.ui import Reporter
+
+T = TypeVar("T")
+
+
+@dataclass
+class Failure:
+    host: str
+    stage: str
+    error: ShipyardError
+
+
+class FleetError(ShipyardError):
+    """One or more hosts failed: which, at which stage, what they said, and where things stand."""
+
+    def __init__(self, failures: list[Failure], where: str, hint: str) -> None:
+        lines = [f"{len(failures)} host(s) failed {where}:"]
+        for failure in failures:
+            text = failure.error.message
+            if not text.startswith(failure.host):
+                text = f"{failure.host}: {text}"
+            lines.append(f"- [{failure.stage}] {text}")
+            if failure.error.hint:
+                lines.append(f"  {failure.error.hint}")
+        super().__init__("\n".join(lines), hint=hint)
+        self.failures = failures
+
+
+@dataclass
+class Fleet:
+    """An ssh target's hosts with their connections (closed with the fleet)."""
+
+    name: str
+    target: TargetSpec
+    hosts: list[RemoteHost]
+    cache: Path
+    control: ControlDir
+
+    @property
+    def web(self) -> list[RemoteHost]:
+        return [h for h in self.hosts if h.role == "web"]
+
+    @property
+    def lb(self) -> RemoteHost | None:
+        return next((h for h in self.hosts if h.role == "lb"), None)
+
+    def close(self) -> None:
+        for host in self.hosts:
+            host.conn.close()
+        self.control.cleanup()
+
+    def url(self) -> str:
+        from shipyard.remote import ssh_hostname
+
+        front = self.lb or self.web[0]
+        _, _, port = front.listen.rpartition(":")
+        return f"http://{ssh_hostname(front.conn)}:{port}/"
+
+
+@contextmanager
+def open_fleet(project: Path, spec: Spec, name: str, cache: Path) -> Iterator[Fleet]:
+    target = spec.target(name)
+    if target.type != "ssh":
+        raise UsageError(f"target {name!r} is not an ssh target.")
+    control = ControlDir()
+    fleet = Fleet(name, target, target_hosts(target, control.path, project), cache, control)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+def each(
+    hosts: Sequence[RemoteHost], work: Callable[[RemoteHost], T], limit: int, stage: str
+) -> tuple[dict[str, T], list[Failure]]:
+    """Run `work` on every host, at most `limit` at once; collect results and failures."""
+    results: dict[str, T] = {}
+    failures: list[Failure] = []
+    if not hosts:
+        return results, failures
+    with ThreadPoolExecutor(max_workers=min(limit, len(hosts))) as pool:
+        futures = {host.name: pool.submit(work, host) for host in hosts}
+        for host in hosts:
+            try:
+                results[host.name] = futures[host.name].result()
+            except ShipyardError as err:
+                failures.append(Failure(host.name, stage, err))
+    return results, failures
+
+
+def connect(fleet: Fleet, reporter: Reporter, hosts: Sequence[RemoteHost] | None = None) -> None:
+    """Facts from every host in parallel; the agent synced where shipyard changed."""
+
+    def ready(host: RemoteHost) -> None:
+        facts = host.read_facts(fleet.target.app_user)
+        require_runtime(host)
+        if facts.lib != lib_id():
+            provision.execute(host, [provision.lib_action(host)])
+
+    _, failures = each(hosts or fleet.hosts, ready, fleet.target.parallel, "connect")
+    if failures:
+        raise FleetError(failures, "before anything was changed", "Nothing was deployed.")
+
+
+# --- provision ----------------------------------------------------------------------------------
+
+
+def provision_fleet(fleet: Fleet, reporter: Reporter, dry_run: bool) -> dict[str, list[str]]:
+    def one(host: RemoteHost) -> list[str]:
+        facts = host.read_facts(fleet.target.app_user)
+        actions = provision.plan(host, facts, fleet.target.app_user, fleet.cache)
+        if dry_run:
+            return [action.what for action in actions]
+        return provision.execute(host, actions)
+
+    done, failures = each(fleet.hosts, one, fleet.target.parallel, "provision")
+    if failures:
+        raise FleetError(
+            failures,
+            "to provision",
+            "Hosts not listed are provisioned. Fix the failures and run provision again.",
+        )
+    return done
+
+
+# --- deploy -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sessions:
+    """Open agent sessions, one per host, closed together."""
+
+    agents: dict[str, Agent] = field(default_factory=dict)
+
+    def __getitem__(self, host: str) -> Agent:
+        return self.agents[host]
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.close()
+
+
+@contextmanager
+def sessions(fleet: Fleet, hosts: Sequence[RemoteHost]) -> Iterator[Sessions]:
+    opened = Sessions()
+    try:
+
+        def start(host: RemoteHost) -> Agent:
+            return Agent.open(host)
+
+        started, failures = each(hosts, start, fleet.target.parallel, "connect")
+        opened.agents.update(started)
+        if failures:
+            raise FleetError(failures, "to start shipyard's agent", "Nothing was deployed.")
+        yield opened
+    finally:
+        opened.close()
+
+
+@dataclass(frozen=True)
+class FleetOutcome:
+    release: str
+    switched: list[str]
+    unchanged: list[str]
+    url: str
+
+
+def deploy(
+    project: Path,
+    spec: Spec,
+    fleet: Fleet,
+    reporter: Reporter,
+    *,
+    skip_tests: bool = False,
+    lock_wait: float = 120.0,
+) -> FleetOutcome:
+    conn = LocalConnection()
+    with reporter.stage("resolve dependencies"):
+        inputs = artifacts.gather_inputs(conn, project, spec, fleet.cache)
+        artifacts.fill_wheels(conn, fleet.cache, inputs)
+    run_gate = not skip_tests and spec.tests.enabled
+    if not run_gate:
+        reporter.warn(
+            "tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)")
+        )
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tests = (
+            pool.submit(run_tests, conn, project, spec, fleet.cache, inputs) if run_gate else None
+        )
+        with reporter.stage("build"):
+            artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+            reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
+        with reporter.stage(f"connect to {len(fleet.hosts)} host(s)"):
+            connect(fleet, reporter)
+        with sessions(fleet, fleet.hosts) as agents:
+            web = fleet.web
+            with reporter.stage("lock"):
+                _, failures = each(
+                    fleet.hosts,
+                    lambda h: agents[h.name].call(
+                        "lock", app=spec.name, action="deploy", wait=lock_wait
+                    ),
+                    fleet.target.parallel,
+                    "lock",
+                )
+                if failures:
+                    raise FleetError(failures, "to take the deploy lock", "Nothing was deployed.")
+            with reporter.stage("upload + install"):
+                sent = _distribute(fleet, web, agents, artifact, spec)
+                reporter.note(f"sent {sent // 1024} KiB in all")
+            if tests is not None:
+                with reporter.stage("test"):
+                    reporter.note(tests.result())
+            _sync_secrets(fleet, web, agents, spec, reporter)
+            states, _ = each(
+                web, lambda h: agents[h.name].call("state", app=spec.name), 64, "state"
+            )
+            todo = [h for h in web if states[h.name]["live"] != artifact.id]
+            unchanged = [h.name for h in web if h not in todo]
+            if fleet.target.strategy == "rolling":
+                switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
+            else:
+                switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
+            if fleet.lb is not None:
+                with reporter.stage("load balancer"):
+                    _lb(fleet, agents, spec, artifact, down=[], static=True)
+    return FleetOutcome(artifact.id, switched, unchanged, fleet.url())
+
+
+def _distribute(
+    fleet: Fleet,
+    web: list[RemoteHost],
+    agents: Sessions,
+    artifact: artifacts.Artifact,
+    spec: Spec,
+) -> int:
+    """Send each host only the wheels it lacks and the artifact; install the release."""
+    store = artifacts.wheel_store(fleet.cache)
+    artifact_files = [
+        wire.file_entry(f"artifact/{path.relative_to(artifact.path).as_posix()}", path)
+        for path in sorted(artifact.path.rglob("*"))
+        if path.is_file()
+    ]
+    python = artifact.manifest.python.rsplit(".", 1)[0]
+    sent: dict[str, int] = {}
+
+    def one(host: RemoteHost) -> None:
+        agent = agents[host.name]
+        hello = agent.call("hello")
+        host_python = str(hello["python"]).rsplit(".", 1)[0]
+        if host_python != python:
+            raise HostError(
+                host.name,
+                f"runs Python {host_python}; release {artifact.id} is built for Python {python}.",
+                hint=f'Set python = "{host_python}" in the spec (with python{host_python} '
+                "installed on this machine to build for it). Nothing was uploaded.",
+            )
+        state = agent.call("state", app=spec.name)
+        if artifact.id in state["installed"]:
+            sent[host.name] = 0
+            return
+        have: dict[str, str] = hello["wheels"]
+        files = [
+            wire.FileEntry(
+                f"wheels/{w.file}", (store / w.file).stat().st_size, w.sha256, store / w.file
+            )
+            for w in artifact.manifest.wheels
+            if have.get(w.file) != w.sha256
+        ]
+        if artifact.id not in hello["artifacts"]:
+            files += artifact_files
+        agent.call("receive", files, release=artifact.id)
+        sent[host.name] = sum(entry.size for entry in files)
+        agent.call("install", app=spec.name, release=artifact.id)
+
+    _, failures = each(web, one, fleet.target.parallel, "upload + install")
+    if failures:
+        raise FleetError(
+            failures,
+            "to receive or install the release",
+            "Nothing was switched anywhere: every host keeps serving its release.",
+        )
+    return sum(sent.values())
+
+
+def _sync_secrets(
+    fleet: Fleet, web: list[RemoteHost], agents: Sessions, spec: Spec, reporter: Reporter
+) -> None:
+    """Generated secrets are the same on every host (sessions, signed cookies behind an lb)."""
+    states, _ = each(web, lambda h: agents[h.name].call("state", app=spec.name), 64, "state")
+    keys = {name: set(state["config_keys"]) for name, state in states.items()}
+    required = [k for k, how in spec.secrets.items() if how == "required"]
+    lacking = {name: [k for k in required if k not in have] for name, have in keys.items()}
+    if any(lacking.values()):
+        where = "; ".join(f"{name}: {', '.join(ks)}" for name, ks in lacking.items() if ks)
+        raise DeployError(
+            f"app {spec.name} needs secrets that are not set ({where}).",
+            hint=f"Set them first: shipyard config set --target {fleet.name} KEY=... "
+            "(nothing was switched).",
+        )
+    generate = [k for k, how in spec.secrets.items() if how == "generate"]
+    missing = {k for k in generate for have in keys.values() if k not in have}
+    if not missing:
+        return
+    values: dict[str, str] = {}
+    for key in sorted(missing):
+        holder = next((name for name, have in keys.items() if key in have), None)
+        if holder is not None:
+            values[key] = agents[holder].call("config_get", app=spec.name)["config"][key]
+        else:
+            values[key] = random_secrets.token_urlsafe(32)
+    for host in web:
+        if missing - keys[host.name]:
+            config = agents[host.name].call("config_get", app=spec.name)["config"]
+            config.update({k: values[k] for k in missing - keys[host.name]})
+            agents[host.name].call("config_put", app=spec.name, config=config)
+    reporter.note(f"secret(s) {', '.join(sorted(missing))} set on every host")
+
+
+def _stage_all(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    release: str,
+    action: str,
+    release_cmd_first: bool,
+) -> list[Failure]:
+    """Stage on every host; the release command runs on the first one before the others."""
+    failures: list[Failure] = []
+    rest = hosts
+    each_host = fleet.target.release_on == "each"
+    if release_cmd_first and spec.release and hosts and not each_host:
+        first, rest = hosts[0], hosts[1:]
+        try:
+            agents[first.name].call(
+                "stage", app=spec.name, release=release, action=action, release_cmd=True
+            )
+        except ShipyardError as err:
+            return [Failure(first.name, "release command + stage", err)]
+    _, failures = each(
+        rest,
+        lambda h: agents[h.name].call(
+            "stage",
+            app=spec.name,
+            release=release,
+            action=action,
+            release_cmd=release_cmd_first and each_host,
+        ),
+        fleet.target.parallel,
+        "stage",
+    )
+    return failures
+
+
+def _abort(fleet: Fleet, hosts: list[RemoteHost], agents: Sessions, spec: Spec) -> None:
+    each(
+        hosts, lambda h: agents[h.name].call("abort", app=spec.name), fleet.target.parallel, "abort"
+    )
+
+
+def _all_at_once(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    artifact: artifacts.Artifact,
+    reporter: Reporter,
+    action: str = "deploy",
+) -> list[str]:
+    if not hosts:
+        return []
+    with reporter.stage(f"stage on {len(hosts)} host(s)"):
+        failures = _stage_all(fleet, hosts, agents, spec, artifact.id, action, action == "deploy")
+        if failures:
+            _abort(fleet, hosts, agents, spec)
+            raise FleetError(
+                failures,
+                "while staging",
+                "Nothing was switched anywhere: every host keeps serving its release. Fix it "
+                "and deploy again.",
+            )
+    with reporter.stage(f"switch {len(hosts)} host(s)"):
+        done, failures = each(
+            hosts,
+            lambda h: agents[h.name].call("commit", app=spec.name),
+            fleet.target.parallel,
+            "switch",
+        )
+        if failures:
+            _after_partial_failure(fleet, hosts, agents, spec, list(done), failures, reporter)
+    return [h.name for h in hosts]
+
+
+def _rolling(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    artifact: artifacts.Artifact,
+    reporter: Reporter,
+) -> list[str]:
+    switched: list[str] = []
+    size = fleet.target.batch
+    batches = [hosts[i : i + size] for i in range(0, len(hosts), size)]
+    for number, batch in enumerate(batches, 1):
+        names = [h.name for h in batch]
+        with reporter.stage(f"batch {number}/{len(batches)}: {', '.join(names)}"):
+            if fleet.lb is not None:
+                _lb(fleet, agents, spec, artifact, down=batch, static=False)
+            failures = _stage_all(
+                fleet, batch, agents, spec, artifact.id, "deploy", release_cmd_first=number == 1
+            )
+            if not failures:
+                done, failures = each(
+                    batch,
+                    lambda h: agents[h.name].call("commit", app=spec.name),
+                    fleet.target.parallel,
+                    "switch",
+                )
+                switched += list(done)
+            else:
+                _abort(fleet, batch, agents, spec)
+            if fleet.lb is not None:
+                _lb(fleet, agents, spec, artifact, down=[], static=False)
+            if failures:
+                _after_partial_failure(fleet, hosts, agents, spec, switched, failures, reporter)
+    return switched
+
+
+def _after_partial_failure(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    switched: list[str],
+    failures: list[Failure],
+    reporter: Reporter,
+) -> None:
+    """Apply the target's on_failure policy to the hosts that did switch, then report."""
+    if fleet.target.on_failure == "rollback" and switched:
+        rolled = [h for h in hosts if h.name in switched]
+
+        def back(host: RemoteHost) -> None:
+            agent = agents[host.name]
+            previous = agent.call("rollback_target", app=spec.name)["release"]
+            agent.call("stage", app=spec.name, release=previous, action="rollback")
+            agent.call("commit", app=spec.name)
+
+        _, more = each(rolled, back, fleet.target.parallel, "roll back")
+        where = f"({', '.join(switched)} rolled back to their previous release)"
+        raise FleetError(
+            failures + more,
+            f"while switching {where}",
+            "Every other host serves its previous release. Fix the failure and deploy again.",
+        )
+    kept = ", ".join(switched) or "none"
+    raise FleetError(
+        failures,
+        f"while switching (already switched and kept: {kept})",
+        "Hosts that failed keep serving their previous release. Fix the failure and run the "
+        "same deploy again: hosts already on the new release are skipped.",
+    )
+
+
+def _lb(
+    fleet: Fleet,
+    agents: Sessions,
+    spec: Spec,
+    artifact: artifacts.Artifact,
+    *,
+    down: list[RemoteHost],
+    static: bool,
+    static_release: str | None = None,
+) -> None:
+    lb = fleet.lb
+    assert lb is not None
+    drained = {h.name for h in down}
+    backends = [(h.backend_address(), h.name in drained) for h in fleet.web]
+    files: list[wire.FileEntry] = []
+    release = static_release or artifact.id
+    if static:
+        root = artifact.path / "static"
+        files = (
+            [
+                wire.file_entry(path.relative_to(root).as_posix(), path)
+                for path in sorted(root.rglob("*"))
+                if path.is_file()
+            ]
+            if root.is_dir()
+            else []
+        )
+    agents[lb.name].call(
+        "lb",
+        files,
+        app=spec.name,
+        release=release,
+        spec=spec.model_dump(mode="json"),
+        backends=backends,
+        static=artifact.manifest.static,
+        update_static=static,
+    )
+
+
+# --- the other fleet-wide commands --------------------------------------------------------------
+
+
+def rollback(
+    spec: Spec, fleet: Fleet, reporter: Reporter, to: str | None, lock_wait: float
+) -> list[str]:
+    with reporter.stage(f"connect to {len(fleet.web)} host(s)"):
+        connect(fleet, reporter, fleet.web)
+    with sessions(fleet, fleet.web) as agents:
+        each(
+            fleet.web,
+            lambda h: agents[h.name].call("lock", app=spec.name, action="rollback", wait=lock_wait),
+            fleet.target.parallel,
+            "lock",
+        )
+        targets, failures = each(
+            fleet.web,
+            lambda h: agents[h.name].call("rollback_target", app=spec.name, to=to)["release"],
+            fleet.target.parallel,
+            "find release",
+        )
+        if failures:
+            raise FleetError(failures, "to find a release to roll back to", "Nothing was switched.")
+        with reporter.stage("stage"):
+            _, failures = each(
+                fleet.web,
+                lambda h: agents[h.name].call(
+                    "stage", app=spec.name, release=targets[h.name], action="rollback"
+                ),
+                fleet.target.parallel,
+                "stage",
+            )
+            if failures:
+                _abort(fleet, fleet.web, agents, spec)
+                raise FleetError(failures, "while staging the rollback", "Nothing was switched.")
+        with reporter.stage("switch"):
+            done, failures = each(
+                fleet.web,
+                lambda h: agents[h.name].call("commit", app=spec.name),
+                fleet.target.parallel,
+                "switch",
+            )
+            if failures:
+                raise FleetError(
+                    failures,
+                    "while switching back",
+                    f"Rolled back: {', '.join(done) or 'none'}. Run the rollback again.",
+                )
+    return sorted(set(targets.values()))
+
+
+def status(spec: Spec, fleet: Fleet) -> list[dict[str, Any]]:
+    def one(host: RemoteHost) -> dict[str, Any]:
+        with sessions(fleet, [host]) as agents:
+            if host.role == "lb":
+                return {"host": host.name, "role": "lb", **agents[host.name].call("hello")}
+            report = agents[host.name].call("status", spec=spec.model_dump(mode="json"))
+            return {"host": host.name, "role": "web", **report}
+
+    def safe(host: RemoteHost) -> dict[str, Any]:
+        try:
+            return one(host)
+        except ShipyardError as err:
+            return {"host": host.name, "role": host.role, "error": err.message}
+
+    rows, _ = each(fleet.hosts, safe, fleet.target.parallel, "status")
+    return [rows[h.name] for h in fleet.hosts]
+
+
+def releases(spec: Spec, fleet: Fleet) -> dict[str, list[dict[str, Any]]]:
+    def one(host: RemoteHost) -> list[dict[str, Any]]:
+        with sessions(fleet, [host]) as agents:
+            return list(agents[host.name].call("releases", app=spec.name)["releases"])
+
+    found, failures = each(fleet.web, one, fleet.target.parallel, "releases")
+    if failures:
+        raise FleetError(failures, "to list releases", "Other hosts answered.")
+    return found
+
+
+def each_web(spec: Spec, fleet: Fleet, op: str, **params: Any) -> dict[str, dict[str, Any]]:
+    """One agent call on every web host (start, stop, restart, destroy)."""
+
+    def one(host: RemoteHost) -> dict[str, Any]:
+        with sessions(fleet, [host]) as agents:
+            return agents[host.name].call(op, spec=spec.model_dump(mode="json"), **params)
+
+    done, failures = each(fleet.web, one, fleet.target.parallel, op)
+    if failures:
+        raise FleetError(failures, f"to {op}", f"Done on: {', '.join(done) or 'none'}.")
+    return done
+
+
+def config_update(
+    spec: Spec, fleet: Fleet, change: Callable[[dict[str, str]], dict[str, str]]
+) -> list[str]:
+    """Change the config on every web host; each restarts with it (zero downtime)."""
+
+    def one(host: RemoteHost) -> str:
+        with sessions(fleet, [host]) as agents:
+            agent = agents[host.name]
+            current = agent.call("config_get", app=spec.name)["config"]
+            new = change(dict(current))
+            agent.call(
+                "restart", spec=spec.model_dump(mode="json"), config=new, action="config set"
+            )
+            return host.name
+
+    done, failures = each(fleet.web, one, fleet.target.parallel, "config")
+    if failures:
+        raise FleetError(
+            failures, "to change the config", f"Changed on: {', '.join(done) or 'none'}."
+        )
+    return sorted(done)
+
+
+def config_get(spec: Spec, fleet: Fleet) -> dict[str, str]:
+    host = fleet.web[0]
+    with sessions(fleet, [host]) as agents:
+        return dict(agents[host.name].call("config_get", app=spec.name)["config"])
+
+
+def follow_logs(
+    spec: Spec,
+    fleet: Fleet,
+    process: str | None,
+    lines: int,
+    follow: bool,
+    emit: Callable[[str], None],
+) -> None:
+    """Every web host's logs, each line prefixed by its host."""
+    import threading
+
+    def command(host: RemoteHost) -> Any:
+        args = ["logs", "--base", str(host.base), "--app", spec.name, "--lines", str(lines)]
+        if process:
+            args += ["--process", process]
+        if follow:
+            args.append("--follow")
+        return host.agent_command(*args)
+
+    procs = [(h, h.conn.popen(command(h))) for h in fleet.web]
+    lock = threading.Lock()
+
+    def pump(host: RemoteHost, proc: Any) -> None:
+        for raw in proc.stdout:
+            with lock:
+                emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
+
+    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    finally:
+        for _host, proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()

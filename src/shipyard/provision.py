@@ -1,0 +1,230 @@
+"""Provisioning a host: decide from its facts what is missing (a plan), then do only that.
+
+A provisioned host has nginx and python3-venv (from apt, only when missing), the app user, and
+shipyard's runtime under its base directory: a venv with supervisord and shipyard's
+dependencies, installed offline from wheels sent from this machine (hosts need no package
+index), plus shipyard's own package. Where systemd runs, supervisord starts at boot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shlex
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.build.tools import PythonInfo, find_python
+from shipyard.build.wheels import fill_store
+from shipyard.errors import HostError
+from shipyard.hosts.base import Command
+from shipyard.hosts.local import LocalConnection
+from shipyard.remote import (
+    LIB_MARK,
+    RUNTIME_MARK,
+    Facts,
+    RemoteHost,
+    lib_files,
+    lib_id,
+    runtime_id,
+    runtime_pins,
+)
+from shipyard.wire import sha256_of
+
+APT_PACKAGES = {"nginx": "nginx", "venv": "python3-venv", "python": "python3"}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One provisioning step: what it is for, the command, and what it reads on stdin."""
+
+    what: str
+    command: Command
+    data: Callable[[], bytes] | None = None
+
+
+def unit_name(host: RemoteHost) -> str:
+    return "shipyard-" + hashlib.sha256(str(host.base).encode()).hexdigest()[:8] + ".service"
+
+
+def plan(host: RemoteHost, facts: Facts, app_user: str, cache: Path) -> list[Action]:
+    """The actions that bring this host to provisioned; empty when it already is."""
+    actions: list[Action] = []
+    missing = [
+        package
+        for fact, package in APT_PACKAGES.items()
+        if not (facts.nginx if fact == "nginx" else facts.venv if fact == "venv" else facts.python)
+    ]
+    if missing:
+        if not facts.apt:
+            raise HostError(
+                host.name,
+                f"is missing {', '.join(missing)} and has no apt-get ({facts.os}).",
+                hint="Install them with the host's package manager, then provision again.",
+            )
+        # The Debian package starts the system nginx on port 80; shipyard runs its own.
+        stop_system = (
+            " && { systemctl disable --now nginx >/dev/null 2>&1 || true; }"
+            if facts.systemd and "nginx" in missing
+            else ""
+        )
+        script = (
+            "export DEBIAN_FRONTEND=noninteractive && apt-get update -q && "
+            f"apt-get install -y -q --no-install-recommends {' '.join(missing)}{stop_system}"
+        )
+        actions.append(Action(f"install {', '.join(missing)} (apt)", _sh(script, timeout=1800)))
+    if app_user and not facts.app_user:
+        actions.append(
+            Action(
+                f"create the app user {app_user}",
+                # hosts sharing /etc/passwd may race: an existing user is the goal reached
+                _sh(
+                    f"id -u {app_user} >/dev/null 2>&1 || useradd --system --user-group "
+                    f"--no-create-home --home-dir {shlex.quote(str(host.base))} "
+                    f"--shell /usr/sbin/nologin {app_user} || id -u {app_user} >/dev/null"
+                ),
+            )
+        )
+    python_minor = facts.python_minor or _host_python_guess()
+    if facts.runtime != runtime_id(python_minor):
+        actions.append(_runtime_action(host, python_minor, cache))
+    if facts.lib != lib_id():
+        actions.append(lib_action(host))
+    if facts.systemd:
+        actions.append(_systemd_action(host))
+    return actions
+
+
+def _host_python_guess() -> str:
+    return find_python("").minor
+
+
+def _sh(script: str, timeout: float = 600) -> Command:
+    return Command(("sh", "-c", script), sudo=True, timeout=timeout)
+
+
+def _runtime_action(host: RemoteHost, python_minor: str, cache: Path) -> Action:
+    pins = list(runtime_pins())
+    own = find_python("")
+    python = own if own.minor == python_minor else PythonInfo(f"python{python_minor}", python_minor)
+    wheels = fill_store(LocalConnection(), cache / "wheels", pins, python)
+    files = sorted(wheels.values(), key=lambda p: p.name)
+    sums = "".join(f"{sha256_of(path)}  {path.name}\n" for path in files)
+    uv_wheel = next((p.name for p in files if p.name.startswith("uv-")), None)
+    if uv_wheel is None:
+        raise HostError(host.name, "no uv wheel among shipyard's runtime wheels")
+    runtime = host.runtime
+    pin_args = " ".join(shlex.quote(str(pin)) for pin in pins)
+    extract_uv = (
+        "import os, sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); "
+        "n = [x for x in z.namelist() if x.endswith('.data/scripts/uv')][0]; "
+        "open(sys.argv[2] + '.tmp', 'wb').write(z.read(n)); "
+        "os.chmod(sys.argv[2] + '.tmp', 0o755); os.replace(sys.argv[2] + '.tmp', sys.argv[2])"
+    )
+    script = f"""set -e
+rt={shlex.quote(str(runtime))}
+mkdir -p "$rt/incoming" "$rt/wheels" "$rt/bin"
+chmod 755 {shlex.quote(str(host.base))} "$rt"
+tmp=$(mktemp -d "$rt/incoming/runtime.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+tar -xf - -C "$tmp" --no-same-owner
+cd "$tmp"
+printf '%s' {shlex.quote(sums)} | sha256sum -c --quiet -
+mv -f "$tmp"/*.whl "$rt/wheels/"
+python3 -c {shlex.quote(extract_uv)} "$rt/wheels/{uv_wheel}" "$rt/bin/uv"
+export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 NO_COLOR=1
+[ -x "$rt/venv/bin/python" ] || "$rt/bin/uv" venv --quiet --python python3 "$rt/venv"
+"$rt/bin/uv" pip install --quiet --offline --no-index --find-links "$rt/wheels" \
+    --python "$rt/venv/bin/python" {pin_args}
+echo {runtime_id(python_minor)} > "$rt/venv/{RUNTIME_MARK}"
+"""
+
+    def payload() -> bytes:
+        return _tar((path.name, path) for path in files)
+
+    size = sum(path.stat().st_size for path in files) // 1024
+    return Action(
+        f"install shipyard's runtime: supervisord and {len(pins)} packages ({size} KiB of wheels)",
+        _sh(script, timeout=600),
+        payload,
+    )
+
+
+def lib_action(host: RemoteHost) -> Action:
+    """Sync shipyard's own package (the agent) to the host: swapped in whole."""
+    runtime = shlex.quote(str(host.runtime))
+    script = f"""set -e
+rt={runtime}
+mkdir -p "$rt"
+rm -rf "$rt/lib.new" "$rt/lib.old"
+mkdir "$rt/lib.new"
+tar -xf - -C "$rt/lib.new" --no-same-owner
+echo {lib_id()} > "$rt/lib.new/{LIB_MARK}"
+chmod -R go-w "$rt/lib.new"
+if [ -d "$rt/lib" ]; then mv "$rt/lib" "$rt/lib.old"; fi
+mv "$rt/lib.new" "$rt/lib"
+rm -rf "$rt/lib.old"
+"""
+    return Action(
+        f"sync shipyard {lib_id()} (the host agent)",
+        _sh(script),
+        lambda: _tar(lib_files()),
+    )
+
+
+def _systemd_action(host: RemoteHost) -> Action:
+    runtime = host.runtime
+    unit = f"""[Unit]
+Description=shipyard runtime (supervisord, nginx, apps) under {host.base}
+After=network-online.target
+ConditionPathExists={runtime}/supervisord.conf
+
+[Service]
+ExecStart={runtime}/venv/bin/python -m supervisor.supervisord -n -c {runtime}/supervisord.conf
+Restart=on-failure
+
+[Install]
+WantedBy=multi-user.target
+"""
+    path = f"/etc/systemd/system/{unit_name(host)}"
+    script = (
+        f"if ! cmp -s {shlex.quote(path)} - ; then "
+        f"printf '%s' {shlex.quote(unit)} > {shlex.quote(path)} && systemctl daemon-reload && "
+        f"systemctl enable {unit_name(host)} >/dev/null 2>&1; echo changed; fi"
+    )
+    return Action(
+        f"start supervisord at boot ({unit_name(host)})", _sh(script), lambda: unit.encode()
+    )
+
+
+def _tar(files: Iterable[tuple[str, Path]]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, path in files:
+            info = tar.gettarinfo(str(path), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with open(path, "rb") as handle:
+                tar.addfile(info, handle)
+    return buffer.getvalue()
+
+
+def execute(host: RemoteHost, actions: list[Action]) -> list[str]:
+    """Run the actions in order; return what was done, or raise with what the host printed."""
+    done = []
+    for action in actions:
+        result = host.conn.run_input(action.command, action.data() if action.data else None)
+        if not result.ok:
+            raise HostError(
+                host.name,
+                f"provisioning failed at '{action.what}' (exit {result.exit_code}):\n"
+                f"{result.output_tail(30)}",
+                hint="Fix what it printed and run provision again: steps already done are "
+                "not repeated.",
+            )
+        if action.what.startswith("start supervisord at boot") and "changed" not in result.stdout:
+            continue
+        done.append(action.what)
+    return done
