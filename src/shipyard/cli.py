@@ -159,7 +159,8 @@ def deploy_cmd(
         took = time.monotonic() - started
         click.echo(
             f"release {done.release} is live on {len(done.switched) + len(done.unchanged)} "
-            f"host(s) ({len(done.unchanged)} already were) ({took:.1f}s)",
+            f"host(s) ({len(done.unchanged)} already were); sent {done.sent_bytes} bytes "
+            f"({took:.1f}s)",
             err=True,
         )
         click.echo(done.url)

@@ -189,6 +189,7 @@ class FleetOutcome:
     switched: list[str]
     unchanged: list[str]
     url: str
+    sent_bytes: int
 
 
 def deploy(
@@ -233,7 +234,7 @@ def deploy(
                     raise FleetError(failures, "to take the deploy lock", "Nothing was deployed.")
             with reporter.stage("upload + install"):
                 sent = _distribute(fleet, web, agents, artifact, spec)
-                reporter.note(f"sent {sent // 1024} KiB in all")
+                reporter.note(f"sent {sent} bytes in all")
             if tests is not None:
                 with reporter.stage("test"):
                     reporter.note(tests.result())
@@ -250,7 +251,7 @@ def deploy(
             if fleet.lb is not None:
                 with reporter.stage("load balancer"):
                     _lb(fleet, agents, spec, artifact, down=[], static=True)
-    return FleetOutcome(artifact.id, switched, unchanged, fleet.url())
+    return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
 
 
 def _distribute(
@@ -350,13 +351,16 @@ def _stage_all(
     spec: Spec,
     release: str,
     action: str,
-    release_cmd_first: bool,
+    *,
+    release_cmd: bool,
+    first_batch: bool = True,
 ) -> list[Failure]:
-    """Stage on every host; the release command runs on the first one before the others."""
+    """Stage on every host. The release command runs once, on the first host of the first
+    batch before any other host stages, or on every host when the target says `each`."""
     failures: list[Failure] = []
     rest = hosts
     each_host = fleet.target.release_on == "each"
-    if release_cmd_first and spec.release and hosts and not each_host:
+    if release_cmd and spec.release and hosts and first_batch and not each_host:
         first, rest = hosts[0], hosts[1:]
         try:
             agents[first.name].call(
@@ -371,7 +375,7 @@ def _stage_all(
             app=spec.name,
             release=release,
             action=action,
-            release_cmd=release_cmd_first and each_host,
+            release_cmd=release_cmd and each_host,
         ),
         fleet.target.parallel,
         "stage",
@@ -397,7 +401,9 @@ def _all_at_once(
     if not hosts:
         return []
     with reporter.stage(f"stage on {len(hosts)} host(s)"):
-        failures = _stage_all(fleet, hosts, agents, spec, artifact.id, action, action == "deploy")
+        failures = _stage_all(
+            fleet, hosts, agents, spec, artifact.id, action, release_cmd=action == "deploy"
+        )
         if failures:
             _abort(fleet, hosts, agents, spec)
             raise FleetError(
@@ -435,7 +441,14 @@ def _rolling(
             if fleet.lb is not None:
                 _lb(fleet, agents, spec, artifact, down=batch, static=False)
             failures = _stage_all(
-                fleet, batch, agents, spec, artifact.id, "deploy", release_cmd_first=number == 1
+                fleet,
+                batch,
+                agents,
+                spec,
+                artifact.id,
+                "deploy",
+                release_cmd=True,
+                first_batch=number == 1,
             )
             if not failures:
                 done, failures = each(

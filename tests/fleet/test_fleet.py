@@ -1,0 +1,287 @@
+"""Fleets end to end: real sshd in network namespaces, the real CLI, nginx on every host.
+
+One module-scoped fleet (web1..web3 behind lb1) carries the happy path in order: provision
+twice, deploy, a rolling redeploy under load through the lb, rollback, status and logs. Tests
+that break a host (sshd dying mid-deploy, a changed host key) get hosts of their own.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from netns import Fleet, FleetFactory
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "flask-factory"
+SHIPYARD = str(REPO / ".venv" / "bin" / "shipyard")
+
+
+@dataclass
+class Project:
+    """The example app with an ssh target named prod pointing at a test fleet."""
+
+    path: Path
+    fleet: Fleet
+    env: dict[str, str]
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [SHIPYARD, *args],
+            cwd=self.path,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def ok(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self.cli(*args)
+        assert proc.returncode == 0, f"shipyard {' '.join(args)}:\n{proc.stdout}{proc.stderr}"
+        assert "Traceback" not in proc.stderr
+        return proc
+
+    def set_greeting(self, text: str) -> None:
+        views = self.path / "flaskr" / "views.py"
+        views.write_text(
+            re.sub(r'^GREETING = ".*"$', f'GREETING = "{text}"', views.read_text(), flags=re.M)
+        )
+
+
+def make_project(tmp: Path, fleet: Fleet, cache: Path, **target: str) -> Project:
+    path = tmp / "app"
+    shutil.copytree(
+        EXAMPLE, path, ignore=shutil.ignore_patterns("instance", "__pycache__", ".pytest_cache")
+    )
+    hosts = ", ".join(f'"{h.name}"' for h in fleet.web)
+    lines = [
+        "",
+        "[targets.prod]",
+        f"hosts = [{hosts}]",
+        f'base_dir = "{fleet.root}/{{host}}"',
+        f'ssh_config = "{fleet.ssh_config}"',
+        # the example keeps its data in SQLite on each host: initialise it everywhere
+        'release_on = "each"',
+    ]
+    if fleet.lb is not None:
+        lines.append(f'lb = "{fleet.lb.name}"')
+    lines += [f"{key} = {value}" for key, value in target.items()]
+    spec = path / "shipyard.toml"
+    spec.write_text(spec.read_text() + "\n".join(lines) + "\n")
+    env = {**os.environ, "SHIPYARD_CACHE": str(cache), "HOME": str(tmp)}
+    return Project(path, fleet, env)
+
+
+def get(address: str, path: str = "/", port: int = 80) -> tuple[int, str, str | None]:
+    conn = http.client.HTTPConnection(address, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read().decode(), response.getheader("X-Shipyard-Release")
+    finally:
+        conn.close()
+
+
+def greeting(body: str) -> str:
+    found = re.search(r'<p class="greeting" id="greeting">(.*?)</p>', body, re.S)
+    assert found, body[:500]
+    return found.group(1).strip()
+
+
+@dataclass
+class Load:
+    """Requests through the load balancer on new connections, counting every failure."""
+
+    address: str
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    releases: set[str] = field(default_factory=set)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                status, _body, release = get(self.address, "/version")
+            except OSError as err:
+                self.failed.append(repr(err))
+                continue
+            if status == 200:
+                self.ok += 1
+                self.releases.add(release or "")
+            else:
+                self.failed.append(f"HTTP {status}")
+            time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def prod(fleet: Fleet, cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    yield make_project(tmp_path_factory.mktemp("prod"), fleet, cache, strategy='"rolling"')
+
+
+def test_provision_is_idempotent(prod: Project) -> None:
+    first = prod.ok("provision", "prod")
+    for host in prod.fleet:
+        assert f"{host.name}: install shipyard's runtime" in first.stdout, first.stdout
+        assert (host.base_dir / ".shipyard" / "venv" / "bin" / "python").is_file()
+    second = prod.ok("provision", "prod")
+    assert second.stdout.count("already provisioned, nothing to do") == len(list(prod.fleet))
+
+
+def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
+    done = prod.ok("deploy", "--target", "prod")
+    lb = prod.fleet.lb
+    assert lb is not None
+    assert done.stdout.strip() == f"http://{lb.address}:80/"
+    status, body, release = get(lb.address)
+    assert status == 200 and greeting(body) == "Hello from flaskr"
+    assert release and re.fullmatch(r"[0-9a-f]{12}", release)
+    # every web host serves that release through its own nginx, on its own address
+    for host in prod.fleet.web:
+        assert get(host.address, "/version")[2] == release
+        assert (host.base_dir / "flaskr" / "current").resolve().name == release
+    # static files are served at the edge, by the lb itself
+    css = get(lb.address, "/static/style.css")
+    assert css[0] == 200 and css[1] == (EXAMPLE / "flaskr/static/style.css").read_text()
+    # the same generated secret on every host (sessions must survive the lb's choice)
+    keys = {
+        (host.base_dir / "flaskr" / "shared" / "config.json").read_text() for host in prod.fleet.web
+    }
+    assert len(keys) == 1
+
+
+def test_rolling_redeploy_under_load_fails_no_request(prod: Project, cache: Path) -> None:
+    lb = prod.fleet.lb
+    assert lb is not None
+    before = get(lb.address)[2]
+    prod.set_greeting("Hello from the rolling release")
+    load = Load(lb.address)
+    workers = [threading.Thread(target=load.run) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(0.5)
+        done = prod.ok("deploy", "--target", "prod")
+        time.sleep(0.5)
+    finally:
+        load.stop.set()
+        for worker in workers:
+            worker.join()
+    assert load.failed == [], load.failed[:10]
+    assert load.ok > 50
+    after = get(lb.address)
+    assert after[2] != before and greeting(after[1]) == "Hello from the rolling release"
+    assert {before, after[2]} <= load.releases
+    # a code-only change sends the app wheel and the artifact's small files, no dependency
+    found = re.search(r"sent (\d+) bytes", done.stderr)
+    assert found, done.stderr
+    werkzeug = next((cache / "wheels").glob("werkzeug-*.whl")).stat().st_size
+    assert 0 < int(found.group(1)) < werkzeug, done.stderr
+
+
+def test_rollback_status_releases_and_logs(prod: Project) -> None:
+    lb = prod.fleet.lb
+    assert lb is not None
+    new = get(lb.address)[2]
+    back = prod.ok("rollback", "--target", "prod")
+    old = get(lb.address)
+    assert old[2] != new and greeting(old[1]) == "Hello from flaskr", back.stdout
+    for host in prod.fleet.web:
+        assert get(host.address, "/version")[2] == old[2]
+    status = prod.ok("status", "--target", "prod", "--json")
+    rows = {row["host"]: row for row in __import__("json").loads(status.stdout)}
+    assert all(
+        rows[h.name]["healthy"] and rows[h.name]["release"] == old[2] for h in prod.fleet.web
+    )
+    listed = prod.ok("releases", "--target", "prod", "--json")
+    assert new in listed.stdout and old[2] in listed.stdout
+    logs = prod.ok("logs", "--target", "prod", "--process", "access", "-n", "5")
+    assert {line.split()[0] for line in logs.stdout.splitlines()} == {
+        h.name for h in prod.fleet.web
+    }
+
+
+def test_host_key_mismatch_is_refused(
+    make_fleet: FleetFactory, cache: Path, tmp_path: Path
+) -> None:
+    fleet = make_fleet(web=1, lb=False)
+    project = make_project(tmp_path, fleet, cache)
+    fleet.web[0].replace_host_key()
+    refused = project.cli("provision", "prod")
+    assert refused.returncode == 1
+    assert "cannot reach the host over SSH" in refused.stderr
+    assert "known_hosts" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (fleet.web[0].base_dir / ".shipyard").exists()
+
+
+def test_sshd_dying_mid_deploy_is_reported_and_a_rerun_completes(
+    make_fleet: FleetFactory, cache: Path, tmp_path: Path
+) -> None:
+    fleet = make_fleet(web=2, lb=False)
+    project = make_project(tmp_path, fleet, cache)
+    project.ok("provision", "prod")
+    first = project.ok("deploy", "--target", "prod")
+    serving = get(fleet.web[0].address)[2]
+    assert first.returncode == 0 and serving
+    # a release command slow enough to cut web2's connection while it runs
+    spec = project.path / "shipyard.toml"
+    spec.write_text(
+        spec.read_text().replace(
+            'release = "flask --app flaskr init-db"',
+            "release = \"sh -c 'flask --app flaskr init-db && sleep 4'\"",
+        )
+    )
+    project.set_greeting("Hello from the second release")
+    deploy = subprocess.Popen(
+        [SHIPYARD, "deploy", "--target", "prod"],
+        cwd=project.path,
+        env=project.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    victim = fleet.web[1]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and deploy.poll() is None:
+        running = subprocess.run(
+            ["ip", "netns", "pids", victim.namespace], capture_output=True, text=True, check=False
+        ).stdout.split()
+        cmdlines = []
+        for pid in running:
+            try:
+                cmdlines.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+            except OSError:
+                continue
+        if any(b"sleep\x004" in line for line in cmdlines):
+            break
+        time.sleep(0.05)
+    victim.stop_sshd()
+    out, err = deploy.communicate(timeout=120)
+    assert deploy.returncode == 1, out + err
+    assert "web2" in err and "Traceback" not in err
+    assert "Nothing was switched anywhere" in err
+    # both hosts still serve the release that was live
+    assert get(fleet.web[0].address)[2] == serving
+    assert get(victim.address)[2] == serving
+    victim.start_sshd()
+    rerun = project.ok("deploy", "--target", "prod")
+    for host in fleet.web:
+        _status, body, release = get(host.address)
+        assert release != serving and greeting(body) == "Hello from the second release"
+    assert rerun.returncode == 0
