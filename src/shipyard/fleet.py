@@ -71,8 +71,11 @@ class Fleet:
         return next((h for h in self.hosts if h.role == "lb"), None)
 
     def close(self) -> None:
-        for host in self.hosts:
-            host.conn.close()
+        """Masters stay up for ControlPersist (the next command reuses them), except in a
+        private control directory, which goes away now."""
+        if self.control.private:
+            for host in self.hosts:
+                host.conn.close()
         self.control.cleanup()
 
     def url(self) -> str:

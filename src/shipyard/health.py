@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 import socket as stdsocket
 import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import httpx
+from urllib.parse import urlsplit
 
 POLL_INTERVAL = 0.03
+PROBE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -23,10 +24,26 @@ class Probe:
 
 def probe_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
     if not socket.is_socket():
-        # also spares httpx's transport, which leaks its socket on a failed unix connect
         return Probe(False, f"{socket} is not bound yet")
-    transport = httpx.HTTPTransport(uds=str(socket))
-    return _probe(transport, f"http://localhost{path}", host_header, statuses)
+    return _probe(_UnixConnection(str(socket)), path, host_header, statuses)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a unix socket: the stdlib client (the agent starts fast without httpx)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__("localhost", timeout=PROBE_TIMEOUT)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        sock = stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.unix_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def probe_uwsgi_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
@@ -66,21 +83,29 @@ def probe_uwsgi_socket(socket: Path, path: str, host_header: str, statuses: list
 
 
 def probe_url(url: str, host_header: str, statuses: list[int]) -> Probe:
-    return _probe(httpx.HTTPTransport(), url, host_header, statuses)
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=PROBE_TIMEOUT
+    )
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _probe(conn, target, host_header, statuses)
 
 
 def _probe(
-    transport: httpx.HTTPTransport, url: str, host_header: str, statuses: list[int]
+    conn: http.client.HTTPConnection, path: str, host_header: str, statuses: list[int]
 ) -> Probe:
     try:
-        with httpx.Client(transport=transport, timeout=5.0) as client:
-            response = client.get(url, headers={"Host": host_header})
-    except httpx.HTTPError as err:
+        conn.request("GET", path, headers={"Host": host_header, "Connection": "close"})
+        response = conn.getresponse()
+        response.read()
+    except (OSError, http.client.HTTPException) as err:
         return Probe(False, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
-    release = response.headers.get("x-shipyard-release")
-    if response.status_code in statuses:
-        return Probe(True, f"HTTP {response.status_code}", release)
-    return Probe(False, f"HTTP {response.status_code} (healthy is {statuses})", release)
+    finally:
+        conn.close()
+    release = response.getheader("X-Shipyard-Release")
+    if response.status in statuses:
+        return Probe(True, f"HTTP {response.status}", release)
+    return Probe(False, f"HTTP {response.status} (healthy is {statuses})", release)
 
 
 def wait_until(

@@ -217,6 +217,30 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
     }
 
 
+def test_config_set_and_run_reach_every_host(prod: Project) -> None:
+    lb = prod.fleet.lb
+    assert lb is not None
+    load = Load(lb.address)
+    worker = threading.Thread(target=load.run)
+    worker.start()
+    try:
+        prod.ok("config", "set", "--target", "prod", "FLASKR_GREETING_SOURCE=fleet config")
+    finally:
+        load.stop.set()
+        worker.join()
+    assert load.failed == [] and load.ok > 0
+    for host in prod.fleet.web:
+        shown = prod.ok(
+            "run", "--target", "prod", "--host", host.name, "--", "printenv",
+            "FLASKR_GREETING_SOURCE", "FLASK_APP",
+        )  # fmt: skip
+        assert shown.stdout.split("\n")[:2] == ["fleet config", "flaskr:create_app()"], shown
+    listed = prod.ok("config", "list", "--target", "prod")
+    assert "FLASKR_GREETING_SOURCE=***" in listed.stdout and "fleet config" not in listed.stdout
+    bad = prod.cli("run", "--target", "prod", "--host", "nope", "--", "true")
+    assert bad.returncode == 2 and "web1" in bad.stderr
+
+
 def test_host_key_mismatch_is_refused(
     make_fleet: FleetFactory, cache: Path, tmp_path: Path
 ) -> None:

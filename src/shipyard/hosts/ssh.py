@@ -7,9 +7,11 @@ checked strictly unless the target asks for trust-on-first-use.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import stat
 import subprocess
 import tempfile
 import time
@@ -243,10 +245,26 @@ def unreachable(host: str, stderr: str) -> HostError:
 
 
 class ControlDir:
-    """A private directory for ControlMaster sockets; short, since socket paths are limited."""
+    """Where ControlMaster sockets live. One per user, reused across commands, so a deploy
+    right after a status or a provision finds its connections open (ControlPersist); a
+    private temporary one when the shared one is not safely ours."""
 
     def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="sy-ssh-", dir="/tmp"))
+        shared = Path(tempfile.gettempdir()) / f"shipyard-ssh-{os.getuid()}"
+        try:
+            shared.mkdir(mode=0o700, exist_ok=True)
+            info = shared.lstat()
+            if (
+                stat.S_ISDIR(info.st_mode)
+                and info.st_uid == os.getuid()
+                and not (info.st_mode & 0o077)
+            ):
+                self.path, self.private = shared, False
+                return
+        except OSError:
+            pass
+        self.path, self.private = Path(tempfile.mkdtemp(prefix="sy-ssh-")), True
 
     def cleanup(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        if self.private:
+            shutil.rmtree(self.path, ignore_errors=True)
