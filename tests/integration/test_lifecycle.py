@@ -3,121 +3,16 @@
 from __future__ import annotations
 
 import http.client
-import re
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from shipyard.cli import main
-from shipyard.layout import HostLayout
-from shipyard.runtime import stop_runtime
+if TYPE_CHECKING:
+    from conftest import Deployment
 
 pytestmark = pytest.mark.slow
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
-
-
-@dataclass
-class Deployment:
-    project: Path
-    base: Path
-    port: int
-
-    def cli(self, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-        with pytest.raises(SystemExit) as exit_info:
-            main(list(args))
-        out, err = capsys.readouterr()
-        code = exit_info.value.code
-        return (code if isinstance(code, int) else 1), out, err
-
-    def get(self, path: str) -> tuple[int, str, str | None]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return (
-                response.status,
-                response.read().decode(),
-                response.getheader("X-Shipyard-Release"),
-            )
-        finally:
-            conn.close()
-
-    def set_greeting(self, text: str) -> None:
-        views = self.project / "flaskr" / "views.py"
-        views.write_text(
-            re.sub(r'^GREETING = ".*"$', f'GREETING = "{text}"', views.read_text(), flags=re.M)
-        )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-@pytest.fixture
-def deployment(
-    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Deployment]:
-    project = tmp_path / "app"
-    shutil.copytree(
-        EXAMPLE, project, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "instance")
-    )
-    port = _free_port()
-    spec = project / "shipyard.toml"
-    spec.write_text(f'listen = "127.0.0.1:{port}"\n' + spec.read_text())
-    base = Path(tempfile.mkdtemp(prefix="sy", dir="/tmp"))  # short: unix socket paths
-    monkeypatch.setenv("SHIPYARD_HOME", str(base))
-    monkeypatch.setenv("SHIPYARD_CACHE", str(cache))
-    try:
-        yield Deployment(project, base, port)
-    finally:
-        stop_runtime(HostLayout(base))
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@dataclass
-class Load:
-    """A bounded stream of requests, a new connection each, counting failures."""
-
-    port: int
-    ok: int = 0
-    failed: list[str] = field(default_factory=list)
-    bodies: set[str] = field(default_factory=set)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        for _ in range(20000):
-            if self._stop.is_set():
-                return
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                conn.request("GET", "/version")
-                response = conn.getresponse()
-                body = response.read().decode()
-                conn.close()
-            except OSError as err:
-                self.failed.append(repr(err))
-                continue
-            if response.status == 200:
-                self.ok += 1
-                self.bodies.add(body)
-            else:
-                self.failed.append(f"HTTP {response.status}")
 
 
 def test_deploy_redeploy_under_load_and_rollback(
@@ -132,17 +27,11 @@ def test_deploy_redeploy_under_load_and_rollback(
     static_status, css, header = deployment.get("/static/style.css")
     assert static_status == 200 and header == first and "{" in css
 
-    load = Load(deployment.port)
-    thread = threading.Thread(target=load.run)
-    thread.start()
-    try:
+    with deployment.under_load() as load:
         for round_ in range(3):
             deployment.set_greeting(f"round {round_}")
             code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
             assert code == 0, err
-    finally:
-        load._stop.set()
-        thread.join()
     assert load.failed == [], load.failed[:5]
     assert load.ok > 100
     assert {"Hello from flaskr", "round 2"} <= load.bodies
