@@ -41,9 +41,15 @@ Reply = dict[str, Any]
 class Session:
     """One deploying machine's conversation with this host."""
 
-    def __init__(self, base: Path, listen: str, stream: IO[bytes]) -> None:
+    def __init__(self, base: Path, listen: str, stream: IO[bytes], app_user: str = "") -> None:
         self.host = HostLayout(base)
-        self.target = ops.LocalTarget(LocalConnection(), self.host, self.host.runtime, listen)
+        self.target = ops.LocalTarget(
+            LocalConnection(),
+            self.host,
+            self.host.runtime,
+            listen,
+            ops.LocalTarget.app_user(app_user),
+        )
         self.stream = stream
         self.locks = ExitStack()
         self.staged: dict[str, tuple[Switch, str]] = {}
@@ -388,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     session_args = sub.add_parser("session")
     session_args.add_argument("--base", required=True, type=Path)
     session_args.add_argument("--listen", required=True)
+    session_args.add_argument("--app-user", default="")
     logs_args = sub.add_parser("logs")
     logs_args.add_argument("--base", required=True, type=Path)
     logs_args.add_argument("--app", required=True)
@@ -402,7 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     # Replies get the real stdout; anything else that prints goes to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    session = Session(args.base, args.listen, sys.stdin.buffer)
+    try:
+        session = Session(args.base, args.listen, sys.stdin.buffer, args.app_user)
+    except ShipyardError as err:
+        wire.send(
+            replies, {"ok": False, "error": _error(type(err).__name__, err.message, err.hint)}
+        )
+        return 1
     try:
         serve(session, replies)
     finally:

@@ -317,7 +317,7 @@ def run(args: tuple[str, ...], target: str, host_name: str | None) -> None:
         return
     _, spec, local = _load(project, target)
     app = local.app(spec)
-    argv = ops.run_argv(app, load_state(app), command)
+    argv = ops.run_argv(app, load_state(app), command, local.run_as)
     sys.stdout.flush()
     os.execv(argv[0], argv)
 
@@ -347,6 +347,7 @@ def _run_remote(
         argv = host.conn.exec_argv(
             Command(
                 (
+                    *ops.as_user(host.app_user),
                     str(layout.launcher),
                     str(app.env_file(state["slot"])),
                     str(app.release(state["live"])),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import pwd
 import secrets
 import shutil
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +15,7 @@ from shipyard import runtime
 from shipyard.build import artifact as artifacts
 from shipyard.build.testgate import run_tests
 from shipyard.build.tools import find_python
-from shipyard.errors import DeployError, ShipyardError, UsageError
+from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
 from shipyard.hosts.base import Connection, execute
 from shipyard.hosts.local import LocalConnection
 from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
@@ -43,6 +45,23 @@ class LocalTarget:
     host: HostLayout
     cache: Path
     listen: str
+    run_as: str | None = None  # the app user, when shipyard runs as root
+
+    @staticmethod
+    def app_user(name: str) -> str | None:
+        """`name` when this process is root and can hand the app to it; None otherwise."""
+        if not name or os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise HostError(
+                "local" if not os.environ.get("SSH_CONNECTION") else socket.gethostname(),
+                f"the app user {name!r} does not exist.",
+                hint="Create it (ssh targets: 'shipyard provision TARGET'), or set the "
+                "target's app_user.",
+            ) from None
+        return name
 
     @classmethod
     def for_spec(cls, spec: Spec, name: str = "local") -> LocalTarget:
@@ -51,7 +70,11 @@ class LocalTarget:
             Path(target.base_dir).expanduser().absolute() if target.base_dir else default_base_dir()
         )
         return cls(
-            LocalConnection(), HostLayout(base), default_cache_dir(), target.listen or spec.listen
+            LocalConnection(),
+            HostLayout(base),
+            default_cache_dir(),
+            target.listen or spec.listen,
+            cls.app_user(target.app_user),
         )
 
     def app(self, spec: Spec) -> AppLayout:
@@ -139,7 +162,9 @@ def install_release(
     if is_installed(app, artifact.id):
         return
     python = find_python(spec.python).executable
-    steps = install_steps(spec, app, artifact, artifacts.wheel_store(target.cache), python)
+    steps = install_steps(
+        spec, app, artifact, artifacts.wheel_store(target.cache), python, target.run_as
+    )
     try:
         for step in steps:
             execute(target.conn, step)
@@ -200,6 +225,7 @@ def stage(
         listen=target.listen,
         live=live,
         run_release_command=release_cmd,
+        run_as=target.run_as,
     )
     try:
         switch.stage()
@@ -393,8 +419,10 @@ def require_deployed(app: AppLayout, state: AppState) -> tuple[str, str]:
     return state.live, state.slot
 
 
-def run_argv(app: AppLayout, state: AppState, command: list[str]) -> list[str]:
-    """The argv of a one-off command in the live release's environment."""
+def run_argv(
+    app: AppLayout, state: AppState, command: list[str], run_as: str | None = None
+) -> list[str]:
+    """The argv of a one-off command in the live release's environment (as the app user)."""
     release_id, slot = require_deployed(app, state)
     env_file = app.env_file(slot)
     if not os.access(env_file, os.R_OK):
@@ -402,4 +430,10 @@ def run_argv(app: AppLayout, state: AppState, command: list[str]) -> list[str]:
             f"cannot read the app's environment {env_file}.",
             hint="Run shipyard as the user that deployed the app.",
         )
-    return [str(app.host.launcher), str(env_file), str(app.release(release_id)), *command]
+    argv = [str(app.host.launcher), str(env_file), str(app.release(release_id)), *command]
+    return [*as_user(run_as), *argv]
+
+
+def as_user(run_as: str | None) -> list[str]:
+    """The prefix that runs a command as the app user (root only)."""
+    return ["runuser", "-u", run_as, "--"] if run_as else []

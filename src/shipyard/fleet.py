@@ -121,7 +121,7 @@ def connect(fleet: Fleet, reporter: Reporter, hosts: Sequence[RemoteHost] | None
     """Facts from every host in parallel; the agent synced where shipyard changed."""
 
     def ready(host: RemoteHost) -> None:
-        facts = host.read_facts(fleet.target.app_user)
+        facts = host.read_facts(fleet.target.run_user())
         require_runtime(host)
         if facts.lib != lib_id():
             provision.execute(host, [provision.lib_action(host)])
@@ -136,8 +136,8 @@ def connect(fleet: Fleet, reporter: Reporter, hosts: Sequence[RemoteHost] | None
 
 def provision_fleet(fleet: Fleet, reporter: Reporter, dry_run: bool) -> dict[str, list[str]]:
     def one(host: RemoteHost) -> list[str]:
-        facts = host.read_facts(fleet.target.app_user)
-        actions = provision.plan(host, facts, fleet.target.app_user, fleet.cache)
+        facts = host.read_facts(fleet.target.run_user())
+        actions = provision.plan(host, facts, fleet.target.run_user(), fleet.cache)
         if dry_run:
             return [action.what for action in actions]
         return provision.execute(host, actions)

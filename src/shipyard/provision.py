@@ -88,8 +88,8 @@ def plan(host: RemoteHost, facts: Facts, app_user: str, cache: Path) -> list[Act
             )
         )
     python_minor = facts.python_minor or _host_python_guess()
-    if facts.runtime != runtime_id(python_minor):
-        actions.append(_runtime_action(host, python_minor, cache))
+    if facts.runtime != runtime_id(python_minor, facts.python_path):
+        actions.append(_runtime_action(host, python_minor, facts.python_path or "python3", cache))
     if facts.lib != lib_id():
         actions.append(lib_action(host))
     if facts.systemd:
@@ -105,7 +105,7 @@ def _sh(script: str, timeout: float = 600) -> Command:
     return Command(("sh", "-c", script), sudo=True, timeout=timeout)
 
 
-def _runtime_action(host: RemoteHost, python_minor: str, cache: Path) -> Action:
+def _runtime_action(host: RemoteHost, python_minor: str, interpreter: str, cache: Path) -> Action:
     pins = list(runtime_pins())
     own = find_python("")
     python = own if own.minor == python_minor else PythonInfo(f"python{python_minor}", python_minor)
@@ -125,6 +125,7 @@ def _runtime_action(host: RemoteHost, python_minor: str, cache: Path) -> Action:
     )
     script = f"""set -e
 rt={shlex.quote(str(runtime))}
+py={shlex.quote(interpreter)}
 mkdir -p "$rt/incoming" "$rt/wheels" "$rt/bin"
 chmod 755 {shlex.quote(str(host.base))} "$rt"
 tmp=$(mktemp -d "$rt/incoming/runtime.XXXXXX")
@@ -133,12 +134,15 @@ tar -xf - -C "$tmp" --no-same-owner
 cd "$tmp"
 printf '%s' {shlex.quote(sums)} | sha256sum -c --quiet -
 mv -f "$tmp"/*.whl "$rt/wheels/"
-python3 -c {shlex.quote(extract_uv)} "$rt/wheels/{uv_wheel}" "$rt/bin/uv"
+"$py" -c {shlex.quote(extract_uv)} "$rt/wheels/{uv_wheel}" "$rt/bin/uv"
 export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 NO_COLOR=1
-[ -x "$rt/venv/bin/python" ] || "$rt/bin/uv" venv --quiet --python python3 "$rt/venv"
+# a venv made from another interpreter is made again
+real=$(readlink -f "$rt/venv/bin/python" 2>/dev/null || true)
+[ "$real" = "$(readlink -f "$py")" ] || rm -rf "$rt/venv"
+[ -x "$rt/venv/bin/python" ] || "$rt/bin/uv" venv --quiet --python "$py" "$rt/venv"
 "$rt/bin/uv" pip install --quiet --offline --no-index --find-links "$rt/wheels" \
     --python "$rt/venv/bin/python" {pin_args}
-echo {runtime_id(python_minor)} > "$rt/venv/{RUNTIME_MARK}"
+echo {runtime_id(python_minor, interpreter)} > "$rt/venv/{RUNTIME_MARK}"
 """
 
     def payload() -> bytes:

@@ -36,7 +36,12 @@ def release_manifest(app: AppLayout, release_id: str) -> Manifest:
 
 
 def install_steps(
-    spec: Spec, app: AppLayout, artifact: Artifact, wheel_store: Path, python: str
+    spec: Spec,
+    app: AppLayout,
+    artifact: Artifact,
+    wheel_store: Path,
+    python: str,
+    run_as: str | None = None,
 ) -> list[Step]:
     """Unpack the artifact into releases/<id>, make its venv offline, link persistent data.
 
@@ -53,6 +58,7 @@ def install_steps(
             ("mkdir", "-p", str(release), str(app.var), str(app.data), str(app.logs), str(app.run))
         ),
         Command(("cp", "-a", *_artifact_entries(artifact), str(release))),
+        *(_owned_by(run_as, app) if run_as else []),
         uv("venv", "--quiet", "--python", python, str(venv)),
         uv(
             "pip",
@@ -64,6 +70,8 @@ def install_steps(
             str(venv / "bin" / "python"),
             "--find-links",
             str(wheel_store),
+            # the app user cannot write __pycache__ into the root-owned release: compile now
+            *(["--compile-bytecode"] if run_as else []),
             "-r",
             str(release / LOCK),
             str(release / "app" / manifest.app_wheel.file),
@@ -74,11 +82,21 @@ def install_steps(
     for directory in spec.persistent:
         link = release / directory
         steps.append(Command(("mkdir", "-p", str(app.data / directory), str(link.parent))))
+        if run_as:
+            steps.append(Command(("chown", f"{run_as}:", str(app.data / directory))))
         steps.append(Symlink(str(app.data / directory), _posix(link)))
     for name, content in render.server_conf_files(spec, app, rid).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
     steps.append(Upload(b"", _posix(release / COMPLETE)))
     return steps
+
+
+def _owned_by(run_as: str, app: AppLayout) -> list[Step]:
+    """What the app writes belongs to the app user; its code stays root's, read-only to it."""
+    return [
+        Command(("chown", "-R", f"{run_as}:", str(app.var), str(app.run))),
+        Command(("chown", f"{run_as}:", str(app.data), str(app.logs))),
+    ]
 
 
 def _artifact_entries(artifact: Artifact) -> list[str]:

@@ -41,9 +41,12 @@ LIB_MARK = ".shipyard-lib"
 FACTS_SCRIPT = r"""
 base=$1; app_user=$2
 echo "os=$(. /etc/os-release 2>/dev/null; echo "${ID:-unknown} ${VERSION_ID:-}")"
+# the system's python3 first: a user's pyenv or similar may sit in a home others cannot enter
+python=/usr/bin/python3; [ -x "$python" ] || python=$(command -v python3 2>/dev/null)
 py='import sys, sysconfig; print("%d.%d.%d" % sys.version_info[:3], sysconfig.get_platform())'
-echo "python=$(python3 -c "$py" 2>/dev/null)"
-echo "venv=$(python3 -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
+echo "python=$("$python" -c "$py" 2>/dev/null)"
+echo "python_path=$python"
+echo "venv=$("$python" -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
 n=$(command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
 echo "nginx=$n"
 echo "login=$(id -un)"
@@ -64,6 +67,7 @@ class Facts:
     os: str
     python: str  # "3.11.2", empty when there is no python3
     platform: str  # "linux-x86_64"
+    python_path: str
     venv: bool
     nginx: str
     login: str
@@ -87,6 +91,7 @@ class Facts:
             os=raw.get("os", "unknown").strip(),
             python=python,
             platform=platform,
+            python_path=raw.get("python_path", "") if python else "",
             venv=raw.get("venv") == "yes",
             nginx=raw.get("nginx", ""),
             login=raw.get("login", ""),
@@ -108,6 +113,7 @@ class RemoteHost:
     conn: SSHConnection
     base: PurePosixPath
     listen: str
+    app_user: str = ""
     facts: Facts | None = None
 
     @property
@@ -177,7 +183,7 @@ def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[R
 
     def host(name: str, role: str) -> RemoteHost:
         conn = SSHConnection(SSHAddress.parse(name), options, control_dir)
-        return RemoteHost(name, role, conn, host_base(target, name), listen)
+        return RemoteHost(name, role, conn, host_base(target, name), listen, target.run_user())
 
     hosts = [host(name, "web") for name in target.hosts]
     if target.lb:
@@ -216,8 +222,9 @@ def runtime_pins() -> tuple[Pin, ...]:
     return tuple(sorted(seen.values(), key=lambda pin: pin.name))
 
 
-def runtime_id(python_minor: str) -> str:
-    text = "\n".join(str(pin) for pin in runtime_pins()) + f"\npython {python_minor}\n"
+def runtime_id(python_minor: str, interpreter: str) -> str:
+    pins = "\n".join(str(pin) for pin in runtime_pins())
+    text = f"{pins}\npython {python_minor} {interpreter}\n"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -276,7 +283,15 @@ class Agent:
     @classmethod
     def open(cls, host: RemoteHost) -> Agent:
         proc = host.conn.popen(
-            host.agent_command("session", "--base", str(host.base), "--listen", host.listen)
+            host.agent_command(
+                "session",
+                "--base",
+                str(host.base),
+                "--listen",
+                host.listen,
+                "--app-user",
+                host.app_user,
+            )
         )
         agent = cls(host, proc)
         threading.Thread(target=agent._drain_stderr, daemon=True).start()
@@ -339,7 +354,7 @@ def require_runtime(host: RemoteHost) -> None:
         missing.append("python3")
     if not facts.nginx:
         missing.append("nginx")
-    if facts.runtime != runtime_id(facts.python_minor):
+    if facts.runtime != runtime_id(facts.python_minor, facts.python_path):
         missing.append(
             "shipyard's runtime (supervisord and the agent) is "
             + ("out of date" if facts.runtime else "not installed")

@@ -167,7 +167,9 @@ class TargetSpec(_Strict):
         description="Accept an unknown host key on first use; a changed key is always refused.",
     )
     app_user: str = Field(
-        default="shipyard", description="System user `provision` creates on ssh hosts."
+        default="",
+        description="User the app's processes run as when shipyard runs as root; ssh "
+        "targets: 'shipyard' (`provision` creates it); local: the user running shipyard.",
     )
 
     @model_validator(mode="before")
@@ -176,6 +178,10 @@ class TargetSpec(_Strict):
         if isinstance(data, dict) and data.get("hosts") and "type" not in data:
             return {**data, "type": "ssh"}
         return data
+
+    def run_user(self) -> str:
+        """The app user as configured, with the ssh default filled in."""
+        return self.app_user or ("shipyard" if self.type == "ssh" else "")
 
     @model_validator(mode="after")
     def _ssh(self) -> TargetSpec:

@@ -54,6 +54,7 @@ class Switch:
         listen: str,
         live: tuple[str, str] | None,
         run_release_command: bool,
+        run_as: str | None = None,
     ) -> None:
         self.conn = conn
         self.supervisor = supervisor
@@ -64,6 +65,7 @@ class Switch:
         self.listen = listen
         self.live = live
         self.run_release_command = run_release_command
+        self.run_as = run_as
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
         self._log_offset = 0
@@ -111,11 +113,17 @@ class Switch:
     def _write_env(self) -> None:
         env = app_environment(self.spec, self.app, self.release_id, self.config)
         self.conn.put(
-            Upload(render.env_file(env), _posix(self.app.env_file(self.slot)), mode=0o600)
+            Upload(
+                render.env_file(env),
+                _posix(self.app.env_file(self.slot)),
+                mode=0o600,
+                owner=self.run_as,
+            )
         )
 
     def _release_command(self) -> None:
         argv = (
+            *(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
             str(self.app.host.launcher),
             str(self.app.env_file(self.slot)),
             str(self.app.release(self.release_id)),
@@ -132,7 +140,7 @@ class Switch:
 
     def _start_new(self) -> None:
         conf = render.program_conf(
-            self.spec, self.app, self.release_id, self.slot, self.app.host.launcher
+            self.spec, self.app, self.release_id, self.slot, self.app.host.launcher, self.run_as
         )
         # The idle slot may still be finishing requests from the release retired just before.
         for process in ("web", *sorted(self.spec.processes)):

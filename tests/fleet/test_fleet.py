@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import pwd
 import re
 import shutil
 import subprocess
@@ -159,6 +160,19 @@ def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
     # static files are served at the edge, by the lb itself
     css = get(lb.address, "/static/style.css")
     assert css[0] == 200 and css[1] == (EXAMPLE / "flaskr/static/style.css").read_text()
+    # the app runs as the app user provision made, not root; its env file is its own, 0600
+    user = pwd.getpwnam("shipyard")
+    for host in prod.fleet.web:
+        owners = {
+            Path(f"/proc/{pid}").stat().st_uid
+            for pid in host.pids()
+            if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        }
+        assert owners == {user.pw_uid}, host.name
+        env_files = list((host.base_dir / "flaskr" / "shared").glob("env.*"))
+        assert env_files and all(
+            f.stat().st_uid == user.pw_uid and f.stat().st_mode & 0o777 == 0o600 for f in env_files
+        )
     # the same generated secret on every host (sessions must survive the lb's choice)
     keys = {
         (host.base_dir / "flaskr" / "shared" / "config.json").read_text() for host in prod.fleet.web

@@ -78,11 +78,13 @@ def test_bad_targets_say_what_and_where(
 
 def test_facts_parse_the_probe_output() -> None:
     facts = Facts.parse(
-        "os=debian 12\npython=3.11.2 linux-x86_64\nvenv=yes\nnginx=/usr/sbin/nginx\n"
+        "os=debian 12\npython=3.11.2 linux-x86_64\npython_path=/usr/bin/python3\nvenv=yes\n"
+        "nginx=/usr/sbin/nginx\n"
         "login=root\napp_user=\nsystemd=yes\napt=/usr/bin/apt-get\nruntime=abc\nlib=\n"
         "disk_free_kb=1234\n"
     )
     assert facts.python_minor == "3.11" and facts.platform == "linux-x86_64"
+    assert facts.python_path == "/usr/bin/python3"
     assert facts.venv and facts.systemd and facts.apt and not facts.app_user
     assert (facts.nginx, facts.runtime, facts.lib, facts.disk_free_kb) == (
         "/usr/sbin/nginx",
@@ -188,13 +190,14 @@ def _facts(**changes: Any) -> Facts:
         "os": "debian 12",
         "python": "3.11.2",
         "platform": "linux-x86_64",
+        "python_path": "/usr/bin/python3",
         "venv": True,
         "nginx": "/usr/sbin/nginx",
         "login": "root",
         "app_user": True,
         "systemd": False,
         "apt": True,
-        "runtime": runtime_id("3.11"),
+        "runtime": runtime_id("3.11", "/usr/bin/python3"),
         "lib": lib_id(),
         "disk_free_kb": 10**7,
     }

@@ -49,6 +49,7 @@ class Upload:
     content: bytes
     dest: PurePosixPath
     mode: int = 0o644
+    owner: str | None = None  # a user name; its primary group too
 
     def __str__(self) -> str:
         return f"write {self.dest} ({len(self.content)} bytes, mode {self.mode:o})"

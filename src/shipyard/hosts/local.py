@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import tempfile
 import time
@@ -40,7 +41,7 @@ class LocalConnection:
         return Result(LOCAL, command, code, out, err, time.monotonic() - started)
 
     def put(self, upload: Upload) -> None:
-        write_atomic(Path(upload.dest), upload.content, upload.mode)
+        write_atomic(Path(upload.dest), upload.content, upload.mode, upload.owner)
 
     def link(self, symlink: Symlink) -> None:
         replace_symlink(symlink.target, Path(symlink.link))
@@ -55,12 +56,16 @@ class LocalConnection:
         pass
 
 
-def write_atomic(dest: Path, content: bytes, mode: int = 0o644) -> None:
-    """Write a file so readers see either the old or the new content, with `mode` from birth."""
+def write_atomic(dest: Path, content: bytes, mode: int = 0o644, owner: str | None = None) -> None:
+    """Write a file so readers see either the old or the new content, with `mode` (and
+    `owner`) from birth."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
         os.fchmod(fd, mode)
+        if owner is not None:
+            user = pwd.getpwnam(owner)
+            os.fchown(fd, user.pw_uid, user.pw_gid)
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
         os.replace(tmp, dest)

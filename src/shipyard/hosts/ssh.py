@@ -159,10 +159,12 @@ class SSHConnection:
     def put(self, upload: Upload) -> None:
         dest = str(upload.dest)
         tmp = f"{dest}.shipyard-tmp"
+        quoted = shlex.quote(tmp)
+        chown = f"chown {shlex.quote(upload.owner)}: {quoted} && " if upload.owner else ""
         script = (
-            f"umask 077 && mkdir -p {shlex.quote(str(upload.dest.parent))} && "
-            f"cat > {shlex.quote(tmp)} && chmod {upload.mode:o} {shlex.quote(tmp)} && "
-            f"mv -f {shlex.quote(tmp)} {shlex.quote(dest)}"
+            f"mkdir -p {shlex.quote(str(upload.dest.parent))} && "
+            f"(umask 077 && cat > {quoted}) && chmod {upload.mode:o} {quoted} && {chown}"
+            f"mv -f {quoted} {shlex.quote(dest)}"
         )
         self._checked(Command(("sh", "-c", script), sudo=True), upload.content, f"write {dest}")
 

@@ -154,7 +154,14 @@ class ProcessConf:
     stopsignal: str
 
 
-def program_conf(spec: Spec, app: AppLayout, release_id: str, slot: str, launcher: Path) -> str:
+def program_conf(
+    spec: Spec,
+    app: AppLayout,
+    release_id: str,
+    slot: str,
+    launcher: Path,
+    user: str | None = None,
+) -> str:
     """Supervisor programs of one slot: the web server plus any extra processes."""
     release_dir = app.release(release_id)
     venv = app.venv(release_id)
@@ -180,7 +187,7 @@ def program_conf(spec: Spec, app: AppLayout, release_id: str, slot: str, launche
     environment = {
         "PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
         "VIRTUAL_ENV": str(venv),
-        "HOME": os.environ.get("HOME", str(app.root)),
+        "HOME": str(app.shared) if user else os.environ.get("HOME", str(app.root)),
     }
     return _render(
         "program.conf.j2",
@@ -191,6 +198,7 @@ def program_conf(spec: Spec, app: AppLayout, release_id: str, slot: str, launche
         directory=release_dir,
         environment=",".join(f'{k}="{_supervisor_escape(v)}"' for k, v in environment.items()),
         stopwaitsecs=spec.server.graceful_timeout + 5,
+        user=user,
     )
 
 
