@@ -11,11 +11,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from shipyard import runtime
+from shipyard import health, runtime
 from shipyard.build import artifact as artifacts
 from shipyard.build.testgate import run_tests
 from shipyard.build.tools import find_python
-from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
+from shipyard.errors import (
+    DeployError,
+    HealthCheckFailed,
+    HostError,
+    ShipyardError,
+    UsageError,
+)
 from shipyard.hosts.base import Connection, execute
 from shipyard.hosts.local import LocalConnection
 from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
@@ -31,7 +37,7 @@ from shipyard.release import (
 from shipyard.spec import Spec
 from shipyard.state import AppState, ReleaseRecord, app_lock, holder, load_state, now, save_state
 from shipyard.supervisor import Supervisor
-from shipyard.switch import Outcome, Switch, listen_url
+from shipyard.switch import Outcome, Switch, host_header, listen_url
 from shipyard.ui import Reporter
 
 DEFAULT_LOCK_WAIT = 120.0
@@ -372,7 +378,31 @@ def start(spec: Spec, target: LocalTarget) -> list[str]:
     names = _programs(app, state)
     for name in names:
         supervisor.start(name)
+    _wait_serving(target, app, state)
     return names
+
+
+def _wait_serving(target: LocalTarget, app: AppLayout, state: AppState) -> None:
+    """Return once nginx answers healthy from the live release, as deploy and restart do."""
+    release_id, slot = require_deployed(app, state)
+    spec = release_spec(app, release_id)
+    url = listen_url(target.listen, spec.healthcheck.path)
+
+    def check() -> health.Probe:
+        probe = health.probe_url(url, host_header(spec), spec.healthcheck.status)
+        if probe.ok and probe.release != release_id:
+            return health.Probe(False, f"answered by release {probe.release}", probe.release)
+        return probe
+
+    probe = health.wait_until(check, spec.healthcheck.timeout)
+    if not probe.ok:
+        log = app.app_log("web", slot)
+        tail = log.read_text(errors="replace").splitlines()[-20:] if log.is_file() else []
+        raise HealthCheckFailed(
+            f"release {release_id} was started but is not healthy at {url}: {probe.detail}.\n"
+            + "\n".join(f"  | {line}" for line in tail),
+            hint=f"See the app's log: {log} ('shipyard logs').",
+        )
 
 
 def _programs(app: AppLayout, state: AppState) -> list[str]:

@@ -65,7 +65,9 @@ def _emit_new(label: str, path: Path, offset: int, emit: Callable[[str], None]) 
     with path.open("rb") as handle:
         handle.seek(offset)
         chunk = handle.read(size - offset)
-    complete, _, _rest = chunk.rpartition(b"\n")
-    for line in complete.decode(errors="replace").splitlines() if complete else []:
+    end = chunk.rfind(b"\n")
+    if end < 0:  # no complete line yet
+        return offset
+    for line in chunk[:end].decode(errors="replace").split("\n"):
         emit(f"[{label}] {line}")
-    return offset + len(complete) + (1 if complete else 0)
+    return offset + end + 1
