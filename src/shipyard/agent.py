@@ -41,8 +41,15 @@ Reply = dict[str, Any]
 class Session:
     """One deploying machine's conversation with this host."""
 
-    def __init__(self, base: Path, listen: str, stream: IO[bytes], app_user: str = "") -> None:
-        self.host = HostLayout(base)
+    def __init__(
+        self,
+        base: Path,
+        listen: str,
+        stream: IO[bytes],
+        app_user: str = "",
+        system_nginx: bool = False,
+    ) -> None:
+        self.host = HostLayout(base, system_nginx)
         self.target = ops.LocalTarget(
             LocalConnection(),
             self.host,
@@ -304,6 +311,7 @@ class Session:
             self.target.listen,
             app.access_log,
             app.error_log,
+            "combined" if self.host.system_nginx else "shipyard",
         ).encode()
         previous = app.site_file.read_bytes() if app.site_file.is_file() else None
         if previous != content:
@@ -395,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     session_args.add_argument("--base", required=True, type=Path)
     session_args.add_argument("--listen", required=True)
     session_args.add_argument("--app-user", default="")
+    session_args.add_argument("--nginx", choices=("managed", "system"), default="managed")
     logs_args = sub.add_parser("logs")
     logs_args.add_argument("--base", required=True, type=Path)
     logs_args.add_argument("--app", required=True)
@@ -410,7 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
     try:
-        session = Session(args.base, args.listen, sys.stdin.buffer, args.app_user)
+        session = Session(
+            args.base, args.listen, sys.stdin.buffer, args.app_user, args.nginx == "system"
+        )
     except ShipyardError as err:
         wire.send(
             replies, {"ok": False, "error": _error(type(err).__name__, err.message, err.hint)}

@@ -77,7 +77,7 @@ class LocalTarget:
         )
         return cls(
             LocalConnection(),
-            HostLayout(base),
+            HostLayout(base, system_nginx=target.nginx == "system"),
             default_cache_dir(),
             target.listen or spec.listen,
             cls.app_user(target.app_user),

@@ -11,6 +11,10 @@ from shipyard.errors import UsageError
 # Linux unix socket paths must fit sockaddr_un.sun_path (108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
 SLOTS = ("blue", "green")
+# The system nginx (Debian, Ubuntu, RHEL and nginx.org packages all include conf.d/*.conf)
+SYSTEM_NGINX_SITES = Path("/etc/nginx/conf.d")
+SYSTEM_NGINX_ERROR_LOG = Path("/var/log/nginx/error.log")
+SYSTEM_NGINX_PIDFILE = Path("/run/nginx.pid")
 
 
 def default_base_dir() -> Path:
@@ -34,6 +38,7 @@ class HostLayout:
     """The per-host runtime shared by every app under one base directory."""
 
     base: Path
+    system_nginx: bool = False  # the host's own nginx (conf.d) instead of one under the base
 
     @property
     def runtime(self) -> Path:
@@ -110,7 +115,7 @@ class HostLayout:
 
     @property
     def nginx_sites(self) -> Path:
-        return self.nginx_dir / "sites"
+        return SYSTEM_NGINX_SITES if self.system_nginx else self.nginx_dir / "sites"
 
     @property
     def nginx_pidfile(self) -> Path:
@@ -118,7 +123,7 @@ class HostLayout:
 
     @property
     def nginx_error_log(self) -> Path:
-        return self.logs / "nginx-error.log"
+        return SYSTEM_NGINX_ERROR_LOG if self.system_nginx else self.logs / "nginx-error.log"
 
     def app(self, name: str) -> AppLayout:
         return AppLayout(self, name)
@@ -206,7 +211,8 @@ class AppLayout:
 
     @property
     def site_file(self) -> Path:
-        return self.host.nginx_sites / f"{self.name}.conf"
+        prefix = "shipyard-" if self.host.system_nginx else ""
+        return self.host.nginx_sites / f"{prefix}{self.name}.conf"
 
     @property
     def state_file(self) -> Path:

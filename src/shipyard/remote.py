@@ -114,6 +114,7 @@ class RemoteHost:
     base: PurePosixPath
     listen: str
     app_user: str = ""
+    nginx: str = "managed"
     facts: Facts | None = None
 
     @property
@@ -183,7 +184,8 @@ def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[R
 
     def host(name: str, role: str) -> RemoteHost:
         conn = SSHConnection(SSHAddress.parse(name), options, control_dir)
-        return RemoteHost(name, role, conn, host_base(target, name), listen, target.run_user())
+        base = host_base(target, name)
+        return RemoteHost(name, role, conn, base, listen, target.run_user(), target.nginx)
 
     hosts = [host(name, "web") for name in target.hosts]
     if target.lb:
@@ -291,6 +293,8 @@ class Agent:
                 host.listen,
                 "--app-user",
                 host.app_user,
+                "--nginx",
+                host.nginx,
             )
         )
         agent = cls(host, proc)

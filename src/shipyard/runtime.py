@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path, PurePosixPath
@@ -12,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from shipyard import render
 from shipyard.errors import CommandFailed, DeployError, HostError
 from shipyard.hosts.base import Command, Connection, Upload, execute
-from shipyard.layout import HostLayout
+from shipyard.layout import SYSTEM_NGINX_PIDFILE, HostLayout
 from shipyard.render import NginxBinary
 from shipyard.supervisor import Supervisor
 
@@ -41,23 +42,21 @@ def find_nginx(host: str = "local") -> NginxBinary:
 def runtime_files(host: HostLayout, nginx: NginxBinary) -> list[Upload]:
     """The files of the runtime itself; rewriting an unchanged one is skipped by the caller."""
     run_as = "root root" if os.geteuid() == 0 else None
-    return [
+    files = [
         Upload(render.launcher_script(), _posix(host.launcher), mode=0o755),
-        Upload(render.nginx_main_conf(host, nginx, run_as).encode(), _posix(host.nginx_conf)),
         Upload(render.supervisord_conf(host, nginx, None).encode(), _posix(host.supervisor_conf)),
     ]
+    if not host.system_nginx:
+        main_conf = render.nginx_main_conf(host, nginx, run_as).encode()
+        files.append(Upload(main_conf, _posix(host.nginx_conf)))
+    return files
 
 
 def ensure_runtime(conn: Connection, host: HostLayout) -> Supervisor:
     """Make the base's supervisord and nginx run with current configs; return the client."""
     nginx = find_nginx(conn.host)
-    for directory in (
-        host.logs,
-        host.programs,
-        host.nginx_sites,
-        host.nginx_dir / "tmp",
-        host.wheels,
-    ):
+    managed = [] if host.system_nginx else [host.nginx_sites, host.nginx_dir / "tmp"]
+    for directory in (host.logs, host.programs, host.wheels, *managed):
         directory.mkdir(parents=True, exist_ok=True)
     changed = write_if_changed(conn, runtime_files(host, nginx))
     supervisor = Supervisor(host.supervisor_socket, conn.host)
@@ -83,7 +82,8 @@ def write_if_changed(conn: Connection, uploads: list[Upload]) -> set[PurePosixPa
 
 def test_nginx(conn: Connection, host: HostLayout, nginx: NginxBinary | None = None) -> None:
     nginx = nginx or find_nginx(conn.host)
-    command = Command((*render.nginx_command(host, nginx), "-t", "-q"), timeout=30)
+    argv = (nginx.path,) if host.system_nginx else render.nginx_command(host, nginx)
+    command = Command((*argv, "-t", "-q"), timeout=30)
     result = conn.run(command)
     if not result.ok:
         raise CommandFailed(
@@ -102,18 +102,50 @@ def reload_nginx(
     makes it safe to stop the old app server right after.
     """
     test_nginx(conn, host)
+    if host.system_nginx:
+        _reload_system_nginx(conn, host, grace)
+        return
     info = supervisor.process(NGINX_PROGRAM)
     if info is None or info.state != "RUNNING":
         supervisor.start(NGINX_PROGRAM, wait=True)
         return
     old_workers = _children(info.pid)
     supervisor.signal(NGINX_PROGRAM, "HUP")
+    _wait_for_new_workers(info.pid, old_workers, grace)
+
+
+def _wait_for_new_workers(master: int, old_workers: set[int], grace: float) -> None:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        current = _children(info.pid)
+        current = _children(master)
         if current and not (current & old_workers):
             return
         time.sleep(0.01)
+
+
+def system_nginx_master() -> int | None:
+    """The running system nginx's master pid, if it runs in this network namespace."""
+    try:
+        pid = int(SYSTEM_NGINX_PIDFILE.read_text().strip())
+        same_net = os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net")
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        return None
+    return pid if same_net and comm == "nginx" else None
+
+
+def _reload_system_nginx(conn: Connection, host: HostLayout, grace: float) -> None:
+    """Reload the host's own nginx gracefully, or start it (systemd where it runs)."""
+    master = system_nginx_master()
+    if master is None:
+        nginx = find_nginx(conn.host)
+        systemd = Path("/run/systemd/system").is_dir()
+        argv = ("systemctl", "start", "nginx") if systemd else (nginx.path,)
+        execute(conn, Command(argv, timeout=60))
+        return
+    old_workers = _children(master)
+    os.kill(master, signal.SIGHUP)
+    _wait_for_new_workers(master, old_workers, grace)
 
 
 def _children(pid: int) -> set[int]:

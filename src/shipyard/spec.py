@@ -160,6 +160,11 @@ class TargetSpec(_Strict):
         description="Run the release command on the first host only (a shared database) or on "
         "each host (data kept per host).",
     )
+    nginx: Literal["managed", "system"] = Field(
+        default="managed",
+        description="managed: shipyard's own nginx under base_dir (no root needed); system: the "
+        "host's nginx, one server block per app in /etc/nginx/conf.d, routed by `domains`.",
+    )
     ssh_config: str = Field(default="", description="An ssh_config file instead of ~/.ssh/config.")
     identity_file: str = Field(default="", description="A private key file for these hosts.")
     trust_new_host_keys: bool = Field(
@@ -325,6 +330,16 @@ class Spec(_Strict):
                 )
             _check_command(command)
         return value
+
+    @model_validator(mode="after")
+    def _system_nginx_needs_domains(self) -> Spec:
+        for name, target in self.targets.items():
+            if target.nginx == "system" and not self.domains:
+                raise ValueError(
+                    f"target {name!r} uses the system nginx, which routes to apps by name: "
+                    "set `domains`, e.g. domains = ['app.example.com']"
+                )
+        return self
 
     @model_validator(mode="after")
     def _asgi_server(self) -> Spec:

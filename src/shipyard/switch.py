@@ -66,6 +66,11 @@ class Switch:
         self.live = live
         self.run_release_command = run_release_command
         self.run_as = run_as
+        if app.host.system_nginx and not self.spec.domains:
+            raise DeployError(
+                f"app {app.name} has no `domains`: the system nginx routes to apps by name.",
+                hint="Set domains = ['app.example.com'] in the spec, or use nginx = 'managed'.",
+            )
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
         self._log_offset = 0

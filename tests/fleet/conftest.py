@@ -7,6 +7,7 @@ is a broken test machine and the fixture fails with the reason.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from netns import Fleet, FleetError, FleetFactory, preflight
@@ -42,3 +43,9 @@ def make_fleet() -> Iterator[FleetFactory]:
     yield make
     for one in reversed(made):
         one.close()
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """shipyard's build cache (wheels, artifacts), warm across the fleet tests."""
+    return tmp_path_factory.mktemp("cache")

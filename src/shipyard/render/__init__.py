@@ -96,6 +96,7 @@ def site_conf(
         read_timeout=spec.server.timeout + 5,
         uwsgi=is_uwsgi,
         uwsgi_params=nginx.uwsgi_params or "uwsgi_params",
+        log_format="combined" if app.host.system_nginx else "shipyard",
     )
 
 
@@ -107,6 +108,7 @@ def lb_conf(
     listen: str,
     access_log: Path,
     error_log: Path,
+    log_format: str = "shipyard",
 ) -> str:
     """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
     static = sorted(
@@ -126,6 +128,7 @@ def lb_conf(
         max_body="10m",
         static=static,
         read_timeout=spec.server.timeout + 5,
+        log_format=log_format,
     )
 
 
@@ -134,6 +137,7 @@ def _location(prefix: str) -> str:
 
 
 def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> str:
+    """supervisord's config; it runs shipyard's nginx too unless the host's own is used."""
     return _render(
         "supervisord.conf.j2",
         base=host.base,
@@ -142,7 +146,7 @@ def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> 
         pidfile=host.supervisor_pidfile,
         programs=host.programs,
         user=user,
-        nginx_command=shlex.join(nginx_command(host, nginx)),
+        nginx_command="" if host.system_nginx else shlex.join(nginx_command(host, nginx)),
     )
 
 
