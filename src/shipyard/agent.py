@@ -36,6 +36,7 @@ from shipyard.switch import Switch
 from shipyard.ui import Reporter
 
 Reply = dict[str, Any]
+NOT_READY = 3  # remote.NOT_READY: the deploying machine syncs the agent and starts it again
 
 
 class Session:
@@ -71,8 +72,11 @@ class Session:
     # --- facts and files ------------------------------------------------------------------
 
     def op_hello(self, message: dict[str, Any]) -> Reply:
+        venv = self.host.runtime_venv
         return {
             "version": __version__,
+            "runtime": _read(venv / ".shipyard-runtime"),
+            "interpreter": _read(venv / ".shipyard-interpreter"),
             "python": ".".join(map(str, sys.version_info[:3])),
             "platform": sysconfig.get_platform(),
             "user": getpass.getuser(),
@@ -338,6 +342,13 @@ class Session:
         self.locks.close()
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
 def serve(session: Session, replies: IO[bytes]) -> None:
     while True:
         try:
@@ -404,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     session_args.add_argument("--listen", required=True)
     session_args.add_argument("--app-user", default="")
     session_args.add_argument("--nginx", choices=("managed", "system"), default="managed")
+    session_args.add_argument("--expect-lib", default="")
     logs_args = sub.add_parser("logs")
     logs_args.add_argument("--base", required=True, type=Path)
     logs_args.add_argument("--app", required=True)
@@ -415,6 +427,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.pop("PYTHONPATH", None)  # loaded already; the processes it starts must not see it
     if args.mode == "logs":
         return _logs(args.base, args.app, args.process, args.lines, args.follow)
+    mark = _read(Path(__file__).resolve().parent.parent / ".shipyard-lib")
+    if args.expect_lib and mark != args.expect_lib:
+        print(
+            f"shipyard's agent here is {mark or 'unknown'}, not {args.expect_lib}", file=sys.stderr
+        )
+        return NOT_READY
     # Replies get the real stdout; anything else that prints goes to stderr.
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)

@@ -15,6 +15,7 @@ from shipyard import health, runtime
 from shipyard.build import artifact as artifacts
 from shipyard.build.testgate import run_tests
 from shipyard.build.tools import find_python
+from shipyard.bytecode import reuse_bytecode
 from shipyard.errors import (
     DeployError,
     HealthCheckFailed,
@@ -26,6 +27,7 @@ from shipyard.hosts.base import Connection, execute
 from shipyard.hosts.local import LocalConnection
 from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
 from shipyard.release import (
+    compile_step,
     config_upload,
     install_steps,
     installed_releases,
@@ -171,12 +173,25 @@ def install_release(
     steps = install_steps(
         spec, app, artifact, artifacts.wheel_store(target.cache), python, target.run_as
     )
+    previous = _newest_installed(app)
+    compile_all = compile_step(app.venv(artifact.id))
     try:
         for step in steps:
+            if step == compile_all and previous is not None:
+                reuse_bytecode(app.venv(previous), app.venv(artifact.id))
             execute(target.conn, step)
     except BaseException:
         remove_release(app, artifact.id)
         raise
+
+
+def _newest_installed(app: AppLayout) -> str | None:
+    """The live release, else any installed one: a source of reusable bytecode."""
+    live = load_state(app).live
+    if live and is_installed(app, live):
+        return live
+    installed = installed_releases(app)
+    return installed[-1] if installed else None
 
 
 def record_installed(state: AppState, artifact: artifacts.Artifact) -> None:

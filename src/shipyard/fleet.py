@@ -9,6 +9,7 @@ back. Hosts run the same host-side code as the local target, through their agent
 from __future__ import annotations
 
 import secrets as random_secrets
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -21,8 +22,15 @@ from shipyard.build import artifact as artifacts
 from shipyard.build.testgate import run_tests
 from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
 from shipyard.hosts.local import LocalConnection
-from shipyard.hosts.ssh import ControlDir
-from shipyard.remote import Agent, RemoteHost, lib_id, require_runtime, target_hosts
+from shipyard.hosts.ssh import SSH_FAILED, ControlDir
+from shipyard.remote import (
+    Agent,
+    RemoteHost,
+    lib_id,
+    require_runtime,
+    runtime_current,
+    target_hosts,
+)
 from shipyard.spec import Spec, TargetSpec
 from shipyard.ui import Reporter
 
@@ -213,48 +221,75 @@ def deploy(
         reporter.warn(
             "tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)")
         )
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        tests = (
-            pool.submit(run_tests, conn, project, spec, fleet.cache, inputs) if run_gate else None
-        )
-        with reporter.stage("build"):
-            artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
-            reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
-        with reporter.stage(f"connect to {len(fleet.hosts)} host(s)"):
-            connect(fleet, reporter)
-        with sessions(fleet, fleet.hosts) as agents:
+    agents = Sessions()
+    try:
+        # The tests, and reaching every host (facts, agent, lock), overlap the build.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            tests = (
+                pool.submit(run_tests, conn, project, spec, fleet.cache, inputs)
+                if run_gate
+                else None
+            )
+            started = time.monotonic()
+            ready = pool.submit(_prepare, fleet, agents, spec, lock_wait)
+            with reporter.stage("build"):
+                artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+                reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
+            hellos = ready.result()
+            reporter.done(f"connect + lock {len(fleet.hosts)} host(s)", time.monotonic() - started)
             web = fleet.web
-            with reporter.stage("lock"):
-                _, failures = each(
-                    fleet.hosts,
-                    lambda h: agents[h.name].call(
-                        "lock", app=spec.name, action="deploy", wait=lock_wait
-                    ),
-                    fleet.target.parallel,
-                    "lock",
-                )
-                if failures:
-                    raise FleetError(failures, "to take the deploy lock", "Nothing was deployed.")
             with reporter.stage("upload + install"):
-                sent = _distribute(fleet, web, agents, artifact, spec)
+                sent = _distribute(fleet, web, agents, artifact, spec, hellos)
                 reporter.note(f"sent {sent} bytes in all")
             if tests is not None:
                 with reporter.stage("test"):
                     reporter.note(tests.result())
-            _sync_secrets(fleet, web, agents, spec, reporter)
-            states, _ = each(
-                web, lambda h: agents[h.name].call("state", app=spec.name), 64, "state"
-            )
-            todo = [h for h in web if states[h.name]["live"] != artifact.id]
-            unchanged = [h.name for h in web if h not in todo]
-            if fleet.target.strategy == "rolling":
-                switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
-            else:
-                switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
-            if fleet.lb is not None:
-                with reporter.stage("load balancer"):
-                    _lb(fleet, agents, spec, artifact, down=[], static=True)
+        _sync_secrets(fleet, web, agents, spec, reporter)
+        states, _ = each(web, lambda h: agents[h.name].call("state", app=spec.name), 64, "state")
+        todo = [h for h in web if states[h.name]["live"] != artifact.id]
+        unchanged = [h.name for h in web if h not in todo]
+        if fleet.target.strategy == "rolling":
+            switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
+        else:
+            switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
+        if fleet.lb is not None:
+            with reporter.stage("load balancer"):
+                _lb(fleet, agents, spec, artifact, down=[], static=True)
+    finally:
+        agents.close()
     return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
+
+
+def _prepare(
+    fleet: Fleet, agents: Sessions, spec: Spec, lock_wait: float
+) -> dict[str, dict[str, Any]]:
+    """Each host on its own: facts, the agent synced and started, the app's lock, its hello."""
+
+    def one(host: RemoteHost) -> dict[str, Any]:
+        # Fast path: the agent starts at once when its code and runtime are current; else
+        # the host's facts say what is missing, and the agent is synced and started again.
+        agent = agents.agents[host.name] = Agent.open(host)
+        try:
+            hello = agent.call("hello")
+        except HostError:
+            if agent.proc.returncode == SSH_FAILED:
+                raise
+            hello = {}
+        if not hello or not runtime_current(hello):
+            agent.close()
+            facts = host.read_facts(fleet.target.run_user())
+            require_runtime(host)
+            if facts.lib != lib_id():
+                provision.execute(host, [provision.lib_action(host)])
+            agent = agents.agents[host.name] = Agent.open(host)
+            hello = agent.call("hello")
+        agent.call("lock", app=spec.name, action="deploy", wait=lock_wait)
+        return hello
+
+    hellos, failures = each(fleet.hosts, one, fleet.target.parallel, "connect")
+    if failures:
+        raise FleetError(failures, "before anything was changed", "Nothing was deployed.")
+    return hellos
 
 
 def _distribute(
@@ -263,6 +298,7 @@ def _distribute(
     agents: Sessions,
     artifact: artifacts.Artifact,
     spec: Spec,
+    hellos: dict[str, dict[str, Any]],
 ) -> int:
     """Send each host only the wheels it lacks and the artifact; install the release."""
     store = artifacts.wheel_store(fleet.cache)
@@ -276,7 +312,7 @@ def _distribute(
 
     def one(host: RemoteHost) -> None:
         agent = agents[host.name]
-        hello = agent.call("hello")
+        hello = hellos[host.name]
         host_python = str(hello["python"]).rsplit(".", 1)[0]
         if host_python != python:
             raise HostError(

@@ -22,6 +22,7 @@ from shipyard.errors import HostError
 from shipyard.hosts.base import Command
 from shipyard.hosts.local import LocalConnection
 from shipyard.remote import (
+    INTERPRETER_MARK,
     LIB_MARK,
     RUNTIME_MARK,
     Facts,
@@ -142,6 +143,7 @@ real=$(readlink -f "$rt/venv/bin/python" 2>/dev/null || true)
 [ -x "$rt/venv/bin/python" ] || "$rt/bin/uv" venv --quiet --python "$py" "$rt/venv"
 "$rt/bin/uv" pip install --quiet --offline --no-index --find-links "$rt/wheels" \
     --python "$rt/venv/bin/python" {pin_args}
+echo "$py" > "$rt/venv/{INTERPRETER_MARK}"
 echo {runtime_id(python_minor, interpreter)} > "$rt/venv/{RUNTIME_MARK}"
 """
 

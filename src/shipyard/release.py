@@ -70,8 +70,6 @@ def install_steps(
             str(venv / "bin" / "python"),
             "--find-links",
             str(wheel_store),
-            # the app user cannot write __pycache__ into the root-owned release: compile now
-            *(["--compile-bytecode"] if run_as else []),
             "-r",
             str(release / LOCK),
             str(release / "app" / manifest.app_wheel.file),
@@ -87,8 +85,18 @@ def install_steps(
         steps.append(Symlink(str(app.data / directory), _posix(link)))
     for name, content in render.server_conf_files(spec, app, rid).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
+    # Compiled now, not by the app at each start: the app user cannot write into its release.
+    # Bytecode of unchanged files is linked from the previous release first (bytecode.py).
+    steps.append(compile_step(venv))
     steps.append(Upload(b"", _posix(release / COMPLETE)))
     return steps
+
+
+def compile_step(venv: Path) -> Command:
+    return Command(
+        (str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")),
+        timeout=600,
+    )
 
 
 def _owned_by(run_as: str, app: AppLayout) -> list[Step]:

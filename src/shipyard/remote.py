@@ -30,13 +30,15 @@ from shipyard import wire
 from shipyard.build.deps import Pin
 from shipyard.errors import DeployError, HostError, ShipyardError
 from shipyard.hosts.base import Command
-from shipyard.hosts.ssh import SSHAddress, SSHConnection, SSHOptions
+from shipyard.hosts.ssh import SSH_FAILED, SSHAddress, SSHConnection, SSHOptions, unreachable
 from shipyard.spec import TargetSpec
 
 DEFAULT_BASE = "/srv/shipyard"
 DEFAULT_LISTEN = "0.0.0.0:80"
 RUNTIME_MARK = ".shipyard-runtime"
+INTERPRETER_MARK = ".shipyard-interpreter"
 LIB_MARK = ".shipyard-lib"
+NOT_READY = 3  # the agent's exit code when its code is not the deploying machine's
 
 FACTS_SCRIPT = r"""
 base=$1; app_user=$2
@@ -295,6 +297,8 @@ class Agent:
                 host.app_user,
                 "--nginx",
                 host.nginx,
+                "--expect-lib",
+                lib_id(),
             )
         )
         agent = cls(host, proc)
@@ -325,6 +329,8 @@ class Agent:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+        if self.proc.returncode == SSH_FAILED and op == "hello":  # never got in
+            return unreachable(self.host.name, b"".join(self._stderr).decode(errors="replace"))
         said = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-8:]
         detail = "\n".join(f"  | {line}" for line in said) or "  | (nothing)"
         return HostError(
@@ -347,6 +353,13 @@ class Agent:
 
 def shell_quote(*parts: str) -> str:
     return shlex.join(parts)
+
+
+def runtime_current(hello: dict[str, Any]) -> bool:
+    """The runtime the agent runs in is the one provision would install now."""
+    minor = ".".join(str(hello.get("python", "")).split(".")[:2])
+    expected = runtime_id(minor, str(hello.get("interpreter", "")))
+    return hello.get("runtime") == expected and hello.get("platform") == local_platform()
 
 
 def require_runtime(host: RemoteHost) -> None:

@@ -32,6 +32,12 @@ class Reporter:
         if not self.quiet:
             self.console.print(f"[green]✓[/] {escape(name)} [dim]{elapsed:.2f}s[/]")
 
+    def done(self, name: str, elapsed: float) -> None:
+        """A stage that ran in the background, reported when it is joined."""
+        self.timings[name] = elapsed
+        if not self.quiet:
+            self.console.print(f"[green]✓[/] {escape(name)} [dim]{elapsed:.2f}s[/]")
+
     def note(self, text: str) -> None:
         if not self.quiet:
             self.console.print(f"  [dim]{escape(text)}[/]")

@@ -1,0 +1,54 @@
+"""Bytecode carried over between releases, so a code-only release compiles only its own code.
+
+A release's venv is new, but uv links unchanged dependency files from its cache, so they keep
+their size and mtime, and a .pyc compiled for them in the previous release is still valid
+(Python checks exactly those two). Linking those .pyc files in, and then compiling what is left,
+turns most of a release's compile time into a few thousand stat calls.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def site_packages(venv: Path) -> Path | None:
+    found = sorted(venv.glob("lib/python3*/site-packages"))
+    return found[0] if found else None
+
+
+def reuse_bytecode(old_venv: Path, new_venv: Path) -> int:
+    """Hard-link each .pyc of `old_venv` whose source is unchanged in `new_venv`; how many."""
+    old_site, new_site = site_packages(old_venv), site_packages(new_venv)
+    if old_site is None or new_site is None or old_site.name != new_site.name:
+        return 0
+    if old_site.parent.name != new_site.parent.name:  # another Python: other .pyc tags
+        return 0
+    linked = 0
+    for cache_dir, _dirs, files in os.walk(old_site):
+        if not cache_dir.endswith("__pycache__"):
+            continue
+        rel = Path(cache_dir).relative_to(old_site).parent
+        for name in files:
+            if not name.endswith(".pyc"):
+                continue
+            source = rel / (name.split(".", 1)[0] + ".py")
+            if _same_file(old_site / source, new_site / source):
+                target_dir = new_site / rel / "__pycache__"
+                try:
+                    target_dir.mkdir(exist_ok=True)
+                    os.link(Path(cache_dir) / name, target_dir / name)
+                    linked += 1
+                except FileExistsError:
+                    continue
+                except OSError:
+                    return linked  # another filesystem, or no permission: compile instead
+    return linked
+
+
+def _same_file(old: Path, new: Path) -> bool:
+    try:
+        a, b = old.stat(), new.stat()
+    except OSError:
+        return False
+    return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
