@@ -110,17 +110,54 @@ def reload_nginx(
         supervisor.start(NGINX_PROGRAM, wait=True)
         return
     old_workers = _children(info.pid)
+    log_size = _size(host.nginx_error_log)
     supervisor.signal(NGINX_PROGRAM, "HUP")
-    _wait_for_new_workers(info.pid, old_workers, grace)
+    _wait_for_new_workers(info.pid, old_workers, grace, host.nginx_error_log, log_size)
 
 
-def _wait_for_new_workers(master: int, old_workers: set[int], grace: float) -> None:
+def _wait_for_new_workers(
+    master: int, old_workers: set[int], grace: float, error_log: Path, log_size: int
+) -> None:
+    """Wait until new workers serve and the old ones have finished their requests.
+
+    A reload nginx refuses (a port it cannot bind, say) starts no new workers and says why
+    in its error log: that is reported at once instead of waiting out the grace period.
+    """
     deadline = time.monotonic() + grace
+    next_look = time.monotonic() + 0.5
     while time.monotonic() < deadline:
         current = _children(master)
         if current and not (current & old_workers):
             return
+        if not (current - old_workers) and time.monotonic() >= next_look:
+            next_look = time.monotonic() + 0.5
+            if refusal := _new_emergencies(error_log, log_size):
+                raise DeployError(
+                    f"nginx did not take the new configuration: {refusal}",
+                    hint="nginx keeps its previous configuration, so what served still "
+                    f"serves. See {error_log}.",
+                )
         time.sleep(0.01)
+    # Old workers busy past the grace period: traffic has moved, and the old app server is
+    # stopped gracefully by supervisor after its own timeout.
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _new_emergencies(error_log: Path, offset: int) -> str | None:
+    try:
+        with error_log.open("rb") as handle:
+            handle.seek(offset)
+            text = handle.read(65536).decode(errors="replace")
+    except OSError:
+        return None
+    lines = [line for line in text.splitlines() if "[emerg]" in line or "[alert]" in line]
+    return lines[0].split("] ", 1)[-1] if lines else None
 
 
 def system_nginx_master() -> int | None:
@@ -144,8 +181,9 @@ def _reload_system_nginx(conn: Connection, host: HostLayout, grace: float) -> No
         execute(conn, Command(argv, timeout=60))
         return
     old_workers = _children(master)
+    log_size = _size(host.nginx_error_log)
     os.kill(master, signal.SIGHUP)
-    _wait_for_new_workers(master, old_workers, grace)
+    _wait_for_new_workers(master, old_workers, grace, host.nginx_error_log, log_size)
 
 
 def _children(pid: int) -> set[int]:

@@ -193,3 +193,26 @@ def test_logs_show_app_output_and_access_lines(
     lines = out.splitlines()
     assert lines and all(line.startswith("[access] ") for line in lines), out
     assert sum(f'"GET /echo/{token}-' in line for line in lines) == len(words)
+
+
+def test_a_taken_port_fails_fast_with_nginx_s_reason(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", deployment.port))
+        squatter.listen()
+        code, _out, err = deployment.cli(
+            "deploy", str(deployment.project), "--skip-tests", capsys=capsys
+        )
+    assert code == 1
+    assert "bind() to 127.0.0.1:" in err and "Address already in use" in err, err
+    assert "Traceback" not in err
+    # once the port is free, the same deploy goes through
+    code, _out, err = deployment.cli(
+        "deploy", str(deployment.project), "--skip-tests", capsys=capsys
+    )
+    assert code == 0, err
+    assert deployment.get("/")[0] == 200
