@@ -32,6 +32,7 @@ def test_deploy_redeploy_under_load_and_rollback(
             deployment.set_greeting(f"round {round_}")
             code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
             assert code == 0, err
+        load.wait_for_more(20)  # requests after the last switch, too
     assert load.failed == [], load.failed[:5]
     assert load.ok > 100
     assert {"Hello from flaskr", "round 2"} <= load.bodies

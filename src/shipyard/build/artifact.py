@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from shipyard import __version__, render
+from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
 from shipyard.build.source import file_sha256, git_sha, hash_files, source_files
-from shipyard.build.tools import PythonInfo, fail, find_python, uv
+from shipyard.build.tools import PythonInfo, find_python
 from shipyard.build.wheels import fill_store
 from shipyard.errors import BuildError
 from shipyard.hosts.base import Connection
@@ -123,7 +124,7 @@ def build(
     artifacts_dir(cache).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{artifact_id}.", dir=artifacts_dir(cache)) as tmp:
         work = Path(tmp)
-        app_wheel = _build_app_wheel(conn, project, work / "app")
+        app_wheel = build_wheel(conn, project, work / "app", cache, inputs.python.executable)
         static = _collect_static(project, spec, work / "static")
         (work / LOCK).write_text(inputs.lock)
         (work / SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
@@ -155,20 +156,6 @@ def build(
 def fill_wheels(conn: Connection, cache: Path, inputs: BuildInputs) -> dict[Pin, Path]:
     """A wheel in the store for every pinned dependency (fetched once, then reused)."""
     return fill_store(conn, wheel_store(cache), parse_pins(inputs.lock), inputs.python)
-
-
-def _build_app_wheel(conn: Connection, project: Path, out: Path) -> Path:
-    result = conn.run(uv("build", "--wheel", "--quiet", "--out-dir", str(out), str(project)))
-    if not result.ok:
-        raise fail(
-            result,
-            f"cannot build the app's wheel from {project}",
-            hint="Check [build-system] in pyproject.toml: 'uv build --wheel' must work there.",
-        )
-    built = sorted(out.glob("*.whl"))
-    if len(built) != 1:
-        raise BuildError(f"building {project} gave {len(built)} wheels; expected exactly one.")
-    return built[0]
 
 
 def _collect_static(project: Path, spec: Spec, out: Path) -> dict[str, str]:

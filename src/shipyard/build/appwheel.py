@@ -1,0 +1,106 @@
+"""The app's own wheel, built through its PEP 517 backend in a cached build environment.
+
+An isolated build (what `uv build` and `python -m build` do) makes a fresh environment each
+time. The environment only depends on `[build-system]`, so shipyard keeps one per distinct
+`requires` and calls the backend's hooks in it (pyproject_hooks, the library `build` uses):
+a warm rebuild is the backend's own work and one interpreter start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tomllib
+from pathlib import Path
+
+from pyproject_hooks import BuildBackendHookCaller, quiet_subprocess_runner
+
+from shipyard.build.tools import fail, uv
+from shipyard.errors import BuildError
+from shipyard.hosts.base import Connection
+
+# PEP 517's fallback for a project with no [build-system]
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+LEGACY_REQUIRES = ["setuptools>=40.8.0"]
+
+
+def build_system(project: Path) -> tuple[list[str], str, list[str] | None]:
+    """(requires, backend, backend-path) from pyproject.toml, with PEP 517's defaults."""
+    pyproject = project / "pyproject.toml"
+    try:
+        table = tomllib.loads(pyproject.read_text()).get("build-system", {})
+    except FileNotFoundError:
+        table = {}
+    except tomllib.TOMLDecodeError as err:
+        raise BuildError(f"{pyproject} is not valid TOML: {err}.") from None
+    requires = table.get("requires", LEGACY_REQUIRES)
+    backend = table.get("build-backend", LEGACY_BACKEND)
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise BuildError(f"{pyproject}: [build-system] requires must be a list of strings.")
+    return requires, str(backend), table.get("backend-path")
+
+
+def build_env(conn: Connection, cache: Path, python: str, requires: list[str]) -> Path:
+    """A venv with `requires` installed, made once per (requires, python)."""
+    key = hashlib.sha256(json.dumps([sorted(requires), python]).encode()).hexdigest()[:16]
+    env = cache / "buildenvs" / key
+    if (env / ".complete").exists():
+        return env
+    made = conn.run(uv("venv", "--quiet", "--clear", "--python", python, str(env)))
+    if not made.ok:
+        raise fail(made, "cannot create the build environment")
+    install(conn, env, requires)
+    (env / ".complete").touch()
+    return env
+
+
+def install(conn: Connection, env: Path, requires: list[str]) -> None:
+    if not requires:
+        return
+    args = ("pip", "install", "--quiet", "--python", str(env / "bin" / "python"), *requires)
+    if conn.run(uv(*args[:2], "--offline", *args[2:])).ok:  # the usual case: all cached
+        return
+    online = conn.run(uv(*args))
+    if not online.ok:
+        raise fail(
+            online,
+            "cannot install the app's build requirements ([build-system] requires)",
+            hint="They come from the package index the first time; check the network.",
+        )
+
+
+def build_wheel(conn: Connection, project: Path, out: Path, cache: Path, python: str) -> Path:
+    """Build the project's wheel into `out` and return it."""
+    requires, backend, backend_path = build_system(project)
+    env = build_env(conn, cache, python, requires)
+    hooks = BuildBackendHookCaller(
+        str(project),
+        backend,
+        backend_path=backend_path,
+        python_executable=str(env / "bin" / "python"),
+        runner=quiet_subprocess_runner,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        extra = hooks.get_requires_for_build_wheel()
+        missing = [r for r in extra if r not in requires]
+        if missing:  # e.g. setuptools asks for "wheel": added to this environment once
+            install(conn, env, missing)
+        name = hooks.build_wheel(str(out))
+    except subprocess.CalledProcessError as err:
+        output = (err.output or b"").decode(errors="replace").strip().splitlines()[-40:]
+        raise BuildError(
+            f"cannot build the app's wheel from {project} (backend {backend}):\n"
+            + "\n".join(f"  | {line}" for line in output),
+            hint="Check [build-system] in pyproject.toml and the files it packages.",
+        ) from None
+    except Exception as err:  # the backend is missing or broken: pyproject_hooks' own errors
+        raise BuildError(
+            f"cannot build the app's wheel from {project} (backend {backend}): {err}.",
+            hint="Check [build-system] in pyproject.toml.",
+        ) from None
+    wheel = out / name
+    if not wheel.is_file():
+        raise BuildError(f"the backend {backend} reported {name} but did not write it.")
+    return wheel
