@@ -1,9 +1,9 @@
 """Bytecode carried over between releases, so a code-only release compiles only its own code.
 
-A release's venv is new, but uv links unchanged dependency files from its cache, so they keep
-their size and mtime, and a .pyc compiled for them in the previous release is still valid
-(Python checks exactly those two). Linking those .pyc files in, and then compiling what is left,
-turns most of a release's compile time into a few thousand stat calls.
+A release's venv is new, but uv hard-links unchanged dependency files from its cache, so a
+source file of the new venv is often the very file of the previous one, and its .pyc there is
+valid here too. Linking those .pyc files in, and then compiling what is left, turns most of a
+release's compile time into a few thousand stat calls.
 """
 
 from __future__ import annotations
@@ -47,8 +47,13 @@ def reuse_bytecode(old_venv: Path, new_venv: Path) -> int:
 
 
 def _same_file(old: Path, new: Path) -> bool:
+    """The very same file (one inode, linked from uv's cache), so the same content.
+
+    Size and mtime are not enough: wheel builders pin every file's mtime, so two versions of
+    a module of equal length look alike (and would load the old bytecode).
+    """
     try:
         a, b = old.stat(), new.stat()
     except OSError:
         return False
-    return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
+    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)

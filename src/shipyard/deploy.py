@@ -266,7 +266,9 @@ def commit(app: AppLayout, switch: Switch, state: AppState, action: str) -> Outc
         raise
     if state.live and state.live != release_id:
         state.set_status(state.live, "previous")
-    state.set_status(release_id, "live", deployed_at=now(), deployed_by=holder())
+    state.set_status(
+        release_id, "live", deployed_at=now(), deployed_by=holder(), deployed_seq=state.next_seq()
+    )
     state.live, state.slot = outcome.release, outcome.slot
     state.log(action, release_id, f"slot {outcome.slot}")
     save_state(app, state)
@@ -286,7 +288,7 @@ def prune_releases(app: AppLayout, state: AppState, keep: int) -> None:
     on_disk = set(installed_releases(app))
     ordered = sorted(
         (r for r in state.releases if r.id in on_disk),
-        key=lambda r: (r.id == state.live, r.deployed_at or r.created),
+        key=lambda r: (r.id == state.live, r.deployed_seq, r.deployed_at or r.created),
         reverse=True,
     )
     for record in ordered[keep:]:
@@ -329,7 +331,7 @@ def rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
         return matches[0]
     candidates = sorted(
         (r for r in state.releases if r.id in on_disk and r.id != state.live and r.deployed_at),
-        key=lambda r: r.deployed_at,
+        key=lambda r: (r.deployed_seq, r.deployed_at),
         reverse=True,
     )
     if not candidates:

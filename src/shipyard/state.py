@@ -27,6 +27,8 @@ class ReleaseRecord:
     deployed_by: str = ""
     deployed_at: str = ""
     status: str = "installed"  # installed | live | previous | failed | pruned
+    # order of going live: timestamps have second resolution and a deploy takes less
+    deployed_seq: int = 0
 
 
 @dataclass
@@ -42,9 +44,12 @@ class AppState:
     def upsert(self, record: ReleaseRecord) -> None:
         self.releases = [r for r in self.releases if r.id != record.id] + [record]
 
-    def set_status(self, release_id: str, status: str, **changes: str) -> None:
+    def set_status(self, release_id: str, status: str, **changes: str | int) -> None:
         if (record := self.record(release_id)) is not None:
-            self.upsert(replace(record, status=status, **changes))
+            self.upsert(replace(record, status=status, **changes))  # type: ignore[arg-type]
+
+    def next_seq(self) -> int:
+        return max((r.deployed_seq for r in self.releases), default=0) + 1
 
     def idle_slot(self) -> str:
         return SLOTS[1] if self.slot == SLOTS[0] else SLOTS[0]

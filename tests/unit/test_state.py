@@ -79,3 +79,25 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
     holder.join()
     with app_lock(app, "deploy", 2):
         assert app.lock_file.read_text().startswith("deploy by")
+
+
+def test_rollback_goes_to_the_last_release_that_went_live_within_one_second(
+    tmp_path: Path,
+) -> None:
+    from shipyard.deploy import rollback_target
+    from shipyard.layout import HostLayout
+    from shipyard.release import COMPLETE
+
+    app = HostLayout(tmp_path).app("demo")
+    state = AppState()
+    for seq, rid in enumerate(("r0", "r1", "r2"), 1):
+        (app.release(rid)).mkdir(parents=True)
+        (app.release(rid) / COMPLETE).touch()
+        # the same second for all three: only the order of going live tells them apart
+        state.upsert(
+            ReleaseRecord(rid, created="2026-01-01T00:00:00Z", deployed_at="2026-01-01T00:00:01Z")
+        )
+        state.set_status(rid, "live", deployed_seq=state.next_seq())
+        assert state.record(rid) is not None and state.record(rid).deployed_seq == seq  # type: ignore[union-attr]
+    state.live = "r2"
+    assert rollback_target(app, state, None) == "r1"
