@@ -111,6 +111,21 @@ def check(project: Path, target: str) -> None:
     """Validate the spec and the target's prerequisites."""
     from shipyard import runtime
 
+    if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        with _fleet(*remote, target) as fleet:
+            problems = fleets.check_hosts(fleet)
+        for host, problem in problems.items():
+            click.echo(f"{host}: {problem or 'ready'}")
+        if any(problems.values()):
+            raise ShipyardError(
+                f"{sum(1 for p in problems.values() if p)} host(s) of target {target} are not "
+                "ready (see above).",
+                hint=f"'shipyard provision {target}' installs what is missing.",
+            )
+        click.echo(f"{remote[0]}: spec OK (app {remote[1].name}, target {target})")
+        return
     root, spec, local = _load(project, target)
     local.app(spec).check_socket_paths()
     runtime.find_nginx()

@@ -139,6 +139,25 @@ def connect(fleet: Fleet, reporter: Reporter, hosts: Sequence[RemoteHost] | None
         raise FleetError(failures, "before anything was changed", "Nothing was deployed.")
 
 
+def check_hosts(fleet: Fleet) -> dict[str, str]:
+    """Host -> what keeps it from a deploy ("" when ready), from its facts."""
+
+    def one(host: RemoteHost) -> str:
+        try:
+            host.read_facts(fleet.target.run_user())
+            require_runtime(host)
+        except ShipyardError as err:
+            return err.message.removeprefix(f"{host.name}: ")
+        facts = host.facts
+        assert facts is not None
+        if facts.disk_free_kb and facts.disk_free_kb < 512 * 1024:
+            return f"only {facts.disk_free_kb // 1024} MiB free under {host.base}"
+        return ""
+
+    found, _ = each(fleet.hosts, one, fleet.target.parallel, "check")
+    return {host.name: found[host.name] for host in fleet.hosts}
+
+
 # --- provision ----------------------------------------------------------------------------------
 
 

@@ -71,12 +71,21 @@ def prod(fleet: Fleet, cache: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_provision_is_idempotent(prod: Project) -> None:
+    before = prod.cli("check", "--target", "prod")
+    assert before.returncode == 1
+    assert "web1: is not ready: shipyard's runtime" in before.stdout, before.stdout
+    assert "shipyard provision prod" in before.stderr
+    planned = prod.ok("provision", "prod", "--dry-run")
+    assert "web1: would install shipyard's runtime" in planned.stdout
+    assert not (prod.fleet.web[0].base_dir / ".shipyard").exists()
     first = prod.ok("provision", "prod")
     for host in prod.fleet:
         assert f"{host.name}: install shipyard's runtime" in first.stdout, first.stdout
         assert (host.base_dir / ".shipyard" / "venv" / "bin" / "python").is_file()
     second = prod.ok("provision", "prod")
     assert second.stdout.count("already provisioned, nothing to do") == len(list(prod.fleet))
+    ready = prod.ok("check", "--target", "prod")
+    assert all(f"{host.name}: ready" in ready.stdout for host in prod.fleet)
 
 
 def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
