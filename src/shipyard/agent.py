@@ -72,8 +72,16 @@ class Session:
     # --- facts and files ------------------------------------------------------------------
 
     def op_hello(self, message: dict[str, Any]) -> Reply:
+        """Facts about this host's runtime; with `app`, that app's state too, and with `lock`,
+        the app's deploy lock taken first (one round trip for all three)."""
         venv = self.host.runtime_venv
+        about_app: Reply = {}
+        if message.get("app"):
+            if message.get("lock"):
+                self.op_lock({**message, **dict(message["lock"])})
+            about_app = {"state": self.op_state(message)}
         return {
+            **about_app,
             "version": __version__,
             "runtime": _read(venv / ".shipyard-runtime"),
             "interpreter": _read(venv / ".shipyard-interpreter"),
@@ -122,6 +130,8 @@ class Session:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self._check_artifact(release, index)
+        if message.get("install"):  # and install it for this app, in the same round trip
+            self.op_install({"app": message["install"], "release": release})
         return {"received": len(written)}
 
     def _check_artifact(self, release: str, index: dict[str, str]) -> None:

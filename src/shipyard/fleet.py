@@ -263,8 +263,8 @@ def deploy(
             if tests is not None:
                 with reporter.stage("test"):
                     reporter.note(tests.result())
-        _sync_secrets(fleet, web, agents, spec, reporter)
-        states, _ = each(web, lambda h: agents[h.name].call("state", app=spec.name), 64, "state")
+        states = {h.name: hellos[h.name]["state"] for h in web}
+        _sync_secrets(fleet, web, agents, spec, reporter, states)
         todo = [h for h in web if states[h.name]["live"] != artifact.id]
         unchanged = [h.name for h in web if h not in todo]
         if fleet.target.strategy == "rolling":
@@ -287,9 +287,10 @@ def _prepare(
     def one(host: RemoteHost) -> dict[str, Any]:
         # Fast path: the agent starts at once when its code and runtime are current; else
         # the host's facts say what is missing, and the agent is synced and started again.
+        lock = {"action": "deploy", "wait": lock_wait} if host.role == "web" else None
         agent = agents.agents[host.name] = Agent.open(host)
         try:
-            hello = agent.call("hello")
+            hello = agent.call("hello", app=spec.name, lock=lock)
         except HostError:
             if agent.proc.returncode == SSH_FAILED:
                 raise
@@ -301,8 +302,9 @@ def _prepare(
             if facts.lib != lib_id():
                 provision.execute(host, [provision.lib_action(host)])
             agent = agents.agents[host.name] = Agent.open(host)
-            hello = agent.call("hello")
-        agent.call("lock", app=spec.name, action="deploy", wait=lock_wait)
+            hello = agent.call("hello", app=spec.name, lock=lock)
+        if lock is None:  # the lb: its own lock for this app's site
+            agent.call("lock", app=spec.name, action="deploy", wait=lock_wait)
         return hello
 
     hellos, failures = each(fleet.hosts, one, fleet.target.parallel, "connect")
@@ -340,8 +342,7 @@ def _distribute(
                 hint=f'Set python = "{host_python}" in the spec (with python{host_python} '
                 "installed on this machine to build for it). Nothing was uploaded.",
             )
-        state = agent.call("state", app=spec.name)
-        if artifact.id in state["installed"]:
+        if artifact.id in hello["state"]["installed"]:
             sent[host.name] = 0
             return
         have: dict[str, str] = hello["wheels"]
@@ -354,9 +355,8 @@ def _distribute(
         ]
         if artifact.id not in hello["artifacts"]:
             files += artifact_files
-        agent.call("receive", files, release=artifact.id)
+        agent.call("receive", files, release=artifact.id, install=spec.name)
         sent[host.name] = sum(entry.size for entry in files)
-        agent.call("install", app=spec.name, release=artifact.id)
 
     _, failures = each(web, one, fleet.target.parallel, "upload + install")
     if failures:
@@ -369,10 +369,14 @@ def _distribute(
 
 
 def _sync_secrets(
-    fleet: Fleet, web: list[RemoteHost], agents: Sessions, spec: Spec, reporter: Reporter
+    fleet: Fleet,
+    web: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    reporter: Reporter,
+    states: dict[str, dict[str, Any]],
 ) -> None:
     """Generated secrets are the same on every host (sessions, signed cookies behind an lb)."""
-    states, _ = each(web, lambda h: agents[h.name].call("state", app=spec.name), 64, "state")
     keys = {name: set(state["config_keys"]) for name, state in states.items()}
     required = [k for k, how in spec.secrets.items() if how == "required"]
     lacking = {name: [k for k in required if k not in have] for name, have in keys.items()}
