@@ -32,6 +32,7 @@ from shipyard.layout import AppLayout, HostLayout
 from shipyard.release import config_upload, installed_releases, load_config, release_spec
 from shipyard.spec import Spec
 from shipyard.state import app_lock, load_state, save_state
+from shipyard.supervisor import Supervisor
 from shipyard.switch import Switch
 from shipyard.ui import Reporter
 
@@ -339,6 +340,18 @@ class Session:
                     write_atomic(app.site_file, previous)
                 raise
         return {"changed": previous != content}
+
+    def op_lb_remove(self, message: dict[str, Any]) -> Reply:
+        """Take the app off this load balancer: its site and its edge files."""
+        app = self.app(message)
+        had_site = app.site_file.is_file()
+        app.site_file.unlink(missing_ok=True)
+        if had_site and Supervisor(self.host.supervisor_socket).is_running():
+            supervisor = runtime.ensure_runtime(self.target.conn, self.host)
+            runtime.reload_nginx(self.target.conn, self.host, supervisor)
+        shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
+        shutil.rmtree(app.root, ignore_errors=True)
+        return {"removed": had_site}
 
     # --- the loop -----------------------------------------------------------------------------
 

@@ -574,6 +574,10 @@ def destroy(project: Path, target: str, yes: bool, purge: bool) -> None:
     if not yes and not (sys.stdin.isatty() and click.confirm(f"Destroy app {spec.name}?")):
         raise UsageError("not confirmed.", hint="Pass --yes to destroy without asking.")
     if (remote := _remote(project, target)) is not None:
+        from shipyard import fleet as fleets
+
+        with _fleet(*remote, target) as fleet:
+            fleets.remove_from_lb(remote[1], fleet)
         done = _each_web(remote, target, "destroy", purge=purge)
         click.echo(
             f"destroyed {spec.name} on {', '.join(done)}" + ("" if purge else " (data kept)")

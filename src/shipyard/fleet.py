@@ -696,6 +696,15 @@ def each_web(spec: Spec, fleet: Fleet, op: str, **params: Any) -> dict[str, dict
     return done
 
 
+def remove_from_lb(spec: Spec, fleet: Fleet) -> bool:
+    """Take the app off the target's load balancer, if it has one."""
+    lb = fleet.lb
+    if lb is None:
+        return False
+    with sessions(fleet, [lb]) as agents:
+        return bool(agents[lb.name].call("lb_remove", app=spec.name)["removed"])
+
+
 def config_update(
     spec: Spec, fleet: Fleet, change: Callable[[dict[str, str]], dict[str, str]]
 ) -> list[str]:

@@ -6,23 +6,41 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 class Reporter:
-    """Prints each stage with its duration; quiet details when not on a terminal."""
+    """Prints each stage with its duration; quiet details when not on a terminal.
+
+    rich is imported on first output: the host agent's quiet reporter never loads it.
+    """
 
     def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self._console = console
         self.quiet = quiet
         self.timings: dict[str, float] = {}
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=True, highlight=False)
+        return self._console
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.monotonic()
-        if self.console.is_terminal and not self.quiet:
+        if not self.quiet and self.console.is_terminal:
             with self.console.status(f"{escape(name)}…"):
                 yield
         else:
@@ -47,8 +65,12 @@ class Reporter:
 
 
 def error_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def out_console() -> Console:
+    from rich.console import Console
+
     return Console(highlight=False, soft_wrap=True, force_terminal=sys.stdout.isatty())

@@ -198,6 +198,24 @@ def test_config_set_and_run_reach_every_host(prod: Project) -> None:
     assert bad.returncode == 2 and "web1" in bad.stderr
 
 
+def test_destroy_takes_the_app_off_every_host_and_the_lb(prod: Project) -> None:
+    lb = prod.fleet.lb
+    assert lb is not None
+    assert get(lb.address)[0] == 200
+    done = prod.ok("destroy", "--target", "prod", "--yes")
+    assert "data kept" in done.stdout
+    with pytest.raises(OSError):  # the lb serves no site any more: nothing listens
+        get(lb.address)
+    assert not (lb.base_dir / ".shipyard" / "nginx" / "sites" / "flaskr.conf").exists()
+    for host in prod.fleet.web:
+        app = host.base_dir / "flaskr"
+        assert not (app / "releases").exists() and not (app / "current").exists()
+        assert (app / "shared" / "var").is_dir()  # data is kept without --purge
+        assert not any(
+            b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in host.pids()
+        )
+
+
 def test_host_key_mismatch_is_refused(
     make_fleet: FleetFactory, cache: Path, tmp_path: Path
 ) -> None:
