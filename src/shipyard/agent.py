@@ -448,6 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o022)
     os.environ.pop("PYTHONPATH", None)  # loaded already; the processes it starts must not see it
+    # provision put uv's binary here (not in the venv too: one copy of 40 MB per host is enough)
+    os.environ.setdefault("SHIPYARD_UV", str(Path(sys.prefix).parent / "bin" / "uv"))
     if args.mode == "logs":
         return _logs(args.base, args.app, args.process, args.lines, args.follow)
     mark = _read(Path(__file__).resolve().parent.parent / ".shipyard-lib")

@@ -117,7 +117,8 @@ def _runtime_action(host: RemoteHost, python_minor: str, interpreter: str, cache
     if uv_wheel is None:
         raise HostError(host.name, "no uv wheel among shipyard's runtime wheels")
     runtime = host.runtime
-    pin_args = " ".join(shlex.quote(str(pin)) for pin in pins)
+    # uv's own wheel only brings the binary, extracted to bin/; the venv does not need a copy
+    pin_args = " ".join(shlex.quote(str(pin)) for pin in pins if pin.name != "uv")
     extract_uv = (
         "import os, sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); "
         "n = [x for x in z.namelist() if x.endswith('.data/scripts/uv')][0]; "

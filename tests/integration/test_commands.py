@@ -216,3 +216,17 @@ def test_a_taken_port_fails_fast_with_nginx_s_reason(
     )
     assert code == 0, err
     assert deployment.get("/")[0] == 200
+
+
+def test_build_prints_the_id_and_an_unchanged_tree_is_not_rebuilt(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    code, first, err = deployment.cli("build", project, capsys=capsys)
+    assert code == 0, err
+    assert re.fullmatch(r"[0-9a-f]{12}\n", first)
+    code, again, err = deployment.cli("build", project, capsys=capsys)
+    assert code == 0 and again == first and "(unchanged)" in err
+    deployment.set_greeting("changed")
+    code, changed, err = deployment.cli("build", project, capsys=capsys)
+    assert code == 0 and changed != first and "(unchanged)" not in err

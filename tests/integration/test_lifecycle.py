@@ -63,16 +63,31 @@ def test_failures_leave_the_serving_release_untouched(
     assert deployment.get("/")[2] == live
     tests.write_text(original_tests)
 
+    spec = deployment.project / "shipyard.toml"
+    original_spec = spec.read_text()
+    release_line = 'release = "flask --app flaskr init-db"\n'
+    spec.write_text(
+        original_spec.replace(release_line, "release = \"sh -c 'echo schema conflict; exit 3'\"\n")
+    )
+    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+    assert code == 1 and "the release command failed" in err and "schema conflict" in err
+    assert "Nothing was switched" in err
+    assert deployment.get("/")[2] == live
+
+    # an app that dies at import: caught by the release command that imports it, and without
+    # one, by the new server's crash before its health check
     views = deployment.project / "flaskr" / "views.py"
     original_views = views.read_text()
     views.write_text(original_views + '\nraise RuntimeError("boom at import")\n')
-    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
-    assert code == 1 and "boom at import" in err and "Traceback" not in err.split("|")[0]
-    assert deployment.get("/")[2] == live
+    for release in (release_line, ""):
+        spec.write_text(original_spec.replace(release_line, release))
+        code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+        assert code == 1 and "boom at import" in err and "Traceback" not in err.split("|")[0]
+        assert deployment.get("/")[2] == live
+    assert "the release command failed" not in err
     views.write_text(original_views)
+    spec.write_text(original_spec)
 
-    spec = deployment.project / "shipyard.toml"
-    original_spec = spec.read_text()
     spec.write_text(
         original_spec.replace('path = "/health"', 'path = "/nope"\ntimeout = 3').replace(
             'release = "flask --app flaskr init-db"\n', ""

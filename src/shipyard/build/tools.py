@@ -17,6 +17,9 @@ from shipyard.hosts.base import Command, Result
 
 @cache
 def uv_bin() -> str:
+    """uv: the one a host's runtime keeps (SHIPYARD_UV), else the uv package beside shipyard."""
+    if (given := os.environ.get("SHIPYARD_UV")) and os.access(given, os.X_OK):
+        return given
     try:
         from uv import find_uv_bin
 
