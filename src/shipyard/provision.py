@@ -137,7 +137,7 @@ cd "$tmp"
 printf '%s' {shlex.quote(sums)} | sha256sum -c --quiet -
 mv -f "$tmp"/*.whl "$rt/wheels/"
 "$py" -c {shlex.quote(extract_uv)} "$rt/wheels/{uv_wheel}" "$rt/bin/uv"
-export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 NO_COLOR=1
+export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 NO_COLOR=1 UV_CACHE_DIR="$rt/cache/uv"
 # a venv made from another interpreter is made again
 real=$(readlink -f "$rt/venv/bin/python" 2>/dev/null || true)
 [ "$real" = "$(readlink -f "$py")" ] || rm -rf "$rt/venv"

@@ -39,6 +39,7 @@ RUNTIME_MARK = ".shipyard-runtime"
 INTERPRETER_MARK = ".shipyard-interpreter"
 LIB_MARK = ".shipyard-lib"
 NOT_READY = 3  # the agent's exit code when its code is not the deploying machine's
+HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "uv")
 
 FACTS_SCRIPT = r"""
 base=$1; app_user=$2
@@ -200,10 +201,14 @@ def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[R
 
 @cache
 def runtime_pins() -> tuple[Pin, ...]:
-    """shipyard's own dependencies, closed over, at the versions installed here."""
+    """What the host agent imports, closed over, at the versions installed here, plus uv.
+
+    Not all of shipyard's dependencies: the CLI's (click, rich and what rich pulls in) and the
+    builder's (build, pyproject-hooks) stay on the deploying machine.
+    """
     env: dict[str, str] = {k: str(v) for k, v in default_environment().items()}
     seen: dict[str, Pin] = {}
-    todo = ["shipyard"]
+    todo = list(HOST_PACKAGES)
     while todo:
         name = todo.pop()
         try:
@@ -214,6 +219,8 @@ def runtime_pins() -> tuple[Pin, ...]:
                 "host runtime.",
                 hint="Reinstall shipyard (pip install shipyard) and retry.",
             ) from None
+        key = canonicalize_name(name)
+        seen.setdefault(key, Pin(str(key), dist.version))
         for text in dist.requires or []:
             req = Requirement(text)
             if req.marker is not None and not req.marker.evaluate({**env, "extra": ""}):

@@ -14,8 +14,6 @@ import subprocess
 import tomllib
 from pathlib import Path
 
-from pyproject_hooks import BuildBackendHookCaller, quiet_subprocess_runner
-
 from shipyard.build.tools import fail, uv
 from shipyard.errors import BuildError
 from shipyard.hosts.base import Connection
@@ -72,6 +70,8 @@ def install(conn: Connection, env: Path, requires: list[str]) -> None:
 
 def build_wheel(conn: Connection, project: Path, out: Path, cache: Path, python: str) -> Path:
     """Build the project's wheel into `out` and return it."""
+    from pyproject_hooks import BuildBackendHookCaller, quiet_subprocess_runner  # builder only
+
     requires, backend, backend_path = build_system(project)
     env = build_env(conn, cache, python, requires)
     hooks = BuildBackendHookCaller(
