@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from shipyard import health, render, runtime
+from shipyard import crash_output, health, render, runtime
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
 from shipyard.hosts.base import Command, Connection, Symlink, Upload
 from shipyard.layout import AppLayout
@@ -189,8 +190,7 @@ class Switch:
             give_up=crashed,
         )
         if not probe.ok:
-            log = self.conn.read(_posix(self.app.app_log("web", self.slot))) or b""
-            tail = log[self._log_offset :].decode(errors="replace").strip().splitlines()[-30:]
+            tail = crash_output.excerpt(self._settled_output())
             raise HealthCheckFailed(
                 f"release {self.release_id} failed its health check (GET {check.path} on "
                 f"{self.app.socket(self.slot)}): {probe.detail}.\n"
@@ -198,6 +198,23 @@ class Switch:
                 hint="Nothing was switched: the serving release keeps serving. See the app's "
                 f"output above (full log: {self.app.app_log('web', self.slot)}).",
             )
+
+    def _settled_output(self, limit: float = 2.0) -> str:
+        """The new server's output since it started, once supervisord has written all of it.
+
+        supervisord may report a process as exited before it has drained the dead process's
+        pipe into the log file, so read until the file stops growing.
+        """
+        path = _posix(self.app.app_log("web", self.slot))
+        deadline = time.monotonic() + limit
+        log = self.conn.read(path) or b""
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            again = self.conn.read(path) or b""
+            if len(again) == len(log) and len(log) > self._log_offset:
+                break
+            log = again
+        return log[self._log_offset :].decode(errors="replace")
 
     def _point_nginx_at(self, slot: str, release_id: str) -> None:
         previous = self.conn.read(_posix(self.app.site_file))
