@@ -32,6 +32,9 @@ SCRIPT = ROOT / "bench" / "seed_script.sh"
 SHIPYARD_PORT, SCRIPT_PORT = 18080, 18081
 
 
+FLEET_BEGIN = "<!-- fleet:begin -->"  # bench/fleet_compare.py writes from there on
+
+
 def get(port: int, path: str = "/version") -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
@@ -312,8 +315,15 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args.quick)
     text = report(results, args.quick)
-    (ROOT / "BENCHMARKS.md").write_text(text)
+    write_local_section(ROOT / "BENCHMARKS.md", text)
     print(text)
+
+
+def write_local_section(path: Path, section: str) -> None:
+    """Replace the local figures, which open the file, and keep the fleet section after them."""
+    old = path.read_text() if path.exists() else ""
+    kept = old[old.index(FLEET_BEGIN) :] if FLEET_BEGIN in old else ""
+    path.write_text(section + ("\n" + kept if kept else ""))
 
 
 if __name__ == "__main__":
