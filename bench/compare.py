@@ -30,8 +30,6 @@ EXAMPLE = ROOT / "examples" / "flask-factory"
 SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
 SCRIPT = ROOT / "bench" / "seed_script.sh"
 SHIPYARD_PORT, SCRIPT_PORT = 18080, 18081
-
-
 FLEET_BEGIN = "<!-- fleet:begin -->"  # bench/fleet_compare.py writes from there on
 
 
