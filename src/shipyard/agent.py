@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
-from shipyard import __version__, render, runtime, wire
+from shipyard import __version__, render, resident, runtime, wire
 from shipyard import deploy as ops
 from shipyard.build.artifact import MANIFEST, SPEC, load_artifact
 from shipyard.errors import DeployError, ShipyardError
@@ -439,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     session_args.add_argument("--app-user", default="")
     session_args.add_argument("--nginx", choices=("managed", "system"), default="managed")
     session_args.add_argument("--expect-lib", default="")
+    session_args.add_argument("--linger", type=float, default=resident.LINGER)
     logs_args = sub.add_parser("logs")
     logs_args.add_argument("--base", required=True, type=Path)
     logs_args.add_argument("--app", required=True)
@@ -455,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("UV_CACHE_DIR", str(Path(sys.prefix).parent / "cache" / "uv"))
     if args.mode == "logs":
         return _logs(args.base, args.app, args.process, args.lines, args.follow)
-    mark = _read(Path(__file__).resolve().parent.parent / ".shipyard-lib")
+    mark = _marks(args.base)[0]
     if args.expect_lib and mark != args.expect_lib:
         print(
             f"shipyard's agent here is {mark or 'unknown'}, not {args.expect_lib}", file=sys.stderr
@@ -477,7 +478,47 @@ def main(argv: list[str] | None = None) -> int:
         serve(session, replies)
     finally:
         session.close()
+    replies.close()
+    if args.linger > 0:
+        resident.stay_resident(
+            session.host.runtime,
+            args.linger,
+            lambda: _marks(args.base),
+            lambda header, reader, writer: _resident_session(args.base, header, reader, writer),
+        )
     return 0
+
+
+def _marks(base: Path) -> tuple[str, str]:
+    """What code this agent runs: its lib's id and its runtime's id, as they are on disk."""
+    host = HostLayout(base)
+    return (
+        _read(Path(__file__).resolve().parent.parent / ".shipyard-lib"),
+        _read(host.runtime_venv / ".shipyard-runtime"),
+    )
+
+
+def _resident_session(
+    base: Path, header: dict[str, Any], reader: IO[bytes], writer: IO[bytes]
+) -> None:
+    """One session served by a resident agent, as `session` serves one over ssh."""
+    if Path(str(header.get("base"))) != base:
+        return
+    try:
+        session = Session(
+            base,
+            str(header["listen"]),
+            reader,
+            str(header.get("app_user", "")),
+            header.get("nginx") == "system",
+        )
+    except ShipyardError as err:
+        wire.send(writer, {"ok": False, "error": _error(type(err).__name__, err.message, err.hint)})
+        return
+    try:
+        serve(session, writer)
+    finally:
+        session.close()
 
 
 def _logs(base: Path, name: str, process: str | None, lines: int, follow: bool) -> int:

@@ -202,7 +202,7 @@ def sessions(fleet: Fleet, hosts: Sequence[RemoteHost]) -> Iterator[Sessions]:
     try:
 
         def start(host: RemoteHost) -> Agent:
-            return Agent.open(host)
+            return open_current(fleet, host)[0]
 
         started, failures = each(hosts, start, fleet.target.parallel, "connect")
         opened.agents.update(started)
@@ -279,30 +279,39 @@ def deploy(
     return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
 
 
+def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, dict[str, Any]]:
+    """A session with an agent that runs this machine's code, and its hello.
+
+    Fast path: the agent starts at once when its code and runtime are current; else the host's
+    facts say what is missing, and the agent is synced and started again.
+    """
+    agent = Agent.open(host)
+    try:
+        said = agent.call("hello", **hello)
+    except HostError:
+        if agent.proc.returncode == SSH_FAILED:
+            raise
+        said = {}
+    if said and runtime_current(said):
+        return agent, said
+    agent.close()
+    facts = host.read_facts(fleet.target.run_user())
+    require_runtime(host)
+    if facts.lib != lib_id():
+        provision.execute(host, [provision.lib_action(host)])
+    agent = Agent.open(host)
+    return agent, agent.call("hello", **hello)
+
+
 def _prepare(
     fleet: Fleet, agents: Sessions, spec: Spec, lock_wait: float
 ) -> dict[str, dict[str, Any]]:
     """Each host on its own: facts, the agent synced and started, the app's lock, its hello."""
 
     def one(host: RemoteHost) -> dict[str, Any]:
-        # Fast path: the agent starts at once when its code and runtime are current; else
-        # the host's facts say what is missing, and the agent is synced and started again.
         lock = {"action": "deploy", "wait": lock_wait} if host.role == "web" else None
-        agent = agents.agents[host.name] = Agent.open(host)
-        try:
-            hello = agent.call("hello", app=spec.name, lock=lock)
-        except HostError:
-            if agent.proc.returncode == SSH_FAILED:
-                raise
-            hello = {}
-        if not hello or not runtime_current(hello):
-            agent.close()
-            facts = host.read_facts(fleet.target.run_user())
-            require_runtime(host)
-            if facts.lib != lib_id():
-                provision.execute(host, [provision.lib_action(host)])
-            agent = agents.agents[host.name] = Agent.open(host)
-            hello = agent.call("hello", app=spec.name, lock=lock)
+        agent, hello = open_current(fleet, host, app=spec.name, lock=lock)
+        agents.agents[host.name] = agent
         if lock is None:  # the lb: its own lock for this app's site
             agent.call("lock", app=spec.name, action="deploy", wait=lock_wait)
         return hello

@@ -15,7 +15,7 @@ import sys
 import sysconfig
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import metadata
 from pathlib import Path, PurePosixPath
@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import shipyard
-from shipyard import wire
+from shipyard import resident, wire
 from shipyard.build.deps import Pin
 from shipyard.errors import DeployError, HostError, ShipyardError
 from shipyard.hosts.base import Command
@@ -118,6 +118,7 @@ class RemoteHost:
     listen: str
     app_user: str = ""
     nginx: str = "managed"
+    agent_linger: float = resident.LINGER
     facts: Facts | None = None
 
     @property
@@ -188,7 +189,9 @@ def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[R
     def host(name: str, role: str) -> RemoteHost:
         conn = SSHConnection(SSHAddress.parse(name), options, control_dir)
         base = host_base(target, name)
-        return RemoteHost(name, role, conn, base, listen, target.run_user(), target.nginx)
+        return RemoteHost(
+            name, role, conn, base, listen, target.run_user(), target.nginx, target.agent_linger
+        )
 
     hosts = [host(name, "web") for name in target.hosts]
     if target.lb:
@@ -293,21 +296,16 @@ class Agent:
 
     @classmethod
     def open(cls, host: RemoteHost) -> Agent:
-        proc = host.conn.popen(
-            host.agent_command(
-                "session",
-                "--base",
-                str(host.base),
-                "--listen",
-                host.listen,
-                "--app-user",
-                host.app_user,
-                "--nginx",
-                host.nginx,
-                "--expect-lib",
-                lib_id(),
-            )
+        """A session with the host's resident agent if one is there, else with a new agent."""
+        args: tuple[str, ...] = ("--base", str(host.base), "--listen", host.listen)
+        args += ("--app-user", host.app_user, "--nginx", host.nginx, "--expect-lib", lib_id())
+        full = host.agent_command("session", *args, "--linger", str(host.agent_linger))
+        header = resident.session_header(
+            str(host.base), host.listen, host.app_user, host.nginx, lib_id()
         )
+        socket_path = str(host.runtime / resident.SOCKET_NAME)
+        relay = (host.python, "-I", "-S", "-c", resident.RELAY, socket_path, header)
+        proc = host.conn.popen(replace(full, argv=relay + full.argv))
         agent = cls(host, proc)
         threading.Thread(target=agent._drain_stderr, daemon=True).start()
         return agent

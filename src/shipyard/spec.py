@@ -176,6 +176,14 @@ class TargetSpec(_Strict):
         description="User the app's processes run as when shipyard runs as root; ssh "
         "targets: 'shipyard' (`provision` creates it); local: the user running shipyard.",
     )
+    agent_linger: float = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="ssh targets: seconds shipyard's agent stays resident on a host after a "
+        "command (on a socket only root or the login user can reach), so the next command "
+        "starts warm; 0: it exits with each command.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -8,8 +8,10 @@ that break a host (sshd dying mid-deploy, a changed host key) get hosts of their
 from __future__ import annotations
 
 import http.client
+import os
 import pwd
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -284,3 +286,64 @@ def test_sshd_dying_mid_deploy_is_reported_and_a_rerun_completes(
         _status, body, release = get(host.address)
         assert release != serving and greeting(body) == "Hello from the second release"
     assert rerun.returncode == 0
+
+
+def test_the_agent_stays_resident_and_retires_for_new_code(
+    make_fleet: FleetFactory, cache: Path, tmp_path: Path
+) -> None:
+    fleet = make_fleet(web=1, lb=False)
+    project = make_project(tmp_path, fleet, cache)
+    host = fleet.web[0]
+    runtime = host.base_dir / ".shipyard"
+    log = runtime / "logs" / "agent.log"
+
+    def running(pid: int) -> bool:  # a zombie is not: this machine's init may not reap
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    def agents() -> list[int]:
+        return [
+            pid
+            for pid in host.pids()
+            if b"shipyard.agent" in Path(f"/proc/{pid}/cmdline").read_bytes() and running(pid)
+        ]
+
+    def served() -> int:
+        return log.read_text().count("agent: session") if log.exists() else 0
+
+    def resident() -> int:
+        """The one agent left on the host once a command ended, serving its socket."""
+        deadline = time.monotonic() + 10
+        while not (runtime / "agent.sock").is_socket() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (runtime / "agent.sock").stat().st_mode & 0o777 == 0o600
+        found = agents()
+        assert len(found) == 1, found
+        return found[0]
+
+    project.ok("provision", "prod")
+    project.ok("deploy", "--target", "prod")
+    first = resident()
+    before = served()
+    project.ok("status", "--target", "prod")
+    project.set_greeting("Hello again")
+    project.ok("deploy", "--target", "prod")
+    assert resident() == first and served() >= before + 2
+    assert greeting(get(host.address)[1]) == "Hello again"
+
+    # the host's agent code is not the deploying machine's: the resident retires, the lib is
+    # synced again, and a new agent serves and stays
+    (runtime / "lib" / ".shipyard-lib").write_text("an older shipyard\n")
+    project.ok("status", "--target", "prod")
+    second = resident()
+    assert second != first and not running(first), log.read_text()
+    assert "retiring" in log.read_text()
+
+    # agent_linger = 0: the agent exits with each command
+    os.kill(second, signal.SIGTERM)
+    spec = project.path / "shipyard.toml"
+    spec.write_text(spec.read_text() + "agent_linger = 0\n")
+    project.ok("status", "--target", "prod")
+    assert agents() == []
