@@ -278,7 +278,7 @@ def releases(project: Path, target: str, as_json: bool) -> None:
 @target_opt
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(project: Path, target: str, as_json: bool) -> None:
-    """The live release, its processes and its health."""
+    """The live release, its processes and its health; exit 1 when not healthy."""
     from shipyard.status import app_status
 
     if (remote := _remote(project, target)) is not None:
@@ -288,7 +288,7 @@ def status(project: Path, target: str, as_json: bool) -> None:
     report = app_status(spec, local)
     if as_json:
         click.echo(json.dumps(report, indent=2))
-        return
+        sys.exit(0 if report["healthy"] else 1)
     console = out_console()
     console.print(
         f"app [bold]{escape(spec.name)}[/] at {escape(report['url'])}: "
@@ -300,6 +300,7 @@ def status(project: Path, target: str, as_json: bool) -> None:
     for proc in report["processes"]:
         table.add_row(proc["name"], proc["state"], str(proc["pid"]), proc["description"])
     console.print(table)
+    sys.exit(0 if report["healthy"] else 1)
 
 
 @cli.command()
@@ -380,9 +381,12 @@ def _fleet_status(remote: tuple[Path, Spec], target: str, as_json: bool) -> None
 
     with _fleet(*remote, target) as fleet:
         rows = fleets.status(remote[1], fleet)
+    healthy = not any(
+        "error" in row or (row["role"] == "web" and not row["healthy"]) for row in rows
+    )
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
+        sys.exit(0 if healthy else 1)
     table = Table("host", "role", "release", "health", "processes")
     for row in rows:
         if "error" in row:
@@ -395,8 +399,7 @@ def _fleet_status(remote: tuple[Path, Spec], target: str, as_json: bool) -> None
         procs = ", ".join(f"{p['name']} {p['state']}" for p in row["processes"])
         table.add_row(row["host"], "web", row["release"] or "none", health, escape(procs))
     out_console().print(table)
-    if any("error" in row or (row["role"] == "web" and not row["healthy"]) for row in rows):
-        sys.exit(1)
+    sys.exit(0 if healthy else 1)
 
 
 def _split_run_args(args: list[str]) -> tuple[Path, list[str]]:

@@ -347,3 +347,33 @@ def test_the_agent_stays_resident_and_retires_for_new_code(
     spec.write_text(spec.read_text() + "agent_linger = 0\n")
     project.ok("status", "--target", "prod")
     assert agents() == []
+
+
+def test_a_proxyjump_in_the_ssh_config_is_honoured(
+    make_fleet: FleetFactory, cache: Path, tmp_path: Path
+) -> None:
+    fleet = make_fleet(web=2, lb=False)
+    target, jump = fleet.web
+    project = make_project(tmp_path, fleet, cache)
+    spec = project.path / "shipyard.toml"
+    spec.write_text(
+        spec.read_text().replace(
+            f'hosts = ["{target.name}", "{jump.name}"]', f'hosts = ["{target.name}"]'
+        )
+    )
+    # the first match wins in ssh_config: web1 is reached through web2
+    fleet.ssh_config.write_text(
+        f"Host {target.name}\n    ProxyJump {jump.name}\n\n" + fleet.ssh_config.read_text()
+    )
+    project.ok("provision", "prod")
+    project.ok("deploy", "--target", "prod")
+    assert get(target.address)[0] == 200 and not (jump.base_dir / "flaskr").exists()
+
+    jump.stop_sshd()  # the jump host's sessions go too, the forwarding to web1 with them
+    down = project.cli("status", "--target", "prod", "--json")
+    assert down.returncode != 0 and "Traceback" not in down.stderr
+    assert "cannot reach the host over SSH" in down.stdout, down.stdout
+    assert target.sshd_pid is not None  # web1 itself was up all along
+    jump.start_sshd()
+    status = project.ok("status", "--target", "prod", "--json")
+    assert '"healthy": true' in status.stdout

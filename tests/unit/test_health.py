@@ -73,9 +73,16 @@ def test_wait_until_stops_early_when_told_to_give_up() -> None:
         calls.append(1)
         return health.Probe(False, "down")
 
-    probe = health.wait_until(check, 30, give_up=lambda: "exited" if len(calls) >= 3 else None)
-    assert not probe.ok and probe.detail == "exited"
-    assert len(calls) == 3
+    asked: list[int] = []
+
+    def give_up() -> str | None:
+        asked.append(1)
+        return "exited" if len(asked) >= 3 else None
+
+    probe = health.wait_until(check, 30, give_up=give_up)
+    assert not probe.ok and probe.detail == "exited" and len(asked) == 3
+    # asked every GIVE_UP_INTERVAL, not at every poll: polls go on in between
+    assert len(calls) >= 2 * len(asked)
 
 
 def test_wait_until_returns_the_first_pass() -> None:

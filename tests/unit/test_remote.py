@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import shlex
+import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,7 +15,7 @@ from shipyard import render, wire
 from shipyard.errors import SpecError
 from shipyard.hosts.base import Command
 from shipyard.hosts.ssh import SSHAddress, SSHConnection, SSHOptions, unreachable
-from shipyard.provision import plan
+from shipyard.provision import plan, unit_name
 from shipyard.remote import Facts, RemoteHost, host_base, lib_id, runtime_id, runtime_pins
 from shipyard.spec import Spec, TargetSpec, parse_spec
 
@@ -229,3 +231,29 @@ def test_runtime_pins_close_over_shipyards_dependencies() -> None:
     names = {pin.name for pin in runtime_pins()}
     assert {"supervisor", "pydantic", "pydantic-core", "jinja2", "markupsafe", "uv"} <= names
     assert "shipyard" not in names and "pytest" not in names
+
+
+def test_provision_makes_supervisord_start_at_boot_with_a_unit_systemd_accepts(
+    tmp_path: Path,
+) -> None:
+    """Hosts in tests have no systemd running; systemd's own verifier checks the unit."""
+    host = _host()
+    host.base = PurePosixPath(tmp_path)
+    actions = plan(host, _facts(systemd=True), "shipyard", tmp_path)
+    boot = [action for action in actions if action.what.startswith("start supervisord at boot")]
+    assert len(boot) == 1 and boot[0].command.sudo and boot[0].data is not None
+    unit = boot[0].data().decode()
+    assert f"-c {tmp_path}/.shipyard/supervisord.conf" in unit and " -n " in unit
+    (tmp_path / ".shipyard" / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".shipyard" / "venv" / "bin" / "python").symlink_to(sys.executable)
+    (tmp_path / ".shipyard" / "supervisord.conf").write_text("[supervisord]\n")
+    path = tmp_path / unit_name(host)
+    path.write_text(unit)
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stderr
+    assert str(path.name) not in verified.stderr, verified.stderr  # no warning about the unit
