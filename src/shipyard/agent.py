@@ -123,6 +123,9 @@ class Session:
             write_atomic(self.host.wheel_index, json.dumps(index, indent=1).encode())
             artifact_dir = work / "artifact"
             final = self.host.artifacts / release
+            reuse = message.get("reuse")
+            if reuse and (failed := self._reuse(reuse, artifact_dir)):
+                return {"received": len(written), "reuse_failed": failed}
             if artifact_dir.is_dir() and not (final / MANIFEST).is_file():
                 self.host.artifacts.mkdir(parents=True, exist_ok=True)
                 shutil.rmtree(final, ignore_errors=True)
@@ -134,6 +137,21 @@ class Session:
         if message.get("install"):  # and install it for this app, in the same round trip
             self.op_install({"app": message["install"], "release": release})
         return {"received": len(written)}
+
+    def _reuse(self, reuse: dict[str, Any], into: Path) -> list[str]:
+        """Copy the files of an artifact this host has that the new one has unchanged (the
+        deploying machine sent only their digests); the paths that could not be, if any."""
+        base = self.host.artifacts / wire.safe_relative(str(reuse["from"]))
+        failed = []
+        for rel, sha256 in dict(reuse["files"]).items():
+            path = wire.safe_relative(str(rel))
+            source = base / path
+            if not source.is_file() or wire.sha256_of(source) != sha256:
+                failed.append(str(rel))
+                continue
+            (into / path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, into / path)
+        return failed
 
     def _check_artifact(self, release: str, index: dict[str, str]) -> None:
         """Every wheel the manifest names is in the store with the manifest's digest."""

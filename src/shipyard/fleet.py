@@ -332,13 +332,16 @@ def _distribute(
 ) -> int:
     """Send each host only the wheels it lacks and the artifact; install the release."""
     store = artifacts.wheel_store(fleet.cache)
-    artifact_files = [
-        wire.file_entry(f"artifact/{path.relative_to(artifact.path).as_posix()}", path)
+    artifact_files = {
+        path.relative_to(artifact.path).as_posix(): wire.file_entry(
+            f"artifact/{path.relative_to(artifact.path).as_posix()}", path
+        )
         for path in sorted(artifact.path.rglob("*"))
         if path.is_file()
-    ]
+    }
     python = artifact.manifest.python.rsplit(".", 1)[0]
     sent: dict[str, int] = {}
+    same_in: dict[Path, dict[str, str]] = {}  # per older artifact: files the new one shares
 
     def one(host: RemoteHost) -> None:
         agent = agents[host.name]
@@ -362,10 +365,20 @@ def _distribute(
             for w in artifact.manifest.wheels
             if have.get(w.file) != w.sha256
         ]
+        reuse: dict[str, Any] | None = None
         if artifact.id not in hello["artifacts"]:
-            files += artifact_files
-        agent.call("receive", files, release=artifact.id, install=spec.name)
+            base = _reusable_artifact(artifact, hello)
+            if base is not None and base not in same_in:
+                same_in[base] = unchanged_files(artifact_files, base)
+            unchanged = same_in[base] if base is not None else {}
+            files += [entry for rel, entry in artifact_files.items() if rel not in unchanged]
+            reuse = {"from": base.name, "files": unchanged} if base and unchanged else None
+        said = agent.call("receive", files, release=artifact.id, install=spec.name, reuse=reuse)
         sent[host.name] = sum(entry.size for entry in files)
+        if said.get("reuse_failed"):  # that artifact changed on the host: send all of it
+            files = list(artifact_files.values())
+            agent.call("receive", files, release=artifact.id, install=spec.name)
+            sent[host.name] += sum(entry.size for entry in files)
 
     _, failures = each(web, one, fleet.target.parallel, "upload + install")
     if failures:
@@ -375,6 +388,34 @@ def _distribute(
             "Nothing was switched anywhere: every host keeps serving its release.",
         )
     return sum(sent.values())
+
+
+def _reusable_artifact(artifact: artifacts.Artifact, hello: dict[str, Any]) -> Path | None:
+    """An artifact both this machine and the host have, the host's live one first: the new
+    artifact's files that are the same in it need not be sent."""
+    state = hello.get("state") or {}
+    on_host: list[str] = [str(state.get("live") or ""), *reversed(hello["artifacts"])]
+    for release in on_host:
+        local: Path = artifact.path.parent / release
+        if release and release != artifact.id and release in hello["artifacts"] and local.is_dir():
+            return local
+    return None
+
+
+def unchanged_files(files: dict[str, wire.FileEntry], base: Path) -> dict[str, str]:
+    """{relative path: sha256} of the files that `base` has with the same content."""
+    unchanged = {}
+    for rel, entry in files.items():
+        if rel == artifacts.MANIFEST:  # always sent: it is what names the release
+            continue
+        old = base / rel
+        if (
+            old.is_file()
+            and old.stat().st_size == entry.size
+            and wire.sha256_of(old) == entry.sha256
+        ):
+            unchanged[rel] = entry.sha256
+    return unchanged
 
 
 def _sync_secrets(

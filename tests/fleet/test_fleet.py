@@ -147,11 +147,19 @@ def test_rolling_redeploy_under_load_fails_no_request(prod: Project, cache: Path
     after = get(lb.address)
     assert after[2] != before and greeting(after[1]) == "Hello from the rolling release"
     assert {before, after[2]} <= load.releases
-    # a code-only change sends the app wheel and the artifact's small files, no dependency
+    # a code-only change sends each host the app wheel and the manifest, nothing else: the
+    # artifact's other files are copied from the host's previous artifact
     found = re.search(r"sent (\d+) bytes", done.stderr)
     assert found, done.stderr
-    werkzeug = next((cache / "wheels").glob("werkzeug-*.whl")).stat().st_size
-    assert 0 < int(found.group(1)) < werkzeug, done.stderr
+    new = cache / "artifacts" / str(after[2])
+    wheel = next((new / "app").glob("*.whl")).stat().st_size
+    manifest = (new / "manifest.json").stat().st_size
+    assert int(found.group(1)) == len(prod.fleet.web) * (wheel + manifest), done.stderr
+    for host in prod.fleet.web:  # and the artifact is whole there
+        there = host.base_dir / ".shipyard" / "artifacts" / str(after[2])
+        assert sorted(p.relative_to(there) for p in there.rglob("*") if p.is_file()) == sorted(
+            p.relative_to(new) for p in new.rglob("*") if p.is_file()
+        )
 
 
 def test_rollback_status_releases_and_logs(prod: Project) -> None:
@@ -329,9 +337,18 @@ def test_the_agent_stays_resident_and_retires_for_new_code(
     before = served()
     project.ok("status", "--target", "prod")
     project.set_greeting("Hello again")
+    # a file of the live artifact altered on the host: it is sent again rather than reused
+    live = get(host.address)[2]
+    style = runtime / "artifacts" / str(live) / "static" / "0-static" / "style.css"
+    original_style = style.read_bytes()
+    style.write_bytes(b"body { color: red }\n")
     project.ok("deploy", "--target", "prod")
     assert resident() == first and served() >= before + 2
-    assert greeting(get(host.address)[1]) == "Hello again"
+    _, body, release = get(host.address)
+    assert greeting(body) == "Hello again" and release != live
+    assert (
+        runtime / "artifacts" / str(release) / style.relative_to(style.parents[2])
+    ).read_bytes() == original_style
 
     # the host's agent code is not the deploying machine's: the resident retires, the lib is
     # synced again, and a new agent serves and stays
