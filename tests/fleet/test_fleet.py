@@ -13,6 +13,7 @@ import pwd
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -84,6 +85,7 @@ def test_provision_is_idempotent(prod: Project) -> None:
     for host in prod.fleet:
         assert f"{host.name}: install shipyard's runtime" in first.stdout, first.stdout
         assert (host.base_dir / ".shipyard" / "venv" / "bin" / "python").is_file()
+        assert os.access(host.base_dir / ".shipyard" / "bin" / "uv", os.X_OK)
     second = prod.ok("provision", "prod")
     assert second.stdout.count("already provisioned, nothing to do") == len(list(prod.fleet))
     ready = prod.ok("check", "--target", "prod")
@@ -91,7 +93,12 @@ def test_provision_is_idempotent(prod: Project) -> None:
 
 
 def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
+    # the agent's bytecode came with it (the hosts run this Python): valid, so not rewritten
+    tag = sys.implementation.cache_tag
+    pyc = prod.fleet.web[0].base_dir / f".shipyard/lib/shipyard/__pycache__/agent.{tag}.pyc"
+    sent = pyc.stat().st_mtime_ns
     done = prod.ok("deploy", "--target", "prod")
+    assert pyc.stat().st_mtime_ns == sent
     lb = prod.fleet.lb
     assert lb is not None
     assert done.stdout.strip() == f"http://{lb.address}:80/"
