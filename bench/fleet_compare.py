@@ -797,11 +797,17 @@ def bytes_goal(shipyard: list[Result]) -> list[str]:
         f"In the last, {sent} B: app wheel {wheel} B + manifest {manifest} B = {target} B; "
         f"the whole artifact is {artifact} B."
     ]
-    if sent <= artifact:
+    if sent <= target:
+        lines.append(
+            f"  No dependency wheel is sent: **met**. The artifact's other files ({extra}) are "
+            "unchanged: each host copies them from the release it has instead of receiving "
+            "them: **met** to the letter."
+        )
+    elif sent <= artifact:
         lines.append(
             f"  No dependency wheel is sent: **met**. Beyond the wheel and the manifest it "
             f"sends the rest of the artifact, unchanged: {extra} "
-            f"({sent - target} B): {verdict(sent <= target)} to the letter."
+            f"({sent - target} B): {verdict(False)} to the letter."
         )
     else:
         lines.append(
