@@ -26,6 +26,7 @@ from typing import IO, Any
 from shipyard import __version__, render, resident, runtime, wire
 from shipyard import deploy as ops
 from shipyard.build.artifact import MANIFEST, SPEC, load_artifact
+from shipyard.build.platforms import local_platform
 from shipyard.errors import DeployError, ShipyardError
 from shipyard.hosts.local import LocalConnection, replace_symlink, write_atomic
 from shipyard.layout import AppLayout, HostLayout
@@ -88,6 +89,7 @@ class Session:
             "interpreter": _read(venv / ".shipyard-interpreter"),
             "python": ".".join(map(str, sys.version_info[:3])),
             "platform": sysconfig.get_platform(),
+            "libc": local_platform().libc,
             "user": getpass.getuser(),
             "wheels": self._wheel_index(),
             "artifacts": sorted(p.parent.name for p in self.host.artifacts.glob(f"*/{MANIFEST}")),

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from shipyard import provision, wire
 from shipyard.build import artifact as artifacts
+from shipyard.build.platforms import Platform, local_platform
 from shipyard.build.testgate import run_tests
 from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
 from shipyard.hosts.local import LocalConnection
@@ -257,6 +258,12 @@ def deploy(
             hellos = ready.result()
             reporter.done(f"connect + lock {len(fleet.hosts)} host(s)", time.monotonic() - started)
             web = fleet.web
+            platform = hosts_platform(web, hellos)
+            if not platform.is_local:  # built for this machine while connecting: again for them
+                with reporter.stage(f"build for {platform.describe()}"):
+                    inputs = artifacts.gather_inputs(conn, project, spec, fleet.cache, platform)
+                    artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+                    reporter.note(f"artifact {artifact.id}")
             with reporter.stage("upload + install"):
                 sent = _distribute(fleet, web, agents, artifact, spec, hellos)
                 reporter.note(f"sent {sent} bytes in all")
@@ -277,6 +284,23 @@ def deploy(
     finally:
         agents.close()
     return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
+
+
+def hosts_platform(web: list[RemoteHost], hellos: dict[str, dict[str, Any]]) -> Platform:
+    """The one platform the web hosts share, which their wheels are fetched for."""
+    found: dict[Platform, list[str]] = {}
+    for host in web:
+        hello = hellos[host.name]
+        found.setdefault(
+            Platform.parse(str(hello["platform"]), str(hello.get("libc", ""))), []
+        ).append(host.name)
+    if len(found) > 1:
+        kinds = "; ".join(f"{p.describe()}: {', '.join(names)}" for p, names in found.items())
+        raise DeployError(
+            f"the target's web hosts run on different platforms ({kinds}).",
+            hint="Put hosts of one platform per target. Nothing was uploaded.",
+        )
+    return next(iter(found)) if found else local_platform()
 
 
 def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, dict[str, Any]]:

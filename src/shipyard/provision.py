@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.build.deps import Pin
+from shipyard.build.platforms import Platform
 from shipyard.build.tools import PythonInfo, find_python
 from shipyard.build.wheels import fill_store
 from shipyard.errors import HostError
@@ -97,7 +98,11 @@ def plan(host: RemoteHost, facts: Facts, app_user: str, cache: Path) -> list[Act
         )
     python_minor = facts.python_minor or _host_python_guess()
     if facts.runtime != runtime_id(python_minor, facts.python_path):
-        actions.append(_runtime_action(host, python_minor, facts.python_path or "python3", cache))
+        actions.append(
+            _runtime_action(
+                host, python_minor, facts.python_path or "python3", facts.wheel_platform, cache
+            )
+        )
     if facts.lib != lib_id():
         actions.append(lib_action(host))
     if facts.systemd:
@@ -113,11 +118,13 @@ def _sh(script: str, timeout: float = 600) -> Command:
     return Command(("sh", "-c", script), sudo=True, timeout=timeout)
 
 
-def _runtime_action(host: RemoteHost, python_minor: str, interpreter: str, cache: Path) -> Action:
+def _runtime_action(
+    host: RemoteHost, python_minor: str, interpreter: str, platform: Platform, cache: Path
+) -> Action:
     pins = list(runtime_pins())
     own = find_python("")
     python = own if own.minor == python_minor else PythonInfo(f"python{python_minor}", python_minor)
-    payload = _runtime_payload(cache, pins, python)
+    payload = _runtime_payload(cache, pins, python, platform)
     if payload is None:
         raise HostError(host.name, "no uv wheel among shipyard's runtime wheels")
     runtime = host.runtime
@@ -163,16 +170,18 @@ _payloads: dict[tuple[object, ...], Payload | None] = {}
 _payloads_lock = threading.Lock()
 
 
-def _runtime_payload(cache: Path, pins: list[Pin], python: PythonInfo) -> Payload | None:
+def _runtime_payload(
+    cache: Path, pins: list[Pin], python: PythonInfo, platform: Platform
+) -> Payload | None:
     """The runtime's wheels and uv's binary as one tar, built once for all hosts.
 
     uv's wheel only brings its binary: it is sent unpacked, so that each host is spared
     inflating 40 MB (a third of a second of CPU) for the price of sending more bytes.
     """
-    key = ("runtime", str(cache), tuple(map(str, pins)), python.minor)
+    key = ("runtime", str(cache), tuple(map(str, pins)), python.minor, platform.key)
     with _payloads_lock:
         if key not in _payloads:
-            wheels = fill_store(LocalConnection(), cache / "wheels", pins, python)
+            wheels = fill_store(LocalConnection(), cache / "wheels", pins, python, platform)
             files = sorted(wheels.values(), key=lambda p: p.name)
             uv_wheel = next((p for p in files if p.name.startswith("uv-")), None)
             if uv_wheel is None:

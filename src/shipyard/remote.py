@@ -12,7 +12,6 @@ import json
 import shlex
 import subprocess
 import sys
-import sysconfig
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -28,7 +27,8 @@ from packaging.utils import canonicalize_name
 import shipyard
 from shipyard import resident, wire
 from shipyard.build.deps import Pin
-from shipyard.errors import DeployError, HostError, ShipyardError
+from shipyard.build.platforms import Platform
+from shipyard.errors import HostError, ShipyardError
 from shipyard.hosts.base import Command
 from shipyard.hosts.ssh import SSH_FAILED, SSHAddress, SSHConnection, SSHOptions, unreachable
 from shipyard.spec import TargetSpec
@@ -48,6 +48,7 @@ echo "os=$(. /etc/os-release 2>/dev/null; echo "${ID:-unknown} ${VERSION_ID:-}")
 python=/usr/bin/python3; [ -x "$python" ] || python=$(command -v python3 2>/dev/null)
 py='import sys, sysconfig; print("%d.%d.%d" % sys.version_info[:3], sysconfig.get_platform())'
 echo "python=$("$python" -c "$py" 2>/dev/null)"
+echo "libc=$("$python" -c 'import platform; print(*platform.libc_ver())' 2>/dev/null)"
 echo "python_path=$python"
 echo "venv=$("$python" -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
 n=$(command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
@@ -80,10 +81,15 @@ class Facts:
     runtime: str
     lib: str
     disk_free_kb: int
+    libc: str = ""  # "glibc 2.36"
 
     @property
     def python_minor(self) -> str:
         return ".".join(self.python.split(".")[:2])
+
+    @property
+    def wheel_platform(self) -> Platform:
+        return Platform.parse(self.platform, self.libc)
 
     @classmethod
     def parse(cls, text: str) -> Facts:
@@ -104,6 +110,7 @@ class Facts:
             runtime=raw.get("runtime", ""),
             lib=raw.get("lib", ""),
             disk_free_kb=int(free) if free.isdigit() else 0,
+            libc=raw.get("libc", "").strip(),
         )
 
 
@@ -265,10 +272,6 @@ def lib_id() -> str:
     return digest.hexdigest()[:16]
 
 
-def local_platform() -> str:
-    return sysconfig.get_platform()
-
-
 def local_python_minor() -> str:
     return f"{sys.version_info.major}.{sys.version_info.minor}"
 
@@ -364,7 +367,7 @@ def runtime_current(hello: dict[str, Any]) -> bool:
     """The runtime the agent runs in is the one provision would install now."""
     minor = ".".join(str(hello.get("python", "")).split(".")[:2])
     expected = runtime_id(minor, str(hello.get("interpreter", "")))
-    return hello.get("runtime") == expected and hello.get("platform") == local_platform()
+    return hello.get("runtime") == expected
 
 
 def require_runtime(host: RemoteHost) -> None:
@@ -386,12 +389,6 @@ def require_runtime(host: RemoteHost) -> None:
             host.name,
             "is not ready: " + "; ".join(missing) + ".",
             hint="Run 'shipyard provision TARGET' (it installs only what is missing).",
-        )
-    if facts.platform != local_platform():
-        raise DeployError(
-            f"{host.name} is {facts.platform}, this machine builds for {local_platform()}; "
-            "wheels built here would not run there.",
-            hint="Deploy from a machine of the same platform (nothing was uploaded).",
         )
 
 

@@ -10,12 +10,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import parse_wheel_filename
+
 from shipyard import __version__, render
 from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
+from shipyard.build.platforms import Platform
 from shipyard.build.source import file_sha256, git_sha, hash_files, source_files
 from shipyard.build.tools import PythonInfo, find_python
-from shipyard.build.wheels import fill_store
+from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
 from shipyard.hosts.base import Connection
 from shipyard.spec import Spec
@@ -45,6 +48,7 @@ class Manifest:
     wheels: list[WheelRef] = field(default_factory=list)
     static: dict[str, str] = field(default_factory=dict)  # URL prefix -> dir in the artifact
     shipyard: str = __version__
+    platform: str = ""  # "linux-aarch64 (glibc 2.36)" when built for another platform
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -76,6 +80,11 @@ class BuildInputs:
     lock: str
     python: PythonInfo
     spec: Spec
+    platform: Platform | None = None  # None: this machine's
+
+    @property
+    def foreign_platform(self) -> Platform | None:
+        return self.platform if self.platform is not None and not self.platform.is_local else None
 
     @property
     def artifact_id(self) -> str:
@@ -88,6 +97,8 @@ class BuildInputs:
             __version__,
         ):
             digest.update(part.encode() + b"\0")
+        if self.foreign_platform is not None:  # this machine's: the ids stay as they were
+            digest.update(self.foreign_platform.key.encode())
         return digest.hexdigest()[:12]
 
 
@@ -99,13 +110,15 @@ def wheel_store(cache: Path) -> Path:
     return cache / "wheels"
 
 
-def gather_inputs(conn: Connection, project: Path, spec: Spec, cache: Path) -> BuildInputs:
+def gather_inputs(
+    conn: Connection, project: Path, spec: Spec, cache: Path, platform: Platform | None = None
+) -> BuildInputs:
+    """What the artifact is built from; for hosts of another platform with `platform`."""
     python = find_python(spec.python)
     files = source_files(project, spec.build.exclude)
-    lock = compile_lock(
-        conn, project, spec.build.requirements, render.server_packages(spec), python, cache
-    )
-    return BuildInputs(hash_files(project, files), lock, python, spec)
+    extra = render.server_packages(spec)
+    lock = compile_lock(conn, project, spec.build.requirements, extra, python, cache, platform)
+    return BuildInputs(hash_files(project, files), lock, python, spec, platform)
 
 
 def load_artifact(path: Path) -> Artifact:
@@ -125,6 +138,7 @@ def build(
     with tempfile.TemporaryDirectory(prefix=f".{artifact_id}.", dir=artifacts_dir(cache)) as tmp:
         work = Path(tmp)
         app_wheel = build_wheel(conn, project, work / "app", cache, inputs.python.executable)
+        _check_installs_there(app_wheel, inputs)
         static = _collect_static(project, spec, work / "static")
         (work / LOCK).write_text(inputs.lock)
         (work / SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
@@ -141,6 +155,7 @@ def build(
                 (WheelRef(w.name, file_sha256(w)) for w in wheels.values()), key=lambda w: w.file
             ),
             static=static,
+            platform=inputs.foreign_platform.describe() if inputs.foreign_platform else "",
         )
         (work / MANIFEST).write_text(manifest.to_json())
         work.chmod(0o755)
@@ -153,9 +168,23 @@ def build(
     return Artifact(final, manifest, reused=False)
 
 
+def _check_installs_there(app_wheel: Path, inputs: BuildInputs) -> None:
+    """An app with compiled code builds a wheel for this machine only."""
+    if inputs.foreign_platform is None:
+        return
+    wheel_tags = parse_wheel_filename(app_wheel.name)[3]
+    if not wheel_tags & compatible_tags(inputs.python, inputs.platform):
+        raise BuildError(
+            f"the app's own wheel {app_wheel.name} is built for this machine and does not install "
+            f"on {inputs.foreign_platform.describe()}.",
+            hint="Build and deploy from a machine of that platform. Nothing was uploaded.",
+        )
+
+
 def fill_wheels(conn: Connection, cache: Path, inputs: BuildInputs) -> dict[Pin, Path]:
     """A wheel in the store for every pinned dependency (fetched once, then reused)."""
-    return fill_store(conn, wheel_store(cache), parse_pins(inputs.lock), inputs.python)
+    pins = parse_pins(inputs.lock)
+    return fill_store(conn, wheel_store(cache), pins, inputs.python, inputs.platform)
 
 
 def _collect_static(project: Path, spec: Spec, out: Path) -> dict[str, str]:

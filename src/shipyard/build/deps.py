@@ -10,6 +10,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
+from shipyard.build.platforms import Platform
 from shipyard.build.tools import PythonInfo, fail, uv
 from shipyard.errors import BuildError, SpecError
 from shipyard.hosts.base import Connection
@@ -44,21 +45,49 @@ def requirement_source(project: Path, setting: str) -> tuple[str, Path | None]:
     return "none", None
 
 
-def lock_key(project: Path, setting: str, extra: list[str], python: PythonInfo) -> str:
+def lock_key(
+    project: Path,
+    setting: str,
+    extra: list[str],
+    python: PythonInfo,
+    platform: Platform | None = None,
+) -> str:
     kind, path = requirement_source(project, setting)
     digest = hashlib.sha256(f"{kind}\0{python.minor}\0{sorted(extra)}".encode())
+    if platform is not None and not platform.is_local:  # local: the ids stay as they were
+        digest.update(platform.key.encode())
     if path is not None:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:20]
 
 
 def compile_lock(
-    conn: Connection, project: Path, setting: str, extra: list[str], python: PythonInfo, cache: Path
+    conn: Connection,
+    project: Path,
+    setting: str,
+    extra: list[str],
+    python: PythonInfo,
+    cache: Path,
+    platform: Platform | None = None,
 ) -> str:
-    """Pinned requirements text; cached by the inputs so a warm build asks no index."""
-    cached = cache / "locks" / f"{lock_key(project, setting, extra, python)}.txt"
+    """Pinned requirements text; cached by the inputs so a warm build asks no index.
+
+    For another platform (`platform`, when not this machine's) the markers are resolved as
+    they are there.
+    """
+    cached = cache / "locks" / f"{lock_key(project, setting, extra, python, platform)}.txt"
     if cached.is_file():
         return cached.read_text()
+    for_platform: tuple[str, ...] = ()
+    if platform is not None and not platform.is_local:
+        target = platform.uv_target()
+        if target is None:
+            raise BuildError(
+                f"cannot resolve the app's dependencies for {platform.describe()} from here "
+                "(shipyard knows glibc Linux on x86_64 and aarch64).",
+                hint="Deploy from a machine of that platform.",
+            )
+        for_platform = ("--python-platform", target)
     kind, path = requirement_source(project, setting)
     with tempfile.TemporaryDirectory(prefix="shipyard-lock-") as tmp:
         inputs = [Path(tmp) / "server.in"]
@@ -93,6 +122,7 @@ def compile_lock(
                 python.executable,
                 "--python-version",
                 python.minor,
+                *for_platform,
                 "--no-header",
                 "--no-annotate",
                 "--quiet",
