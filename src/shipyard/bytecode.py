@@ -57,3 +57,25 @@ def _same_file(old: Path, new: Path) -> bool:
     except OSError:
         return False
     return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
+
+
+def without_bytecode(venv: Path) -> list[Path] | None:
+    """The venv's .py files that have no .pyc for its Python; None if that cannot be told."""
+    site = site_packages(venv)
+    if site is None:
+        return None
+    tag = "cpython-" + site.parent.name.removeprefix("python").replace(".", "")
+    missing = []
+    for directory, dirs, files in os.walk(site):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        sources = [name for name in files if name.endswith(".py")]
+        if not sources:
+            continue
+        try:
+            compiled = set(os.listdir(os.path.join(directory, "__pycache__")))
+        except OSError:
+            compiled = set()
+        missing += [
+            Path(directory, name) for name in sources if f"{name[:-3]}.{tag}.pyc" not in compiled
+        ]
+    return missing

@@ -15,7 +15,7 @@ from shipyard import health, runtime
 from shipyard.build import artifact as artifacts
 from shipyard.build.testgate import run_tests
 from shipyard.build.tools import find_python
-from shipyard.bytecode import reuse_bytecode
+from shipyard.bytecode import reuse_bytecode, without_bytecode
 from shipyard.errors import (
     DeployError,
     HealthCheckFailed,
@@ -23,7 +23,7 @@ from shipyard.errors import (
     ShipyardError,
     UsageError,
 )
-from shipyard.hosts.base import Connection, execute
+from shipyard.hosts.base import Command, Connection, execute
 from shipyard.hosts.local import LocalConnection
 from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
 from shipyard.release import (
@@ -179,10 +179,26 @@ def install_release(
         for step in steps:
             if step == compile_all and previous is not None:
                 reuse_bytecode(app.venv(previous), app.venv(artifact.id))
+                remaining = compile_only_what_lacks_bytecode(app.venv(artifact.id), compile_all)
+                if remaining is not None:
+                    execute(target.conn, remaining)
+                continue
             execute(target.conn, step)
     except BaseException:
         remove_release(app, artifact.id)
         raise
+
+
+def compile_only_what_lacks_bytecode(venv: Path, compile_all: Command) -> Command | None:
+    """After bytecode was carried over: compile the few files left (a code-only release: the
+    app's own), not walk the whole venv again in a new interpreter."""
+    missing = without_bytecode(venv)
+    if missing is None or len(missing) > 200:
+        return compile_all
+    if not missing:
+        return None
+    python = str(venv / "bin" / "python")
+    return Command((python, "-m", "py_compile", *map(str, missing)), timeout=600)
 
 
 def _newest_installed(app: AppLayout) -> str | None:
