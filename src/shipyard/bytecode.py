@@ -59,12 +59,17 @@ def _same_file(old: Path, new: Path) -> bool:
     return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
 
+def cache_tag(site: Path) -> str:
+    """The .pyc tag of the Python a site-packages belongs to: lib/python3.11 -> cpython-311."""
+    return "cpython-" + site.parent.name.removeprefix("python").replace(".", "")
+
+
 def without_bytecode(venv: Path) -> list[Path] | None:
     """The venv's .py files that have no .pyc for its Python; None if that cannot be told."""
     site = site_packages(venv)
     if site is None:
         return None
-    tag = "cpython-" + site.parent.name.removeprefix("python").replace(".", "")
+    tag = cache_tag(site)
     missing = []
     for directory, dirs, files in os.walk(site):
         dirs[:] = [d for d in dirs if d != "__pycache__"]

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from shipyard import health, runtime
 from shipyard.build import artifact as artifacts
+from shipyard.build.bytecode_bundle import bundle_name, unpack_bundles
 from shipyard.build.testgate import run_tests
 from shipyard.build.tools import find_python
-from shipyard.bytecode import reuse_bytecode, without_bytecode
+from shipyard.bytecode import cache_tag, reuse_bytecode, site_packages, without_bytecode
 from shipyard.errors import (
     DeployError,
     HealthCheckFailed,
@@ -177,9 +178,14 @@ def install_release(
     compile_all = compile_step(app.venv(artifact.id))
     try:
         for step in steps:
-            if step == compile_all and previous is not None:
-                reuse_bytecode(app.venv(previous), app.venv(artifact.id))
-                remaining = compile_only_what_lacks_bytecode(app.venv(artifact.id), compile_all)
+            if step == compile_all:
+                # bytecode from the previous release, else from the bundles sent with the wheels
+                venv = app.venv(artifact.id)
+                if previous is not None:
+                    reuse_bytecode(app.venv(previous), venv)
+                else:
+                    unpack_dependency_bytecode(artifacts.wheel_store(target.cache), artifact, venv)
+                remaining = compile_only_what_lacks_bytecode(venv, compile_all)
                 if remaining is not None:
                     execute(target.conn, remaining)
                 continue
@@ -187,6 +193,15 @@ def install_release(
     except BaseException:
         remove_release(app, artifact.id)
         raise
+
+
+def unpack_dependency_bytecode(store: Path, artifact: artifacts.Artifact, venv: Path) -> int:
+    site = site_packages(venv)
+    if site is None:
+        return 0
+    tag = cache_tag(site)
+    bundles = [store / bundle_name(w.file, tag) for w in artifact.manifest.wheels]
+    return unpack_bundles([b for b in bundles if b.is_file()], site)
 
 
 def compile_only_what_lacks_bytecode(venv: Path, compile_all: Command) -> Command | None:

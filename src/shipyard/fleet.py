@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from shipyard import provision, wire
 from shipyard.build import artifact as artifacts
+from shipyard.build.bytecode_bundle import ensure_bundle
 from shipyard.build.platforms import Platform, local_platform
 from shipyard.build.testgate import run_tests
 from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
@@ -365,6 +366,7 @@ def _distribute(
     }
     python = artifact.manifest.python.rsplit(".", 1)[0]
     sent: dict[str, int] = {}
+    bundles = _bytecode_bundles(store, artifact)
     same_in: dict[Path, dict[str, str]] = {}  # per older artifact: files the new one shares
 
     def one(host: RemoteHost) -> None:
@@ -389,6 +391,7 @@ def _distribute(
             for w in artifact.manifest.wheels
             if have.get(w.file) != w.sha256
         ]
+        files += [bundle for bundle in bundles if have.get(bundle.source.name) != bundle.sha256]
         reuse: dict[str, Any] | None = None
         if artifact.id not in hello["artifacts"]:
             base = _reusable_artifact(artifact, hello)
@@ -412,6 +415,18 @@ def _distribute(
             "Nothing was switched anywhere: every host keeps serving its release.",
         )
     return sum(sent.values())
+
+
+def _bytecode_bundles(store: Path, artifact: artifacts.Artifact) -> list[wire.FileEntry]:
+    """The dependencies' bytecode, compiled here once (bytecode_bundle.py): hosts installing
+    them for the first time unpack it instead of compiling. None for another Python."""
+    tag = "cpython-" + "".join(artifact.manifest.python.split(".")[:2])
+    entries = []
+    for wheel in artifact.manifest.wheels:
+        bundle = ensure_bundle(store / wheel.file, tag)
+        if bundle is not None:
+            entries.append(wire.file_entry(f"wheels/{bundle.name}", bundle))
+    return entries
 
 
 def _reusable_artifact(artifact: artifacts.Artifact, hello: dict[str, Any]) -> Path | None:
