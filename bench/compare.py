@@ -31,6 +31,7 @@ SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
 SCRIPT = ROOT / "bench" / "seed_script.sh"
 SHIPYARD_PORT, SCRIPT_PORT = 18080, 18081
 FLEET_BEGIN = "<!-- fleet:begin -->"  # bench/fleet_compare.py writes from there on
+LOCAL_NOTES = "## Reading the figures"  # written by hand after each run
 
 
 def get(port: int, path: str = "/version") -> tuple[int, str]:
@@ -318,9 +319,11 @@ def main() -> None:
 
 
 def write_local_section(path: Path, section: str) -> None:
-    """Replace the local figures, which open the file, and keep the fleet section after them."""
+    """Replace the local figures, which open the file, and keep what follows them: the notes
+    written by hand, then the fleet section."""
     old = path.read_text() if path.exists() else ""
-    kept = old[old.index(FLEET_BEGIN) :] if FLEET_BEGIN in old else ""
+    starts = [old.index(mark) for mark in (LOCAL_NOTES, FLEET_BEGIN) if mark in old]
+    kept = old[min(starts) :] if starts else ""
     path.write_text(section + ("\n" + kept if kept else ""))
 
 
