@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from shipyard.spec import BuildSpec, HealthcheckSpec, ServerSpec, Spec, TestsSpec
+from shipyard.spec import BuildSpec, HealthcheckSpec, ServerSpec, Spec, TargetSpec, TestsSpec
 
 INTRO = """\
 # The shipyard spec
@@ -83,5 +83,10 @@ def render() -> str:
         "|---|---|---|",
         '| `base_dir` | `""` | Base directory; default $SHIPYARD_HOME or XDG data. |',
         '| `listen` | `""` | Overrides the app\'s `listen` on this target. |',
+        "",
+        "A target with `hosts` is an ssh target (a fleet; see the README's fleet section), with",
+        "these keys:",
+        "",
+        *_table(TargetSpec, {"type"}),
     ]
     return "\n".join(lines) + "\n"
