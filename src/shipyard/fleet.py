@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from shipyard import provision, wire
 from shipyard.build import artifact as artifacts
-from shipyard.build.bytecode_bundle import ensure_bundle
+from shipyard.build.bytecode_bundle import ensure_bundle, tag_for
 from shipyard.build.platforms import Platform, local_platform
 from shipyard.build.testgate import run_tests
 from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
@@ -420,7 +420,7 @@ def _distribute(
 def _bytecode_bundles(store: Path, artifact: artifacts.Artifact) -> list[wire.FileEntry]:
     """The dependencies' bytecode, compiled here once (bytecode_bundle.py): hosts installing
     them for the first time unpack it instead of compiling. None for another Python."""
-    tag = "cpython-" + "".join(artifact.manifest.python.split(".")[:2])
+    tag = tag_for(artifact.manifest.python)
     entries = []
     for wheel in artifact.manifest.wheels:
         bundle = ensure_bundle(store / wheel.file, tag)

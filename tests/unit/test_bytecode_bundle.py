@@ -8,7 +8,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from shipyard.build.bytecode_bundle import TAG, ensure_bundle, unpack_bundles
+from shipyard.build.bytecode_bundle import TAG, ensure_bundle, tag_for, unpack_bundles
 
 FILES = {
     "pkg/__init__.py": "",
@@ -43,6 +43,7 @@ def test_a_bundle_holds_the_wheels_bytecode_once(tmp_path: Path) -> None:
     built = bundle.stat().st_mtime_ns
     assert ensure_bundle(wheel) == bundle and bundle.stat().st_mtime_ns == built
     assert ensure_bundle(wheel, "cpython-399") is None
+    assert tag_for(".".join(map(str, sys.version_info[:3]))) == TAG
 
 
 def test_unpacked_bytecode_is_what_python_loads_for_the_installed_source(tmp_path: Path) -> None:

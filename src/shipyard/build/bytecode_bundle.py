@@ -28,6 +28,11 @@ from pathlib import Path, PurePosixPath
 TAG = sys.implementation.cache_tag  # "cpython-311"
 
 
+def tag_for(python_version: str) -> str:
+    """The .pyc tag of a CPython version: "3.11.2" -> "cpython-311"."""
+    return "cpython-" + "".join(python_version.split(".")[:2])
+
+
 def bundle_name(wheel_file: str, tag: str = TAG) -> str:
     return f"{wheel_file}.{tag}.pyc.tar"
 
