@@ -18,6 +18,7 @@ import sys
 import sysconfig
 import tempfile
 import traceback
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
@@ -148,11 +149,13 @@ class Session:
         for rel, sha256 in dict(reuse["files"]).items():
             path = wire.safe_relative(str(rel))
             source = base / path
-            if not source.is_file() or wire.sha256_of(source) != sha256:
+            try:  # the artifact may be pruned meanwhile: then it is sent after all
+                if wire.sha256_of(source) != sha256:
+                    raise ValueError(rel)
+                (into / path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, into / path)
+            except (OSError, ValueError):
                 failed.append(str(rel))
-                continue
-            (into / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, into / path)
         return failed
 
     def _check_artifact(self, release: str, index: dict[str, str]) -> None:
@@ -476,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("UV_CACHE_DIR", str(Path(sys.prefix).parent / "cache" / "uv"))
     if args.mode == "logs":
         return _logs(args.base, args.app, args.process, args.lines, args.follow)
-    mark = _marks(args.base)[0]
+    loaded = _marks(args.base)  # the code this process runs
+    mark = loaded[0]
     if args.expect_lib and mark != args.expect_lib:
         print(
             f"shipyard's agent here is {mark or 'unknown'}, not {args.expect_lib}", file=sys.stderr
@@ -503,8 +507,11 @@ def main(argv: list[str] | None = None) -> int:
         resident.stay_resident(
             session.host.runtime,
             args.linger,
+            loaded,
             lambda: _marks(args.base),
-            lambda header, reader, writer: _resident_session(args.base, header, reader, writer),
+            lambda header, reader, writer, ready: _resident_session(
+                args.base, header, reader, writer, ready
+            ),
         )
     return 0
 
@@ -519,9 +526,15 @@ def _marks(base: Path) -> tuple[str, str]:
 
 
 def _resident_session(
-    base: Path, header: dict[str, Any], reader: IO[bytes], writer: IO[bytes]
+    base: Path,
+    header: dict[str, Any],
+    reader: IO[bytes],
+    writer: IO[bytes],
+    ready: Callable[[], None],
 ) -> None:
-    """One session served by a resident agent, as `session` serves one over ssh."""
+    """One session served by a resident agent, as `session` serves one over ssh. What it
+    cannot start (another base, an error in the session's set-up) is left to a full agent,
+    which reports it over ssh as usual."""
     if Path(str(header.get("base"))) != base:
         return
     try:
@@ -532,9 +545,9 @@ def _resident_session(
             str(header.get("app_user", "")),
             header.get("nginx") == "system",
         )
-    except ShipyardError as err:
-        wire.send(writer, {"ok": False, "error": _error(type(err).__name__, err.message, err.hint)})
+    except (ShipyardError, KeyError):
         return
+    ready()
     try:
         serve(session, writer)
     finally:

@@ -7,6 +7,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,7 +202,10 @@ def unpack_dependency_bytecode(store: Path, artifact: artifacts.Artifact, venv: 
         return 0
     tag = cache_tag(site)
     bundles = [store / bundle_name(w.file, tag) for w in artifact.manifest.wheels]
-    return unpack_bundles([b for b in bundles if b.is_file()], site)
+    try:
+        return unpack_bundles([b for b in bundles if b.is_file()], site)
+    except (OSError, tarfile.TarError):  # only a shortcut: the compile step does the rest
+        return 0
 
 
 def compile_only_what_lacks_bytecode(venv: Path, compile_all: Command) -> Command | None:

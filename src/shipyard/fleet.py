@@ -313,10 +313,14 @@ def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, d
     agent = Agent.open(host)
     try:
         said = agent.call("hello", **hello)
-    except HostError:
-        if agent.proc.returncode == SSH_FAILED:
-            raise
+    except HostError:  # the agent did not start (an old one, say), or ssh did not connect
         said = {}
+        if agent.proc.returncode == SSH_FAILED:
+            agent.close()
+            raise
+    except BaseException:  # it answered no (the app's lock is held, say): nothing left open
+        agent.close()
+        raise
     if said and runtime_current(said):
         return agent, said
     agent.close()
@@ -325,7 +329,11 @@ def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, d
     if facts.lib != lib_id():
         provision.execute(host, [provision.lib_action(host)])
     agent = Agent.open(host)
-    return agent, agent.call("hello", **hello)
+    try:
+        return agent, agent.call("hello", **hello)
+    except BaseException:
+        agent.close()
+        raise
 
 
 def _prepare(

@@ -280,7 +280,7 @@ def _compiled(files: list[tuple[str, Path]], into: Path) -> list[tuple[str, Path
         if not name.endswith(".py"):
             continue
         pyc = importlib.util.cache_from_source(name)
-        py_compile.compile(str(path), cfile=str(into / pyc), dfile=name, doraise=True)
+        py_compile.compile(str(path), cfile=str(into / pyc), dfile=name, doraise=True, optimize=0)
         compiled.append((pyc, into / pyc))
     return compiled
 

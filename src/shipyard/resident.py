@@ -40,13 +40,20 @@ RELAY = """\
 import os, socket, sys, threading
 path, header, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 s = socket.socket(socket.AF_UNIX)
+answer = b""
 try:
+    s.settimeout(10)
     s.connect(path)
     s.sendall(header.encode() + b"\\n")
-    answer = s.makefile("rb").readline()
+    while not answer.endswith(b"\\n") and len(answer) < 64:
+        byte = s.recv(1)
+        if not byte:
+            break
+        answer += byte
+    s.settimeout(None)
 except OSError:
     answer = b""
-if not answer.startswith(b"ready"):
+if answer != b"ready\\n":
     s.close()
     os.execv(argv[0], argv)
 def up():
@@ -78,18 +85,24 @@ def session_header(base: str, listen: str, app_user: str, nginx: str, expect_lib
     )
 
 
-SessionRunner = Callable[[dict[str, Any], IO[bytes], IO[bytes]], None]
+# (header, reader, writer, ready): checks what it needs, calls ready() (the relay then passes
+# the session through) and serves; returning without ready() makes the relay run a full agent.
+SessionRunner = Callable[[dict[str, Any], IO[bytes], IO[bytes], Callable[[], None]], None]
 
 
 class Resident:
     """A resident agent: accepts sessions on its socket until idle or out of date."""
 
     def __init__(
-        self, linger: float, marks: Callable[[], tuple[str, str]], run: SessionRunner
+        self,
+        linger: float,
+        loaded: tuple[str, str],
+        marks: Callable[[], tuple[str, str]],
+        run: SessionRunner,
     ) -> None:
         self.linger = linger
-        self.marks = marks
-        self.started_with = marks()
+        self.loaded = loaded  # the code this process runs, as read when it started
+        self.marks = marks  # the code on disk now
         self.run = run
         self.active = 0
         self.last_seen = time.monotonic()
@@ -97,7 +110,7 @@ class Resident:
         self.guard = threading.Lock()
         self.wake_up, self.wake_up_writer = os.pipe()
 
-    def serve(self, listener: socket.socket) -> None:
+    def serve(self, listener: socket.socket, path: Path) -> None:
         listener.setblocking(False)
         with selectors.DefaultSelector() as selector:
             selector.register(listener, selectors.EVENT_READ)
@@ -116,8 +129,11 @@ class Resident:
                 with self.guard:
                     self.active += 1
                 threading.Thread(target=self._session, args=(conn,), daemon=True).start()
-        # No new sessions from here on (a relay finding none runs the full agent); let the
-        # running ones finish.
+        # No new sessions from here on: gone from the socket at once, so that a relay runs a
+        # full agent instead of waiting; the sessions under way finish. (Ours to remove: a
+        # successor binds only once it holds the lock this process still holds.)
+        path.unlink(missing_ok=True)
+        listener.close()
         while self.active:
             time.sleep(0.2)
 
@@ -127,30 +143,39 @@ class Resident:
         os.write(self.wake_up_writer, b"x")
 
     def _session(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        writer = conn.makefile("wb")
         try:
-            reader = conn.makefile("rb")
-            writer = conn.makefile("wb")
             header: dict[str, Any] = json.loads(reader.readline() or b"{}")
-            current = self.marks()
-            if current != self.started_with or header.get("expect_lib") != current[0]:
+            if self.marks() != self.loaded or header.get("expect_lib") != self.loaded[0]:
                 self._retire()
                 return
-            writer.write(b"ready\n")
-            writer.flush()
-            _log(f"session for {header.get('base')} (as {header.get('app_user') or '-'})")
-            self.run(header, reader, writer)
+
+            def ready() -> None:
+                writer.write(b"ready\n")
+                writer.flush()
+                _log(f"session for {header.get('base')} (as {header.get('app_user') or '-'})")
+
+            self.run(header, reader, writer, ready)
         except (OSError, ValueError):
             pass
         finally:
-            with contextlib.suppress(OSError):
-                conn.close()
+            # The fd closes with the last of them: the relay must see the end now.
+            for closing in (writer.close, reader.close, lambda: conn.shutdown(socket.SHUT_RDWR)):
+                with contextlib.suppress(OSError):
+                    closing()
+            conn.close()
             with self.guard:
                 self.active -= 1
                 self.last_seen = time.monotonic()
 
 
 def stay_resident(
-    runtime: Path, linger: float, marks: Callable[[], tuple[str, str]], run: SessionRunner
+    runtime: Path,
+    linger: float,
+    loaded: tuple[str, str],
+    marks: Callable[[], tuple[str, str]],
+    run: SessionRunner,
 ) -> None:
     """Called by a full agent whose session ended: fork, and let the child stay resident.
 
@@ -178,15 +203,10 @@ def stay_resident(
         finally:
             os.umask(old_umask)
         listener.listen(16)
-        resident = Resident(linger, marks, run)
+        resident = Resident(linger, loaded, marks, run)
         _log(f"resident, pid {os.getpid()}, for up to {linger:g} s idle")
-        try:
-            resident.serve(listener)
-            _log("exiting")
-        finally:
-            # Ours to remove: a successor binds only once it holds the lock we still hold.
-            path.unlink(missing_ok=True)
-            listener.close()
+        resident.serve(listener, path)
+        _log("exiting")
     except BaseException:  # a resident agent is an optimisation: never let it linger broken
         import traceback
 

@@ -357,6 +357,16 @@ def test_the_agent_stays_resident_and_retires_for_new_code(
         runtime / "artifacts" / str(release) / style.relative_to(style.parents[2])
     ).read_bytes() == original_style
 
+    # a session the resident cannot set up is left to a full agent, which says why
+    spec = project.path / "shipyard.toml"
+    original_spec = spec.read_text()
+    spec.write_text(original_spec + 'app_user = "nosuchuser"\n')
+    refused = project.cli("status", "--target", "prod", "--json")
+    assert refused.returncode != 0 and "nosuchuser" in refused.stdout + refused.stderr
+    assert "lost the connection" not in refused.stdout + refused.stderr, refused.stdout
+    spec.write_text(original_spec)
+    assert resident() == first
+
     # the host's agent code is not the deploying machine's: the resident retires, the lib is
     # synced again, and a new agent serves and stays
     (runtime / "lib" / ".shipyard-lib").write_text("an older shipyard\n")
@@ -367,7 +377,6 @@ def test_the_agent_stays_resident_and_retires_for_new_code(
 
     # agent_linger = 0: the agent exits with each command
     os.kill(second, signal.SIGTERM)
-    spec = project.path / "shipyard.toml"
     spec.write_text(spec.read_text() + "agent_linger = 0\n")
     project.ok("status", "--target", "prod")
     assert agents() == []

@@ -69,6 +69,7 @@ def _compile_wheel(wheel: Path, tmp: Path) -> bytes:
                     cfile=str(tmp / "pyc" / pyc),
                     dfile=name,
                     doraise=True,
+                    optimize=0,  # the hosts' interpreters load plain .pyc files
                     invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
                 )
             except py_compile.PyCompileError:
