@@ -10,6 +10,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,8 +21,9 @@ from rich.table import Table
 from shipyard import __version__
 from shipyard import deploy as ops
 from shipyard import logs as applogs
+from shipyard.background import detach
 from shipyard.errors import ShipyardError, UsageError
-from shipyard.layout import default_cache_dir
+from shipyard.layout import AppLayout, default_cache_dir
 from shipyard.spec import Spec, check_env_pair, load_spec
 from shipyard.state import load_state
 from shipyard.ui import Reporter, error_console, out_console
@@ -65,6 +67,18 @@ def _remote(project: Path, target: str) -> tuple[Path, Spec] | None:
     root = _project(project)
     spec = load_spec(root)
     return (root, spec) if spec.target(target).type == "ssh" else None
+
+
+def _finisher(app: AppLayout) -> ops.Finisher:
+    """How the command finishes what it need not wait for: stopping the old slot once
+    nginx's old workers are done. Run as the `shipyard` program, in a detached child that
+    holds the app's lock until then; called with arguments (embedded, or by the tests),
+    before returning."""
+    context = click.get_current_context()
+    if not (isinstance(context.obj, Options) and context.obj.detach):
+        return ops.run_now
+    app.logs.mkdir(parents=True, exist_ok=True)
+    return lambda work: detach(work, app.logs / "shipyard-background.log")
 
 
 @contextmanager
@@ -187,7 +201,15 @@ def deploy_cmd(
         show_plan(deploy_plan(root, spec, local), out_console())
         return
     started = time.monotonic()
-    outcome = ops.deploy(root, spec, local, Reporter(), skip_tests=skip_tests, lock_wait=lock_wait)
+    outcome = ops.deploy(
+        root,
+        spec,
+        local,
+        Reporter(),
+        skip_tests=skip_tests,
+        lock_wait=lock_wait,
+        finish=_finisher(local.app(spec)),
+    )
     took = time.monotonic() - started
     click.echo(f"release {outcome.release} is live at {local.url(spec)} ({took:.1f}s)", err=True)
     click.echo(local.url(spec))
@@ -213,7 +235,7 @@ def rollback(project: Path, target: str, to: str | None, lock_wait: float) -> No
         return
     _, spec, local = _load(project, target)
     started = time.monotonic()
-    outcome = ops.rollback(spec, local, Reporter(), to, lock_wait)
+    outcome = ops.rollback(spec, local, Reporter(), to, lock_wait, _finisher(local.app(spec)))
     took = time.monotonic() - started
     click.echo(f"release {outcome.release} is live again ({took:.2f}s)")
 
@@ -621,11 +643,19 @@ def provision(target: str, project: Path, dry_run: bool) -> None:
             click.echo(f"{host}: {'would ' if dry_run else ''}{action}")
 
 
+@dataclass(frozen=True)
+class Options:
+    detach: bool  # finish the last steps in a detached child (see _finisher)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: one handler turns every error into a paragraph and an exit code."""
+    """Entry point: one handler turns every error into a paragraph and an exit code.
+
+    `argv` None means this is the `shipyard` program itself (its arguments are sys.argv).
+    """
     console = error_console()
     try:
-        cli.main(args=argv, standalone_mode=False)
+        cli.main(args=argv, standalone_mode=False, obj=Options(detach=argv is None))
     except ShipyardError as err:
         console.print(f"[red bold]error:[/] {escape(err.message)}")
         if err.hint:

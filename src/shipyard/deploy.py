@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import tarfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +46,14 @@ from shipyard.switch import Outcome, Switch, host_header, listen_url
 from shipyard.ui import Reporter
 
 DEFAULT_LOCK_WAIT = 120.0
+
+# How a command finishes what it need not wait for (stopping the old slot once nginx's old
+# workers are done): now, by default; the CLI hands it to a detached child (background.py).
+Finisher = Callable[[Callable[[], None]], None]
+
+
+def run_now(work: Callable[[], None]) -> None:
+    work()
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ def deploy(
     *,
     skip_tests: bool = False,
     lock_wait: float = DEFAULT_LOCK_WAIT,
+    finish: Finisher = run_now,
 ) -> Outcome:
     """Test, build, install, release command, switch, record, prune."""
     app = target.app(spec)
@@ -140,13 +150,23 @@ def deploy(
         save_state(app, state)
         with reporter.stage("runtime"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
+        later: list[Callable[[], None]] = []  # run after the stages: none shows progress
         with reporter.stage("release + switch"):
             outcome = _switch(
-                target, supervisor, app, artifact.id, state, "deploy", release_cmd=True
+                target,
+                supervisor,
+                app,
+                artifact.id,
+                state,
+                "deploy",
+                release_cmd=True,
+                finish=later.append,
             )
         with reporter.stage("prune"):
             prune_releases(app, state, spec.keep)
             artifacts.prune_artifacts(target.cache, keep=max(spec.keep * 4, 20))
+        for work in later:
+            finish(work)
     return outcome
 
 
@@ -252,11 +272,12 @@ def _switch(
     *,
     release_cmd: bool,
     config: dict[str, str] | None = None,
+    finish: Finisher = run_now,
 ) -> Outcome:
     switch = stage(
         target, supervisor, app, release_id, state, action, release_cmd=release_cmd, config=config
     )
-    return commit(app, switch, state, action)
+    return commit(app, switch, state, action, finish)
 
 
 def stage(
@@ -291,11 +312,13 @@ def stage(
     return switch
 
 
-def commit(app: AppLayout, switch: Switch, state: AppState, action: str) -> Outcome:
-    """Move traffic to a staged release and record it as live."""
+def commit(
+    app: AppLayout, switch: Switch, state: AppState, action: str, finish: Finisher = run_now
+) -> Outcome:
+    """Move traffic to a staged release, record it as live, then retire the old slot."""
     release_id = switch.release_id
     try:
-        outcome = switch.commit()
+        outcome = switch.commit(retire=False)
     except ShipyardError as err:
         _record_failure(app, state, release_id, action, err)
         raise
@@ -307,6 +330,8 @@ def commit(app: AppLayout, switch: Switch, state: AppState, action: str) -> Outc
     state.live, state.slot = outcome.release, outcome.slot
     state.log(action, release_id, f"slot {outcome.slot}")
     save_state(app, state)
+    if switch.retiring:
+        finish(switch.retire_old)
     return outcome
 
 
@@ -339,16 +364,28 @@ def rollback(
     reporter: Reporter,
     to: str | None,
     lock_wait: float = DEFAULT_LOCK_WAIT,
+    finish: Finisher = run_now,
 ) -> Outcome:
     app = target.app(spec)
     with app_lock(app, "rollback", lock_wait):
         state = load_state(app)
         release_id = rollback_target(app, state, to)
+        later: list[Callable[[], None]] = []
         with reporter.stage(f"switch to {release_id}"):
             supervisor = runtime.ensure_runtime(target.conn, target.host)
-            return _switch(
-                target, supervisor, app, release_id, state, "rollback", release_cmd=False
+            outcome = _switch(
+                target,
+                supervisor,
+                app,
+                release_id,
+                state,
+                "rollback",
+                release_cmd=False,
+                finish=later.append,
             )
+        for work in later:
+            finish(work)
+        return outcome
 
 
 def rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shipyard import render
@@ -93,43 +94,94 @@ def test_nginx(conn: Connection, host: HostLayout, nginx: NginxBinary | None = N
         )
 
 
-def reload_nginx(
-    conn: Connection, host: HostLayout, supervisor: Supervisor, grace: float = 60
-) -> None:
-    """Test the config, reload gracefully, and wait until the old workers have finished.
+@dataclass(frozen=True)
+class Reload:
+    """A graceful nginx reload under way: new workers serve, the old ones finish what they have.
 
-    Old workers finish their in-flight requests on the old upstream; waiting for them is what
-    makes it safe to stop the old app server right after.
+    nginx tells its old workers to quit only about 0.1 s after the new ones start, and both
+    accept new connections until then (`wait_handed_over()`). An old worker then stops
+    accepting, and exits once its in-flight requests are done. Until it exits it may still
+    send a request to the upstream it was configured with, so an app server that nginx no
+    longer points at is stopped only after `wait_drained()`.
+    """
+
+    master: int | None  # None: nothing to wait for (nginx was started, not reloaded)
+    old_workers: frozenset[int] = frozenset()
+    deadline: float = 0.0
+
+    def wait_handed_over(self) -> None:
+        """Until no old worker accepts new connections: each has exited, or has closed its
+        listening sockets, which it does as it renames itself "worker process is shutting
+        down"."""
+        if self.master is None:
+            return
+        while time.monotonic() < self.deadline:
+            if not any(_accepts(pid) for pid in _children(self.master) & self.old_workers):
+                return
+            time.sleep(0.005)
+
+    def wait_drained(self) -> None:
+        """Until the old workers have exited, or the grace period has passed (traffic has
+        moved; an old app server is then stopped gracefully after its own timeout)."""
+        if self.master is None:
+            return
+        while time.monotonic() < self.deadline and _children(self.master) & self.old_workers:
+            time.sleep(0.01)
+
+
+def reload_nginx(
+    conn: Connection,
+    host: HostLayout,
+    supervisor: Supervisor,
+    grace: float = 60,
+    *,
+    drain: bool = True,
+) -> Reload:
+    """Test the config, reload gracefully, and return once new workers serve.
+
+    With `drain`, also wait until the old workers have finished their in-flight requests on
+    the old upstream: waiting for them is what makes it safe to stop an old app server.
     """
     test_nginx(conn, host)
     if host.system_nginx:
-        _reload_system_nginx(conn, host, grace)
-        return
-    info = supervisor.process(NGINX_PROGRAM)
-    if info is None or info.state != "RUNNING":
-        supervisor.start(NGINX_PROGRAM, wait=True)
-        return
-    old_workers = _children(info.pid)
-    log_size = _size(host.nginx_error_log)
-    supervisor.signal(NGINX_PROGRAM, "HUP")
-    _wait_for_new_workers(info.pid, old_workers, grace, host.nginx_error_log, log_size)
+        reload = _reload_system_nginx(conn, host, grace)
+    else:
+        info = supervisor.process(NGINX_PROGRAM)
+        if info is None or info.state != "RUNNING":
+            supervisor.start(NGINX_PROGRAM, wait=True)
+            return Reload(None)
+        old_workers = _children(info.pid)
+        log_size = _size(host.nginx_error_log)
+        supervisor.signal(NGINX_PROGRAM, "HUP")
+        reload = _wait_for_new_workers(info.pid, old_workers, grace, host.nginx_error_log, log_size)
+    if drain:
+        reload.wait_drained()
+    return reload
+
+
+def _accepts(worker: int) -> bool:
+    try:
+        title = Path(f"/proc/{worker}/cmdline").read_bytes()
+    except OSError:
+        return False  # gone
+    return b"shutting down" not in title
 
 
 def _wait_for_new_workers(
     master: int, old_workers: set[int], grace: float, error_log: Path, log_size: int
-) -> None:
-    """Wait until new workers serve and the old ones have finished their requests.
+) -> Reload:
+    """Wait until new workers serve (nginx starts them at once, beside the old ones).
 
     A reload nginx refuses (a port it cannot bind, say) starts no new workers and says why
     in its error log: that is reported at once instead of waiting out the grace period.
     """
-    deadline = time.monotonic() + grace
+    reload = Reload(master, frozenset(old_workers), time.monotonic() + grace)
     next_look = time.monotonic() + 0.5
-    while time.monotonic() < deadline:
+    while time.monotonic() < reload.deadline:
         current = _children(master)
-        if current and not (current & old_workers):
-            return
-        if not (current - old_workers) and time.monotonic() >= next_look:
+        if current - old_workers:
+            return reload
+        if time.monotonic() >= next_look:
             next_look = time.monotonic() + 0.5
             if refusal := _new_emergencies(error_log, log_size):
                 raise DeployError(
@@ -137,9 +189,8 @@ def _wait_for_new_workers(
                     hint="nginx keeps its previous configuration, so what served still "
                     f"serves. See {error_log}.",
                 )
-        time.sleep(0.01)
-    # Old workers busy past the grace period: traffic has moved, and the old app server is
-    # stopped gracefully by supervisor after its own timeout.
+        time.sleep(0.005)
+    return reload
 
 
 def _size(path: Path) -> int:
@@ -171,7 +222,7 @@ def system_nginx_master() -> int | None:
     return pid if same_net and comm == "nginx" else None
 
 
-def _reload_system_nginx(conn: Connection, host: HostLayout, grace: float) -> None:
+def _reload_system_nginx(conn: Connection, host: HostLayout, grace: float) -> Reload:
     """Reload the host's own nginx gracefully, or start it (systemd where it runs)."""
     master = system_nginx_master()
     if master is None:
@@ -179,11 +230,11 @@ def _reload_system_nginx(conn: Connection, host: HostLayout, grace: float) -> No
         systemd = Path("/run/systemd/system").is_dir()
         argv = ("systemctl", "start", "nginx") if systemd else (nginx.path,)
         execute(conn, Command(argv, timeout=60))
-        return
+        return Reload(None)
     old_workers = _children(master)
     log_size = _size(host.nginx_error_log)
     os.kill(master, signal.SIGHUP)
-    _wait_for_new_workers(master, old_workers, grace, host.nginx_error_log, log_size)
+    return _wait_for_new_workers(master, old_workers, grace, host.nginx_error_log, log_size)
 
 
 def _children(pid: int) -> set[int]:

@@ -75,6 +75,7 @@ class Switch:
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
         self._log_offset = 0
+        self._retiring: tuple[str, runtime.Reload] | None = None
 
     def run(self) -> Outcome:
         self.stage()
@@ -95,22 +96,44 @@ class Switch:
             self.abort()
             raise
 
-    def commit(self) -> Outcome:
-        """Point nginx at the staged slot, check through nginx, then retire the old slot."""
+    def commit(self, *, retire: bool = True) -> Outcome:
+        """Point nginx at the staged slot, check through nginx, then retire the old slot.
+
+        With `retire=False` the old slot is left to `retire_old()`: traffic has moved, and
+        what is left is to wait for nginx's old workers and stop the old server, which a
+        command need not wait for (the caller still holds the app's lock while it runs).
+        """
         try:
-            self._point_nginx_at(self.slot, self.release_id)
+            reload = self._point_nginx_at(self.slot, self.release_id)
         except BaseException:
             self.abort()
             raise
         try:
+            reload.wait_handed_over()  # from here on every new request meets the new config
             self._check_through_nginx()
         except BaseException:
             self._switch_back()
             raise
         self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
         if self.live is not None and self.live[1] != self.slot:
-            self._retire_slot(self.live[1])
+            self._retiring = (self.live[1], reload)
+        if retire:
+            self.retire_old()
         return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+
+    def retire_old(self) -> None:
+        """Once nginx's old workers have finished their requests, stop the old slot."""
+        if self._retiring is None:
+            return
+        slot, reload = self._retiring
+        self._retiring = None
+        reload.wait_drained()
+        self._retire_slot(slot)
+
+    @property
+    def retiring(self) -> bool:
+        """A slot is left for `retire_old()`."""
+        return self._retiring is not None
 
     def abort(self) -> None:
         """Stop a staged slot that will not take traffic."""
@@ -216,7 +239,7 @@ class Switch:
             log = again
         return log[self._log_offset :].decode(errors="replace")
 
-    def _point_nginx_at(self, slot: str, release_id: str) -> None:
+    def _point_nginx_at(self, slot: str, release_id: str) -> runtime.Reload:
         previous = self.conn.read(_posix(self.app.site_file))
         content = render.site_conf(
             release_spec(self.app, release_id),
@@ -229,7 +252,7 @@ class Switch:
         )
         self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
         try:
-            runtime.reload_nginx(self.conn, self.app.host, self.supervisor)
+            return runtime.reload_nginx(self.conn, self.app.host, self.supervisor, drain=False)
         except BaseException:
             self._restore_site(previous)
             raise
@@ -261,7 +284,7 @@ class Switch:
 
     def _switch_back(self) -> None:
         if self.live is not None:
-            self._point_nginx_at(self.live[1], self.live[0])
+            self._point_nginx_at(self.live[1], self.live[0]).wait_drained()
         else:
             self.app.site_file.unlink(missing_ok=True)
             runtime.reload_nginx(self.conn, self.app.host, self.supervisor)

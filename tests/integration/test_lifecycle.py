@@ -5,9 +5,15 @@ from __future__ import annotations
 import http.client
 import subprocess
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
+
+from shipyard.errors import LockHeld
+from shipyard.state import app_lock, load_state
+from shipyard.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from conftest import Deployment
@@ -218,3 +224,57 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     assert (deployment.base / "flaskr" / "shared" / "config.json").exists()
     assert deployment.cli("destroy", project, "--yes", "--purge", capsys=capsys)[0] == 0
     assert not (deployment.base / "flaskr").exists()
+
+
+SLOW_ROUTE = """
+
+import time as _time
+
+
+@bp.get("/slow")
+def slow() -> str:
+    _time.sleep(float(request.args.get("seconds", "1")))
+    return "slow done"
+"""
+
+
+def test_the_command_returns_while_the_old_slot_finishes_in_the_background(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`shipyard deploy` returns once the new release serves; a detached child stops the old
+    slot after nginx's old workers finish their requests, and holds the lock until then."""
+    views = deployment.project / "flaskr" / "views.py"
+    views.write_text(views.read_text() + SLOW_ROUTE)
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    app = deployment.app("flaskr")
+    old_slot = load_state(app).slot
+    assert old_slot is not None
+
+    slow: list[tuple[int, str, str | None]] = []
+    request = threading.Thread(target=lambda: slow.append(deployment.get("/slow?seconds=8")))
+    request.start()
+    time.sleep(0.5)  # in flight on the old slot, through one of nginx's current workers
+    deployment.set_greeting("detached")
+    started = time.monotonic()
+    child = _deploy_child(project)
+    _, err = child.communicate(timeout=120)
+    returned_after = time.monotonic() - started
+    assert child.returncode == 0, err
+    assert deployment.get("/version")[1] == "detached"
+    assert not slow, "the command waited for the old slot's request"
+    with pytest.raises(LockHeld), app_lock(app, "test", wait=0):
+        pass  # the detached child holds it while the old slot finishes its request
+    supervisor = Supervisor(deployment.base / ".shipyard" / "supervisor.sock")
+    old_program = app.program("web", old_slot)
+    info = supervisor.process(old_program)
+    assert info is not None and info.state == "RUNNING"
+
+    request.join(timeout=30)
+    assert slow and slow[0][:2] == (200, "slow done"), slow
+    with app_lock(app, "test", wait=15):
+        info = supervisor.process(old_program)
+        assert info is None or info.state in ("STOPPED", "STOPPING", "EXITED"), info
+    assert returned_after < 8, returned_after
+    log = app.logs / "shipyard-background.log"
+    assert not log.exists() or "failed" not in log.read_text()
