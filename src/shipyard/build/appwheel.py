@@ -13,10 +13,14 @@ import json
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.build.tools import fail, uv
 from shipyard.errors import BuildError
 from shipyard.hosts.base import Connection
+
+if TYPE_CHECKING:
+    from pyproject_hooks import BuildBackendHookCaller
 
 # PEP 517's fallback for a project with no [build-system]
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
@@ -68,6 +72,43 @@ def install(conn: Connection, env: Path, requires: list[str]) -> None:
         )
 
 
+# What a backend's get_requires_for_build_wheel reads: its config, in these files.
+BUILD_CONFIG_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
+
+
+def extra_build_requires(
+    hooks: BuildBackendHookCaller,
+    project: Path,
+    env: Path,
+    backend: str,
+    backend_path: list[str] | None,
+) -> list[str]:
+    """The backend's extra build requirements, asked once per build config.
+
+    Asking costs an interpreter start and the backend's import (about as much as the build
+    itself for a small app), and the answer follows from the project's build config alone,
+    for the backends in use (setuptools, hatchling, flit, poetry, pdm). An in-tree backend
+    (backend-path) may compute it any way, so it is asked every time.
+    """
+    if backend_path:
+        return list(hooks.get_requires_for_build_wheel())
+    digest = hashlib.sha256(backend.encode())
+    for name in BUILD_CONFIG_FILES:
+        path = project / name
+        digest.update(f"\0{name}\0".encode() + (path.read_bytes() if path.is_file() else b""))
+    answer = env / "requires-for-wheel" / digest.hexdigest()[:24]
+    try:
+        cached = json.loads(answer.read_text())
+        if isinstance(cached, list) and all(isinstance(r, str) for r in cached):
+            return cached
+    except (OSError, ValueError):
+        pass
+    extra = list(hooks.get_requires_for_build_wheel())
+    answer.parent.mkdir(exist_ok=True)
+    answer.write_text(json.dumps(extra))
+    return extra
+
+
 def build_wheel(conn: Connection, project: Path, out: Path, cache: Path, python: str) -> Path:
     """Build the project's wheel into `out` and return it."""
     from pyproject_hooks import BuildBackendHookCaller, quiet_subprocess_runner  # builder only
@@ -83,7 +124,7 @@ def build_wheel(conn: Connection, project: Path, out: Path, cache: Path, python:
     )
     out.mkdir(parents=True, exist_ok=True)
     try:
-        extra = hooks.get_requires_for_build_wheel()
+        extra = extra_build_requires(hooks, project, env, backend, backend_path)
         missing = [r for r in extra if r not in requires]
         if missing:  # e.g. setuptools asks for "wheel": added to this environment once
             install(conn, env, missing)
