@@ -118,7 +118,7 @@ class Reload:
         while time.monotonic() < self.deadline:
             if not any(_accepts(pid) for pid in _children(self.master) & self.old_workers):
                 return
-            time.sleep(0.005)
+            time.sleep(0.01)
 
     def wait_drained(self) -> None:
         """Until the old workers have exited, or the grace period has passed (traffic has
