@@ -9,7 +9,12 @@ release's compile time into a few thousand stat calls.
 from __future__ import annotations
 
 import os
+import py_compile
+import sys
+from collections.abc import Sequence
 from pathlib import Path
+
+from shipyard.errors import DeployError
 
 
 def site_packages(venv: Path) -> Path | None:
@@ -84,3 +89,22 @@ def without_bytecode(venv: Path) -> list[Path] | None:
             Path(directory, name) for name in sources if f"{name[:-3]}.{tag}.pyc" not in compiled
         ]
     return missing
+
+
+def compile_here(files: Sequence[Path], site: Path) -> bool:
+    """Compile `files` in this interpreter if it is the Python that `site` belongs to (the
+    same .pyc tag): a code-only release's few modules are not worth a new interpreter's
+    start. False, compiling nothing, when the venv is of another Python."""
+    if cache_tag(site) != sys.implementation.cache_tag:
+        return False
+    for path in files:
+        try:
+            py_compile.compile(str(path), doraise=True)
+        except py_compile.PyCompileError as err:
+            where = getattr(err.exc_value, "lineno", None)
+            raise DeployError(
+                f"cannot compile {path}{f', line {where}' if where else ''}: "
+                f"{err.exc_type_name}: {getattr(err.exc_value, 'msg', err.exc_value)}",
+                hint="Fix the module, then deploy again; the serving release is untouched.",
+            ) from None
+    return True

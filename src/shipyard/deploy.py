@@ -18,7 +18,13 @@ from shipyard.build import artifact as artifacts
 from shipyard.build.bytecode_bundle import bundle_name, unpack_bundles
 from shipyard.build.testgate import run_tests
 from shipyard.build.tools import find_python
-from shipyard.bytecode import cache_tag, reuse_bytecode, site_packages, without_bytecode
+from shipyard.bytecode import (
+    cache_tag,
+    compile_here,
+    reuse_bytecode,
+    site_packages,
+    without_bytecode,
+)
 from shipyard.errors import (
     DeployError,
     HealthCheckFailed,
@@ -206,9 +212,11 @@ def install_release(
                     reuse_bytecode(app.venv(previous), venv)
                 else:
                     unpack_dependency_bytecode(artifacts.wheel_store(target.cache), artifact, venv)
-                remaining = compile_only_what_lacks_bytecode(venv, compile_all)
-                if remaining is not None:
-                    execute(target.conn, remaining)
+                missing = few_lacking_bytecode(venv)
+                if missing is None:
+                    execute(target.conn, compile_all)
+                elif missing:
+                    compile_files(target.conn, venv, missing)
                 continue
             execute(target.conn, step)
     except BaseException:
@@ -228,16 +236,20 @@ def unpack_dependency_bytecode(store: Path, artifact: artifacts.Artifact, venv: 
         return 0
 
 
-def compile_only_what_lacks_bytecode(venv: Path, compile_all: Command) -> Command | None:
-    """After bytecode was carried over: compile the few files left (a code-only release: the
-    app's own), not walk the whole venv again in a new interpreter."""
+def few_lacking_bytecode(venv: Path, most: int = 200) -> list[Path] | None:
+    """After bytecode was carried over: the few files left to compile (a code-only release:
+    the app's own); None when there are many, or it cannot be told, for one compileall."""
     missing = without_bytecode(venv)
-    if missing is None or len(missing) > 200:
-        return compile_all
-    if not missing:
-        return None
+    return None if missing is None or len(missing) > most else missing
+
+
+def compile_files(conn: Connection, venv: Path, files: list[Path]) -> None:
+    """Compile a few of the venv's files: here when this is the venv's Python, else by it."""
+    site = site_packages(venv)
+    if site is not None and compile_here(files, site):
+        return
     python = str(venv / "bin" / "python")
-    return Command((python, "-m", "py_compile", *map(str, missing)), timeout=600)
+    execute(conn, Command((python, "-m", "py_compile", *map(str, files)), timeout=600))
 
 
 def _newest_installed(app: AppLayout) -> str | None:
