@@ -127,6 +127,9 @@ class Switch:
             return
         slot, reload = self._retiring
         self._retiring = None
+        # this may run in a forked child: a connection to supervisord of its own, not the
+        # parent's copy of one
+        self.supervisor.close()
         reload.wait_drained()
         self._retire_slot(slot)
 
