@@ -817,11 +817,13 @@ def bytes_goal(shipyard: list[Result]) -> list[str]:
     return lines
 
 
-def write_section(section: str) -> None:
+def write_section(section: str, begin: str = BEGIN, end: str = END) -> None:
+    """Put `section` (which starts with `begin` and ends with `end`) into BENCHMARKS.md in
+    place of the one between those markers, or at the end."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     BENCHMARKS.write_text(text)

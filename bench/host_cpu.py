@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fleet_compare import (
-    BENCHMARKS,
     SETTLE,
     Result,
     Shipyard,
@@ -41,6 +40,7 @@ from fleet_compare import (
     machine,
     set_greeting,
     wait_serving,
+    write_section,
 )
 
 BEGIN, END = "<!-- host-cpu:begin -->", "<!-- host-cpu:end -->"
@@ -247,16 +247,6 @@ def report(profiles: list[Profile]) -> str:
     return "\n".join(lines)
 
 
-def write_section(section: str) -> None:
-    text = BENCHMARKS.read_text()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", default="1,16", help="fleet sizes, comma-separated")
@@ -276,7 +266,7 @@ def main() -> None:
         profiles.append(profile_size(n, nonce, args.verbose))
     section = report(profiles)
     if not args.no_write:
-        write_section(section)
+        write_section(section, BEGIN, END)
     print(section)
 
 
