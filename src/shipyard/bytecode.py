@@ -8,6 +8,7 @@ release's compile time into a few thousand stat calls.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import py_compile
 import sys
@@ -29,36 +30,45 @@ def reuse_bytecode(old_venv: Path, new_venv: Path) -> int:
         return 0
     if old_site.parent.name != new_site.parent.name:  # another Python: other .pyc tags
         return 0
+    # plain strings and one mkdir per directory: this walks every .pyc of the venv at each
+    # release, where pathlib's objects and a mkdir per file cost more than the links
+    old_root, new_root = str(old_site), str(new_site)
     linked = 0
-    for cache_dir, _dirs, files in os.walk(old_site):
-        if not cache_dir.endswith("__pycache__"):
+    for cache_dir, _dirs, files in os.walk(old_root):
+        if os.path.basename(cache_dir) != "__pycache__":
             continue
-        rel = Path(cache_dir).relative_to(old_site).parent
+        old_dir = os.path.dirname(cache_dir)
+        new_dir = os.path.join(new_root, os.path.relpath(old_dir, old_root))
+        target_dir = os.path.join(new_dir, "__pycache__")
+        made = False
         for name in files:
             if not name.endswith(".pyc"):
                 continue
-            source = rel / (name.split(".", 1)[0] + ".py")
-            if _same_file(old_site / source, new_site / source):
-                target_dir = new_site / rel / "__pycache__"
-                try:
-                    target_dir.mkdir(exist_ok=True)
-                    os.link(Path(cache_dir) / name, target_dir / name)
-                    linked += 1
-                except FileExistsError:
-                    continue
-                except OSError:
-                    return linked  # another filesystem, or no permission: compile instead
+            module = name.split(".", 1)[0] + ".py"
+            if not _same_file(os.path.join(old_dir, module), os.path.join(new_dir, module)):
+                continue
+            try:
+                if not made:
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(target_dir)
+                    made = True
+                os.link(os.path.join(cache_dir, name), os.path.join(target_dir, name))
+                linked += 1
+            except FileExistsError:
+                continue
+            except OSError:
+                return linked  # another filesystem, or no permission: compile instead
     return linked
 
 
-def _same_file(old: Path, new: Path) -> bool:
+def _same_file(old: str, new: str) -> bool:
     """The very same file (one inode, linked from uv's cache), so the same content.
 
     Size and mtime are not enough: wheel builders pin every file's mtime, so two versions of
     a module of equal length look alike (and would load the old bytecode).
     """
     try:
-        a, b = old.stat(), new.stat()
+        a, b = os.stat(old), os.stat(new)
     except OSError:
         return False
     return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
