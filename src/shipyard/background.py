@@ -31,8 +31,12 @@ def detach(work: Callable[[], None], log: Path) -> None:
     code = 1
     try:
         os.setsid()  # no terminal: a Ctrl-C or a closed terminal does not stop it half-way
-        null = os.open(os.devnull, os.O_RDONLY)
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError:
+            out = null  # the work matters more than its log
         for target, source in ((0, null), (1, out), (2, out)):
             os.dup2(source, target)
         work()

@@ -77,7 +77,6 @@ def _finisher(app: AppLayout) -> ops.Finisher:
     context = click.get_current_context()
     if not (isinstance(context.obj, Options) and context.obj.detach):
         return ops.run_now
-    app.logs.mkdir(parents=True, exist_ok=True)
     return lambda work: detach(work, app.logs / "shipyard-background.log")
 
 
