@@ -34,6 +34,7 @@ from pathlib import Path
 
 from fleet_compare import (
     SETTLE,
+    SHIPYARD,
     Result,
     Shipyard,
     Testbed,
@@ -141,36 +142,54 @@ class Profile:
     by_role: dict[str, float]  # per host
 
 
-def profile_size(n: int, nonce: str, verbose: bool) -> Profile:
+def profile_size(n: int, nonce: str, phase: str, verbose: bool) -> Profile:
+    """The profile of one phase: `warm`, or `provision` / `deploy` of a cold run."""
     work = Path(tempfile.mkdtemp(prefix="syb-hostcpu-"))
     bed = Testbed(n)
     try:
         tool = Shipyard(bed, work)
+        if phase == "provision":
+            return measure(bed, lambda: tool.run([SHIPYARD, "provision", "prod"]), verbose)
+        cold = f"cold {nonce} {n}"
+        if phase == "deploy":
+            set_greeting(tool.project, cold)
+            tool.run([SHIPYARD, "provision", "prod"])
+            return measure(bed, lambda: deployed(tool, bed, cold), verbose)
         result = Result("shipyard", n)
-        tool.cold(result, f"cold {nonce} {n}")
+        tool.cold(result, cold)
         for i in range(WARMUPS):
             tool.warm(result, f"warmup {nonce} {n}.{i}")
-        return measure(bed, tool, f"profiled {nonce} {n}", verbose)
+        text = f"profiled {nonce} {n}"
+        set_greeting(tool.project, text)
+        return measure(bed, lambda: deployed(tool, bed, text), verbose)
     finally:
         bed.close()
         shutil.rmtree(work, ignore_errors=True)
 
 
-def measure(bed: Testbed, tool: Shipyard, text: str, verbose: bool) -> Profile:
+def deployed(tool: Shipyard, bed: Testbed, text: str) -> subprocess.CompletedProcess[str]:
+    """A deploy that counts once every host serves `text`."""
+    done = tool.deploy()
+    if done.returncode == 0:
+        wait_serving(bed.fleet, text)
+    return done
+
+
+def measure(
+    bed: Testbed, action: Callable[[], subprocess.CompletedProcess[str]], verbose: bool
+) -> Profile:
     def host_pids() -> list[int]:
         return [pid for group in bed.hosts for pid in group.pids()]
 
-    set_greeting(tool.project, text)
     before = live_processes(host_pids())
     totals = bed.host_seconds()
     pacct = Path(tempfile.mkstemp(prefix="syb-pacct-")[1])
     subprocess.run(["accton", str(pacct)], check=True, capture_output=True)
     try:
         started = time.monotonic()
-        deployed = tool.deploy()
-        if deployed.returncode != 0:
-            sys.exit(f"deploy failed:\n{deployed.stdout[-3000:]}\n{deployed.stderr[-3000:]}")
-        wait_serving(bed.fleet, text)
+        done = action()
+        if done.returncode != 0:
+            sys.exit(f"{done.args} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
         wall = time.monotonic() - started
         time.sleep(SETTLE)
         after = live_processes(host_pids())
@@ -252,6 +271,13 @@ def main() -> None:
     parser.add_argument("--hosts", default="1,16", help="fleet sizes, comma-separated")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     parser.add_argument("--verbose", action="store_true", help="list every process counted")
+    parser.add_argument(
+        "--phase",
+        choices=("warm", "provision", "deploy"),
+        default="warm",
+        help="what to profile: a warm redeploy (written to BENCHMARKS.md), or a cold run's"
+        " provision or deploy (printed only)",
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
     if os.geteuid() != 0:
@@ -263,9 +289,9 @@ def main() -> None:
     profiles = []
     for n in sizes:
         print(f"{n} host(s) …", flush=True)
-        profiles.append(profile_size(n, nonce, args.verbose))
+        profiles.append(profile_size(n, nonce, args.phase, args.verbose))
     section = report(profiles)
-    if not args.no_write:
+    if not args.no_write and args.phase == "warm":
         write_section(section, BEGIN, END)
     print(section)
 

@@ -2,8 +2,9 @@
 
 A provisioned host has nginx and python3-venv (from apt, only when missing), the app user, and
 shipyard's runtime under its base directory: a venv with supervisord and shipyard's
-dependencies, installed offline from wheels sent from this machine (hosts need no package
-index), plus shipyard's own package. Where systemd runs, supervisord starts at boot.
+dependencies, installed on this machine from wheels for the host's platform and sent as one
+tar (build/runtime_image.py: hosts need no package index and install no wheel), plus
+shipyard's own package. Where systemd runs, supervisord starts at boot.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from shipyard.build.deps import Pin
 from shipyard.build.platforms import Platform
+from shipyard.build.runtime_image import Image, runtime_image
 from shipyard.build.tools import PythonInfo, find_python
 from shipyard.build.wheels import fill_store
 from shipyard.errors import HostError
@@ -40,7 +42,6 @@ from shipyard.remote import (
     runtime_id,
     runtime_pins,
 )
-from shipyard.wire import sha256_of
 
 APT_PACKAGES = {"nginx": "nginx", "venv": "python3-venv", "python": "python3"}
 
@@ -51,7 +52,7 @@ class Action:
 
     what: str
     command: Command
-    data: Callable[[], bytes] | None = None
+    data: Callable[[], bytes | Path] | None = None  # a Path: the file is sent as it is
 
 
 def unit_name(host: RemoteHost) -> str:
@@ -124,74 +125,80 @@ def _runtime_action(
     pins = list(runtime_pins())
     own = find_python("")
     python = own if own.minor == python_minor else PythonInfo(f"python{python_minor}", python_minor)
-    payload = _runtime_payload(cache, pins, python, platform)
-    if payload is None:
-        raise HostError(host.name, "no uv wheel among shipyard's runtime wheels")
     runtime = host.runtime
-    pin_args = " ".join(shlex.quote(str(pin)) for pin in pins if pin.name != "uv")
+    image = _runtime_image(host, cache, pins, python, platform)
+    # The old venv is set aside, not changed in place: a runtime of other versions is made
+    # anew. Processes running from it (supervisord) keep what they have loaded.
     script = f"""set -e
 rt={shlex.quote(str(runtime))}
 py={shlex.quote(interpreter)}
-mkdir -p "$rt/incoming" "$rt/wheels" "$rt/bin"
+mkdir -p "$rt/incoming" "$rt/bin"
 chmod 755 {shlex.quote(str(host.base))} "$rt"
 tmp=$(mktemp -d "$rt/incoming/runtime.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-tar -xf - -C "$tmp" --no-same-owner
-cd "$tmp"
-printf '%s' {shlex.quote(payload.sums)} | sha256sum -c --quiet -
-mv -f "$tmp"/*.whl "$rt/wheels/"
-chmod 755 "$tmp/uv" && mv -f "$tmp/uv" "$rt/bin/uv"
-export UV_PYTHON_DOWNLOADS=never UV_NO_PROGRESS=1 NO_COLOR=1 UV_CACHE_DIR="$rt/cache/uv"
-# a venv made from another interpreter is made again
-real=$(readlink -f "$rt/venv/bin/python" 2>/dev/null || true)
-[ "$real" = "$(readlink -f "$py")" ] || rm -rf "$rt/venv"
-[ -x "$rt/venv/bin/python" ] || "$rt/bin/uv" venv --quiet --python "$py" "$rt/venv"
-"$rt/bin/uv" pip install --quiet --offline --no-index --find-links "$rt/wheels" \
-    --python "$rt/venv/bin/python" {pin_args}
+"$py" -c {shlex.quote(_CHECKED_COPY)} "$tmp/runtime.tar" {image.sha256}
+if [ -e "$rt/venv" ]; then mv "$rt/venv" "$tmp/old-venv"; fi
+"$py" -m venv --without-pip "$rt/venv"
+tar -xf "$tmp/runtime.tar" -C "$rt" --no-same-owner venv
+tar -xf "$tmp/runtime.tar" -C "$tmp" --no-same-owner bin/uv
+mv -f "$tmp/bin/uv" "$rt/bin/uv"
 echo "$py" > "$rt/venv/{INTERPRETER_MARK}"
 echo {runtime_id(python_minor, interpreter)} > "$rt/venv/{RUNTIME_MARK}"
 """
-
     return Action(
         f"install shipyard's runtime: supervisord and {len(pins)} packages "
-        f"({len(payload.tar) // 1024} KiB)",
+        f"({image.size // 1024} KiB)",
         _sh(script, timeout=600),
-        lambda: payload.tar,
+        lambda: image.path,
     )
+
+
+# Copies stdin to a file, and fails unless what arrived has the expected sha256.
+_CHECKED_COPY = """import hashlib, sys
+digest = hashlib.sha256()
+with open(sys.argv[1], "wb") as out:
+    while chunk := sys.stdin.buffer.read(1 << 20):
+        digest.update(chunk)
+        out.write(chunk)
+if digest.hexdigest() != sys.argv[2]:
+    sys.exit("shipyard's runtime arrived damaged (sha256 mismatch): provision again")
+"""
 
 
 @dataclass(frozen=True)
 class Payload:
     tar: bytes
-    sums: str  # sha256sum -c input for the files in tar
 
 
-_payloads: dict[tuple[object, ...], Payload | None] = {}
+_payloads: dict[tuple[object, ...], Payload] = {}
+_images: dict[tuple[object, ...], Image] = {}
 _payloads_lock = threading.Lock()
 
 
-def _runtime_payload(
-    cache: Path, pins: list[Pin], python: PythonInfo, platform: Platform
-) -> Payload | None:
-    """The runtime's wheels and uv's binary as one tar, built once for all hosts.
+def _runtime_image(
+    host: RemoteHost,
+    cache: Path,
+    pins: list[Pin],
+    python: PythonInfo,
+    platform: Platform,
+) -> Image:
+    """The runtime's packages installed, and uv's binary: one tar per host kind, made once.
 
     uv's wheel only brings its binary: it is sent unpacked, so that each host is spared
     inflating 40 MB (a third of a second of CPU) for the price of sending more bytes.
     """
     key = ("runtime", str(cache), tuple(map(str, pins)), python.minor, platform.key)
     with _payloads_lock:
-        if key not in _payloads:
+        if key not in _images:
             wheels = fill_store(LocalConnection(), cache / "wheels", pins, python, platform)
             files = sorted(wheels.values(), key=lambda p: p.name)
             uv_wheel = next((p for p in files if p.name.startswith("uv-")), None)
             if uv_wheel is None:
-                _payloads[key] = None
-            else:
-                uv = _unpacked_uv(uv_wheel, cache / "uv-bin")
-                entries = [(p.name, p) for p in files if p != uv_wheel] + [("uv", uv)]
-                sums = "".join(f"{sha256_of(path)}  {name}\n" for name, path in entries)
-                _payloads[key] = Payload(_tar(entries), sums)
-        return _payloads[key]
+                raise HostError(host.name, "no uv wheel among shipyard's runtime wheels")
+            uv = _unpacked_uv(uv_wheel, cache / "uv-bin")
+            others = [p for p in files if p != uv_wheel]
+            _images[key] = runtime_image(cache, others, uv, python.minor)
+        return _images[key]
 
 
 def _unpacked_uv(wheel: Path, into: Path) -> Path:
@@ -270,7 +277,7 @@ def _lib_payload(host_python_minor: str) -> bytes:
             with tempfile.TemporaryDirectory(prefix="shipyard-lib-") as tmp:
                 if with_bytecode:
                     files += _compiled(files, Path(tmp))
-                cached = _payloads[key] = Payload(_tar(files), "")
+                cached = _payloads[key] = Payload(_tar(files))
         return cached.tar
 
 

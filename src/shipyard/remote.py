@@ -37,9 +37,12 @@ DEFAULT_BASE = "/srv/shipyard"
 DEFAULT_LISTEN = "0.0.0.0:80"
 RUNTIME_MARK = ".shipyard-runtime"
 INTERPRETER_MARK = ".shipyard-interpreter"
+# How the runtime is laid out and sent (build/runtime_image.py); part of the runtime's id, so
+# that a host with an older kind is provisioned anew.
+RUNTIME_FORMAT = 2
 LIB_MARK = ".shipyard-lib"
 NOT_READY = 3  # the agent's exit code when its code is not the deploying machine's
-HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "uv")
+HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "installer", "uv")
 
 FACTS_SCRIPT = r"""
 base=$1; app_user=$2
@@ -245,7 +248,7 @@ def runtime_pins() -> tuple[Pin, ...]:
 
 def runtime_id(python_minor: str, interpreter: str) -> str:
     pins = "\n".join(str(pin) for pin in runtime_pins())
-    text = f"{pins}\npython {python_minor} {interpreter}\n"
+    text = f"{pins}\npython {python_minor} {interpreter}\nformat {RUNTIME_FORMAT}\n"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

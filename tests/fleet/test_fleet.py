@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,17 @@ def test_provision_is_idempotent(prod: Project) -> None:
     first = prod.ok("provision", "prod")
     for host in prod.fleet:
         assert f"{host.name}: install shipyard's runtime" in first.stdout, first.stdout
-        assert (host.base_dir / ".shipyard" / "venv" / "bin" / "python").is_file()
+        venv = host.base_dir / ".shipyard" / "venv"
+        assert (venv / "bin" / "python").is_file()
         assert os.access(host.base_dir / ".shipyard" / "bin" / "uv", os.X_OK)
+        # the runtime arrives installed, with its bytecode (the hosts run this Python)
+        site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
+        tag = sys.implementation.cache_tag
+        assert (site / "site-packages" / "pydantic" / "__pycache__" / f"main.{tag}.pyc").is_file()
+    version = prod.fleet.ssh(
+        prod.fleet.web[0], f"{prod.fleet.web[0].base_dir}/.shipyard/venv/bin/supervisord --version"
+    )
+    assert version.stdout.strip() == metadata.version("supervisor"), version
     second = prod.ok("provision", "prod")
     assert second.stdout.count("already provisioned, nothing to do") == len(list(prod.fleet))
     ready = prod.ok("check", "--target", "prod")

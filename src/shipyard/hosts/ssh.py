@@ -7,6 +7,7 @@ checked strictly unless the target asks for trust-on-first-use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -17,6 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from shipyard.errors import HostError
 from shipyard.hosts.base import Command, Result, Symlink, Upload
@@ -128,18 +130,24 @@ class SSHConnection:
     def run(self, command: Command) -> Result:
         return self.run_input(command, None)
 
-    def run_input(self, command: Command, data: bytes | None) -> Result:
+    def run_input(self, command: Command, data: bytes | Path | None) -> Result:
+        """Run `command` with `data` on its stdin. A Path is given to ssh as its stdin, so that
+        a large file is not copied through this process (in pipe-sized writes)."""
         started = time.monotonic()
         argv = [*self.ssh_argv(), "--", self.remote_command(command)]
         try:
-            proc = subprocess.run(
-                argv,
-                input=data,
-                stdin=None if data is not None else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=command.timeout,
-                check=False,
-            )
+            with contextlib.ExitStack() as stack:
+                stdin: int | IO[bytes] = subprocess.DEVNULL
+                if isinstance(data, Path):
+                    stdin = stack.enter_context(open(data, "rb"))
+                proc = subprocess.run(
+                    argv,
+                    input=data if isinstance(data, bytes) else None,
+                    stdin=None if isinstance(data, bytes) else stdin,
+                    capture_output=True,
+                    timeout=command.timeout,
+                    check=False,
+                )
             code, out, err = proc.returncode, proc.stdout, proc.stderr
         except subprocess.TimeoutExpired as exc:
             code, out = 124, exc.stdout or b""

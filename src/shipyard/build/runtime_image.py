@@ -1,0 +1,131 @@
+"""shipyard's runtime for a host as one tar, built here once and kept in the cache.
+
+The tar holds the runtime venv's packages already installed (`venv/lib/pythonX.Y/
+site-packages`, with console scripts in `venv/bin` that run the Python beside them), their
+bytecode when this interpreter is the host's version, and uv's binary (`bin/uv`). A host
+unpacks it into a venv it makes with its own Python: it installs no wheel, so it spends no CPU
+on unzipping and compiling. Nothing in it names a host's paths, so one file serves every host
+of a kind, and ssh reads it from disk.
+"""
+
+from __future__ import annotations
+
+import compileall
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from installer import install
+from installer.destinations import SchemeDictionaryDestination
+from installer.sources import WheelFile
+
+from shipyard.remote import RUNTIME_FORMAT
+
+# Console scripts run the venv's Python beside them wherever the venv is, as a relocatable
+# venv's do: /bin/sh reads the first lines, and Python reads them as a string.
+_PLACEHOLDER = "/shipyard-runtime-python"
+_RELOCATABLE = (
+    b'#!/bin/sh\n\'\'\'exec\' "$(dirname -- "$(realpath -- "$0")")"/python "$0" "$@"\n\' \'\'\'\n'
+)
+
+
+@dataclass(frozen=True)
+class Image:
+    path: Path
+    sha256: str
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+def runtime_image(cache: Path, wheels: list[Path], uv_binary: Path, python_minor: str) -> Image:
+    """The image for hosts whose Python is `python_minor`: built on first use, then read
+    from the cache."""
+    with_bytecode = python_minor == f"{sys.version_info.major}.{sys.version_info.minor}"
+    key = json.dumps(
+        [
+            RUNTIME_FORMAT,
+            python_minor,
+            with_bytecode,
+            *(_identity(p) for p in [*wheels, uv_binary]),
+        ],
+        separators=(",", ":"),
+    )
+    home = cache / "runtime-images" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    tar, digest = home / "runtime.tar", home / "runtime.tar.sha256"
+    if tar.is_file() and digest.is_file():
+        return Image(tar, digest.read_text().strip())
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="staging-", dir=home) as tmp:
+        staging = Path(tmp)
+        site = _install(wheels, staging / "venv", python_minor)
+        # The import system names the source a .pyc was loaded for: no ddir is needed.
+        if with_bytecode and not compileall.compile_dir(site, quiet=2, workers=1):
+            raise RuntimeError(f"the runtime's packages did not compile under {site}")
+        (staging / "bin").mkdir()
+        shutil.copy2(uv_binary, staging / "bin" / "uv")
+        partial = tar.with_suffix(".partial")
+        _write_tar(partial, staging, ("venv", "bin"))
+        sha = _sha256(partial)
+        os.replace(partial, tar)
+    digest.write_text(sha + "\n")
+    return Image(tar, sha)
+
+
+def site_packages(python_minor: str) -> PurePosixPath:
+    """Where a venv's packages are, relative to the venv (POSIX, CPython)."""
+    return PurePosixPath("lib") / f"python{python_minor}" / "site-packages"
+
+
+def _install(wheels: list[Path], venv: Path, python_minor: str) -> Path:
+    site = venv / site_packages(python_minor)
+    scheme = {
+        "purelib": str(site),
+        "platlib": str(site),
+        "scripts": str(venv / "bin"),
+        "headers": str(venv / "include" / "site" / f"python{python_minor}"),
+        "data": str(venv),
+    }
+    destination = SchemeDictionaryDestination(
+        scheme, interpreter=_PLACEHOLDER, script_kind="posix", bytecode_optimization_levels=()
+    )
+    for wheel in wheels:
+        with WheelFile.open(wheel) as source:
+            install(source, destination, {"INSTALLER": b"shipyard\n"})
+    shebang = f"#!{_PLACEHOLDER}\n".encode()
+    for script in (venv / "bin").glob("*"):
+        text = script.read_bytes()
+        if text.startswith(shebang):
+            script.write_bytes(_RELOCATABLE + text[len(shebang) :])
+    return site
+
+
+def _identity(path: Path) -> list[object]:
+    stat = path.stat()
+    return [path.name, stat.st_size, int(stat.st_mtime)]
+
+
+def _write_tar(path: Path, root: Path, tops: tuple[str, ...]) -> None:
+    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        return info
+
+    with tarfile.open(path, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for top in tops:
+            tar.add(root / top, arcname=top, filter=owned_by_root)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
