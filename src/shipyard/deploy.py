@@ -8,7 +8,7 @@ import secrets
 import shutil
 import socket
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +36,20 @@ from shipyard.hosts.base import Command, Connection, execute
 from shipyard.hosts.local import LocalConnection
 from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
 from shipyard.release import (
-    compile_step,
+    InstallStep,
     config_upload,
     install_steps,
     installed_releases,
+    is_compile_step,
     is_installed,
+    layer_id,
+    layer_is_complete,
+    layer_steps,
     load_config,
+    prune_layers,
+    release_layer,
     release_spec,
+    remove_layer,
     remove_release,
 )
 from shipyard.spec import Spec
@@ -50,6 +57,7 @@ from shipyard.state import AppState, ReleaseRecord, app_lock, holder, load_state
 from shipyard.supervisor import Supervisor
 from shipyard.switch import Outcome, Switch, host_header, listen_url
 from shipyard.ui import Reporter
+from shipyard.venvs import InstallWheel, MakeVenv, install_wheel, make_venv
 
 DEFAULT_LOCK_WAIT = 120.0
 
@@ -195,33 +203,66 @@ def _ensure_secrets(target: LocalTarget, spec: Spec, app: AppLayout, reporter: R
 def install_release(
     target: LocalTarget, spec: Spec, app: AppLayout, artifact: artifacts.Artifact
 ) -> None:
+    """Install the release, and first its dependency layer when no earlier release made it."""
     if is_installed(app, artifact.id):
         return
-    python = find_python(spec.python).executable
-    steps = install_steps(
-        spec, app, artifact, artifacts.wheel_store(target.cache), python, target.run_as
-    )
+    python = find_python(spec.python)
+    store = artifacts.wheel_store(target.cache)
     previous = _newest_installed(app)
-    compile_all = compile_step(app.venv(artifact.id))
+    layer = layer_id(artifact, python)
+    if not layer_is_complete(app, layer):
+        # bytecode of unchanged files from the previous release's dependencies (its layer,
+        # or its own venv from before layers), else from the bundles sent with the wheels
+        source = None
+        if previous is not None:
+            used = release_layer(app, previous)
+            source = app.layer(used) if used else app.venv(previous)
+        try:
+            _run_install(
+                target.conn, layer_steps(app, artifact, store, python), source, artifact, store
+            )
+        except BaseException:
+            remove_layer(app, layer)
+            raise
+    steps = install_steps(spec, app, artifact, store, python, target.run_as)
+    # the app's own bytecode: what is unchanged since the previous release is linked
+    source = app.venv(previous) if previous is not None else None
     try:
-        for step in steps:
-            if step == compile_all:
-                # bytecode from the previous release, else from the bundles sent with the wheels
-                venv = app.venv(artifact.id)
-                if previous is not None:
-                    reuse_bytecode(app.venv(previous), venv)
-                else:
-                    unpack_dependency_bytecode(artifacts.wheel_store(target.cache), artifact, venv)
-                missing = few_lacking_bytecode(venv)
-                if missing is None:
-                    execute(target.conn, compile_all)
-                elif missing:
-                    compile_files(target.conn, venv, missing)
-                continue
-            execute(target.conn, step)
+        _run_install(target.conn, steps, source, None, store)
     except BaseException:
         remove_release(app, artifact.id)
         raise
+
+
+def _run_install(
+    conn: Connection,
+    steps: Sequence[InstallStep],
+    bytecode_from: Path | None,
+    bundles_of: artifacts.Artifact | None,
+    store: Path,
+) -> None:
+    """Run install steps; at the compile step, reuse bytecode first and compile what is left."""
+    for step in steps:
+        if isinstance(step, MakeVenv):
+            if not make_venv(step):
+                execute(conn, step.by_uv())
+            continue
+        if isinstance(step, InstallWheel):
+            install_wheel(step)
+            continue
+        if not (isinstance(step, Command) and is_compile_step(step)):
+            execute(conn, step)
+            continue
+        venv = Path(step.argv[0]).parent.parent
+        if bytecode_from is not None:
+            reuse_bytecode(bytecode_from, venv)
+        elif bundles_of is not None:
+            unpack_dependency_bytecode(store, bundles_of, venv)
+        missing = few_lacking_bytecode(venv)
+        if missing is None:
+            execute(conn, step)
+        elif missing:
+            compile_files(conn, venv, missing)
 
 
 def unpack_dependency_bytecode(store: Path, artifact: artifacts.Artifact, venv: Path) -> int:
@@ -367,6 +408,7 @@ def prune_releases(app: AppLayout, state: AppState, keep: int) -> None:
         if record.id != state.live:
             remove_release(app, record.id)
             state.set_status(record.id, "pruned")
+    prune_layers(app)
     save_state(app, state)
 
 
@@ -526,7 +568,7 @@ def destroy(spec: Spec, target: LocalTarget, purge: bool) -> None:
             supervisor.update()
             if had_site:
                 runtime.reload_nginx(target.conn, target.host, supervisor)
-        for path in (app.releases, app.current, app.state_file):
+        for path in (app.releases, app.layers, app.current, app.state_file):
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif path.is_dir():

@@ -157,6 +157,14 @@ class AppLayout:
         return self.release(release_id) / "venv"
 
     @property
+    def layers(self) -> Path:
+        """Dependency layers, each a venv shared by the releases with its dependencies."""
+        return self.root / "layers"
+
+    def layer(self, layer_id: str) -> Path:
+        return self.layers / layer_id
+
+    @property
     def current(self) -> Path:
         return self.root / "current"
 

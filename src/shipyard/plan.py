@@ -13,8 +13,17 @@ from shipyard import render, runtime
 from shipyard.build import artifact as artifacts
 from shipyard.build.tools import find_python
 from shipyard.deploy import LocalTarget
-from shipyard.hosts.base import MASK, Step, Upload
-from shipyard.release import app_environment, install_steps, is_installed, load_config
+from shipyard.hosts.base import MASK, Upload
+from shipyard.release import (
+    InstallStep,
+    app_environment,
+    install_steps,
+    is_installed,
+    layer_id,
+    layer_is_complete,
+    layer_steps,
+    load_config,
+)
 from shipyard.spec import Spec
 from shipyard.state import load_state
 from shipyard.switch import listen_url
@@ -30,7 +39,7 @@ class FileChange:
 class PlannedStage:
     name: str
     notes: list[str] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    steps: list[InstallStep] = field(default_factory=list)
     files: list[FileChange] = field(default_factory=list)
 
 
@@ -79,13 +88,11 @@ def deploy_plan(project: Path, spec: Spec, target: LocalTarget) -> Plan:
         install.notes.append(f"release {release_id} is already installed")
     elif built.is_file():
         artifact = artifacts.load_artifact(built.parent)
-        install.steps = install_steps(
-            spec,
-            app,
-            artifact,
-            artifacts.wheel_store(target.cache),
-            find_python(spec.python).executable,
-        )
+        python = find_python(spec.python)
+        store = artifacts.wheel_store(target.cache)
+        if not layer_is_complete(app, layer_id(artifact, python)):
+            install.steps = [*layer_steps(app, artifact, store, python)]
+        install.steps += install_steps(spec, app, artifact, store, python)
     else:
         install.notes.append(
             f"unpack into {app.release(release_id)}, make its venv offline "

@@ -1,19 +1,42 @@
-"""Installing a release on a host: the steps as data, and the app's environment."""
+"""Installing a release on a host: the steps as data, and the app's environment.
+
+A release's venv holds the app alone. Its dependencies are a layer: a venv of their own under
+`layers/<id>`, made once per set of dependency wheels and Python, that every release with that
+set shares through a .pth file in its site-packages. The deps' console scripts are
+relocatable (they run the Python beside them) and hard-linked into the release's bin, so
+`gunicorn` or `flask` there runs the release's Python, which sees the app first and the layer
+after it. A code-only release so makes a near-empty venv instead of re-linking every file of
+its dependencies, and its install costs a few files, not hundreds of directories and links.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path, PurePosixPath
 
 from shipyard import render
 from shipyard.build.artifact import LOCK, MANIFEST, SPEC, Artifact, Manifest
-from shipyard.build.tools import uv
+from shipyard.build.tools import PythonInfo, uv
 from shipyard.hosts.base import Command, Step, Symlink, Upload
 from shipyard.layout import AppLayout
 from shipyard.spec import Spec
+from shipyard.venvs import InstallWheel, MakeVenv
 
 COMPLETE = ".complete"
+# What installs a release: steps any connection runs, and two that the installer runs in its
+# own process (venvs.py).
+InstallStep = Step | MakeVenv | InstallWheel
+LAYER_FILE = "layer"  # in a release: the id of the dependency layer its venv uses
+LAYER_PTH = "_shipyard_layer.pth"
+# Hard-links the layer's scripts its venv has not: a hard link, not a symlink, so that a
+# relocatable script finds the release's Python beside it, not the layer's.
+LINK_SCRIPTS = (
+    'for f in "$1"/*; do n=${f##*/}; [ -f "$f" ] && [ ! -L "$f" ] || continue; '
+    '[ -e "$2/$n" ] || [ -L "$2/$n" ] || ln "$f" "$2/$n" 2>/dev/null || cp -p "$f" "$2/$n" '
+    "|| exit 1; done"
+)
 
 
 def is_installed(app: AppLayout, release_id: str) -> bool:
@@ -35,15 +58,65 @@ def release_manifest(app: AppLayout, release_id: str) -> Manifest:
     return Manifest.from_json((app.release(release_id) / MANIFEST).read_text())
 
 
+def layer_id(artifact: Artifact, python: PythonInfo) -> str:
+    """Which layer a release needs: its dependency wheels (by content) and its Python."""
+    wheels = sorted((w.file, w.sha256) for w in artifact.manifest.wheels)
+    text = json.dumps([python.executable, python.version, wheels])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def layer_is_complete(app: AppLayout, layer: str) -> bool:
+    return (app.layer(layer) / COMPLETE).is_file()
+
+
+def release_layer(app: AppLayout, release_id: str) -> str | None:
+    """The layer an installed release uses; None for a release with its dependencies in its
+    own venv (installed before layers)."""
+    try:
+        return (app.release(release_id) / LAYER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def layer_steps(
+    app: AppLayout, artifact: Artifact, wheel_store: Path, python: PythonInfo
+) -> list[Step]:
+    """Make the dependency layer offline from the wheel store; compiled, then marked complete."""
+    layer = app.layer(layer_id(artifact, python))
+    steps: list[Step] = [
+        Command(("rm", "-rf", str(layer))),
+        uv("venv", "--quiet", "--relocatable", "--python", python.executable, str(layer)),
+    ]
+    if artifact.manifest.wheels:
+        steps.append(
+            uv(
+                "pip",
+                "install",
+                "--quiet",
+                "--offline",
+                "--no-index",
+                "--python",
+                str(layer / "bin" / "python"),
+                "--find-links",
+                str(wheel_store),
+                "-r",
+                str(artifact.path / LOCK),
+            )
+        )
+    steps += [compile_step(layer), Upload(b"", _posix(layer / COMPLETE))]
+    return steps
+
+
 def install_steps(
     spec: Spec,
     app: AppLayout,
     artifact: Artifact,
     wheel_store: Path,
-    python: str,
+    python: PythonInfo,
     run_as: str | None = None,
-) -> list[Step]:
-    """Unpack the artifact into releases/<id>, make its venv offline, link persistent data.
+) -> list[InstallStep]:
+    """Unpack the artifact into releases/<id>, make its venv (the app, on top of its layer),
+    link persistent data. The layer must be complete (layer_steps).
 
     The venv is made in place (a venv cannot be moved), so completeness is a marker file
     written last; an incomplete directory is removed and redone.
@@ -52,28 +125,23 @@ def install_steps(
     release = app.release(rid)
     venv = app.venv(rid)
     manifest = artifact.manifest
-    steps: list[Step] = [
+    layer_name = layer_id(artifact, python)
+    layer = app.layer(layer_name)
+    site = venv / "lib" / f"python{python.minor}" / "site-packages"
+    # addsitedir, not a bare path: the layer's own .pth files are processed too
+    pth = f"import site; site.addsitedir({str(layer / site.relative_to(venv))!r})\n"
+    steps: list[InstallStep] = [
         Command(("rm", "-rf", str(release))),
         Command(
             ("mkdir", "-p", str(release), str(app.var), str(app.data), str(app.logs), str(app.run))
         ),
         Command(("cp", "-a", *_artifact_entries(artifact), str(release))),
         *(_owned_by(run_as, app) if run_as else []),
-        uv("venv", "--quiet", "--python", python, str(venv)),
-        uv(
-            "pip",
-            "install",
-            "--quiet",
-            "--offline",
-            "--no-index",
-            "--python",
-            str(venv / "bin" / "python"),
-            "--find-links",
-            str(wheel_store),
-            "-r",
-            str(release / LOCK),
-            str(release / "app" / manifest.app_wheel.file),
-        ),
+        MakeVenv(python, venv),
+        Upload(pth.encode(), _posix(site / LAYER_PTH)),
+        InstallWheel(release / "app" / manifest.app_wheel.file, venv, python.minor),
+        Command(("sh", "-c", LINK_SCRIPTS, "sh", str(layer / "bin"), str(venv / "bin"))),
+        Upload(f"{layer_name}\n".encode(), _posix(release / LAYER_FILE)),
         # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases
         Symlink(str(app.var), _posix(venv / "var")),
     ]
@@ -97,6 +165,11 @@ def compile_step(venv: Path) -> Command:
         (str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")),
         timeout=600,
     )
+
+
+def is_compile_step(command: Command) -> bool:
+    """A venv's compile step: the installer links what bytecode it can before running it."""
+    return command == compile_step(Path(command.argv[0]).parent.parent)
 
 
 def _owned_by(run_as: str, app: AppLayout) -> list[Step]:
@@ -148,6 +221,25 @@ def config_upload(app: AppLayout, config: dict[str, str]) -> Upload:
 
 def remove_release(app: AppLayout, release_id: str) -> None:
     shutil.rmtree(app.release(release_id), ignore_errors=True)
+
+
+def remove_layer(app: AppLayout, layer: str) -> None:
+    shutil.rmtree(app.layer(layer), ignore_errors=True)
+
+
+def prune_layers(app: AppLayout) -> list[str]:
+    """Remove the layers no release on disk uses; which."""
+    if not app.layers.is_dir():
+        return []
+    used = {release_layer(app, rid) for rid in _release_dirs(app)}
+    unused = sorted(p.name for p in app.layers.iterdir() if p.name not in used)
+    for name in unused:
+        remove_layer(app, name)
+    return unused
+
+
+def _release_dirs(app: AppLayout) -> list[str]:
+    return [p.name for p in app.releases.iterdir()] if app.releases.is_dir() else []
 
 
 def _posix(path: Path) -> PurePosixPath:

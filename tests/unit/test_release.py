@@ -5,14 +5,26 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from shipyard.build.artifact import Artifact, Manifest, WheelRef
+from shipyard.build.tools import PythonInfo
 from shipyard.hosts.base import Command, Symlink, Upload
 from shipyard.layout import HostLayout
-from shipyard.release import app_environment, install_steps
+from shipyard.release import (
+    LAYER_PTH,
+    app_environment,
+    install_steps,
+    layer_id,
+    layer_steps,
+    prune_layers,
+    release_layer,
+)
 from shipyard.spec import Spec
+from shipyard.venvs import InstallWheel, MakeVenv
+
+PYTHON = PythonInfo("/usr/bin/python3", "3.11.2")
 
 
-def _artifact(tmp_path: Path) -> Artifact:
-    (tmp_path / "app").mkdir()
+def _artifact(tmp_path: Path, **wheels: str) -> Artifact:
+    (tmp_path / "app").mkdir(parents=True, exist_ok=True)
     (tmp_path / "manifest.json").write_text("{}")
     manifest = Manifest(
         id="abc123",
@@ -23,6 +35,7 @@ def _artifact(tmp_path: Path) -> Artifact:
         lock_sha256="l",
         git_sha="",
         app_wheel=WheelRef("flaskr-1.0-py3-none-any.whl", "x"),
+        wheels=[WheelRef(f"{name}-1.0-py3-none-any.whl", sha) for name, sha in wheels.items()],
     )
     return Artifact(tmp_path, manifest, reused=False)
 
@@ -32,12 +45,23 @@ def test_install_makes_an_offline_venv_and_links_persistent_data(tmp_path: Path)
         {"name": "flaskr", "entry": "flaskr:create_app()", "persistent": ["uploads/img"]}
     )
     app = HostLayout(Path("/srv/sy")).app("flaskr")
-    steps = install_steps(spec, app, _artifact(tmp_path), Path("/cache/wheels"), "/usr/bin/python3")
+    artifact = _artifact(tmp_path, flask="f1")
+    steps = install_steps(spec, app, artifact, Path("/cache/wheels"), PYTHON)
     commands = [s.argv for s in steps if isinstance(s, Command)]
-    install = next(argv for argv in commands if "install" in argv)
-    assert {"--offline", "--no-index"} <= set(install)
-    assert install[install.index("--find-links") + 1] == "/cache/wheels"
-    assert install[-1] == "/srv/sy/flaskr/releases/abc123/app/flaskr-1.0-py3-none-any.whl"
+    # the venv gets the app alone; its dependencies are the layer's, found through a .pth
+    venv = Path("/srv/sy/flaskr/releases/abc123/venv")
+    assert MakeVenv(PYTHON, venv) in steps
+    wheel = Path("/srv/sy/flaskr/releases/abc123/app/flaskr-1.0-py3-none-any.whl")
+    assert InstallWheel(wheel, venv, "3.11") in steps
+    assert not any("uv" in Path(argv[0]).name for argv in commands)
+    layer = f"/srv/sy/flaskr/layers/{layer_id(artifact, PYTHON)}"
+    pth = next(s for s in steps if isinstance(s, Upload) and s.dest.name == LAYER_PTH)
+    site = "/srv/sy/flaskr/releases/abc123/venv/lib/python3.11/site-packages"
+    assert str(pth.dest) == f"{site}/{LAYER_PTH}"
+    assert pth.content.decode() == (
+        f"import site; site.addsitedir('{layer}/lib/python3.11/site-packages')\n"
+    )
+    assert any(argv[-2:] == (f"{layer}/bin", f"{Path(site).parents[2]}/bin") for argv in commands)
     links = [s for s in steps if isinstance(s, Symlink)]
     assert (
         Symlink(
@@ -70,3 +94,40 @@ def test_environment_layers_spec_then_config_then_shipyards_own() -> None:
     assert env["PATH"].startswith("/srv/sy/flaskr/releases/abc/venv/bin:")
     assert env["SHIPYARD_RELEASE"] == "abc"
     assert "FLASK_DEBUG" not in env
+
+
+def test_the_layer_is_made_once_per_dependency_set_and_python(tmp_path: Path) -> None:
+    app = HostLayout(Path("/srv/sy")).app("flaskr")
+    one = _artifact(tmp_path / "a", flask="f1", jinja2="j1")
+    same = _artifact(tmp_path / "b", jinja2="j1", flask="f1")
+    other = _artifact(tmp_path / "c", flask="f2", jinja2="j1")
+    assert layer_id(one, PYTHON) == layer_id(same, PYTHON)
+    assert layer_id(one, PYTHON) != layer_id(other, PYTHON)
+    assert layer_id(one, PYTHON) != layer_id(one, PythonInfo("/usr/bin/python3.12", "3.12.1"))
+    steps = layer_steps(app, one, Path("/cache/wheels"), PYTHON)
+    commands = [s.argv for s in steps if isinstance(s, Command)]
+    layer = f"/srv/sy/flaskr/layers/{layer_id(one, PYTHON)}"
+    assert commands[0] == ("rm", "-rf", layer)
+    make = commands[1]
+    assert "--relocatable" in make and make[-1] == layer  # scripts that run the Python beside them
+    install = commands[2]
+    assert {"--offline", "--no-index"} <= set(install)
+    assert install[install.index("--find-links") + 1] == "/cache/wheels"
+    assert install[install.index("-r") + 1] == str(tmp_path / "a" / "requirements.lock")
+    last = steps[-1]
+    assert isinstance(last, Upload) and str(last.dest) == f"{layer}/.complete"
+
+
+def test_layers_no_release_uses_are_pruned(tmp_path: Path) -> None:
+    app = HostLayout(tmp_path).app("flaskr")
+    for release, layer in {"r1": "l1", "r2": "l2", "r3": "l2"}.items():
+        app.release(release).mkdir(parents=True)
+        (app.release(release) / "layer").write_text(f"{layer}\n")
+        app.layer(layer).mkdir(parents=True, exist_ok=True)
+    app.release("old").mkdir()  # a release from before layers: its venv has its dependencies
+    app.layer("orphan").mkdir()
+    assert release_layer(app, "r3") == "l2" and release_layer(app, "old") is None
+    assert prune_layers(app) == ["orphan"]
+    (tmp_path / "flaskr" / "releases" / "r1" / "layer").unlink()
+    assert prune_layers(app) == ["l1"]
+    assert sorted(p.name for p in app.layers.iterdir()) == ["l2"]
