@@ -57,7 +57,14 @@ from shipyard.state import AppState, ReleaseRecord, app_lock, holder, load_state
 from shipyard.supervisor import Supervisor
 from shipyard.switch import Outcome, Switch, host_header, listen_url
 from shipyard.ui import Reporter
-from shipyard.venvs import InstallWheel, MakeVenv, install_wheel, make_venv
+from shipyard.venvs import (
+    InstallWheel,
+    LinkScripts,
+    MakeVenv,
+    install_wheel,
+    link_scripts,
+    make_venv,
+)
 
 DEFAULT_LOCK_WAIT = 120.0
 
@@ -249,6 +256,9 @@ def _run_install(
             continue
         if isinstance(step, InstallWheel):
             install_wheel(step)
+            continue
+        if isinstance(step, LinkScripts):
+            link_scripts(step)
             continue
         if not (isinstance(step, Command) and is_compile_step(step)):
             execute(conn, step)

@@ -2,11 +2,11 @@
 
 A release's venv holds the app alone. Its dependencies are a layer: a venv of their own under
 `layers/<id>`, made once per set of dependency wheels and Python, that every release with that
-set shares through a .pth file in its site-packages. The deps' console scripts are
-relocatable (they run the Python beside them) and hard-linked into the release's bin, so
-`gunicorn` or `flask` there runs the release's Python, which sees the app first and the layer
-after it. A code-only release so makes a near-empty venv instead of re-linking every file of
-its dependencies, and its install costs a few files, not hundreds of directories and links.
+set shares through a .pth file in its site-packages. The layer's console scripts are written
+into the release's bin with the release's Python as their shebang, so `gunicorn` or `flask`
+there runs the release's Python, which sees the app first and the layer after it. A code-only
+release so makes a near-empty venv instead of re-linking every file of its dependencies: a
+few files, not hundreds of directories and links.
 """
 
 from __future__ import annotations
@@ -22,21 +22,14 @@ from shipyard.build.tools import PythonInfo, uv
 from shipyard.hosts.base import Command, Step, Symlink, Upload
 from shipyard.layout import AppLayout
 from shipyard.spec import Spec
-from shipyard.venvs import InstallWheel, MakeVenv
+from shipyard.venvs import InstallWheel, LinkScripts, MakeVenv
 
 COMPLETE = ".complete"
-# What installs a release: steps any connection runs, and two that the installer runs in its
-# own process (venvs.py).
-InstallStep = Step | MakeVenv | InstallWheel
+# What installs a release: steps any connection runs, and those the installer runs in its own
+# process (venvs.py).
+InstallStep = Step | MakeVenv | InstallWheel | LinkScripts
 LAYER_FILE = "layer"  # in a release: the id of the dependency layer its venv uses
 LAYER_PTH = "_shipyard_layer.pth"
-# Hard-links the layer's scripts its venv has not: a hard link, not a symlink, so that a
-# relocatable script finds the release's Python beside it, not the layer's.
-LINK_SCRIPTS = (
-    'for f in "$1"/*; do n=${f##*/}; [ -f "$f" ] && [ ! -L "$f" ] || continue; '
-    '[ -e "$2/$n" ] || [ -L "$2/$n" ] || ln "$f" "$2/$n" 2>/dev/null || cp -p "$f" "$2/$n" '
-    "|| exit 1; done"
-)
 
 
 def is_installed(app: AppLayout, release_id: str) -> bool:
@@ -140,7 +133,7 @@ def install_steps(
         MakeVenv(python, venv),
         Upload(pth.encode(), _posix(site / LAYER_PTH)),
         InstallWheel(release / "app" / manifest.app_wheel.file, venv, python.minor),
-        Command(("sh", "-c", LINK_SCRIPTS, "sh", str(layer / "bin"), str(venv / "bin"))),
+        LinkScripts(layer / "bin", venv / "bin"),
         Upload(f"{layer_name}\n".encode(), _posix(release / LAYER_FILE)),
         # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases
         Symlink(str(app.var), _posix(venv / "var")),

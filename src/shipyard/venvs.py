@@ -9,8 +9,10 @@ do it here in a few milliseconds. A venv for another Python than this one is lef
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import venv as stdlib_venv
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,60 @@ class InstallWheel:
         return f"install {self.wheel.name} into {self.venv}, without dependencies"
 
 
+@dataclass(frozen=True)
+class LinkScripts:
+    """The layer's scripts in a release's bin, run by the release's Python."""
+
+    layer_bin: Path
+    venv_bin: Path
+
+    def __str__(self) -> str:
+        return f"put the scripts of {self.layer_bin} into {self.venv_bin}"
+
+
+# How a relocatable venv's script (uv venv --relocatable) starts: three lines that make
+# /bin/sh run the Python beside the script.
+_RELOCATABLE = b"#!/bin/sh\n'" + b"''exec' "
+
+
+def link_scripts(step: LinkScripts) -> int:
+    """Write each script the layer's packages installed into the release's bin; how many.
+
+    A console script gets the release's Python as its shebang, so that it runs with the app
+    on its path and shows under its own name in ps; anything else (a binary) is hard-linked.
+    The venv's own files (python, activate) are the release venv's already.
+    """
+    done = 0
+    python = f"#!{step.venv_bin / 'python'}\n".encode()
+    for name in installed_scripts(step.layer_bin.parent):
+        source, dest = step.layer_bin / name, step.venv_bin / name
+        if os.path.lexists(dest) or not source.is_file():
+            continue
+        text = source.read_bytes()
+        if text.startswith(_RELOCATABLE):
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
+            with os.fdopen(fd, "wb") as out:
+                out.write(python + text.split(b"\n", 3)[3])
+        else:
+            try:
+                os.link(source, dest)
+            except OSError:
+                shutil.copy2(source, dest)
+        done += 1
+    return done
+
+
+def installed_scripts(venv: Path) -> list[str]:
+    """The names in a venv's bin that its packages installed, from their RECORD files."""
+    names = set()
+    for record in venv.glob("lib/python3*/site-packages/*.dist-info/RECORD"):
+        for line in record.read_text(errors="replace").splitlines():
+            path = line.rsplit(",", 2)[0]
+            if path.startswith("../../../bin/") and path.count("/") == 4:
+                names.add(path.rsplit("/", 1)[1])
+    return sorted(names)
+
+
 def make_venv(step: MakeVenv) -> bool:
     """Make the venv here; False when it is for another Python (run step.by_uv() then)."""
     if not step.here():
@@ -82,7 +138,7 @@ def install_wheel(step: InstallWheel) -> None:
     try:
         with WheelFile.open(step.wheel) as source:
             install(source, destination, {"INSTALLER": b"shipyard\n"})
-    except (InstallerError, OSError, ValueError) as err:
+    except (InstallerError, OSError, ValueError, zipfile.BadZipFile) as err:
         raise DeployError(
             f"cannot install the app's wheel {step.wheel.name} into {venv}: {err}",
             hint="The wheel is built from the project: check its build configuration "

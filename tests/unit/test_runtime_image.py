@@ -9,26 +9,19 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from wheelkit import make_wheel
+
 from shipyard.build.runtime_image import runtime_image, site_packages
 
 MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
 FILES = {
     "pkg/__init__.py": 'VALUE = "from the image"\n',
     "pkg/cli.py": "def main() -> None:\n    import pkg, sys\n    print(pkg.VALUE, sys.prefix)\n",
-    "pkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n",
-    "pkg-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    "pkg-1.0.dist-info/entry_points.txt": "[console_scripts]\npkg-hello = pkg.cli:main\n",
 }
 
 
 def _wheel(store: Path) -> Path:
-    store.mkdir(parents=True, exist_ok=True)
-    wheel = store / "pkg-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, text in FILES.items():
-            archive.writestr(name, text)
-        archive.writestr("pkg-1.0.dist-info/RECORD", "".join(f"{n},,\n" for n in FILES))
-    return wheel
+    return make_wheel(store, "pkg", FILES, {"pkg-hello": "pkg.cli:main"})
 
 
 def _uv(tmp: Path) -> Path:
