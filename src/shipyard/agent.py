@@ -142,8 +142,9 @@ class Session:
         return {"received": len(written)}
 
     def _reuse(self, reuse: dict[str, Any], into: Path) -> list[str]:
-        """Copy the files of an artifact this host has that the new one has unchanged (the
-        deploying machine sent only their digests); the paths that could not be, if any."""
+        """Take the files of an artifact this host has that the new one has unchanged (the
+        deploying machine sent only their digests); the paths that could not be, if any.
+        Hard links: an artifact's files never change once it is received."""
         base = self.host.artifacts / wire.safe_relative(str(reuse["from"]))
         failed = []
         for rel, sha256 in dict(reuse["files"]).items():
@@ -153,7 +154,10 @@ class Session:
                 if wire.sha256_of(source) != sha256:
                     raise ValueError(rel)
                 (into / path).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, into / path)
+                try:
+                    os.link(source, into / path)
+                except OSError:
+                    shutil.copyfile(source, into / path)
             except (OSError, ValueError):
                 failed.append(str(rel))
         return failed

@@ -32,6 +32,7 @@ from shipyard.errors import (
     ShipyardError,
     UsageError,
 )
+from shipyard.filesteps import FileStep
 from shipyard.hosts.base import Command, Connection, execute
 from shipyard.hosts.local import LocalConnection
 from shipyard.layout import AppLayout, HostLayout, default_base_dir, default_cache_dir
@@ -259,6 +260,9 @@ def _run_install(
             continue
         if isinstance(step, LinkScripts):
             link_scripts(step)
+            continue
+        if isinstance(step, FileStep):
+            step.run()
             continue
         if not (isinstance(step, Command) and is_compile_step(step)):
             execute(conn, step)

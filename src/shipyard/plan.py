@@ -91,7 +91,7 @@ def deploy_plan(project: Path, spec: Spec, target: LocalTarget) -> Plan:
         python = find_python(spec.python)
         store = artifacts.wheel_store(target.cache)
         if not layer_is_complete(app, layer_id(artifact, python)):
-            install.steps = [*layer_steps(app, artifact, store, python)]
+            install.steps = layer_steps(app, artifact, store, python)
         install.steps += install_steps(spec, app, artifact, store, python)
     else:
         install.notes.append(

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from shipyard import render
 from shipyard.build.artifact import LOCK, MANIFEST, SPEC, Artifact, Manifest
 from shipyard.build.tools import PythonInfo, uv
+from shipyard.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
 from shipyard.hosts.base import Command, Step, Symlink, Upload
 from shipyard.layout import AppLayout
 from shipyard.spec import Spec
@@ -27,7 +28,7 @@ from shipyard.venvs import InstallWheel, LinkScripts, MakeVenv
 COMPLETE = ".complete"
 # What installs a release: steps any connection runs, and those the installer runs in its own
 # process (venvs.py).
-InstallStep = Step | MakeVenv | InstallWheel | LinkScripts
+InstallStep = Step | FileStep | MakeVenv | InstallWheel | LinkScripts
 LAYER_FILE = "layer"  # in a release: the id of the dependency layer its venv uses
 LAYER_PTH = "_shipyard_layer.pth"
 
@@ -73,11 +74,11 @@ def release_layer(app: AppLayout, release_id: str) -> str | None:
 
 def layer_steps(
     app: AppLayout, artifact: Artifact, wheel_store: Path, python: PythonInfo
-) -> list[Step]:
+) -> list[InstallStep]:
     """Make the dependency layer offline from the wheel store; compiled, then marked complete."""
     layer = app.layer(layer_id(artifact, python))
-    steps: list[Step] = [
-        Command(("rm", "-rf", str(layer))),
+    steps: list[InstallStep] = [
+        RemoveTree(layer),
         uv("venv", "--quiet", "--relocatable", "--python", python.executable, str(layer)),
     ]
     if artifact.manifest.wheels:
@@ -124,11 +125,9 @@ def install_steps(
     # addsitedir, not a bare path: the layer's own .pth files are processed too
     pth = f"import site; site.addsitedir({str(layer / site.relative_to(venv))!r})\n"
     steps: list[InstallStep] = [
-        Command(("rm", "-rf", str(release))),
-        Command(
-            ("mkdir", "-p", str(release), str(app.var), str(app.data), str(app.logs), str(app.run))
-        ),
-        Command(("cp", "-a", *_artifact_entries(artifact), str(release))),
+        RemoveTree(release),
+        MakeDirs((release, app.var, app.data, app.logs, app.run)),
+        LinkTree(_artifact_entries(artifact), release),
         *(_owned_by(run_as, app) if run_as else []),
         MakeVenv(python, venv),
         Upload(pth.encode(), _posix(site / LAYER_PTH)),
@@ -140,9 +139,9 @@ def install_steps(
     ]
     for directory in spec.persistent:
         link = release / directory
-        steps.append(Command(("mkdir", "-p", str(app.data / directory), str(link.parent))))
+        steps.append(MakeDirs((app.data / directory, link.parent)))
         if run_as:
-            steps.append(Command(("chown", f"{run_as}:", str(app.data / directory))))
+            steps.append(Chown(run_as, (app.data / directory,)))
         steps.append(Symlink(str(app.data / directory), _posix(link)))
     for name, content in render.server_conf_files(spec, app, rid).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
@@ -165,16 +164,16 @@ def is_compile_step(command: Command) -> bool:
     return command == compile_step(Path(command.argv[0]).parent.parent)
 
 
-def _owned_by(run_as: str, app: AppLayout) -> list[Step]:
+def _owned_by(run_as: str, app: AppLayout) -> list[InstallStep]:
     """What the app writes belongs to the app user; its code stays root's, read-only to it."""
     return [
-        Command(("chown", "-R", f"{run_as}:", str(app.var), str(app.run))),
-        Command(("chown", f"{run_as}:", str(app.data), str(app.logs))),
+        Chown(run_as, (app.var, app.run), recursive=True),
+        Chown(run_as, (app.data, app.logs)),
     ]
 
 
-def _artifact_entries(artifact: Artifact) -> list[str]:
-    return sorted(str(p) for p in artifact.path.iterdir())
+def _artifact_entries(artifact: Artifact) -> tuple[Path, ...]:
+    return tuple(sorted(artifact.path.iterdir()))
 
 
 def static_dirs(app: AppLayout, release_id: str) -> dict[str, Path]:
