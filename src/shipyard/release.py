@@ -23,7 +23,7 @@ from shipyard.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
 from shipyard.hosts.base import Command, Step, Symlink, Upload
 from shipyard.layout import AppLayout
 from shipyard.spec import Spec
-from shipyard.venvs import InstallWheel, LinkScripts, MakeVenv
+from shipyard.venvs import InstallWheel, LinkScripts, MakeVenv, site_packages_in
 
 COMPLETE = ".complete"
 # What installs a release: steps any connection runs, and those the installer runs in its own
@@ -121,7 +121,7 @@ def install_steps(
     manifest = artifact.manifest
     layer_name = layer_id(artifact, python)
     layer = app.layer(layer_name)
-    site = venv / "lib" / f"python{python.minor}" / "site-packages"
+    site = site_packages_in(venv, python.minor)
     # addsitedir, not a bare path: the layer's own .pth files are processed too
     pth = f"import site; site.addsitedir({str(layer / site.relative_to(venv))!r})\n"
     steps: list[InstallStep] = [

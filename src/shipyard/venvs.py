@@ -111,6 +111,29 @@ def installed_scripts(venv: Path) -> list[str]:
     return sorted(names)
 
 
+def site_packages_in(venv: Path, python_minor: str) -> Path:
+    """Where a venv's packages are (POSIX, CPython)."""
+    return venv / "lib" / f"python{python_minor}" / "site-packages"
+
+
+def wheel_destination(
+    venv: Path, python_minor: str, interpreter: str
+) -> SchemeDictionaryDestination:
+    """Where `installer` puts a wheel's parts in a venv; scripts run `interpreter`. No
+    bytecode: it is compiled after, or linked from what the last release had."""
+    site = str(site_packages_in(venv, python_minor))
+    scheme = {
+        "purelib": site,
+        "platlib": site,
+        "scripts": str(venv / "bin"),
+        "headers": str(venv / "include" / "site" / f"python{python_minor}"),
+        "data": str(venv),
+    }
+    return SchemeDictionaryDestination(
+        scheme, interpreter=interpreter, script_kind="posix", bytecode_optimization_levels=()
+    )
+
+
 def make_venv(step: MakeVenv) -> bool:
     """Make the venv here; False when it is for another Python (run step.by_uv() then)."""
     if not step.here():
@@ -121,20 +144,7 @@ def make_venv(step: MakeVenv) -> bool:
 
 def install_wheel(step: InstallWheel) -> None:
     venv = step.venv
-    site = venv / "lib" / f"python{step.python_minor}" / "site-packages"
-    scheme = {
-        "purelib": str(site),
-        "platlib": str(site),
-        "scripts": str(venv / "bin"),
-        "headers": str(venv / "include" / "site" / f"python{step.python_minor}"),
-        "data": str(venv),
-    }
-    destination = SchemeDictionaryDestination(
-        scheme,
-        interpreter=str(venv / "bin" / "python"),
-        script_kind="posix",
-        bytecode_optimization_levels=(),  # compiled after, with what the last release had
-    )
+    destination = wheel_destination(venv, step.python_minor, str(venv / "bin" / "python"))
     try:
         with WheelFile.open(step.wheel) as source:
             install(source, destination, {"INSTALLER": b"shipyard\n"})

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from wheelkit import make_wheel
 
-from shipyard.build.runtime_image import runtime_image, site_packages
+from shipyard.build.runtime_image import runtime_image
+from shipyard.venvs import site_packages_in
 
 MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
 FILES = {
@@ -36,7 +37,7 @@ def test_the_image_unpacks_into_a_venv_anywhere_and_runs(tmp_path: Path) -> None
     with tarfile.open(image.path) as tar:
         names = set(tar.getnames())
         assert all(m.uid == 0 and m.uname == "root" for m in tar.getmembers())
-    site = f"venv/{site_packages(MINOR)}"
+    site = site_packages_in(Path("venv"), MINOR).as_posix()
     tag = sys.implementation.cache_tag
     assert {f"{site}/pkg/__init__.py", f"{site}/pkg/__pycache__/cli.{tag}.pyc"} <= names
     assert {"venv/bin/pkg-hello", "bin/uv"} <= names
@@ -53,7 +54,7 @@ def test_the_image_unpacks_into_a_venv_anywhere_and_runs(tmp_path: Path) -> None
     )
     assert ran.stdout.split() == ["from", "the", "image", str(venv)]
     # its bytecode is valid for the unpacked source: Python loads it, and does not rewrite it
-    pyc = venv / site_packages(MINOR) / "pkg" / "__pycache__" / f"cli.{tag}.pyc"
+    pyc = site_packages_in(venv, MINOR) / "pkg" / "__pycache__" / f"cli.{tag}.pyc"
     sent = pyc.stat().st_mtime_ns
     writing = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run([str(venv / "bin" / "python"), "-c", "import pkg.cli"], env=writing, check=True)

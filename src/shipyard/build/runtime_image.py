@@ -19,13 +19,13 @@ import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from installer import install
-from installer.destinations import SchemeDictionaryDestination
 from installer.sources import WheelFile
 
 from shipyard.remote import RUNTIME_FORMAT
+from shipyard.venvs import site_packages_in, wheel_destination
 
 # Console scripts run the venv's Python beside them wherever the venv is, as a relocatable
 # venv's do: /bin/sh reads the first lines, and Python reads them as a string.
@@ -79,23 +79,8 @@ def runtime_image(cache: Path, wheels: list[Path], uv_binary: Path, python_minor
     return Image(tar, sha)
 
 
-def site_packages(python_minor: str) -> PurePosixPath:
-    """Where a venv's packages are, relative to the venv (POSIX, CPython)."""
-    return PurePosixPath("lib") / f"python{python_minor}" / "site-packages"
-
-
 def _install(wheels: list[Path], venv: Path, python_minor: str) -> Path:
-    site = venv / site_packages(python_minor)
-    scheme = {
-        "purelib": str(site),
-        "platlib": str(site),
-        "scripts": str(venv / "bin"),
-        "headers": str(venv / "include" / "site" / f"python{python_minor}"),
-        "data": str(venv),
-    }
-    destination = SchemeDictionaryDestination(
-        scheme, interpreter=_PLACEHOLDER, script_kind="posix", bytecode_optimization_levels=()
-    )
+    destination = wheel_destination(venv, python_minor, _PLACEHOLDER)
     for wheel in wheels:
         with WheelFile.open(wheel) as source:
             install(source, destination, {"INSTALLER": b"shipyard\n"})
@@ -104,7 +89,7 @@ def _install(wheels: list[Path], venv: Path, python_minor: str) -> Path:
         text = script.read_bytes()
         if text.startswith(shebang):
             script.write_bytes(_RELOCATABLE + text[len(shebang) :])
-    return site
+    return site_packages_in(venv, python_minor)
 
 
 def _identity(path: Path) -> list[object]:
