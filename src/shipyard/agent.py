@@ -476,11 +476,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o022)
     os.environ.pop("PYTHONPATH", None)  # loaded already; the processes it starts must not see it
-    # provision put uv's binary here (not in the venv too: one copy of 40 MB per host is enough)
-    os.environ.setdefault("SHIPYARD_UV", str(Path(sys.prefix).parent / "bin" / "uv"))
-    # uv's cache beside the releases: its files are hard-linked into each release's venv,
-    # which needs one filesystem (a home directory may be elsewhere)
-    os.environ.setdefault("UV_CACHE_DIR", str(Path(sys.prefix).parent / "cache" / "uv"))
     if args.mode == "logs":
         return _logs(args.base, args.app, args.process, args.lines, args.follow)
     loaded = _marks(args.base)  # the code this process runs

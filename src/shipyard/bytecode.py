@@ -1,14 +1,12 @@
-"""Bytecode carried over between releases, so a code-only release compiles only its own code.
+"""Bytecode for a release: which of its files lack it, and compiling the few that do.
 
-A release's venv is new, but uv hard-links unchanged dependency files from its cache, so a
-source file of the new venv is often the very file of the previous one, and its .pyc there is
-valid here too. Linking those .pyc files in, and then compiling what is left, turns most of a
-release's compile time into a few thousand stat calls.
+A release's dependencies are a layer whose bytecode came with the wheels (bytecode_bundle.py),
+so a code-only release has only the app's own modules to compile: a handful, compiled in the
+installer's own process when it is the venv's Python.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import py_compile
 import sys
@@ -21,57 +19,6 @@ from shipyard.errors import DeployError
 def site_packages(venv: Path) -> Path | None:
     found = sorted(venv.glob("lib/python3*/site-packages"))
     return found[0] if found else None
-
-
-def reuse_bytecode(old_venv: Path, new_venv: Path) -> int:
-    """Hard-link each .pyc of `old_venv` whose source is unchanged in `new_venv`; how many."""
-    old_site, new_site = site_packages(old_venv), site_packages(new_venv)
-    if old_site is None or new_site is None or old_site.name != new_site.name:
-        return 0
-    if old_site.parent.name != new_site.parent.name:  # another Python: other .pyc tags
-        return 0
-    # plain strings and one mkdir per directory: this walks every .pyc of the venv at each
-    # release, where pathlib's objects and a mkdir per file cost more than the links
-    old_root, new_root = str(old_site), str(new_site)
-    linked = 0
-    for cache_dir, _dirs, files in os.walk(old_root):
-        if os.path.basename(cache_dir) != "__pycache__":
-            continue
-        old_dir = os.path.dirname(cache_dir)
-        new_dir = os.path.join(new_root, os.path.relpath(old_dir, old_root))
-        target_dir = os.path.join(new_dir, "__pycache__")
-        made = False
-        for name in files:
-            if not name.endswith(".pyc"):
-                continue
-            module = name.split(".", 1)[0] + ".py"
-            if not _same_file(os.path.join(old_dir, module), os.path.join(new_dir, module)):
-                continue
-            try:
-                if not made:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(target_dir)
-                    made = True
-                os.link(os.path.join(cache_dir, name), os.path.join(target_dir, name))
-                linked += 1
-            except FileExistsError:
-                continue
-            except OSError:
-                return linked  # another filesystem, or no permission: compile instead
-    return linked
-
-
-def _same_file(old: str, new: str) -> bool:
-    """The very same file (one inode, linked from uv's cache), so the same content.
-
-    Size and mtime are not enough: wheel builders pin every file's mtime, so two versions of
-    a module of equal length look alike (and would load the old bytecode).
-    """
-    try:
-        a, b = os.stat(old), os.stat(new)
-    except OSError:
-        return False
-    return (a.st_ino, a.st_dev) == (b.st_ino, b.st_dev)
 
 
 def cache_tag(site: Path) -> str:

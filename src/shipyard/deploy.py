@@ -21,7 +21,6 @@ from shipyard.build.tools import find_python
 from shipyard.bytecode import (
     cache_tag,
     compile_here,
-    reuse_bytecode,
     site_packages,
     without_bytecode,
 )
@@ -48,7 +47,6 @@ from shipyard.release import (
     layer_steps,
     load_config,
     prune_layers,
-    release_layer,
     release_spec,
     remove_layer,
     remove_release,
@@ -216,27 +214,17 @@ def install_release(
         return
     python = find_python(spec.python)
     store = artifacts.wheel_store(target.cache)
-    previous = _newest_installed(app)
     layer = layer_id(artifact, python)
     if not layer_is_complete(app, layer):
-        # bytecode of unchanged files from the previous release's dependencies (its layer,
-        # or its own venv from before layers), else from the bundles sent with the wheels
-        source = None
-        if previous is not None:
-            used = release_layer(app, previous)
-            source = app.layer(used) if used else app.venv(previous)
+        # the dependencies' bytecode comes in the bundles sent with their wheels
         try:
-            _run_install(
-                target.conn, layer_steps(app, artifact, store, python), source, artifact, store
-            )
+            _run_install(target.conn, layer_steps(app, artifact, store, python), artifact, store)
         except BaseException:
             remove_layer(app, layer)
             raise
     steps = install_steps(spec, app, artifact, store, python, target.run_as)
-    # the app's own bytecode: what is unchanged since the previous release is linked
-    source = app.venv(previous) if previous is not None else None
     try:
-        _run_install(target.conn, steps, source, None, store)
+        _run_install(target.conn, steps, None, store)
     except BaseException:
         remove_release(app, artifact.id)
         raise
@@ -245,15 +233,15 @@ def install_release(
 def _run_install(
     conn: Connection,
     steps: Sequence[InstallStep],
-    bytecode_from: Path | None,
     bundles_of: artifacts.Artifact | None,
     store: Path,
 ) -> None:
-    """Run install steps; at the compile step, reuse bytecode first and compile what is left."""
+    """Run install steps; at the compile step, unpack the bundles' bytecode (for a layer),
+    then compile what is left."""
     for step in steps:
         if isinstance(step, MakeVenv):
             if not make_venv(step):
-                execute(conn, step.by_uv())
+                execute(conn, step.by_its_python())
             continue
         if isinstance(step, InstallWheel):
             install_wheel(step)
@@ -268,9 +256,7 @@ def _run_install(
             execute(conn, step)
             continue
         venv = Path(step.argv[0]).parent.parent
-        if bytecode_from is not None:
-            reuse_bytecode(bytecode_from, venv)
-        elif bundles_of is not None:
+        if bundles_of is not None:
             unpack_dependency_bytecode(store, bundles_of, venv)
         missing = few_lacking_bytecode(venv)
         if missing is None:
@@ -305,15 +291,6 @@ def compile_files(conn: Connection, venv: Path, files: list[Path]) -> None:
         return
     python = str(venv / "bin" / "python")
     execute(conn, Command((python, "-m", "py_compile", *map(str, files)), timeout=600))
-
-
-def _newest_installed(app: AppLayout) -> str | None:
-    """The live release, else any installed one: a source of reusable bytecode."""
-    live = load_state(app).live
-    if live and is_installed(app, live):
-        return live
-    installed = installed_releases(app)
-    return installed[-1] if installed else None
 
 
 def record_installed(state: AppState, artifact: artifacts.Artifact) -> None:

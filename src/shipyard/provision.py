@@ -18,7 +18,6 @@ import sys
 import tarfile
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,13 +125,13 @@ def _runtime_action(
     own = find_python("")
     python = own if own.minor == python_minor else PythonInfo(f"python{python_minor}", python_minor)
     runtime = host.runtime
-    image = _runtime_image(host, cache, pins, python, platform)
+    image = _runtime_image(cache, pins, python, platform)
     # The old venv is set aside, not changed in place: a runtime of other versions is made
     # anew. Processes running from it (supervisord) keep what they have loaded.
     script = f"""set -e
 rt={shlex.quote(str(runtime))}
 py={shlex.quote(interpreter)}
-mkdir -p "$rt/incoming" "$rt/bin"
+mkdir -p "$rt/incoming"
 chmod 755 {shlex.quote(str(host.base))} "$rt"
 tmp=$(mktemp -d "$rt/incoming/runtime.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -140,8 +139,7 @@ trap 'rm -rf "$tmp"' EXIT
 if [ -e "$rt/venv" ]; then mv "$rt/venv" "$tmp/old-venv"; fi
 "$py" -m venv --without-pip "$rt/venv"
 tar -xf "$tmp/runtime.tar" -C "$rt" --no-same-owner venv
-tar -xf "$tmp/runtime.tar" -C "$tmp" --no-same-owner bin/uv
-mv -f "$tmp/bin/uv" "$rt/bin/uv"
+rm -rf "$rt/bin/uv" "$rt/cache/uv"  # what runtimes before this one needed
 echo "$py" > "$rt/venv/{INTERPRETER_MARK}"
 echo {runtime_id(python_minor, interpreter)} > "$rt/venv/{RUNTIME_MARK}"
 """
@@ -176,43 +174,19 @@ _payloads_lock = threading.Lock()
 
 
 def _runtime_image(
-    host: RemoteHost,
     cache: Path,
     pins: list[Pin],
     python: PythonInfo,
     platform: Platform,
 ) -> Image:
-    """The runtime's packages installed, and uv's binary: one tar per host kind, made once.
-
-    uv's wheel only brings its binary: it is sent unpacked, so that each host is spared
-    inflating 40 MB (a third of a second of CPU) for the price of sending more bytes.
-    """
+    """The runtime's packages installed: one tar per host kind, made once."""
     key = ("runtime", str(cache), tuple(map(str, pins)), python.minor, platform.key)
     with _payloads_lock:
         if key not in _images:
             wheels = fill_store(LocalConnection(), cache / "wheels", pins, python, platform)
             files = sorted(wheels.values(), key=lambda p: p.name)
-            uv_wheel = next((p for p in files if p.name.startswith("uv-")), None)
-            if uv_wheel is None:
-                raise HostError(host.name, "no uv wheel among shipyard's runtime wheels")
-            uv = _unpacked_uv(uv_wheel, cache / "uv-bin")
-            others = [p for p in files if p != uv_wheel]
-            _images[key] = runtime_image(cache, others, uv, python.minor)
+            _images[key] = runtime_image(cache, files, python.minor)
         return _images[key]
-
-
-def _unpacked_uv(wheel: Path, into: Path) -> Path:
-    """uv's binary from its wheel, unpacked once into this machine's cache."""
-    binary = into / wheel.stem / "uv"
-    if not binary.is_file():
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(wheel) as archive:
-            name = next(n for n in archive.namelist() if n.endswith(".data/scripts/uv"))
-            partial = binary.with_suffix(".partial")
-            partial.write_bytes(archive.read(name))
-            partial.chmod(0o755)
-            partial.replace(binary)
-    return binary
 
 
 def lib_action(host: RemoteHost) -> Action:

@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from shipyard import render
-from shipyard.build.artifact import LOCK, MANIFEST, SPEC, Artifact, Manifest
-from shipyard.build.tools import PythonInfo, uv
+from shipyard.build.artifact import MANIFEST, SPEC, Artifact, Manifest
+from shipyard.build.tools import PythonInfo
 from shipyard.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
 from shipyard.hosts.base import Command, Step, Symlink, Upload
 from shipyard.layout import AppLayout
@@ -75,28 +75,15 @@ def release_layer(app: AppLayout, release_id: str) -> str | None:
 def layer_steps(
     app: AppLayout, artifact: Artifact, wheel_store: Path, python: PythonInfo
 ) -> list[InstallStep]:
-    """Make the dependency layer offline from the wheel store; compiled, then marked complete."""
+    """Make the dependency layer from the wheel store (the release's pinned wheels, each
+    checked by sha256 when it arrived); compiled, then marked complete."""
     layer = app.layer(layer_id(artifact, python))
+    wheels = tuple(wheel_store / w.file for w in artifact.manifest.wheels)
     steps: list[InstallStep] = [
         RemoveTree(layer),
-        uv("venv", "--quiet", "--relocatable", "--python", python.executable, str(layer)),
+        MakeVenv(python, layer),
+        InstallWheel(wheels, layer, python.minor, "the dependency wheel"),
     ]
-    if artifact.manifest.wheels:
-        steps.append(
-            uv(
-                "pip",
-                "install",
-                "--quiet",
-                "--offline",
-                "--no-index",
-                "--python",
-                str(layer / "bin" / "python"),
-                "--find-links",
-                str(wheel_store),
-                "-r",
-                str(artifact.path / LOCK),
-            )
-        )
     steps += [compile_step(layer), Upload(b"", _posix(layer / COMPLETE))]
     return steps
 
@@ -131,7 +118,7 @@ def install_steps(
         *(_owned_by(run_as, app) if run_as else []),
         MakeVenv(python, venv),
         Upload(pth.encode(), _posix(site / LAYER_PTH)),
-        InstallWheel(release / "app" / manifest.app_wheel.file, venv, python.minor),
+        InstallWheel((release / "app" / manifest.app_wheel.file,), venv, python.minor),
         LinkScripts(layer / "bin", venv / "bin"),
         Upload(f"{layer_name}\n".encode(), _posix(release / LAYER_FILE)),
         # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases

@@ -39,10 +39,10 @@ RUNTIME_MARK = ".shipyard-runtime"
 INTERPRETER_MARK = ".shipyard-interpreter"
 # How the runtime is laid out and sent (build/runtime_image.py); part of the runtime's id, so
 # that a host with an older kind is provisioned anew.
-RUNTIME_FORMAT = 2
+RUNTIME_FORMAT = 3
 LIB_MARK = ".shipyard-lib"
 NOT_READY = 3  # the agent's exit code when its code is not the deploying machine's
-HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "installer", "uv")
+HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "installer")
 
 FACTS_SCRIPT = r"""
 base=$1; app_user=$2
@@ -214,7 +214,7 @@ def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[R
 
 @cache
 def runtime_pins() -> tuple[Pin, ...]:
-    """What the host agent imports, closed over, at the versions installed here, plus uv.
+    """What the host agent imports, closed over, at the versions installed here.
 
     Not all of shipyard's dependencies: the CLI's (click, rich and what rich pulls in) and the
     builder's (build, pyproject-hooks) stay on the deploying machine.

@@ -1,9 +1,10 @@
-"""A release's venv and its app wheel, made in this process: no uv, no interpreter started.
+"""Venvs and their wheels, made in the installer's own process: no tool, no interpreter.
 
 A code-only release needs a near-empty venv (its dependencies are a shared layer) and one
-small wheel unpacked into it. uv would start twice and query the new venv's interpreter,
-which costs more than the work itself; the standard library's venv and PyPA's `installer`
-do it here in a few milliseconds. A venv for another Python than this one is left to uv.
+small wheel unpacked into it; a new layer needs its pinned wheels unpacked. The standard
+library's venv and PyPA's `installer` do both here: for the example app's nine dependency
+wheels, a third of uv's CPU (which fills its cache, then links from it), and no uv on the
+hosts. A venv for another Python than this one is made by that Python's venv module.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from installer.destinations import SchemeDictionaryDestination
 from installer.exceptions import InstallerError
 from installer.sources import WheelFile
 
-from shipyard.build.tools import PythonInfo, uv
+from shipyard.build.tools import PythonInfo
 from shipyard.errors import DeployError
 from shipyard.hosts.base import Command
 
@@ -36,8 +37,11 @@ class MakeVenv:
     def __str__(self) -> str:
         return f"make a venv at {self.path} for {self.python.executable}"
 
-    def by_uv(self) -> Command:
-        return uv("venv", "--quiet", "--python", self.python.executable, str(self.path))
+    def by_its_python(self) -> Command:
+        """For another Python than this one: its own venv module makes it."""
+        return Command(
+            (self.python.executable, "-m", "venv", "--without-pip", "--symlinks", str(self.path))
+        )
 
     def here(self) -> bool:
         """Made in this process: it runs the same interpreter."""
@@ -47,14 +51,18 @@ class MakeVenv:
 
 @dataclass(frozen=True)
 class InstallWheel:
-    """One wheel unpacked into a venv, without its dependencies (the layer has them)."""
+    """Wheels unpacked into a venv as they are: no resolving (they are the release's pins,
+    resolved when it was built, or its app wheel over a layer that has its dependencies)."""
 
-    wheel: Path
+    wheels: tuple[Path, ...]
     venv: Path
     python_minor: str
+    what: str = "the app's wheel"
 
     def __str__(self) -> str:
-        return f"install {self.wheel.name} into {self.venv}, without dependencies"
+        names = ", ".join(w.name for w in self.wheels[:3])
+        more = f" and {len(self.wheels) - 3} more" if len(self.wheels) > 3 else ""
+        return f"install {names}{more} into {self.venv}, without resolving"
 
 
 @dataclass(frozen=True)
@@ -68,8 +76,8 @@ class LinkScripts:
         return f"put the scripts of {self.layer_bin} into {self.venv_bin}"
 
 
-# How a relocatable venv's script (uv venv --relocatable) starts: three lines that make
-# /bin/sh run the Python beside the script.
+# How a relocatable venv's script starts (a layer made by uv venv --relocatable, as earlier
+# versions did): three lines that make /bin/sh run the Python beside the script.
 _RELOCATABLE = b"#!/bin/sh\n'" + b"''exec' "
 
 
@@ -82,15 +90,23 @@ def link_scripts(step: LinkScripts) -> int:
     """
     done = 0
     python = f"#!{step.venv_bin / 'python'}\n".encode()
+    layer_python = f"#!{step.layer_bin / 'python'}\n".encode()
     for name in installed_scripts(step.layer_bin.parent):
         source, dest = step.layer_bin / name, step.venv_bin / name
         if os.path.lexists(dest) or not source.is_file():
             continue
         text = source.read_bytes()
-        if text.startswith(_RELOCATABLE):
+        body = (
+            text[len(layer_python) :]
+            if text.startswith(layer_python)
+            else text.split(b"\n", 3)[3]
+            if text.startswith(_RELOCATABLE)
+            else None
+        )
+        if body is not None:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o755)
             with os.fdopen(fd, "wb") as out:
-                out.write(python + text.split(b"\n", 3)[3])
+                out.write(python + body)
         else:
             try:
                 os.link(source, dest)
@@ -135,7 +151,7 @@ def wheel_destination(
 
 
 def make_venv(step: MakeVenv) -> bool:
-    """Make the venv here; False when it is for another Python (run step.by_uv() then)."""
+    """Make the venv here; False when it is for another Python (run step.by_its_python())."""
     if not step.here():
         return False
     stdlib_venv.EnvBuilder(symlinks=True, with_pip=False).create(str(step.path))
@@ -145,12 +161,14 @@ def make_venv(step: MakeVenv) -> bool:
 def install_wheel(step: InstallWheel) -> None:
     venv = step.venv
     destination = wheel_destination(venv, step.python_minor, str(venv / "bin" / "python"))
-    try:
-        with WheelFile.open(step.wheel) as source:
-            install(source, destination, {"INSTALLER": b"shipyard\n"})
-    except (InstallerError, OSError, ValueError, zipfile.BadZipFile) as err:
-        raise DeployError(
-            f"cannot install the app's wheel {step.wheel.name} into {venv}: {err}",
-            hint="The wheel is built from the project: check its build configuration "
-            "(pyproject.toml), then deploy again; the serving release is untouched.",
-        ) from None
+    for wheel in step.wheels:
+        try:
+            with WheelFile.open(wheel) as source:
+                install(source, destination, {"INSTALLER": b"shipyard\n"})
+        except (InstallerError, OSError, ValueError, zipfile.BadZipFile) as err:
+            raise DeployError(
+                f"cannot install {step.what} {wheel.name} into {venv}: {err}",
+                hint="Deploy again: a wheel that arrived damaged is sent again; if it was "
+                "built from the project, check its build configuration (pyproject.toml). The "
+                "serving release is untouched.",
+            ) from None

@@ -87,7 +87,7 @@ def test_provision_is_idempotent(prod: Project) -> None:
         assert f"{host.name}: install shipyard's runtime" in first.stdout, first.stdout
         venv = host.base_dir / ".shipyard" / "venv"
         assert (venv / "bin" / "python").is_file()
-        assert os.access(host.base_dir / ".shipyard" / "bin" / "uv", os.X_OK)
+        assert not (host.base_dir / ".shipyard" / "bin" / "uv").exists()  # hosts need no uv
         # the runtime arrives installed, with its bytecode (the hosts run this Python)
         site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
         tag = sys.implementation.cache_tag

@@ -229,8 +229,9 @@ def test_provision_without_apt_says_what_to_install(tmp_path: Path) -> None:
 
 def test_runtime_pins_close_over_shipyards_dependencies() -> None:
     names = {pin.name for pin in runtime_pins()}
-    assert {"supervisor", "pydantic", "pydantic-core", "jinja2", "markupsafe", "uv"} <= names
-    assert "shipyard" not in names and "pytest" not in names
+    assert {"supervisor", "pydantic", "pydantic-core", "jinja2", "markupsafe", "installer"} <= names
+    # the CLI's and the builder's stay here; hosts install with installer, not uv
+    assert not names & {"shipyard", "pytest", "uv", "rich", "click", "build"}
 
 
 def test_provision_makes_supervisord_start_at_boot_with_a_unit_systemd_accepts(

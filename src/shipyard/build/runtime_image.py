@@ -1,11 +1,11 @@
 """shipyard's runtime for a host as one tar, built here once and kept in the cache.
 
 The tar holds the runtime venv's packages already installed (`venv/lib/pythonX.Y/
-site-packages`, with console scripts in `venv/bin` that run the Python beside them), their
-bytecode when this interpreter is the host's version, and uv's binary (`bin/uv`). A host
-unpacks it into a venv it makes with its own Python: it installs no wheel, so it spends no CPU
-on unzipping and compiling. Nothing in it names a host's paths, so one file serves every host
-of a kind, and ssh reads it from disk.
+site-packages`, with console scripts in `venv/bin` that run the Python beside them) and their
+bytecode when this interpreter is the host's version. A host unpacks it into a venv it makes
+with its own Python: it installs no wheel, so it spends no CPU on unzipping and compiling.
+Nothing in it names a host's paths, so one file serves every host of a kind, and ssh reads it
+from disk.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import compileall
 import hashlib
 import json
 import os
-import shutil
 import sys
 import tarfile
 import tempfile
@@ -45,7 +44,7 @@ class Image:
         return self.path.stat().st_size
 
 
-def runtime_image(cache: Path, wheels: list[Path], uv_binary: Path, python_minor: str) -> Image:
+def runtime_image(cache: Path, wheels: list[Path], python_minor: str) -> Image:
     """The image for hosts whose Python is `python_minor`: built on first use, then read
     from the cache."""
     with_bytecode = python_minor == f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -54,7 +53,7 @@ def runtime_image(cache: Path, wheels: list[Path], uv_binary: Path, python_minor
             RUNTIME_FORMAT,
             python_minor,
             with_bytecode,
-            *(_identity(p) for p in [*wheels, uv_binary]),
+            *(_identity(p) for p in wheels),
         ],
         separators=(",", ":"),
     )
@@ -69,10 +68,8 @@ def runtime_image(cache: Path, wheels: list[Path], uv_binary: Path, python_minor
         # The import system names the source a .pyc was loaded for: no ddir is needed.
         if with_bytecode and not compileall.compile_dir(site, quiet=2, workers=1):
             raise RuntimeError(f"the runtime's packages did not compile under {site}")
-        (staging / "bin").mkdir()
-        shutil.copy2(uv_binary, staging / "bin" / "uv")
         partial = tar.with_suffix(".partial")
-        _write_tar(partial, staging, ("venv", "bin"))
+        _write_tar(partial, staging, ("venv",))
         sha = _sha256(partial)
         os.replace(partial, tar)
     digest.write_text(sha + "\n")
