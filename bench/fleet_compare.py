@@ -800,7 +800,7 @@ def bytes_goal(shipyard: list[Result]) -> list[str]:
     if sent <= target:
         lines.append(
             f"  No dependency wheel is sent: **met**. The artifact's other files ({extra}) are "
-            "unchanged: each host copies them from the release it has instead of receiving "
+            "unchanged: each host links them from the artifact it has instead of receiving "
             "them: **met** to the letter."
         )
     elif sent <= artifact:
