@@ -134,7 +134,7 @@ def connect(fleet: Fleet, reporter: Reporter, hosts: Sequence[RemoteHost] | None
         facts = host.read_facts(fleet.target.run_user())
         require_runtime(host)
         if facts.lib != lib_id():
-            provision.execute(host, [provision.lib_action(host)])
+            provision.execute(host, [provision.lib_action(host, fleet.cache)])
 
     _, failures = each(hosts or fleet.hosts, ready, fleet.target.parallel, "connect")
     if failures:
@@ -327,7 +327,7 @@ def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, d
     facts = host.read_facts(fleet.target.run_user())
     require_runtime(host)
     if facts.lib != lib_id():
-        provision.execute(host, [provision.lib_action(host)])
+        provision.execute(host, [provision.lib_action(host, fleet.cache)])
     agent = Agent.open(host)
     try:
         return agent, agent.call("hello", **hello)

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import io
+import os
 import py_compile
 import shlex
 import sys
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,7 @@ def plan(host: RemoteHost, facts: Facts, app_user: str, cache: Path) -> list[Act
             )
         )
     if facts.lib != lib_id():
-        actions.append(lib_action(host))
+        actions.append(lib_action(host, cache))
     if facts.systemd:
         actions.append(_systemd_action(host))
     return actions
@@ -135,9 +137,7 @@ mkdir -p "$rt/incoming"
 chmod 755 {shlex.quote(str(host.base))} "$rt"
 tmp=$(mktemp -d "$rt/incoming/runtime.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-"$py" -c {shlex.quote(_CHECKED_COPY)} "$tmp/runtime.tar" {image.sha256}
-if [ -e "$rt/venv" ]; then mv "$rt/venv" "$tmp/old-venv"; fi
-"$py" -m venv --without-pip "$rt/venv"
+"$py" -c {shlex.quote(_RECEIVE)} "$tmp/runtime.tar" {image.sha256} "$rt/venv" "$tmp/old-venv"
 tar -xf "$tmp/runtime.tar" -C "$rt" --no-same-owner venv
 rm -rf "$rt/bin/uv" "$rt/cache/uv"  # what runtimes before this one needed
 echo "$py" > "$rt/venv/{INTERPRETER_MARK}"
@@ -151,24 +151,22 @@ echo {runtime_id(python_minor, interpreter)} > "$rt/venv/{RUNTIME_MARK}"
     )
 
 
-# Copies stdin to a file, and fails unless what arrived has the expected sha256.
-_CHECKED_COPY = """import hashlib, sys
+# Copies stdin to a file and fails unless what arrived has the expected sha256; then sets the
+# old venv aside and makes a new one with the host's Python (one interpreter start for both).
+_RECEIVE = """import hashlib, os, sys, venv
+tar, expected, env, old = sys.argv[1:]
 digest = hashlib.sha256()
-with open(sys.argv[1], "wb") as out:
+with open(tar, "wb") as out:
     while chunk := sys.stdin.buffer.read(1 << 20):
         digest.update(chunk)
         out.write(chunk)
-if digest.hexdigest() != sys.argv[2]:
+if digest.hexdigest() != expected:
     sys.exit("shipyard's runtime arrived damaged (sha256 mismatch): provision again")
+if os.path.lexists(env):
+    os.rename(env, old)
+venv.EnvBuilder(symlinks=True, with_pip=False).create(env)
 """
 
-
-@dataclass(frozen=True)
-class Payload:
-    tar: bytes
-
-
-_payloads: dict[tuple[object, ...], Payload] = {}
 _images: dict[tuple[object, ...], Image] = {}
 _payloads_lock = threading.Lock()
 
@@ -189,7 +187,7 @@ def _runtime_image(
         return _images[key]
 
 
-def lib_action(host: RemoteHost) -> Action:
+def lib_action(host: RemoteHost, cache: Path) -> Action:
     """Sync shipyard's own package (the agent) to the host: swapped in whole."""
     runtime = shlex.quote(str(host.runtime))
     script = f"""set -e
@@ -208,7 +206,7 @@ rm -rf "$rt/lib.old"
     return Action(
         f"sync shipyard {lib_id()} (the host agent)",
         _sh(script),
-        lambda: _lib_payload(minor),
+        lambda: lib_payload(cache, minor),
     )
 
 
@@ -237,22 +235,30 @@ WantedBy=multi-user.target
     )
 
 
-def _lib_payload(host_python_minor: str) -> bytes:
-    """shipyard's package as a tar, built once; with its bytecode when this interpreter is the
-    host's version, so that the host's first agent does not compile it (a third of a second).
-    The .pyc files check their source's mtime and size, which tar keeps."""
+def lib_payload(cache: Path, host_python_minor: str) -> Path:
+    """shipyard's package as a tar, made once per version of it and kept in the cache; with
+    its bytecode when this interpreter is the host's version, so that the host's first agent
+    does not compile it (a third of a second). The .pyc files check their source's mtime and
+    size, which tar keeps."""
     own = f"{sys.version_info.major}.{sys.version_info.minor}"
     with_bytecode = host_python_minor == own
-    key = ("lib", lib_id(), with_bytecode)
+    tag = sys.implementation.cache_tag if with_bytecode else "source"
+    path = cache / "agent-payloads" / f"{lib_id()}-{tag}.tar"
     with _payloads_lock:
-        cached = _payloads.get(key)
-        if cached is None:
+        if not path.is_file():
             files = list(lib_files())
-            with tempfile.TemporaryDirectory(prefix="shipyard-lib-") as tmp:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="shipyard-lib-", dir=path.parent) as tmp:
                 if with_bytecode:
                     files += _compiled(files, Path(tmp))
-                cached = _payloads[key] = Payload(_tar(files))
-        return cached.tar
+                partial = Path(tmp) / "payload.tar"
+                partial.write_bytes(_tar(files))
+                os.replace(partial, path)
+            # Those of earlier versions of shipyard go, once no provision can be reading them.
+            for older in path.parent.glob(f"*-{tag}.tar"):
+                if older != path and time.time() - older.stat().st_mtime > 86400:
+                    older.unlink(missing_ok=True)
+        return path
 
 
 def _compiled(files: list[tuple[str, Path]], into: Path) -> list[tuple[str, Path]]:

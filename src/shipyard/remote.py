@@ -49,11 +49,18 @@ base=$1; app_user=$2
 echo "os=$(. /etc/os-release 2>/dev/null; echo "${ID:-unknown} ${VERSION_ID:-}")"
 # the system's python3 first: a user's pyenv or similar may sit in a home others cannot enter
 python=/usr/bin/python3; [ -x "$python" ] || python=$(command -v python3 2>/dev/null)
-py='import sys, sysconfig; print("%d.%d.%d" % sys.version_info[:3], sysconfig.get_platform())'
-echo "python=$("$python" -c "$py" 2>/dev/null)"
-echo "libc=$("$python" -c 'import platform; print(*platform.libc_ver())' 2>/dev/null)"
+# one interpreter start for its version, platform, libc, and whether it can make venvs
+"$python" - 2>/dev/null <<'PY'
+import platform, sys, sysconfig
+print("python=%d.%d.%d" % sys.version_info[:3], sysconfig.get_platform())
+print("libc=%s %s" % platform.libc_ver())
+try:
+    import ensurepip, venv
+    print("venv=yes")
+except ImportError:
+    pass
+PY
 echo "python_path=$python"
-echo "venv=$("$python" -c 'import venv, ensurepip' 2>/dev/null && echo yes)"
 n=$(command -v nginx 2>/dev/null || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
 echo "nginx=$n"
 echo "login=$(id -un)"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import io
+import os
 import shlex
 import subprocess
 import sys
+import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -15,7 +19,7 @@ from shipyard import render, wire
 from shipyard.errors import SpecError
 from shipyard.hosts.base import Command
 from shipyard.hosts.ssh import SSHAddress, SSHConnection, SSHOptions, unreachable
-from shipyard.provision import plan, unit_name
+from shipyard.provision import lib_payload, plan, unit_name
 from shipyard.remote import Facts, RemoteHost, host_base, lib_id, runtime_id, runtime_pins
 from shipyard.spec import Spec, TargetSpec, parse_spec
 
@@ -220,6 +224,33 @@ def test_provision_installs_only_what_is_missing(tmp_path: Path) -> None:
     assert all(action.command.sudo for action in actions)
 
 
+def test_the_agent_payload_is_made_once_and_runs_from_its_bytecode(tmp_path: Path) -> None:
+    own = f"{sys.version_info.major}.{sys.version_info.minor}"
+    payload = lib_payload(tmp_path / "cache", own)
+    assert payload.name == f"{lib_id()}-{sys.implementation.cache_tag}.tar"
+    made = payload.stat().st_mtime_ns
+    assert lib_payload(tmp_path / "cache", own) == payload
+    assert payload.stat().st_mtime_ns == made  # kept, not made again
+    assert lib_payload(tmp_path / "cache", "2.7").name == f"{lib_id()}-source.tar"
+    with tarfile.open(payload) as tar:
+        tar.extractall(tmp_path / "lib")
+    pyc = tmp_path / "lib/shipyard/__pycache__" / f"agent.{sys.implementation.cache_tag}.pyc"
+    source = (tmp_path / "lib/shipyard/agent.py").stat()
+    header = pyc.read_bytes()[:16]
+    assert header[:4] == importlib.util.MAGIC_NUMBER
+    # valid for the unpacked source (its mtime and size), so the host compiles nothing
+    assert int.from_bytes(header[8:12], "little") == int(source.st_mtime)
+    assert int.from_bytes(header[12:16], "little") == source.st_size
+    done = subprocess.run(
+        [sys.executable, "-B", "-c", "import shipyard.agent; print(shipyard.agent.__file__)"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "lib")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == str(tmp_path / "lib/shipyard/agent.py")
+
+
 def test_provision_without_apt_says_what_to_install(tmp_path: Path) -> None:
     from shipyard.errors import HostError
 
@@ -258,3 +289,25 @@ def test_provision_makes_supervisord_start_at_boot_with_a_unit_systemd_accepts(
     )
     assert verified.returncode == 0, verified.stderr
     assert str(path.name) not in verified.stderr, verified.stderr  # no warning about the unit
+
+
+def test_the_runtime_is_checked_before_the_old_venv_is_set_aside(tmp_path: Path) -> None:
+    from shipyard.provision import _RECEIVE
+
+    env, old = tmp_path / "venv", tmp_path / "old-venv"
+    env.mkdir()
+    (env / "marker").write_text("the serving runtime")
+    data = b"a tar, say" * 1000
+
+    def receive(sha: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", _RECEIVE, str(tmp_path / "rt.tar"), sha, str(env), str(old)]
+        return subprocess.run(argv, input=data.decode(), capture_output=True, text=True)
+
+    damaged = receive(hashlib.sha256(b"something else").hexdigest())
+    assert damaged.returncode != 0 and "arrived damaged" in damaged.stderr
+    assert (env / "marker").read_text() == "the serving runtime" and not old.exists()
+    arrived = receive(hashlib.sha256(data).hexdigest())
+    assert arrived.returncode == 0, arrived.stderr
+    assert (tmp_path / "rt.tar").read_bytes() == data
+    assert (old / "marker").is_file() and (env / "pyvenv.cfg").is_file()
+    assert (env / "bin" / "python").is_symlink() and not (env / "bin" / "pip").exists()

@@ -9,9 +9,11 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+import pytest
 from wheelkit import make_wheel
 
-from shipyard.build.runtime_image import runtime_image
+import shipyard.build.runtime_image as runtime_image_module
+from shipyard.build.runtime_image import LEFT_OUT, leave_out, runtime_image
 from shipyard.venvs import site_packages_in
 
 MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -64,3 +66,38 @@ def test_the_image_is_built_once_and_again_when_a_wheel_changes(tmp_path: Path) 
         archive.writestr("pkg/extra.py", "X = 1\n")
     changed = runtime_image(tmp_path / "cache", [wheel], MINOR)
     assert changed.path != first.path and changed.sha256 != first.sha256
+
+
+def test_the_image_leaves_out_what_no_host_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {**FILES, "pkg/tests/test_pkg.py": "def test() -> None: ...\n", "pkg/w64.exe": "MZ"}
+    wheel = make_wheel(tmp_path / "w", "pkg", files, {"pkg-hello": "pkg.cli:main"})
+    monkeypatch.setattr(runtime_image_module, "LEFT_OUT", ("pkg/tests", "pkg/*.exe"))
+    image = runtime_image(tmp_path / "cache", [wheel], MINOR)
+    site = site_packages_in(Path("venv"), MINOR).as_posix()
+    with tarfile.open(image.path) as tar:
+        names = set(tar.getnames())
+        record = tar.extractfile(f"{site}/pkg-1.0.dist-info/RECORD")
+        assert record is not None
+        listed = {line.split(",")[0] for line in record.read().decode().splitlines()}
+    assert f"{site}/pkg/cli.py" in names and "pkg/cli.py" in listed
+    assert not [n for n in names if "/pkg/tests" in n or n.endswith(".exe")]
+    assert not [p for p in listed if p.startswith("pkg/tests") or p.endswith(".exe")]
+
+
+def test_shipyards_runtime_leaves_out_test_suites_and_windows_launchers(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    for rel in ("supervisor/tests/test_a.py", "supervisor/xmlrpc.py", "installer/_scripts/w64.exe"):
+        (site / rel).parent.mkdir(parents=True, exist_ok=True)
+        (site / rel).write_text("x")
+    (site / "supervisor-4.dist-info").mkdir()
+    (site / "supervisor-4.dist-info/RECORD").write_text(
+        "supervisor/tests/test_a.py,,\nsupervisor/xmlrpc.py,,\n"
+    )
+    leave_out(site, LEFT_OUT)
+    assert sorted(p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()) == [
+        "supervisor-4.dist-info/RECORD",
+        "supervisor/xmlrpc.py",
+    ]
+    assert (site / "supervisor-4.dist-info/RECORD").read_text() == "supervisor/xmlrpc.py,,\n"

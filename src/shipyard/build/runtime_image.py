@@ -14,6 +14,7 @@ import compileall
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tarfile
 import tempfile
@@ -34,6 +35,17 @@ _RELOCATABLE = (
 )
 
 
+# What the image leaves out of the installed packages: nothing imports it on a host, and each
+# file costs a host a file to write. Paths under site-packages, as glob patterns.
+LEFT_OUT = (
+    "supervisor/tests",  # supervisor's own test suite: 87 files, 2.3 MB
+    "installer/_scripts/*.exe",  # Windows launchers, for Windows hosts only
+    "pydantic/mypy.py",  # the plugin for mypy, which never runs on a host
+)
+# Part of the cache key: a change to what an image holds makes new ones.
+IMAGE_FORMAT = 2
+
+
 @dataclass(frozen=True)
 class Image:
     path: Path
@@ -51,6 +63,7 @@ def runtime_image(cache: Path, wheels: list[Path], python_minor: str) -> Image:
     key = json.dumps(
         [
             RUNTIME_FORMAT,
+            IMAGE_FORMAT,
             python_minor,
             with_bytecode,
             *(_identity(p) for p in wheels),
@@ -86,7 +99,30 @@ def _install(wheels: list[Path], venv: Path, python_minor: str) -> Path:
         text = script.read_bytes()
         if text.startswith(shebang):
             script.write_bytes(_RELOCATABLE + text[len(shebang) :])
-    return site_packages_in(venv, python_minor)
+    site = site_packages_in(venv, python_minor)
+    leave_out(site, LEFT_OUT)
+    return site
+
+
+def leave_out(site: Path, patterns: tuple[str, ...]) -> None:
+    """Remove what `patterns` match, and their lines in the RECORD files, which then list
+    exactly what is installed."""
+    gone: list[Path] = []
+    for pattern in patterns:
+        for path in site.glob(pattern):
+            gone.append(path)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if not gone:
+        return
+    for record in site.glob("*.dist-info/RECORD"):
+        lines = record.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if not _listed_under(site / line.split(",", 1)[0], gone)]
+        if len(kept) != len(lines):
+            record.write_text("".join(kept))
+
+
+def _listed_under(path: Path, gone: list[Path]) -> bool:
+    return any(path == top or top in path.parents for top in gone)
 
 
 def _identity(path: Path) -> list[object]:
