@@ -142,10 +142,10 @@ class Profile:
     by_role: dict[str, float]  # per host
 
 
-def profile_size(n: int, nonce: str, phase: str, verbose: bool) -> Profile:
+def profile_size(n: int, nonce: str, phase: str, verbose: bool, own_disks: bool) -> Profile:
     """The profile of one phase: `warm`, or `provision` / `deploy` of a cold run."""
     work = Path(tempfile.mkdtemp(prefix="syb-hostcpu-"))
-    bed = Testbed(n)
+    bed = Testbed(n, own_disks)
     try:
         tool = Shipyard(bed, work)
         if phase == "provision":
@@ -222,7 +222,7 @@ def measure(
     return Profile(n, wall, measured / n, {name: cpu / n for name, cpu in by_role.items()})
 
 
-def report(profiles: list[Profile]) -> str:
+def report(profiles: list[Profile], own_disks: bool) -> str:
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sizes = [p.hosts for p in profiles]
     lines = [
@@ -233,7 +233,9 @@ def report(profiles: list[Profile]) -> str:
         "",
         "Command: `.venv/bin/python bench/host_cpu.py` (as root). One profiled warm redeploy",
         "(a one-line change, after a cold deploy and two warm-ups) per fleet size, on the",
-        "testbed of bench/fleet_compare.py. CPU seconds per host, averaged over the hosts:",
+        "testbed of bench/fleet_compare.py"
+        + (" (each host's base dir an ext4 of its own)" if own_disks else " (--shared-disk)")
+        + ". CPU seconds per host, averaged over the hosts:",
         "live processes from /proc, ended ones from process accounting.",
         "",
         "| role | " + " | ".join(f"{n} host(s)" for n in sizes) + " |",
@@ -278,6 +280,11 @@ def main() -> None:
         help="what to profile: a warm redeploy (written to BENCHMARKS.md), or a cold run's"
         " provision or deploy (printed only)",
     )
+    parser.add_argument(
+        "--shared-disk",
+        action="store_true",
+        help="the hosts' base dirs on this machine's filesystem, not one filesystem per host",
+    )
     args = parser.parse_args()
     sizes = [int(x) for x in args.hosts.split(",")]
     if os.geteuid() != 0:
@@ -289,8 +296,8 @@ def main() -> None:
     profiles = []
     for n in sizes:
         print(f"{n} host(s) …", flush=True)
-        profiles.append(profile_size(n, nonce, args.phase, args.verbose))
-    section = report(profiles)
+        profiles.append(profile_size(n, nonce, args.phase, args.verbose, not args.shared_disk))
+    section = report(profiles, not args.shared_disk)
     if not args.no_write and args.phase == "warm":
         write_section(section, BEGIN, END)
     print(section)
