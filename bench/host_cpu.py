@@ -234,7 +234,7 @@ def report(profiles: list[Profile], own_disks: bool) -> str:
         "Command: `.venv/bin/python bench/host_cpu.py` (as root). One profiled warm redeploy",
         "(a one-line change, after a cold deploy and two warm-ups) per fleet size, on the",
         "testbed of bench/fleet_compare.py"
-        + (" (each host's base dir an ext4 of its own)" if own_disks else " (--shared-disk)")
+        + (" (each host's base dir a tmpfs of its own)" if own_disks else " (--shared-disk)")
         + ". CPU seconds per host, averaged over the hosts:",
         "live processes from /proc, ended ones from process accounting.",
         "",

@@ -92,6 +92,9 @@ def test_provision_is_idempotent(prod: Project) -> None:
         site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
         tag = sys.implementation.cache_tag
         assert (site / "site-packages" / "pydantic" / "__pycache__" / f"main.{tag}.pyc").is_file()
+        # without what no host imports
+        assert (site / "site-packages" / "supervisor" / "xmlrpc.py").is_file()
+        assert not (site / "site-packages" / "supervisor" / "tests").exists()
     version = prod.fleet.ssh(
         prod.fleet.web[0], f"{prod.fleet.web[0].base_dir}/.shipyard/venv/bin/supervisord --version"
     )

@@ -6,7 +6,9 @@ import hashlib
 import importlib.util
 import io
 import os
+import pwd
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -20,7 +22,15 @@ from shipyard.errors import SpecError
 from shipyard.hosts.base import Command
 from shipyard.hosts.ssh import SSHAddress, SSHConnection, SSHOptions, unreachable
 from shipyard.provision import lib_payload, plan, unit_name
-from shipyard.remote import Facts, RemoteHost, host_base, lib_id, runtime_id, runtime_pins
+from shipyard.remote import (
+    FACTS_SCRIPT,
+    Facts,
+    RemoteHost,
+    host_base,
+    lib_id,
+    runtime_id,
+    runtime_pins,
+)
 from shipyard.spec import Spec, TargetSpec, parse_spec
 
 
@@ -100,6 +110,34 @@ def test_facts_parse_the_probe_output() -> None:
     )
     bare = Facts.parse("os=alpine 3\npython=\n")
     assert not bare.python and not bare.nginx and not bare.apt
+
+
+def test_the_facts_probe_reads_this_machine(tmp_path: Path) -> None:
+    probed = subprocess.run(
+        ["sh", "-s", "--", str(tmp_path / "base"), "root"],
+        input=FACTS_SCRIPT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    facts = Facts.parse(probed.stdout)
+    python = shutil.which("python3", path="/usr/bin") or shutil.which("python3")
+    assert python is not None and facts.python_path == python
+    expected = subprocess.run(
+        [python, "-c", "import sys, sysconfig, os, importlib.util as u;"
+         "print('%d.%d.%d' % sys.version_info[:3], sysconfig.get_platform());"
+         "print(os.confstr('CS_GNU_LIBC_VERSION'));"
+         "print(bool(u.find_spec('venv') and u.find_spec('ensurepip')))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()  # fmt: skip
+    assert f"{facts.python} {facts.platform}" == expected[0]
+    assert facts.libc == expected[1] and facts.libc.startswith("glibc ")
+    assert str(facts.venv) == expected[2]
+    assert facts.login == pwd.getpwuid(os.getuid()).pw_name
+    assert facts.app_user  # the user asked about, root, exists everywhere
+    assert facts.runtime == facts.lib == "" and facts.disk_free_kb > 0
 
 
 def _conn(user: str | None = None, **options: Any) -> SSHConnection:
