@@ -6,7 +6,7 @@ provision and cold deploy, warm-up redeploys, then one profiled warm redeploy (a
 change to flaskr/views.py) per fleet size.
 
 - Processes alive after the deploy: their CPU from /proc, less what they had before it.
-- Processes that ended during it (the old app server, the release command, uv, compiles):
+- Processes that ended during it (the old app server, the release command, nginx's old workers):
   BSD process accounting (`accton`, Debian's acct), kept when their parent chain leads to a
   host's process. A process that ran before the deploy counts only what it used since.
 
@@ -53,7 +53,6 @@ APP_ROLES = ("new app server (master + workers)", "old app server stopping", "re
 ROLES = (
     *APP_ROLES,
     "agent (resident)",
-    "uv (venv + offline install)",
     "bytecode compile",
     "supervisord",
     "nginx",
@@ -116,22 +115,20 @@ def on_hosts(ended: dict[int, Proc], known: set[int]) -> dict[int, Proc]:
 def role(proc: Proc, parents: dict[int, Proc], old: set[int]) -> str:
     parent = parents.get(proc.ppid)
     if proc.comm == "gunicorn" or "gunicorn" in proc.cmdline:
-        return ROLES[1] if proc.pid in old else ROLES[0]
+        return APP_ROLES[1] if proc.pid in old else APP_ROLES[0]
     if proc.comm == "flask" or (parent is not None and parent.comm == "runuser"):
-        return ROLES[2]
+        return APP_ROLES[2]
     if "shipyard.agent" in proc.cmdline:
-        return ROLES[3]
-    if proc.comm == "uv" or (parent is not None and parent.comm == "uv"):
-        return ROLES[4]
+        return "agent (resident)"
     if proc.comm == "python" and parent is not None and "shipyard.agent" in parent.cmdline:
-        return ROLES[5]
+        return "bytecode compile"
     if "supervisord" in proc.cmdline:
-        return ROLES[6]
+        return "supervisord"
     if proc.comm == "nginx":
-        return ROLES[7]
+        return "nginx"
     if proc.comm.startswith(("sshd", "bash", "sh", "python", "sudo")):
-        return ROLES[8]
-    return ROLES[9]
+        return "sshd + session relay"
+    return "other"
 
 
 @dataclass
@@ -234,9 +231,9 @@ def report(profiles: list[Profile], own_disks: bool) -> str:
         "Command: `.venv/bin/python bench/host_cpu.py` (as root). One profiled warm redeploy",
         "(a one-line change, after a cold deploy and two warm-ups) per fleet size, on the",
         "testbed of bench/fleet_compare.py"
-        + (" (each host's base dir a tmpfs of its own)" if own_disks else " (--shared-disk)")
-        + ". CPU seconds per host, averaged over the hosts:",
-        "live processes from /proc, ended ones from process accounting.",
+        + (", each host's base dir a tmpfs of its own." if own_disks else " (--shared-disk).")
+        + " CPU seconds per host, averaged",
+        "over the hosts: live processes from /proc, ended ones from process accounting.",
         "",
         "| role | " + " | ".join(f"{n} host(s)" for n in sizes) + " |",
         "|---|" + "---|" * len(sizes),
