@@ -55,10 +55,13 @@ import os, sys, sysconfig
 from importlib.util import find_spec
 print("python=%d.%d.%d" % sys.version_info[:3], sysconfig.get_platform())
 try:
-    print("libc=" + os.confstr("CS_GNU_LIBC_VERSION"))  # "glibc 2.36"
+    libc = os.confstr("CS_GNU_LIBC_VERSION") or ""  # "glibc 2.36"
 except (ValueError, OSError):
+    libc = ""
+if not libc:
     import platform  # it reads the interpreter's binary to find out
-    print("libc=%s %s" % platform.libc_ver())
+    libc = "%s %s" % platform.libc_ver()
+print("libc=" + libc)
 # found, not imported (ensurepip alone takes 15 ms to import): Debian splits it out
 if find_spec("venv") and find_spec("ensurepip"):
     print("venv=yes")
