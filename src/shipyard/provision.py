@@ -168,6 +168,7 @@ venv.EnvBuilder(symlinks=True, with_pip=False).create(env)
 """
 
 _images: dict[tuple[object, ...], Image] = {}
+# Hosts are provisioned in threads: each payload is made by one of them, the others wait.
 _payloads_lock = threading.Lock()
 
 
