@@ -147,8 +147,8 @@ class Bench:
         return f"bench {self.counter}"
 
     def cleanup(self) -> None:
-        from shipyard.layout import HostLayout
-        from shipyard.runtime import stop_runtime
+        from shipyard.host.layout import HostLayout
+        from shipyard.host.runtime import stop_runtime
 
         for home in self.homes:
             stop_runtime(HostLayout(home))

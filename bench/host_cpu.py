@@ -118,9 +118,9 @@ def role(proc: Proc, parents: dict[int, Proc], old: set[int]) -> str:
         return APP_ROLES[1] if proc.pid in old else APP_ROLES[0]
     if proc.comm == "flask" or (parent is not None and parent.comm == "runuser"):
         return APP_ROLES[2]
-    if "shipyard.agent" in proc.cmdline:
+    if "shipyard.host.agent" in proc.cmdline:
         return "agent (resident)"
-    if proc.comm == "python" and parent is not None and "shipyard.agent" in parent.cmdline:
+    if proc.comm == "python" and parent is not None and "shipyard.host.agent" in parent.cmdline:
         return "bytecode compile"
     if "supervisord" in proc.cmdline:
         return "supervisord"

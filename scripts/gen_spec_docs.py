@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from shipyard.specdoc import render
+from shipyard.spec.docs import render
 
 target = Path(__file__).resolve().parent.parent / "docs" / "spec.md"
 target.parent.mkdir(exist_ok=True)

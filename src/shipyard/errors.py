@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
-    from shipyard.hosts.base import Result
+    from shipyard.host.steps import Result
 
 
 class ShipyardError(Exception):

@@ -335,7 +335,7 @@ def test_the_agent_stays_resident_and_retires_for_new_code(
         return [
             pid
             for pid in host.pids()
-            if b"shipyard.agent" in Path(f"/proc/{pid}/cmdline").read_bytes() and running(pid)
+            if b"shipyard.host.agent" in Path(f"/proc/{pid}/cmdline").read_bytes() and running(pid)
         ]
 
     def served() -> int:

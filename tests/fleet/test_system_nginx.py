@@ -15,7 +15,7 @@ import pytest
 from netns import FleetFactory
 from project import make_project
 
-from shipyard.layout import SYSTEM_NGINX_SITES
+from shipyard.host.layout import SYSTEM_NGINX_SITES
 
 pytestmark = pytest.mark.slow
 

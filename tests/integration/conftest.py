@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from shipyard.cli import main
-from shipyard.layout import AppLayout, HostLayout
-from shipyard.runtime import stop_runtime
+from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.runtime import stop_runtime
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
 

@@ -10,8 +10,8 @@ import pytest
 from shipyard.build import artifact as artifacts
 from shipyard.build.platforms import Platform, local_platform
 from shipyard.errors import BuildError
-from shipyard.hosts.local import LocalConnection
-from shipyard.spec import load_spec
+from shipyard.host.local import LocalConnection
+from shipyard.project.spec_file import load_spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
 ARM = Platform("linux-aarch64", "glibc 2.36")

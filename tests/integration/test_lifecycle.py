@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from shipyard.errors import LockHeld
-from shipyard.state import app_lock, load_state
-from shipyard.supervisor import Supervisor
+from shipyard.host.state import app_lock, load_state
+from shipyard.host.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from conftest import Deployment

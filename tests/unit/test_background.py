@@ -14,7 +14,7 @@ from pathlib import Path
 PROGRAM = """
 import fcntl, os, sys, time
 from pathlib import Path
-from shipyard.background import detach
+from shipyard.host.background import detach
 
 lock, marker, log, mode = sys.argv[1:5]
 fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)

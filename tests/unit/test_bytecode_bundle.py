@@ -8,7 +8,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from shipyard.build.bytecode_bundle import TAG, ensure_bundle, tag_for, unpack_bundles
+from shipyard.build.bytecode_bundle import ensure_bundle
+from shipyard.host.bytecode import TAG, tag_for, unpack_bundles
 
 FILES = {
     "pkg/__init__.py": "",

@@ -135,7 +135,7 @@ def test_an_internal_error_writes_the_traceback_to_a_file(
     def explode(*_args: object, **_kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr("shipyard.cli.load_state", explode)
+    monkeypatch.setattr("shipyard.targets.local.load_state", explode)
     code, _, err = run_cli(["releases", str(project)], capsys)
     assert code == 70
     assert "internal error" in err and "Traceback" not in err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shipyard.crash_output import excerpt
+from shipyard.host.crash_output import excerpt
 
 WORKER = """\
 [2026-11-25 10:00:00 +0000] [10] [INFO] Starting gunicorn 23.0.0

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.detect import detect, normalise_name
 from shipyard.errors import SpecError, UsageError
-from shipyard.initfile import render_spec_toml, toml_value, write_spec
-from shipyard.spec import parse_spec
+from shipyard.project.detect import detect, normalise_name
+from shipyard.project.initfile import render_spec_toml, toml_value, write_spec
+from shipyard.spec.model import parse_spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.errors import DeployError
-from shipyard.filesteps import Chown, LinkTree, MakeDirs, RemoveTree
+from shipyard.host.filesteps import Chown, LinkTree, MakeDirs, RemoveTree
 
 
 def test_an_artifact_is_linked_into_a_release_not_copied(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from shipyard import health
+from shipyard.host import health
 
 
 def _serve_once(path: Path, reply: bytes, seen: dict[str, str]) -> threading.Thread:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shipyard.logs import _emit_new
+from shipyard.host.logs import _emit_new
 
 
 def test_follow_emits_complete_lines_and_keeps_blank_ones(tmp_path: Path) -> None:

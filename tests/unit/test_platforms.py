@@ -9,11 +9,11 @@ import pytest
 from packaging.tags import Tag
 
 from shipyard.build.platforms import Platform, local_platform
-from shipyard.build.tools import PythonInfo
 from shipyard.build.wheels import compatible_tags, fetch_command
 from shipyard.errors import DeployError
-from shipyard.fleet import hosts_platform
-from shipyard.remote import Facts
+from shipyard.fleet.fleet import hosts_platform
+from shipyard.fleet.remote import Facts
+from shipyard.host.python import PythonInfo
 
 X86 = Platform("linux-x86_64", "glibc 2.36")
 ARM = Platform("linux-aarch64", "glibc 2.31")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from shipyard.build.artifact import Artifact, Manifest, WheelRef
-from shipyard.build.tools import PythonInfo
-from shipyard.filesteps import LinkTree, RemoveTree
-from shipyard.hosts.base import Command, Symlink, Upload
-from shipyard.layout import HostLayout
-from shipyard.release import (
+from shipyard.host.filesteps import LinkTree, RemoveTree
+from shipyard.host.layout import HostLayout
+from shipyard.host.python import PythonInfo
+from shipyard.host.release import (
     LAYER_PTH,
     app_environment,
     install_steps,
@@ -18,8 +17,9 @@ from shipyard.release import (
     prune_layers,
     release_layer,
 )
-from shipyard.spec import Spec
-from shipyard.venvs import InstallWheel, LinkScripts, MakeVenv
+from shipyard.host.steps import Command, Symlink, Upload
+from shipyard.host.venvs import InstallWheel, LinkScripts, MakeVenv
+from shipyard.spec.model import Spec
 
 PYTHON = PythonInfo("/usr/bin/python3", "3.11.2")
 

@@ -17,12 +17,9 @@ from typing import Any
 
 import pytest
 
-from shipyard import render, wire
 from shipyard.errors import SpecError
-from shipyard.hosts.base import Command
-from shipyard.hosts.ssh import SSHAddress, SSHConnection, SSHOptions, unreachable
-from shipyard.provision import lib_payload, plan, unit_name
-from shipyard.remote import (
+from shipyard.fleet.provision import lib_payload, plan, unit_name
+from shipyard.fleet.remote import (
     FACTS_SCRIPT,
     Facts,
     RemoteHost,
@@ -31,7 +28,11 @@ from shipyard.remote import (
     runtime_id,
     runtime_pins,
 )
-from shipyard.spec import Spec, TargetSpec, parse_spec
+from shipyard.fleet.ssh import SSHConnection, SSHOptions, unreachable
+from shipyard.host import render, wire
+from shipyard.host.steps import Command
+from shipyard.spec.address import SSHAddress
+from shipyard.spec.model import Spec, TargetSpec, parse_spec
 
 
 @pytest.mark.parametrize(
@@ -272,21 +273,26 @@ def test_the_agent_payload_is_made_once_and_runs_from_its_bytecode(tmp_path: Pat
     assert lib_payload(tmp_path / "cache", "2.7").name == f"{lib_id()}-source.tar"
     with tarfile.open(payload) as tar:
         tar.extractall(tmp_path / "lib")
-    pyc = tmp_path / "lib/shipyard/__pycache__" / f"agent.{sys.implementation.cache_tag}.pyc"
-    source = (tmp_path / "lib/shipyard/agent.py").stat()
+    pyc = tmp_path / "lib/shipyard/host/__pycache__" / f"agent.{sys.implementation.cache_tag}.pyc"
+    source = (tmp_path / "lib/shipyard/host/agent.py").stat()
     header = pyc.read_bytes()[:16]
     assert header[:4] == importlib.util.MAGIC_NUMBER
     # valid for the unpacked source (its mtime and size), so the host compiles nothing
     assert int.from_bytes(header[8:12], "little") == int(source.st_mtime)
     assert int.from_bytes(header[12:16], "little") == source.st_size
     done = subprocess.run(
-        [sys.executable, "-B", "-c", "import shipyard.agent; print(shipyard.agent.__file__)"],
+        [
+            sys.executable,
+            "-B",
+            "-c",
+            "import shipyard.host.agent; print(shipyard.host.agent.__file__)",
+        ],
         env={**os.environ, "PYTHONPATH": str(tmp_path / "lib")},
         capture_output=True,
         text=True,
         check=True,
     )
-    assert done.stdout.strip() == str(tmp_path / "lib/shipyard/agent.py")
+    assert done.stdout.strip() == str(tmp_path / "lib/shipyard/host/agent.py")
 
 
 def test_provision_without_apt_says_what_to_install(tmp_path: Path) -> None:
@@ -330,7 +336,7 @@ def test_provision_makes_supervisord_start_at_boot_with_a_unit_systemd_accepts(
 
 
 def test_the_runtime_is_checked_before_the_old_venv_is_set_aside(tmp_path: Path) -> None:
-    from shipyard.provision import _RECEIVE
+    from shipyard.fleet.provision import _RECEIVE
 
     env, old = tmp_path / "venv", tmp_path / "old-venv"
     env.mkdir()

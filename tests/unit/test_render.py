@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from shipyard import render
-from shipyard.layout import HostLayout
-from shipyard.render import NginxBinary
-from shipyard.spec import Spec
+from shipyard.host import render
+from shipyard.host.layout import HostLayout
+from shipyard.host.render import NginxBinary
+from shipyard.spec.model import Spec
 
 NGINX = NginxBinary("/usr/sbin/nginx", "/etc/nginx/mime.types", "/etc/nginx/uwsgi_params")
 

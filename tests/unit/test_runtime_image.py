@@ -14,7 +14,7 @@ from wheelkit import make_wheel
 
 import shipyard.build.runtime_image as runtime_image_module
 from shipyard.build.runtime_image import LEFT_OUT, leave_out, runtime_image
-from shipyard.venvs import site_packages_in
+from shipyard.host.venvs import site_packages_in
 
 MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
 FILES = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from shipyard.spec import Spec
-from shipyard.specdoc import render
+from shipyard.spec.docs import render
+from shipyard.spec.model import Spec
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "spec.md"
 

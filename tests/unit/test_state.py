@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from shipyard.errors import LockHeld, ShipyardError
-from shipyard.layout import HostLayout
-from shipyard.state import AppState, ReleaseRecord, app_lock, load_state, save_state
+from shipyard.host.layout import HostLayout
+from shipyard.host.state import AppState, ReleaseRecord, app_lock, load_state, save_state
 
 
 def test_state_round_trips_and_tracks_the_live_release(tmp_path: Path) -> None:
@@ -84,9 +84,9 @@ def test_the_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
 def test_rollback_goes_to_the_last_release_that_went_live_within_one_second(
     tmp_path: Path,
 ) -> None:
-    from shipyard.deploy import rollback_target
-    from shipyard.layout import HostLayout
-    from shipyard.release import COMPLETE
+    from shipyard.host.layout import HostLayout
+    from shipyard.host.lifecycle import rollback_target
+    from shipyard.host.release import COMPLETE
 
     app = HostLayout(tmp_path).app("demo")
     state = AppState()

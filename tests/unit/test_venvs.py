@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from wheelkit import make_wheel
 
-from shipyard.build.tools import PythonInfo, find_python, uv_bin
+from shipyard.build.tools import uv_bin
 from shipyard.errors import DeployError
-from shipyard.release import LAYER_PTH
-from shipyard.venvs import (
+from shipyard.host.python import PythonInfo, find_python
+from shipyard.host.release import LAYER_PTH
+from shipyard.host.venvs import (
     InstallWheel,
     LinkScripts,
     MakeVenv,

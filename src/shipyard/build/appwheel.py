@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from shipyard.build.tools import fail, uv
 from shipyard.errors import BuildError
-from shipyard.hosts.base import Connection
+from shipyard.host.steps import Connection
 
 if TYPE_CHECKING:
     from pyproject_hooks import BuildBackendHookCaller

@@ -3,73 +3,35 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from shipyard import __version__, render
+from shipyard import __version__
 from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
 from shipyard.build.platforms import Platform
 from shipyard.build.source import file_sha256, git_sha, hash_files, source_files
-from shipyard.build.tools import PythonInfo, find_python
 from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
-from shipyard.hosts.base import Connection
-from shipyard.spec import Spec
-from shipyard.state import now
-
-MANIFEST = "manifest.json"
-LOCK = "requirements.lock"
-SPEC = "spec.json"
-
-
-@dataclass(frozen=True)
-class WheelRef:
-    file: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class Manifest:
-    id: str
-    app: str
-    created: str
-    python: str
-    source_sha256: str
-    lock_sha256: str
-    git_sha: str
-    app_wheel: WheelRef
-    wheels: list[WheelRef] = field(default_factory=list)
-    static: dict[str, str] = field(default_factory=dict)  # URL prefix -> dir in the artifact
-    shipyard: str = __version__
-    platform: str = ""  # "linux-aarch64 (glibc 2.36)" when built for another platform
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Manifest:
-        raw: dict[str, Any] = json.loads(text)
-        raw["app_wheel"] = WheelRef(**raw["app_wheel"])
-        raw["wheels"] = [WheelRef(**w) for w in raw["wheels"]]
-        return cls(**raw)
-
-
-@dataclass(frozen=True)
-class Artifact:
-    path: Path
-    manifest: Manifest
-    reused: bool
-
-    @property
-    def id(self) -> str:
-        return self.manifest.id
+from shipyard.host import render
+from shipyard.host.artifact import (
+    LOCK,
+    MANIFEST,
+    SPEC,
+    Artifact,
+    Manifest,
+    WheelRef,
+    load_artifact,
+    wheel_store,
+)
+from shipyard.host.python import PythonInfo, find_python
+from shipyard.host.state import now
+from shipyard.host.steps import Connection
+from shipyard.spec.model import Spec
 
 
 @dataclass(frozen=True)
@@ -106,10 +68,6 @@ def artifacts_dir(cache: Path) -> Path:
     return cache / "artifacts"
 
 
-def wheel_store(cache: Path) -> Path:
-    return cache / "wheels"
-
-
 def gather_inputs(
     conn: Connection, project: Path, spec: Spec, cache: Path, platform: Platform | None = None
 ) -> BuildInputs:
@@ -119,10 +77,6 @@ def gather_inputs(
     extra = render.server_packages(spec)
     lock = compile_lock(conn, project, spec.build.requirements, extra, python, cache, platform)
     return BuildInputs(hash_files(project, files), lock, python, spec, platform)
-
-
-def load_artifact(path: Path) -> Artifact:
-    return Artifact(path, Manifest.from_json((path / MANIFEST).read_text()), reused=True)
 
 
 def build(

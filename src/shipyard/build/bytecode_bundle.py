@@ -18,23 +18,14 @@ import importlib.util
 import io
 import os
 import py_compile
-import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-TAG = sys.implementation.cache_tag  # "cpython-311"
+from shipyard.host.bytecode import TAG, bundle_name, tag_for
 
-
-def tag_for(python_version: str) -> str:
-    """The .pyc tag of a CPython version: "3.11.2" -> "cpython-311"."""
-    return "cpython-" + "".join(python_version.split(".")[:2])
-
-
-def bundle_name(wheel_file: str, tag: str = TAG) -> str:
-    return f"{wheel_file}.{tag}.pyc.tar"
+__all__ = ["TAG", "ensure_bundle", "tag_for"]
 
 
 def ensure_bundle(wheel: Path, tag: str = TAG) -> Path | None:
@@ -80,54 +71,3 @@ def _compile_wheel(wheel: Path, tmp: Path) -> bytes:
             with open(tmp / "pyc" / pyc, "rb") as handle:
                 tar.addfile(info, handle)
     return out.getvalue()
-
-
-def unpack_bundles(bundles: Iterable[Path], site_packages: Path) -> int:
-    """Write the .pyc files of each bundle whose source is installed here, as it is; how many.
-
-    Only `__pycache__/*.pyc` members with plain relative paths are taken (Python 3.11.2, as
-    on Debian 12, has no tarfile extraction filters).
-    """
-    written = 0
-    for bundle in bundles:
-        with tarfile.open(bundle) as tar:
-            for member in tar:
-                rel = PurePosixPath(member.name)
-                if (
-                    not member.isfile()
-                    or rel.is_absolute()
-                    or ".." in rel.parts
-                    or len(rel.parts) < 2
-                    or rel.parts[-2] != "__pycache__"
-                    or rel.suffix != ".pyc"
-                ):
-                    continue
-                extracted = tar.extractfile(member)
-                target = site_packages / rel
-                source = target.parent.parent / (rel.name.split(".", 1)[0] + ".py")
-                if extracted is None or not source.is_file():
-                    continue
-                pyc = _as_timestamp_pyc(extracted.read(), source)
-                if pyc is None:
-                    continue
-                target.parent.mkdir(exist_ok=True)
-                # a new file, never written through: a .pyc may be a link shared with a release
-                partial = target.with_name(f".{target.name}.partial")
-                partial.write_bytes(pyc)
-                os.replace(partial, target)
-                written += 1
-    return written
-
-
-def _as_timestamp_pyc(data: bytes, source: Path) -> bytes | None:
-    """A hash-based .pyc as the timestamp .pyc of `source`, if it was compiled from it."""
-    flags = int.from_bytes(data[4:8], "little")
-    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER or not flags & 0b1:
-        return None
-    content = source.read_bytes()
-    if importlib.util.source_hash(content) != data[8:16]:
-        return None
-    mtime = int(source.stat().st_mtime) & 0xFFFFFFFF
-    header = data[:4] + (0).to_bytes(4, "little")
-    header += mtime.to_bytes(4, "little") + (len(content) & 0xFFFFFFFF).to_bytes(4, "little")
-    return header + data[16:]

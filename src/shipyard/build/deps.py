@@ -11,9 +11,10 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from shipyard.build.platforms import Platform
-from shipyard.build.tools import PythonInfo, fail, uv
+from shipyard.build.tools import fail, uv
 from shipyard.errors import BuildError, SpecError
-from shipyard.hosts.base import Connection
+from shipyard.host.python import PythonInfo
+from shipyard.host.steps import Connection
 
 
 @dataclass(frozen=True)

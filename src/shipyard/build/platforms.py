@@ -7,10 +7,11 @@ clear error before anything is sent.
 
 from __future__ import annotations
 
-import platform as stdlib_platform
 import sysconfig
 from dataclasses import dataclass
 from functools import cache
+
+from shipyard.host.python import local_libc
 
 # Linux architectures with manylinux wheels and uv targets for resolving on their behalf.
 ARCHES = ("x86_64", "aarch64")
@@ -83,5 +84,4 @@ class Platform:
 
 @cache
 def local_platform() -> Platform:
-    libc, version = stdlib_platform.libc_ver()
-    return Platform.parse(sysconfig.get_platform(), f"{libc} {version}" if libc else "")
+    return Platform.parse(sysconfig.get_platform(), local_libc())

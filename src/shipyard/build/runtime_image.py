@@ -24,8 +24,8 @@ from pathlib import Path
 from installer import install
 from installer.sources import WheelFile
 
-from shipyard.remote import RUNTIME_FORMAT
-from shipyard.venvs import site_packages_in, wheel_destination
+from shipyard.fleet.remote import RUNTIME_FORMAT
+from shipyard.host.venvs import site_packages_in, wheel_destination
 
 # Console scripts run the venv's Python beside them wherever the venv is, as a relocatable
 # venv's do: /bin/sh reads the first lines, and Python reads them as a string.

@@ -8,11 +8,12 @@ import shlex
 import shutil
 from pathlib import Path
 
-from shipyard.build.artifact import BuildInputs, wheel_store
+from shipyard.build.artifact import BuildInputs
 from shipyard.build.tools import fail, uv
 from shipyard.errors import TestsFailed
-from shipyard.hosts.base import Command, Connection
-from shipyard.spec import Spec
+from shipyard.host.artifact import wheel_store
+from shipyard.host.steps import Command, Connection
+from shipyard.spec.model import Spec
 
 TEST_TIMEOUT = 1800
 

@@ -12,9 +12,10 @@ from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from shipyard.build.deps import Pin
 from shipyard.build.platforms import Platform
-from shipyard.build.tools import PythonInfo, fail
+from shipyard.build.tools import fail
 from shipyard.errors import BuildError
-from shipyard.hosts.base import Command, Connection
+from shipyard.host.python import PythonInfo
+from shipyard.host.steps import Command, Connection
 
 
 def compatible_tags(python: PythonInfo, platform: Platform | None = None) -> set[Tag]:

@@ -1,0 +1,3 @@
+from shipyard.cli.commands import main
+
+main()

@@ -1,0 +1,229 @@
+"""How each typed result of a Target is shown: one function per result, text or --json."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from shipyard.cli.ui import error_console, escape, out_console
+from shipyard.errors import ShipyardError
+from shipyard.host.layout import default_cache_dir
+from shipyard.plan import MASK, Plan
+from shipyard.targets.base import (
+    Checked,
+    ConfigChanged,
+    Deployed,
+    Destroyed,
+    HostReleases,
+    ProcessesChanged,
+    Provisioned,
+    Restarted,
+    RolledBack,
+    Status,
+)
+
+
+def _per_host(hosts: dict[str, list[str]], empty: str) -> str:
+    """`a, b` for one host; `h1: a, b; h2: c` for several."""
+    if len(hosts) == 1:
+        return ", ".join(next(iter(hosts.values()))) or empty
+    return "; ".join(f"{host}: {', '.join(names) or empty}" for host, names in hosts.items())
+
+
+def checked(result: Checked, project: Path) -> None:
+    fleet = len(result.hosts) > 1 or result.hosts[0].host != "local"
+    if fleet:
+        for host in result.hosts:
+            click.echo(f"{host.host}: {host.problem or 'ready'}")
+    bad = [host for host in result.hosts if host.problem]
+    if bad:
+        raise ShipyardError(
+            f"{len(bad)} host(s) of target {result.target} are not ready (see above).",
+            hint=f"'shipyard provision {result.target}' installs what is missing.",
+        )
+    click.echo(
+        f"{project}: spec OK (app {result.app}, entry {result.entry}, target {result.target})"
+    )
+
+
+def plans(found: list[Plan]) -> None:
+    console = out_console()
+    for plan in found:
+        where = f" on {plan.host}" if plan.host else ""
+        console.print(
+            f"[bold]deploy plan[/] for {escape(plan.app)}{escape(where)}: release {plan.release} "
+            "(dry run: nothing was changed)"
+        )
+        for number, stage in enumerate(plan.stages, 1):
+            console.print(f"\n[bold]{number}. {escape(stage.name)}[/]")
+            for note in stage.notes:
+                console.print(f"   - {escape(note)}")
+            for step in stage.steps:
+                console.print(f"   $ {escape(step)}")
+            for change in stage.files:
+                if not change.diff:
+                    console.print(f"   = {escape(change.path)} (unchanged)")
+                    continue
+                console.print(f"   ~ {escape(change.path)}")
+                console.print(escape(change.diff.rstrip("\n")), style="dim")
+        console.print()
+
+
+def deployed(result: Deployed, took: float) -> None:
+    hosts = len(result.switched) + len(result.unchanged)
+    already = f" ({len(result.unchanged)} already were)" if result.unchanged else ""
+    sent = f"; sent {result.sent_bytes} bytes" if result.sent_bytes else ""
+    click.echo(
+        f"release {result.release} is live at {result.url} on {hosts} host(s){already}{sent} "
+        f"({took:.1f}s)",
+        err=True,
+    )
+    click.echo(result.url)
+
+
+def rolled_back(result: RolledBack, took: float) -> None:
+    click.echo(
+        f"release {', '.join(result.releases)} is live again on {', '.join(result.hosts)} "
+        f"({took:.2f}s)"
+    )
+
+
+def restarted(result: Restarted) -> None:
+    where = f"slot {result.slot}" if result.slot else ", ".join(result.hosts)
+    click.echo(f"release {result.release} restarted on {where}")
+
+
+def releases(found: list[HostReleases], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps([asdict(host) for host in found], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table("host", "", "release", "version", "git", "status", "deployed", "on disk")
+    for host in found:
+        for row in host.releases:
+            table.add_row(
+                host.host,
+                "*" if row.live else "",
+                row.id,
+                row.version,
+                row.git_sha,
+                row.status,
+                row.deployed_at,
+                "yes" if row.on_disk else "no",
+            )
+    out_console().print(table)
+
+
+def status(report: Status, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({**asdict(report), "healthy": report.healthy}, indent=2))
+        return
+    from rich.table import Table
+
+    console = out_console()
+    console.print(
+        f"app [bold]{escape(report.app)}[/] at {escape(report.url)} (target "
+        f"{escape(report.target)}): "
+        + ("[green]healthy[/]" if report.healthy else "[red]unhealthy[/]")
+    )
+    hosts = Table("host", "role", "release", "slot", "health")
+    for host in report.hosts:
+        if host.error is not None:
+            hosts.add_row(host.host, host.role, "-", "-", f"[red]{escape(host.error)}[/]")
+        elif host.role == "lb":
+            hosts.add_row(host.host, "lb", "-", "-", f"agent {escape(host.agent_version)}")
+        else:
+            health = "[green]healthy[/]" if host.healthy else "[red]unhealthy[/]"
+            hosts.add_row(
+                host.host,
+                host.role,
+                host.release or "none",
+                host.slot or "-",
+                f"{health} ({escape(host.health)})",
+            )
+    console.print(hosts)
+    processes = Table("host", "process", "state", "pid", "description")
+    for host in report.hosts:
+        for proc in host.processes:
+            processes.add_row(host.host, proc.name, proc.state, str(proc.pid), proc.description)
+    if processes.row_count:
+        console.print(processes)
+
+
+def config_changed(verb: str, result: ConfigChanged) -> None:
+    restarted = f"; release {result.restarted} restarted" if result.restarted else ""
+    click.echo(f"{verb} {', '.join(result.keys)} on {', '.join(result.hosts)}{restarted}")
+
+
+def config_list(
+    spec_env: dict[str, str], config: dict[str, str], reveal: bool, as_json: bool
+) -> None:
+    items = {
+        **{k: (v, "spec") for k, v in spec_env.items()},
+        **{k: (v, "config") for k, v in config.items()},
+    }
+    shown = {k: (v if reveal else MASK, src) for k, (v, src) in sorted(items.items())}
+    if as_json:
+        click.echo(
+            json.dumps({k: {"value": v, "source": s} for k, (v, s) in shown.items()}, indent=2)
+        )
+        return
+    for key, (value, source) in shown.items():
+        click.echo(f"{key}={value}  # {source}")
+
+
+def processes(verb: str, result: ProcessesChanged) -> None:
+    if not any(result.hosts.values()):
+        click.echo("nothing was running" if verb == "stopped" else f"{verb} nothing")
+        return
+    click.echo(f"{verb} {_per_host(result.hosts, 'nothing')}")
+
+
+def destroyed(result: Destroyed) -> None:
+    kept = f" (data kept in {result.data_kept_in})" if result.data_kept_in else ""
+    click.echo(f"destroyed {result.app} on {', '.join(result.hosts)}{kept}")
+
+
+def provisioned(result: Provisioned) -> None:
+    for host, actions in result.hosts.items():
+        if not actions:
+            click.echo(f"{host}: already provisioned, nothing to do")
+        for action in actions:
+            click.echo(f"{host}: {'would ' if result.dry_run else ''}{action}")
+
+
+def error(message: str, hint: str | None) -> None:
+    console = error_console()
+    console.print(f"[red bold]error:[/] {escape(message)}")
+    if hint:
+        console.print(escape(hint))
+
+
+def error_line(text: str) -> None:
+    error_console().print(escape(text))
+
+
+def internal_error(exc: BaseException | None) -> None:
+    path = _crash_log()
+    console = error_console()
+    console.print(f"[red bold]internal error[/] (a bug in shipyard): {escape(str(exc))}")
+    console.print(f"The traceback is in {path}; please report it with that file.")
+
+
+def _crash_log() -> Path:
+    directory = default_cache_dir() / "crash"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        directory = Path(tempfile.gettempdir())
+    fd, name = tempfile.mkstemp(prefix="shipyard-crash-", suffix=".log", dir=directory)
+    with os.fdopen(fd, "w") as handle:
+        traceback.print_exc(file=handle)
+    return Path(name)

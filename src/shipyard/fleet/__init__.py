@@ -1,0 +1,1 @@
+"""The deploying side of ssh targets: connection, facts, agent client, provision, strategies."""

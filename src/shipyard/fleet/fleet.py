@@ -1,0 +1,926 @@
+"""Deploying to SSH hosts: one release artifact, staged on every web host, then switched.
+
+all-at-once (the default) is two-phase: every host uploads, installs and starts the new
+release beside the serving one and health-checks it; only when every host passed does any
+host switch. rolling takes batches out of the load balancer, switches them, and puts them
+back. Hosts run the same host-side code as the local target, through their agent.
+"""
+
+from __future__ import annotations
+
+import secrets as random_secrets
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from shipyard.build import artifact as artifacts
+from shipyard.build.bytecode_bundle import ensure_bundle, tag_for
+from shipyard.build.platforms import Platform, local_platform
+from shipyard.build.testgate import run_tests
+from shipyard.errors import DeployError, HostError, ShipyardError, UsageError
+from shipyard.events import Progress
+from shipyard.fleet import provision
+from shipyard.fleet.remote import (
+    Agent,
+    RemoteHost,
+    lib_id,
+    require_runtime,
+    runtime_current,
+    target_hosts,
+)
+from shipyard.fleet.ssh import SSH_FAILED, ControlDir
+from shipyard.host import wire
+from shipyard.host.artifact import MANIFEST, Artifact, wheel_store
+from shipyard.host.layout import HostLayout
+from shipyard.host.lifecycle import as_user
+from shipyard.host.local import LocalConnection
+from shipyard.host.steps import Command
+from shipyard.plan import Plan
+from shipyard.spec.model import Spec, TargetSpec
+
+T = TypeVar("T")
+
+
+@dataclass
+class Failure:
+    host: str
+    stage: str
+    error: ShipyardError
+
+
+class FleetError(ShipyardError):
+    """One or more hosts failed: which, at which stage, what they said, and where things stand."""
+
+    def __init__(self, failures: list[Failure], where: str, hint: str) -> None:
+        lines = [f"{len(failures)} host(s) failed {where}:"]
+        for failure in failures:
+            text = failure.error.message
+            if not text.startswith(failure.host):
+                text = f"{failure.host}: {text}"
+            lines.append(f"- [{failure.stage}] {text}")
+            if failure.error.hint:
+                lines.append(f"  {failure.error.hint}")
+        super().__init__("\n".join(lines), hint=hint)
+        self.failures = failures
+
+
+@dataclass
+class Fleet:
+    """An ssh target's hosts with their connections (closed with the fleet)."""
+
+    name: str
+    target: TargetSpec
+    hosts: list[RemoteHost]
+    cache: Path
+    control: ControlDir
+
+    @property
+    def web(self) -> list[RemoteHost]:
+        return [h for h in self.hosts if h.role == "web"]
+
+    @property
+    def lb(self) -> RemoteHost | None:
+        return next((h for h in self.hosts if h.role == "lb"), None)
+
+    def close(self) -> None:
+        """Masters stay up for ControlPersist (the next command reuses them), except in a
+        private control directory, which goes away now."""
+        if self.control.private:
+            for host in self.hosts:
+                host.conn.close()
+        self.control.cleanup()
+
+    def url(self) -> str:
+        from shipyard.fleet.remote import ssh_hostname
+
+        front = self.lb or self.web[0]
+        _, _, port = front.listen.rpartition(":")
+        return f"http://{ssh_hostname(front.conn)}:{port}/"
+
+
+@contextmanager
+def open_fleet(project: Path, spec: Spec, name: str, cache: Path) -> Iterator[Fleet]:
+    target = spec.target(name)
+    if target.type != "ssh":
+        raise UsageError(f"target {name!r} is not an ssh target.")
+    control = ControlDir()
+    fleet = Fleet(name, target, target_hosts(target, control.path, project), cache, control)
+    try:
+        yield fleet
+    finally:
+        fleet.close()
+
+
+def each(
+    hosts: Sequence[RemoteHost], work: Callable[[RemoteHost], T], limit: int, stage: str
+) -> tuple[dict[str, T], list[Failure]]:
+    """Run `work` on every host, at most `limit` at once; collect results and failures."""
+    results: dict[str, T] = {}
+    failures: list[Failure] = []
+    if not hosts:
+        return results, failures
+    with ThreadPoolExecutor(max_workers=min(limit, len(hosts))) as pool:
+        futures = {host.name: pool.submit(work, host) for host in hosts}
+        for host in hosts:
+            try:
+                results[host.name] = futures[host.name].result()
+            except ShipyardError as err:
+                failures.append(Failure(host.name, stage, err))
+    return results, failures
+
+
+def connect(fleet: Fleet, reporter: Progress, hosts: Sequence[RemoteHost] | None = None) -> None:
+    """Facts from every host in parallel; the agent synced where shipyard changed."""
+
+    def ready(host: RemoteHost) -> None:
+        facts = host.read_facts(fleet.target.run_user())
+        require_runtime(host)
+        if facts.lib != lib_id():
+            provision.execute(host, [provision.lib_action(host, fleet.cache)])
+
+    _, failures = each(hosts or fleet.hosts, ready, fleet.target.parallel, "connect")
+    if failures:
+        raise FleetError(failures, "before anything was changed", "Nothing was deployed.")
+
+
+def check_hosts(fleet: Fleet) -> dict[str, str]:
+    """Host -> what keeps it from a deploy ("" when ready), from its facts."""
+
+    def one(host: RemoteHost) -> str:
+        try:
+            host.read_facts(fleet.target.run_user())
+            require_runtime(host)
+        except ShipyardError as err:
+            return err.message.removeprefix(f"{host.name}: ")
+        facts = host.facts
+        assert facts is not None
+        if facts.disk_free_kb and facts.disk_free_kb < 512 * 1024:
+            return f"only {facts.disk_free_kb // 1024} MiB free under {host.base}"
+        return ""
+
+    found, _ = each(fleet.hosts, one, fleet.target.parallel, "check")
+    return {host.name: found[host.name] for host in fleet.hosts}
+
+
+# --- provision ----------------------------------------------------------------------------------
+
+
+def provision_fleet(fleet: Fleet, reporter: Progress, dry_run: bool) -> dict[str, list[str]]:
+    def one(host: RemoteHost) -> list[str]:
+        facts = host.read_facts(fleet.target.run_user())
+        actions = provision.plan(host, facts, fleet.target.run_user(), fleet.cache)
+        if dry_run:
+            return [action.what for action in actions]
+        return provision.execute(host, actions)
+
+    done, failures = each(fleet.hosts, one, fleet.target.parallel, "provision")
+    if failures:
+        raise FleetError(
+            failures,
+            "to provision",
+            "Hosts not listed are provisioned. Fix the failures and run provision again.",
+        )
+    return done
+
+
+# --- deploy -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Sessions:
+    """Open agent sessions, one per host, closed together."""
+
+    agents: dict[str, Agent] = field(default_factory=dict)
+
+    def __getitem__(self, host: str) -> Agent:
+        return self.agents[host]
+
+    def close(self) -> None:
+        for agent in self.agents.values():
+            agent.close()
+
+
+@contextmanager
+def sessions(fleet: Fleet, hosts: Sequence[RemoteHost]) -> Iterator[Sessions]:
+    opened = Sessions()
+    try:
+
+        def start(host: RemoteHost) -> Agent:
+            return open_current(fleet, host)[0]
+
+        started, failures = each(hosts, start, fleet.target.parallel, "connect")
+        opened.agents.update(started)
+        if failures:
+            raise FleetError(failures, "to start shipyard's agent", "Nothing was deployed.")
+        yield opened
+    finally:
+        opened.close()
+
+
+@dataclass(frozen=True)
+class FleetOutcome:
+    release: str
+    switched: list[str]
+    unchanged: list[str]
+    url: str
+    sent_bytes: int
+
+
+def deploy(
+    project: Path,
+    spec: Spec,
+    fleet: Fleet,
+    reporter: Progress,
+    *,
+    skip_tests: bool = False,
+    lock_wait: float = 120.0,
+) -> FleetOutcome:
+    conn = LocalConnection()
+    with reporter.stage("resolve dependencies"):
+        inputs = artifacts.gather_inputs(conn, project, spec, fleet.cache)
+        artifacts.fill_wheels(conn, fleet.cache, inputs)
+    run_gate = not skip_tests and spec.tests.enabled
+    if not run_gate:
+        reporter.warn(
+            "tests skipped" + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)")
+        )
+    agents = Sessions()
+    try:
+        # The tests, and reaching every host (facts, agent, lock), overlap the build.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            tests = (
+                pool.submit(run_tests, conn, project, spec, fleet.cache, inputs)
+                if run_gate
+                else None
+            )
+            started = time.monotonic()
+            ready = pool.submit(_prepare, fleet, agents, spec, lock_wait)
+            with reporter.stage("build"):
+                artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+                reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
+            hellos = ready.result()
+            reporter.done(f"connect + lock {len(fleet.hosts)} host(s)", time.monotonic() - started)
+            web = fleet.web
+            platform = hosts_platform(web, hellos)
+            if not platform.is_local:  # built for this machine while connecting: again for them
+                with reporter.stage(f"build for {platform.describe()}"):
+                    inputs = artifacts.gather_inputs(conn, project, spec, fleet.cache, platform)
+                    artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+                    reporter.note(f"artifact {artifact.id}")
+            with reporter.stage("upload + install"):
+                sent = _distribute(fleet, web, agents, artifact, spec, hellos)
+                reporter.note(f"sent {sent} bytes in all")
+            if tests is not None:
+                with reporter.stage("test"):
+                    reporter.note(tests.result())
+        states = {h.name: hellos[h.name]["state"] for h in web}
+        _sync_secrets(fleet, web, agents, spec, reporter, states)
+        todo = [h for h in web if states[h.name]["live"] != artifact.id]
+        unchanged = [h.name for h in web if h not in todo]
+        if fleet.target.strategy == "rolling":
+            switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
+        else:
+            switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
+        if fleet.lb is not None:
+            with reporter.stage("load balancer"):
+                _lb(fleet, agents, spec, artifact, down=[], static=True)
+    finally:
+        agents.close()
+    return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
+
+
+def hosts_platform(web: list[RemoteHost], hellos: dict[str, dict[str, Any]]) -> Platform:
+    """The one platform the web hosts share, which their wheels are fetched for."""
+    found: dict[Platform, list[str]] = {}
+    for host in web:
+        hello = hellos[host.name]
+        found.setdefault(
+            Platform.parse(str(hello["platform"]), str(hello.get("libc", ""))), []
+        ).append(host.name)
+    if len(found) > 1:
+        kinds = "; ".join(f"{p.describe()}: {', '.join(names)}" for p, names in found.items())
+        raise DeployError(
+            f"the target's web hosts run on different platforms ({kinds}).",
+            hint="Put hosts of one platform per target. Nothing was uploaded.",
+        )
+    return next(iter(found)) if found else local_platform()
+
+
+def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, dict[str, Any]]:
+    """A session with an agent that runs this machine's code, and its hello.
+
+    Fast path: the agent starts at once when its code and runtime are current; else the host's
+    facts say what is missing, and the agent is synced and started again.
+    """
+    agent = Agent.open(host)
+    try:
+        said = agent.call("hello", **hello)
+    except HostError:  # the agent did not start (an old one, say), or ssh did not connect
+        said = {}
+        if agent.proc.returncode == SSH_FAILED:
+            agent.close()
+            raise
+    except BaseException:  # it answered no (the app's lock is held, say): nothing left open
+        agent.close()
+        raise
+    if said and runtime_current(said):
+        return agent, said
+    agent.close()
+    facts = host.read_facts(fleet.target.run_user())
+    require_runtime(host)
+    if facts.lib != lib_id():
+        provision.execute(host, [provision.lib_action(host, fleet.cache)])
+    agent = Agent.open(host)
+    try:
+        return agent, agent.call("hello", **hello)
+    except BaseException:
+        agent.close()
+        raise
+
+
+def _prepare(
+    fleet: Fleet, agents: Sessions, spec: Spec, lock_wait: float
+) -> dict[str, dict[str, Any]]:
+    """Each host on its own: facts, the agent synced and started, the app's lock, its hello."""
+
+    def one(host: RemoteHost) -> dict[str, Any]:
+        lock = {"action": "deploy", "wait": lock_wait} if host.role == "web" else None
+        agent, hello = open_current(fleet, host, app=spec.name, lock=lock)
+        agents.agents[host.name] = agent
+        if lock is None:  # the lb: its own lock for this app's site
+            agent.call("lock", app=spec.name, action="deploy", wait=lock_wait)
+        return hello
+
+    hellos, failures = each(fleet.hosts, one, fleet.target.parallel, "connect")
+    if failures:
+        raise FleetError(failures, "before anything was changed", "Nothing was deployed.")
+    return hellos
+
+
+def _distribute(
+    fleet: Fleet,
+    web: list[RemoteHost],
+    agents: Sessions,
+    artifact: Artifact,
+    spec: Spec,
+    hellos: dict[str, dict[str, Any]],
+) -> int:
+    """Send each host only the wheels it lacks and the artifact; install the release."""
+    store = wheel_store(fleet.cache)
+    artifact_files = {
+        path.relative_to(artifact.path).as_posix(): wire.file_entry(
+            f"artifact/{path.relative_to(artifact.path).as_posix()}", path
+        )
+        for path in sorted(artifact.path.rglob("*"))
+        if path.is_file()
+    }
+    python = artifact.manifest.python.rsplit(".", 1)[0]
+    sent: dict[str, int] = {}
+    bundles = _bytecode_bundles(store, artifact)
+    same_in: dict[Path, dict[str, str]] = {}  # per older artifact: files the new one shares
+
+    def one(host: RemoteHost) -> None:
+        agent = agents[host.name]
+        hello = hellos[host.name]
+        host_python = str(hello["python"]).rsplit(".", 1)[0]
+        if host_python != python:
+            raise HostError(
+                host.name,
+                f"runs Python {host_python}; release {artifact.id} is built for Python {python}.",
+                hint=f'Set python = "{host_python}" in the spec (with python{host_python} '
+                "installed on this machine to build for it). Nothing was uploaded.",
+            )
+        if artifact.id in hello["state"]["installed"]:
+            sent[host.name] = 0
+            return
+        have: dict[str, str] = hello["wheels"]
+        files = [
+            wire.FileEntry(
+                f"wheels/{w.file}", (store / w.file).stat().st_size, w.sha256, store / w.file
+            )
+            for w in artifact.manifest.wheels
+            if have.get(w.file) != w.sha256
+        ]
+        files += [bundle for bundle in bundles if have.get(bundle.source.name) != bundle.sha256]
+        reuse: dict[str, Any] | None = None
+        if artifact.id not in hello["artifacts"]:
+            base = _reusable_artifact(artifact, hello)
+            if base is not None and base not in same_in:
+                same_in[base] = unchanged_files(artifact_files, base)
+            unchanged = same_in[base] if base is not None else {}
+            files += [entry for rel, entry in artifact_files.items() if rel not in unchanged]
+            reuse = {"from": base.name, "files": unchanged} if base and unchanged else None
+        said = agent.call("receive", files, release=artifact.id, install=spec.name, reuse=reuse)
+        sent[host.name] = sum(entry.size for entry in files)
+        if said.get("reuse_failed"):  # that artifact changed on the host: send all of it
+            files = list(artifact_files.values())
+            agent.call("receive", files, release=artifact.id, install=spec.name)
+            sent[host.name] += sum(entry.size for entry in files)
+
+    _, failures = each(web, one, fleet.target.parallel, "upload + install")
+    if failures:
+        raise FleetError(
+            failures,
+            "to receive or install the release",
+            "Nothing was switched anywhere: every host keeps serving its release.",
+        )
+    return sum(sent.values())
+
+
+def _bytecode_bundles(store: Path, artifact: Artifact) -> list[wire.FileEntry]:
+    """The dependencies' bytecode, compiled here once (bytecode_bundle.py): hosts installing
+    them for the first time unpack it instead of compiling. None for another Python."""
+    tag = tag_for(artifact.manifest.python)
+    entries = []
+    for wheel in artifact.manifest.wheels:
+        bundle = ensure_bundle(store / wheel.file, tag)
+        if bundle is not None:
+            entries.append(wire.file_entry(f"wheels/{bundle.name}", bundle))
+    return entries
+
+
+def _reusable_artifact(artifact: Artifact, hello: dict[str, Any]) -> Path | None:
+    """An artifact both this machine and the host have, the host's live one first: the new
+    artifact's files that are the same in it need not be sent."""
+    state = hello.get("state") or {}
+    on_host: list[str] = [str(state.get("live") or ""), *reversed(hello["artifacts"])]
+    for release in on_host:
+        local: Path = artifact.path.parent / release
+        if release and release != artifact.id and release in hello["artifacts"] and local.is_dir():
+            return local
+    return None
+
+
+def unchanged_files(files: dict[str, wire.FileEntry], base: Path) -> dict[str, str]:
+    """{relative path: sha256} of the files that `base` has with the same content."""
+    unchanged = {}
+    for rel, entry in files.items():
+        if rel == MANIFEST:  # always sent: it is what names the release
+            continue
+        old = base / rel
+        if (
+            old.is_file()
+            and old.stat().st_size == entry.size
+            and wire.sha256_of(old) == entry.sha256
+        ):
+            unchanged[rel] = entry.sha256
+    return unchanged
+
+
+def _sync_secrets(
+    fleet: Fleet,
+    web: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    reporter: Progress,
+    states: dict[str, dict[str, Any]],
+) -> None:
+    """Generated secrets are the same on every host (sessions, signed cookies behind an lb)."""
+    keys = {name: set(state["config_keys"]) for name, state in states.items()}
+    required = [k for k, how in spec.secrets.items() if how == "required"]
+    lacking = {name: [k for k in required if k not in have] for name, have in keys.items()}
+    if any(lacking.values()):
+        where = "; ".join(f"{name}: {', '.join(ks)}" for name, ks in lacking.items() if ks)
+        raise DeployError(
+            f"app {spec.name} needs secrets that are not set ({where}).",
+            hint=f"Set them first: shipyard config set --target {fleet.name} KEY=... "
+            "(nothing was switched).",
+        )
+    generate = [k for k, how in spec.secrets.items() if how == "generate"]
+    missing = {k for k in generate for have in keys.values() if k not in have}
+    if not missing:
+        return
+    values: dict[str, str] = {}
+    for key in sorted(missing):
+        holder = next((name for name, have in keys.items() if key in have), None)
+        if holder is not None:
+            values[key] = agents[holder].call("config_get", app=spec.name)["config"][key]
+        else:
+            values[key] = random_secrets.token_urlsafe(32)
+    for host in web:
+        if missing - keys[host.name]:
+            config = agents[host.name].call("config_get", app=spec.name)["config"]
+            config.update({k: values[k] for k in missing - keys[host.name]})
+            agents[host.name].call("config_put", app=spec.name, config=config)
+    reporter.note(f"secret(s) {', '.join(sorted(missing))} set on every host")
+
+
+def _stage_all(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    release: str,
+    action: str,
+    *,
+    release_cmd: bool,
+    first_batch: bool = True,
+) -> list[Failure]:
+    """Stage on every host. The release command runs once, on the first host of the first
+    batch before any other host stages, or on every host when the target says `each`."""
+    failures: list[Failure] = []
+    rest = hosts
+    each_host = fleet.target.release_on == "each"
+    if release_cmd and spec.release and hosts and first_batch and not each_host:
+        first, rest = hosts[0], hosts[1:]
+        try:
+            agents[first.name].call(
+                "stage", app=spec.name, release=release, action=action, release_cmd=True
+            )
+        except ShipyardError as err:
+            return [Failure(first.name, "release command + stage", err)]
+    _, failures = each(
+        rest,
+        lambda h: agents[h.name].call(
+            "stage",
+            app=spec.name,
+            release=release,
+            action=action,
+            release_cmd=release_cmd and each_host,
+        ),
+        fleet.target.parallel,
+        "stage",
+    )
+    return failures
+
+
+def _abort(fleet: Fleet, hosts: list[RemoteHost], agents: Sessions, spec: Spec) -> None:
+    each(
+        hosts, lambda h: agents[h.name].call("abort", app=spec.name), fleet.target.parallel, "abort"
+    )
+
+
+def _all_at_once(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    artifact: Artifact,
+    reporter: Progress,
+    action: str = "deploy",
+) -> list[str]:
+    if not hosts:
+        return []
+    with reporter.stage(f"stage on {len(hosts)} host(s)"):
+        failures = _stage_all(
+            fleet, hosts, agents, spec, artifact.id, action, release_cmd=action == "deploy"
+        )
+        if failures:
+            _abort(fleet, hosts, agents, spec)
+            raise FleetError(
+                failures,
+                "while staging",
+                "Nothing was switched anywhere: every host keeps serving its release. Fix it "
+                "and deploy again.",
+            )
+    with reporter.stage(f"switch {len(hosts)} host(s)"):
+        done, failures = each(
+            hosts,
+            lambda h: agents[h.name].call("commit", app=spec.name),
+            fleet.target.parallel,
+            "switch",
+        )
+        if failures:
+            _after_partial_failure(fleet, hosts, agents, spec, list(done), failures, reporter)
+    return [h.name for h in hosts]
+
+
+def _rolling(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    artifact: Artifact,
+    reporter: Progress,
+) -> list[str]:
+    switched: list[str] = []
+    size = fleet.target.batch
+    batches = [hosts[i : i + size] for i in range(0, len(hosts), size)]
+    for number, batch in enumerate(batches, 1):
+        names = [h.name for h in batch]
+        with reporter.stage(f"batch {number}/{len(batches)}: {', '.join(names)}"):
+            if fleet.lb is not None:
+                _lb(fleet, agents, spec, artifact, down=batch, static=False)
+            failures = _stage_all(
+                fleet,
+                batch,
+                agents,
+                spec,
+                artifact.id,
+                "deploy",
+                release_cmd=True,
+                first_batch=number == 1,
+            )
+            if not failures:
+                done, failures = each(
+                    batch,
+                    lambda h: agents[h.name].call("commit", app=spec.name),
+                    fleet.target.parallel,
+                    "switch",
+                )
+                switched += list(done)
+            else:
+                _abort(fleet, batch, agents, spec)
+            if fleet.lb is not None:
+                _lb(fleet, agents, spec, artifact, down=[], static=False)
+            if failures:
+                _after_partial_failure(fleet, hosts, agents, spec, switched, failures, reporter)
+    return switched
+
+
+def _after_partial_failure(
+    fleet: Fleet,
+    hosts: list[RemoteHost],
+    agents: Sessions,
+    spec: Spec,
+    switched: list[str],
+    failures: list[Failure],
+    reporter: Progress,
+) -> None:
+    """Apply the target's on_failure policy to the hosts that did switch, then report."""
+    if fleet.target.on_failure == "rollback" and switched:
+        rolled = [h for h in hosts if h.name in switched]
+
+        def back(host: RemoteHost) -> None:
+            agent = agents[host.name]
+            previous = agent.call("rollback_target", app=spec.name)["release"]
+            agent.call("stage", app=spec.name, release=previous, action="rollback")
+            agent.call("commit", app=spec.name)
+
+        _, more = each(rolled, back, fleet.target.parallel, "roll back")
+        where = f"({', '.join(switched)} rolled back to their previous release)"
+        raise FleetError(
+            failures + more,
+            f"while switching {where}",
+            "Every other host serves its previous release. Fix the failure and deploy again.",
+        )
+    kept = ", ".join(switched) or "none"
+    raise FleetError(
+        failures,
+        f"while switching (already switched and kept: {kept})",
+        "Hosts that failed keep serving their previous release. Fix the failure and run the "
+        "same deploy again: hosts already on the new release are skipped.",
+    )
+
+
+def _lb(
+    fleet: Fleet,
+    agents: Sessions,
+    spec: Spec,
+    artifact: Artifact,
+    *,
+    down: list[RemoteHost],
+    static: bool,
+    static_release: str | None = None,
+) -> None:
+    lb = fleet.lb
+    assert lb is not None
+    drained = {h.name for h in down}
+    backends = [(h.backend_address(), h.name in drained) for h in fleet.web]
+    files: list[wire.FileEntry] = []
+    release = static_release or artifact.id
+    if static:
+        root = artifact.path / "static"
+        files = (
+            [
+                wire.file_entry(path.relative_to(root).as_posix(), path)
+                for path in sorted(root.rglob("*"))
+                if path.is_file()
+            ]
+            if root.is_dir()
+            else []
+        )
+    agents[lb.name].call(
+        "lb",
+        files,
+        app=spec.name,
+        release=release,
+        spec=spec.model_dump(mode="json"),
+        backends=backends,
+        static=artifact.manifest.static,
+        update_static=static,
+    )
+
+
+# --- the other fleet-wide commands --------------------------------------------------------------
+
+
+def rollback(
+    spec: Spec, fleet: Fleet, reporter: Progress, to: str | None, lock_wait: float
+) -> list[str]:
+    with reporter.stage(f"connect to {len(fleet.web)} host(s)"):
+        connect(fleet, reporter, fleet.web)
+    with sessions(fleet, fleet.web) as agents:
+        _, failures = each(
+            fleet.web,
+            lambda h: agents[h.name].call("lock", app=spec.name, action="rollback", wait=lock_wait),
+            fleet.target.parallel,
+            "lock",
+        )
+        if failures:
+            raise FleetError(failures, "to take the app's lock", "Nothing was switched.")
+        targets, failures = each(
+            fleet.web,
+            lambda h: agents[h.name].call("rollback_target", app=spec.name, to=to)["release"],
+            fleet.target.parallel,
+            "find release",
+        )
+        if failures:
+            raise FleetError(failures, "to find a release to roll back to", "Nothing was switched.")
+        with reporter.stage("stage"):
+            _, failures = each(
+                fleet.web,
+                lambda h: agents[h.name].call(
+                    "stage", app=spec.name, release=targets[h.name], action="rollback"
+                ),
+                fleet.target.parallel,
+                "stage",
+            )
+            if failures:
+                _abort(fleet, fleet.web, agents, spec)
+                raise FleetError(failures, "while staging the rollback", "Nothing was switched.")
+        with reporter.stage("switch"):
+            done, failures = each(
+                fleet.web,
+                lambda h: agents[h.name].call("commit", app=spec.name),
+                fleet.target.parallel,
+                "switch",
+            )
+            if failures:
+                raise FleetError(
+                    failures,
+                    "while switching back",
+                    f"Rolled back: {', '.join(done) or 'none'}. Run the rollback again.",
+                )
+    return sorted(set(targets.values()))
+
+
+def status(spec: Spec, fleet: Fleet) -> list[dict[str, Any]]:
+    def one(host: RemoteHost) -> dict[str, Any]:
+        with sessions(fleet, [host]) as agents:
+            if host.role == "lb":
+                return {"host": host.name, "role": "lb", **agents[host.name].call("hello")}
+            report = agents[host.name].call("status", spec=spec.model_dump(mode="json"))
+            return {"host": host.name, "role": "web", **report}
+
+    def safe(host: RemoteHost) -> dict[str, Any]:
+        try:
+            return one(host)
+        except ShipyardError as err:
+            return {"host": host.name, "role": host.role, "error": err.message}
+
+    rows, _ = each(fleet.hosts, safe, fleet.target.parallel, "status")
+    return [rows[h.name] for h in fleet.hosts]
+
+
+def releases(spec: Spec, fleet: Fleet) -> dict[str, list[dict[str, Any]]]:
+    def one(host: RemoteHost) -> list[dict[str, Any]]:
+        with sessions(fleet, [host]) as agents:
+            return list(agents[host.name].call("releases", app=spec.name)["releases"])
+
+    found, failures = each(fleet.web, one, fleet.target.parallel, "releases")
+    if failures:
+        raise FleetError(failures, "to list releases", "Other hosts answered.")
+    return found
+
+
+def each_web(spec: Spec, fleet: Fleet, op: str, **params: Any) -> dict[str, dict[str, Any]]:
+    """One agent call on every web host (start, stop, restart, destroy)."""
+
+    def one(host: RemoteHost) -> dict[str, Any]:
+        with sessions(fleet, [host]) as agents:
+            return agents[host.name].call(op, spec=spec.model_dump(mode="json"), **params)
+
+    done, failures = each(fleet.web, one, fleet.target.parallel, op)
+    if failures:
+        raise FleetError(failures, f"to {op}", f"Done on: {', '.join(done) or 'none'}.")
+    return done
+
+
+def remove_from_lb(spec: Spec, fleet: Fleet) -> bool:
+    """Take the app off the target's load balancer, if it has one."""
+    lb = fleet.lb
+    if lb is None:
+        return False
+    with sessions(fleet, [lb]) as agents:
+        return bool(agents[lb.name].call("lb_remove", app=spec.name)["removed"])
+
+
+def config_update(
+    spec: Spec, fleet: Fleet, change: Callable[[dict[str, str]], dict[str, str]]
+) -> list[str]:
+    """Change the config on every web host; each restarts with it (zero downtime)."""
+
+    def one(host: RemoteHost) -> str:
+        with sessions(fleet, [host]) as agents:
+            agent = agents[host.name]
+            current = agent.call("config_get", app=spec.name)["config"]
+            new = change(dict(current))
+            agent.call(
+                "restart", spec=spec.model_dump(mode="json"), config=new, action="config set"
+            )
+            return host.name
+
+    done, failures = each(fleet.web, one, fleet.target.parallel, "config")
+    if failures:
+        raise FleetError(
+            failures, "to change the config", f"Changed on: {', '.join(done) or 'none'}."
+        )
+    return sorted(done)
+
+
+def config_get(spec: Spec, fleet: Fleet) -> dict[str, str]:
+    host = fleet.web[0]
+    with sessions(fleet, [host]) as agents:
+        return dict(agents[host.name].call("config_get", app=spec.name)["config"])
+
+
+def follow_logs(
+    spec: Spec,
+    fleet: Fleet,
+    process: str | None,
+    lines: int,
+    follow: bool,
+    emit: Callable[[str], None],
+) -> None:
+    """Every web host's logs, each line prefixed by its host."""
+    import threading
+
+    def command(host: RemoteHost) -> Any:
+        args = ["logs", "--base", str(host.base), "--app", spec.name, "--lines", str(lines)]
+        if process:
+            args += ["--process", process]
+        if follow:
+            args.append("--follow")
+        return host.agent_command(*args)
+
+    procs = [(h, h.conn.popen(command(h))) for h in fleet.web]
+    lock = threading.Lock()
+
+    def pump(host: RemoteHost, proc: Any) -> None:
+        for raw in proc.stdout:
+            with lock:
+                emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
+
+    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)
+    finally:
+        for _host, proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait()
+
+
+def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
+    """What a deploy of `release` would do on each web host, read there (changes nothing)."""
+
+    def one(host: RemoteHost) -> Plan:
+        with sessions(fleet, [host]) as agents:
+            said = agents[host.name].call(
+                "plan", spec=spec.model_dump(mode="json"), release=release
+            )
+        return Plan.model_validate({**said["plan"], "host": host.name})
+
+    found, failures = each(fleet.web, one, fleet.target.parallel, "plan")
+    if failures:
+        raise FleetError(failures, "to plan the deploy", "Nothing was changed anywhere.")
+    return found
+
+
+def run_argv(spec: Spec, fleet: Fleet, command: list[str], host_name: str | None) -> list[str]:
+    """The ssh argv that runs `command` in the live release's environment on one web host."""
+    names = [h.name for h in fleet.web]
+    chosen = host_name or names[0]
+    if chosen not in names:
+        raise UsageError(
+            f"--host {chosen!r} is not a web host of target {fleet.name}; hosts: "
+            f"{', '.join(names)}."
+        )
+    host = next(h for h in fleet.web if h.name == chosen)
+    with sessions(fleet, [host]) as agents:
+        state = agents[host.name].call("state", app=spec.name)
+    if not state["live"]:
+        raise UsageError(f"app {spec.name} is not deployed on {chosen}.")
+    layout = HostLayout(Path(str(host.base)))
+    app = layout.app(spec.name)
+    return host.conn.exec_argv(
+        Command(
+            (
+                *as_user(host.app_user),
+                str(layout.launcher),
+                str(app.env_file(state["slot"])),
+                str(app.release(state["live"])),
+                *command,
+            ),
+            sudo=True,
+        )
+    )

@@ -1,0 +1,589 @@
+"""shipyard's agent: the host side of a remote deploy, driven over SSH.
+
+The deploying machine runs `python -m shipyard.host.agent session --base B --listen L` on the host
+and talks to it with wire.py messages. The host side is the very code the local target runs
+(install, switch, state), so a remote release behaves exactly like a local one. A session holds
+the app's lock from `lock` to its end, so a two-phase fleet deploy (stage on every host, then
+commit on every host) is one deploy on each host; if the connection drops, a release that was
+staged and never committed is stopped again and the serving one keeps serving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+import traceback
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import asdict
+from pathlib import Path
+from typing import IO, Any
+
+from shipyard import __version__
+from shipyard.errors import DeployError, ShipyardError
+from shipyard.events import Silent
+from shipyard.host import lifecycle as ops
+from shipyard.host import render, resident, runtime, wire
+from shipyard.host.artifact import MANIFEST, SPEC, load_artifact
+from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.local import LocalConnection, replace_symlink, write_atomic
+from shipyard.host.python import local_libc
+from shipyard.host.release import config_upload, installed_releases, load_config, release_spec
+from shipyard.host.state import app_lock, load_state, save_state
+from shipyard.host.supervisor import Supervisor
+from shipyard.host.switch import Switch
+from shipyard.spec.model import Spec
+
+Reply = dict[str, Any]
+NOT_READY = 3  # remote.NOT_READY: the deploying machine syncs the agent and starts it again
+
+
+class Session:
+    """One deploying machine's conversation with this host."""
+
+    def __init__(
+        self,
+        base: Path,
+        listen: str,
+        stream: IO[bytes],
+        app_user: str = "",
+        system_nginx: bool = False,
+    ) -> None:
+        self.host = HostLayout(base, system_nginx)
+        self.target = ops.Machine(
+            LocalConnection(), self.host, self.host.wheels, listen, ops.app_user_here(app_user)
+        )
+        self.stream = stream
+        self.locks = ExitStack()
+        self.locked: set[str] = set()  # apps whose lock this session holds
+        self.staged: dict[str, tuple[Switch, str]] = {}
+        self.reporter = Silent()
+
+    def app(self, message: dict[str, Any]) -> AppLayout:
+        name = str(message["app"])
+        if not name or "/" in name or name.startswith("."):
+            raise DeployError(f"bad app name {name!r}")
+        return self.host.app(name)
+
+    # --- facts and files ------------------------------------------------------------------
+
+    def op_hello(self, message: dict[str, Any]) -> Reply:
+        """Facts about this host's runtime; with `app`, that app's state too, and with `lock`,
+        the app's deploy lock taken first (one round trip for all three)."""
+        venv = self.host.runtime_venv
+        about_app: Reply = {}
+        if message.get("app"):
+            if message.get("lock"):
+                self.op_lock({**message, **dict(message["lock"])})
+            about_app = {"state": self.op_state(message)}
+        return {
+            **about_app,
+            "version": __version__,
+            "runtime": _read(venv / ".shipyard-runtime"),
+            "interpreter": _read(venv / ".shipyard-interpreter"),
+            "python": ".".join(map(str, sys.version_info[:3])),
+            "platform": sysconfig.get_platform(),
+            "libc": local_libc(),
+            "user": getpass.getuser(),
+            "wheels": self._wheel_index(),
+            "artifacts": sorted(p.parent.name for p in self.host.artifacts.glob(f"*/{MANIFEST}")),
+        }
+
+    def _wheel_index(self) -> dict[str, str]:
+        import json
+
+        try:
+            index: dict[str, str] = json.loads(self.host.wheel_index.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        return {name: sha for name, sha in index.items() if (self.host.wheels / name).is_file()}
+
+    def op_receive(self, message: dict[str, Any]) -> Reply:
+        """Wheels into the store, an artifact into artifacts/<id>; every file sha256-checked."""
+        import json
+
+        release = str(message["release"])
+        wire.safe_relative(release)
+        self.host.incoming.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{release}.", dir=self.host.incoming))
+        try:
+            written = wire.receive_files(self.stream, list(message.get("files", [])), work)
+            index = self._wheel_index()
+            digests = {e["path"]: e["sha256"] for e in message.get("files", [])}
+            self.host.wheels.mkdir(parents=True, exist_ok=True)
+            for path in written:
+                rel = path.relative_to(work)
+                if rel.parts[0] == "wheels":
+                    os.replace(path, self.host.wheels / path.name)
+                    index[path.name] = digests[rel.as_posix()]
+            write_atomic(self.host.wheel_index, json.dumps(index, indent=1).encode())
+            artifact_dir = work / "artifact"
+            final = self.host.artifacts / release
+            reuse = message.get("reuse")
+            if reuse and (failed := self._reuse(reuse, artifact_dir)):
+                return {"received": len(written), "reuse_failed": failed}
+            if artifact_dir.is_dir() and not (final / MANIFEST).is_file():
+                self.host.artifacts.mkdir(parents=True, exist_ok=True)
+                shutil.rmtree(final, ignore_errors=True)
+                artifact_dir.chmod(0o755)
+                os.replace(artifact_dir, final)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self._check_artifact(release, index)
+        if message.get("install"):  # and install it for this app, in the same round trip
+            self.op_install({"app": message["install"], "release": release})
+        return {"received": len(written)}
+
+    def _reuse(self, reuse: dict[str, Any], into: Path) -> list[str]:
+        """Take the files of an artifact this host has that the new one has unchanged (the
+        deploying machine sent only their digests); the paths that could not be, if any.
+        Hard links: an artifact's files never change once it is received."""
+        base = self.host.artifacts / wire.safe_relative(str(reuse["from"]))
+        failed = []
+        for rel, sha256 in dict(reuse["files"]).items():
+            path = wire.safe_relative(str(rel))
+            source = base / path
+            try:  # the artifact may be pruned meanwhile: then it is sent after all
+                if wire.sha256_of(source) != sha256:
+                    raise ValueError(rel)
+                (into / path).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(source, into / path)
+                except OSError:
+                    shutil.copyfile(source, into / path)
+            except (OSError, ValueError):
+                failed.append(str(rel))
+        return failed
+
+    def _check_artifact(self, release: str, index: dict[str, str]) -> None:
+        """Every wheel the manifest names is in the store with the manifest's digest."""
+        artifact = load_artifact(self.host.artifacts / release)
+        wrong = [w.file for w in artifact.manifest.wheels if index.get(w.file) != w.sha256]
+        app_wheel = artifact.path / "app" / artifact.manifest.app_wheel.file
+        if (
+            not app_wheel.is_file()
+            or wire.sha256_of(app_wheel) != artifact.manifest.app_wheel.sha256
+        ):
+            wrong.append(artifact.manifest.app_wheel.file)
+        if wrong:
+            raise DeployError(
+                f"release {release}: missing or mismatched wheels on this host: "
+                f"{', '.join(wrong[:5])}.",
+                hint="Deploy again: the missing files are sent again.",
+            )
+
+    # --- the release state machine ------------------------------------------------------------
+
+    def op_lock(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        if app.name not in self.locked:
+            self.locks.enter_context(
+                app_lock(app, str(message.get("action", "deploy")), float(message.get("wait", 0)))
+            )
+            self.locked.add(app.name)
+        return {}
+
+    def op_state(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        state = load_state(app)
+        return {
+            "live": state.live,
+            "slot": state.slot,
+            "installed": installed_releases(app),
+            "config_keys": sorted(load_config(app)),
+        }
+
+    def op_install(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        artifact = load_artifact(self.host.artifacts / str(message["release"]))
+        spec = Spec.model_validate_json((artifact.path / SPEC).read_text())
+        app.check_socket_paths()
+        ops.install_release(self.target, spec, app, artifact)
+        state = load_state(app)
+        ops.record_installed(state, artifact)
+        save_state(app, state)
+        return {}
+
+    def op_config_get(self, message: dict[str, Any]) -> Reply:
+        return {"config": load_config(self.app(message))}
+
+    def op_config_put(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        config = {str(k): str(v) for k, v in dict(message["config"]).items()}
+        LocalConnection().put(config_upload(app, config))
+        return {}
+
+    def op_stage(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        # a release moves only under the app's lock: taken now if this session lacks it
+        self.op_lock({"app": app.name, "action": message.get("action", "deploy")})
+        release = str(message["release"])
+        action = str(message.get("action", "deploy"))
+        state = load_state(app)
+        supervisor = runtime.ensure_runtime(self.target.conn, self.host)
+        switch = ops.stage(
+            self.target,
+            supervisor,
+            app,
+            release,
+            state,
+            action,
+            release_cmd=bool(message.get("release_cmd", False)),
+        )
+        self.staged[app.name] = (switch, action)
+        return {"slot": switch.slot, "previous": state.live}
+
+    def op_commit(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        if app.name not in self.staged:
+            raise DeployError(f"nothing is staged for {app.name} in this session")
+        switch, action = self.staged.pop(app.name)
+        state = load_state(app)
+        outcome = ops.commit(app, switch, state, action)
+        ops.prune_releases(app, state, release_spec(app, outcome.release).keep)
+        self._prune_artifacts(keep=max(release_spec(app, outcome.release).keep * 2, 10))
+        return asdict(outcome)
+
+    def op_abort(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        staged = self.staged.pop(app.name, None)
+        if staged is not None:
+            staged[0].abort()
+        return {"aborted": staged is not None}
+
+    def _prune_artifacts(self, keep: int) -> None:
+        received = sorted(
+            self.host.artifacts.glob(f"*/{MANIFEST}"), key=lambda p: p.stat().st_mtime
+        )
+        for manifest in received[:-keep]:
+            shutil.rmtree(manifest.parent, ignore_errors=True)
+
+    def op_rollback_target(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        to = message.get("to")
+        return {"release": ops.rollback_target(app, load_state(app), str(to) if to else None)}
+
+    def op_restart(self, message: dict[str, Any]) -> Reply:
+        spec = Spec.model_validate(message["spec"])
+        config = message.get("config")
+        outcome = ops.restart(
+            spec,
+            self.target,
+            self.reporter,
+            config=None if config is None else {str(k): str(v) for k, v in config.items()},
+            action=str(message.get("action", "restart")),
+            lock_wait=float(message.get("wait", 0)),
+        )
+        return {"outcome": asdict(outcome) if outcome else None}
+
+    def op_start(self, message: dict[str, Any]) -> Reply:
+        return {"processes": ops.start(Spec.model_validate(message["spec"]), self.target)}
+
+    def op_stop(self, message: dict[str, Any]) -> Reply:
+        return {"processes": ops.stop(Spec.model_validate(message["spec"]), self.target)}
+
+    def op_destroy(self, message: dict[str, Any]) -> Reply:
+        ops.destroy(Spec.model_validate(message["spec"]), self.target, bool(message["purge"]))
+        return {}
+
+    def op_status(self, message: dict[str, Any]) -> Reply:
+        from shipyard.host.status import app_status
+
+        return app_status(Spec.model_validate(message["spec"]), self.target)
+
+    def op_releases(self, message: dict[str, Any]) -> Reply:
+        app = self.app(message)
+        state = load_state(app)
+        on_disk = set(installed_releases(app))
+        return {
+            "releases": [
+                {**asdict(r), "on_disk": r.id in on_disk, "live": r.id == state.live}
+                for r in reversed(state.releases)
+            ]
+        }
+
+    def op_plan(self, message: dict[str, Any]) -> Reply:
+        """What a deploy of `release` would do here; reads, changes nothing."""
+        from shipyard.host.planning import host_plan
+
+        spec = Spec.model_validate(message["spec"])
+        release = str(message["release"])
+        wire.safe_relative(release)
+        self.app({"app": spec.name})
+        plan = host_plan(self.target, spec, release, None, name="")
+        return {"plan": plan.model_dump(mode="json")}
+
+    # --- load balancer ------------------------------------------------------------------------
+
+    def op_lb(self, message: dict[str, Any]) -> Reply:
+        """Point this host's nginx at the web hosts, draining the ones marked down.
+
+        Static files are served at the edge from the release they were last updated to, so a
+        rolling deploy keeps serving the old ones until every web host has switched.
+        """
+        app = self.app(message)
+        release = str(message["release"])
+        wire.safe_relative(release)
+        spec = Spec.model_validate(message["spec"])
+        edges = self.host.lb_static / app.name
+        current_link = app.root / "edge-current"
+        if message.get("update_static"):
+            edge = edges / release
+            incoming = Path(tempfile.mkdtemp(prefix=".edge.", dir=self.host.runtime))
+            try:
+                wire.receive_files(self.stream, list(message.get("files", [])), incoming)
+                incoming.chmod(0o755)
+                shutil.rmtree(edge, ignore_errors=True)
+                edge.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(incoming, edge)
+            finally:
+                shutil.rmtree(incoming, ignore_errors=True)
+            previous_edge = current_link.resolve() if current_link.is_symlink() else None
+            app.root.mkdir(parents=True, exist_ok=True)
+            replace_symlink(str(edge), current_link)
+            for old in edges.iterdir():
+                if old not in (edge, previous_edge):
+                    shutil.rmtree(old, ignore_errors=True)
+        serving = current_link.resolve() if current_link.is_symlink() else None
+        static = (
+            {prefix: serving / name for prefix, name in dict(message["static"]).items()}
+            if serving is not None
+            else {}
+        )
+        backends = [(str(b), bool(down)) for b, down in message["backends"]]
+        supervisor = runtime.ensure_runtime(self.target.conn, self.host)
+        app.logs.mkdir(parents=True, exist_ok=True)
+        content = render.lb_conf(
+            spec,
+            serving.name if serving else release,
+            backends,
+            static,
+            self.target.listen,
+            app.access_log,
+            app.error_log,
+            "combined" if self.host.system_nginx else "shipyard",
+        ).encode()
+        previous = app.site_file.read_bytes() if app.site_file.is_file() else None
+        if previous != content:
+            write_atomic(app.site_file, content)
+            try:
+                runtime.reload_nginx(self.target.conn, self.host, supervisor)
+            except BaseException:
+                if previous is None:
+                    app.site_file.unlink(missing_ok=True)
+                else:
+                    write_atomic(app.site_file, previous)
+                raise
+        return {"changed": previous != content}
+
+    def op_lb_remove(self, message: dict[str, Any]) -> Reply:
+        """Take the app off this load balancer: its site and its edge files."""
+        app = self.app(message)
+        had_site = app.site_file.is_file()
+        app.site_file.unlink(missing_ok=True)
+        if had_site and Supervisor(self.host.supervisor_socket).is_running():
+            supervisor = runtime.ensure_runtime(self.target.conn, self.host)
+            runtime.reload_nginx(self.target.conn, self.host, supervisor)
+        shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
+        shutil.rmtree(app.root, ignore_errors=True)
+        return {"removed": had_site}
+
+    # --- the loop -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        for name, (switch, _action) in list(self.staged.items()):
+            try:
+                switch.abort()
+            except Exception:  # the connection is gone; supervisord will keep the old slot
+                traceback.print_exc()
+            self.staged.pop(name, None)
+        self.locks.close()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def serve(session: Session, replies: IO[bytes]) -> None:
+    while True:
+        try:
+            message = wire.receive(session.stream)
+        except wire.ProtocolError as err:
+            wire.send(replies, {"ok": False, "error": _error("ProtocolError", str(err))})
+            return
+        if message is None:
+            return
+        op = str(message.get("op", ""))
+        handler = getattr(session, f"op_{op}", None)
+        if handler is None:
+            wire.send(replies, {"ok": False, "error": _error("UsageError", f"unknown op {op!r}")})
+            continue
+        try:
+            reply = handler(message)
+        except ShipyardError as err:
+            wire.send(
+                replies,
+                {
+                    "ok": False,
+                    "error": _error(type(err).__name__, err.message, err.hint, err.exit_code),
+                },
+            )
+            continue
+        except wire.ProtocolError as err:
+            wire.send(replies, {"ok": False, "error": _error("ProtocolError", str(err))})
+            return
+        except Exception as exc:
+            path = _crash_log(session.host)
+            wire.send(
+                replies,
+                {
+                    "ok": False,
+                    "error": _error(
+                        "internal",
+                        f"internal error in shipyard's agent ({op}): {exc}",
+                        f"The traceback is in {path} on the host; please report it.",
+                        70,
+                    ),
+                },
+            )
+            continue
+        wire.send(replies, {"ok": True, **reply})
+
+
+def _error(kind: str, message: str, hint: str | None = None, code: int = 1) -> dict[str, Any]:
+    return {"type": kind, "message": message, "hint": hint, "exit_code": code}
+
+
+def _crash_log(host: HostLayout) -> Path:
+    host.logs.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="agent-crash-", suffix=".log", dir=host.logs)
+    with os.fdopen(fd, "w") as handle:
+        traceback.print_exc(file=handle)
+    return Path(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m shipyard.host.agent")
+    sub = parser.add_subparsers(dest="mode", required=True)
+    session_args = sub.add_parser("session")
+    session_args.add_argument("--base", required=True, type=Path)
+    session_args.add_argument("--listen", required=True)
+    session_args.add_argument("--app-user", default="")
+    session_args.add_argument("--nginx", choices=("managed", "system"), default="managed")
+    session_args.add_argument("--expect-lib", default="")
+    session_args.add_argument("--linger", type=float, default=resident.LINGER)
+    logs_args = sub.add_parser("logs")
+    logs_args.add_argument("--base", required=True, type=Path)
+    logs_args.add_argument("--app", required=True)
+    logs_args.add_argument("--process")
+    logs_args.add_argument("--lines", type=int, default=50)
+    logs_args.add_argument("--follow", action="store_true")
+    args = parser.parse_args(argv)
+    os.umask(0o022)
+    os.environ.pop("PYTHONPATH", None)  # loaded already; the processes it starts must not see it
+    if args.mode == "logs":
+        return _logs(args.base, args.app, args.process, args.lines, args.follow)
+    loaded = _marks(args.base)  # the code this process runs
+    mark = loaded[0]
+    if args.expect_lib and mark != args.expect_lib:
+        print(
+            f"shipyard's agent here is {mark or 'unknown'}, not {args.expect_lib}", file=sys.stderr
+        )
+        return NOT_READY
+    # Replies get the real stdout; anything else that prints goes to stderr.
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    try:
+        session = Session(
+            args.base, args.listen, sys.stdin.buffer, args.app_user, args.nginx == "system"
+        )
+    except ShipyardError as err:
+        wire.send(
+            replies, {"ok": False, "error": _error(type(err).__name__, err.message, err.hint)}
+        )
+        return 1
+    try:
+        serve(session, replies)
+    finally:
+        session.close()
+    replies.close()
+    if args.linger > 0:
+        resident.stay_resident(
+            session.host.runtime,
+            args.linger,
+            loaded,
+            lambda: _marks(args.base),
+            lambda header, reader, writer, ready: _resident_session(
+                args.base, header, reader, writer, ready
+            ),
+        )
+    return 0
+
+
+def _marks(base: Path) -> tuple[str, str]:
+    """What code this agent runs: its lib's id and its runtime's id, as they are on disk."""
+    host = HostLayout(base)
+    return (
+        _read(Path(__file__).resolve().parent.parent / ".shipyard-lib"),
+        _read(host.runtime_venv / ".shipyard-runtime"),
+    )
+
+
+def _resident_session(
+    base: Path,
+    header: dict[str, Any],
+    reader: IO[bytes],
+    writer: IO[bytes],
+    ready: Callable[[], None],
+) -> None:
+    """One session served by a resident agent, as `session` serves one over ssh. What it
+    cannot start (another base, an error in the session's set-up) is left to a full agent,
+    which reports it over ssh as usual."""
+    if Path(str(header.get("base"))) != base:
+        return
+    try:
+        session = Session(
+            base,
+            str(header["listen"]),
+            reader,
+            str(header.get("app_user", "")),
+            header.get("nginx") == "system",
+        )
+    except (ShipyardError, KeyError):
+        return
+    ready()
+    try:
+        serve(session, writer)
+    finally:
+        session.close()
+
+
+def _logs(base: Path, name: str, process: str | None, lines: int, follow: bool) -> int:
+    from shipyard.host import logs
+
+    app = HostLayout(base).app(name)
+    state = load_state(app)
+    if state.live is None:
+        print(f"app {name} is not deployed on this host", file=sys.stderr)
+        return 1
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        logs.show(app, release_spec(app, state.live), process, lines, follow, emit)
+    except (BrokenPipeError, KeyboardInterrupt):
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Bytecode for a release: which of its files lack it, and compiling the few that do.
+
+A release's dependencies are a layer whose bytecode came with the wheels (bytecode_bundle.py),
+so a code-only release has only the app's own modules to compile: a handful, compiled in the
+installer's own process when it is the venv's Python.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import py_compile
+import sys
+import tarfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+
+from shipyard.errors import DeployError
+
+
+def site_packages(venv: Path) -> Path | None:
+    found = sorted(venv.glob("lib/python3*/site-packages"))
+    return found[0] if found else None
+
+
+def cache_tag(site: Path) -> str:
+    """The .pyc tag of the Python a site-packages belongs to: lib/python3.11 -> cpython-311."""
+    return "cpython-" + site.parent.name.removeprefix("python").replace(".", "")
+
+
+def without_bytecode(venv: Path) -> list[Path] | None:
+    """The venv's .py files that have no .pyc for its Python; None if that cannot be told."""
+    site = site_packages(venv)
+    if site is None:
+        return None
+    tag = cache_tag(site)
+    missing = []
+    for directory, dirs, files in os.walk(site):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        sources = [name for name in files if name.endswith(".py")]
+        if not sources:
+            continue
+        try:
+            compiled = set(os.listdir(os.path.join(directory, "__pycache__")))
+        except OSError:
+            compiled = set()
+        missing += [
+            Path(directory, name) for name in sources if f"{name[:-3]}.{tag}.pyc" not in compiled
+        ]
+    return missing
+
+
+def compile_here(files: Sequence[Path], site: Path) -> bool:
+    """Compile `files` in this interpreter if it is the Python that `site` belongs to (the
+    same .pyc tag): a code-only release's few modules are not worth a new interpreter's
+    start. False, compiling nothing, when the venv is of another Python."""
+    if cache_tag(site) != sys.implementation.cache_tag:
+        return False
+    for path in files:
+        try:
+            py_compile.compile(str(path), doraise=True)
+        except py_compile.PyCompileError as err:
+            where = getattr(err.exc_value, "lineno", None)
+            raise DeployError(
+                f"cannot compile {path}{f', line {where}' if where else ''}: "
+                f"{err.exc_type_name}: {getattr(err.exc_value, 'msg', err.exc_value)}",
+                hint="Fix the module, then deploy again; the serving release is untouched.",
+            ) from None
+    return True
+
+
+# --- bundles: a wheel's bytecode, compiled once on the deploying machine (build/bytecode_bundle.py)
+
+TAG = sys.implementation.cache_tag  # "cpython-311"
+
+
+def tag_for(python_version: str) -> str:
+    """The .pyc tag of a CPython version: "3.11.2" -> "cpython-311"."""
+    return "cpython-" + "".join(python_version.split(".")[:2])
+
+
+def bundle_name(wheel_file: str, tag: str = TAG) -> str:
+    return f"{wheel_file}.{tag}.pyc.tar"
+
+
+def unpack_bundles(bundles: Iterable[Path], site_packages: Path) -> int:
+    """Write the .pyc files of each bundle whose source is installed here, as it is; how many.
+
+    Only `__pycache__/*.pyc` members with plain relative paths are taken (Python 3.11.2, as
+    on Debian 12, has no tarfile extraction filters).
+    """
+    written = 0
+    for bundle in bundles:
+        with tarfile.open(bundle) as tar:
+            for member in tar:
+                rel = PurePosixPath(member.name)
+                if (
+                    not member.isfile()
+                    or rel.is_absolute()
+                    or ".." in rel.parts
+                    or len(rel.parts) < 2
+                    or rel.parts[-2] != "__pycache__"
+                    or rel.suffix != ".pyc"
+                ):
+                    continue
+                extracted = tar.extractfile(member)
+                target = site_packages / rel
+                source = target.parent.parent / (rel.name.split(".", 1)[0] + ".py")
+                if extracted is None or not source.is_file():
+                    continue
+                pyc = _as_timestamp_pyc(extracted.read(), source)
+                if pyc is None:
+                    continue
+                target.parent.mkdir(exist_ok=True)
+                # a new file, never written through: a .pyc may be a link shared with a release
+                partial = target.with_name(f".{target.name}.partial")
+                partial.write_bytes(pyc)
+                os.replace(partial, target)
+                written += 1
+    return written
+
+
+def _as_timestamp_pyc(data: bytes, source: Path) -> bytes | None:
+    """A hash-based .pyc as the timestamp .pyc of `source`, if it was compiled from it."""
+    flags = int.from_bytes(data[4:8], "little")
+    if len(data) < 16 or data[:4] != importlib.util.MAGIC_NUMBER or not flags & 0b1:
+        return None
+    content = source.read_bytes()
+    if importlib.util.source_hash(content) != data[8:16]:
+        return None
+    mtime = int(source.stat().st_mtime) & 0xFFFFFFFF
+    header = data[:4] + (0).to_bytes(4, "little")
+    header += mtime.to_bytes(4, "little") + (len(content) & 0xFFFFFFFF).to_bytes(4, "little")
+    return header + data[16:]

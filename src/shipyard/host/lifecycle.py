@@ -1,0 +1,525 @@
+"""An app's release state machine on one machine: install, stage, commit, rollback, restart,
+stop, start, destroy. The local target and an ssh host's agent both run it."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.errors import (
+    DeployError,
+    HealthCheckFailed,
+    HostError,
+    ShipyardError,
+    UsageError,
+)
+from shipyard.events import Progress
+from shipyard.host import health, runtime
+from shipyard.host.artifact import Artifact
+from shipyard.host.bytecode import (
+    bundle_name,
+    cache_tag,
+    compile_here,
+    site_packages,
+    unpack_bundles,
+    without_bytecode,
+)
+from shipyard.host.filesteps import FileStep
+from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.python import find_python
+from shipyard.host.release import (
+    InstallStep,
+    config_upload,
+    install_steps,
+    installed_releases,
+    is_compile_step,
+    is_installed,
+    layer_id,
+    layer_is_complete,
+    layer_steps,
+    load_config,
+    prune_layers,
+    release_spec,
+    remove_layer,
+    remove_release,
+)
+from shipyard.host.state import (
+    AppState,
+    ReleaseRecord,
+    app_lock,
+    holder,
+    load_state,
+    now,
+    save_state,
+)
+from shipyard.host.steps import Command, Connection, execute
+from shipyard.host.supervisor import Supervisor
+from shipyard.host.switch import Outcome, Switch, host_header, listen_url
+from shipyard.host.venvs import (
+    InstallWheel,
+    LinkScripts,
+    MakeVenv,
+    install_wheel,
+    link_scripts,
+    make_venv,
+)
+from shipyard.spec.model import Spec
+
+DEFAULT_LOCK_WAIT = 120.0
+
+# How a command finishes what it need not wait for (stopping the old slot once nginx's old
+# workers are done): now, by default; the CLI hands it to a detached child (background.py).
+Finisher = Callable[[Callable[[], None]], None]
+
+
+def run_now(work: Callable[[], None]) -> None:
+    work()
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine this code runs on, as a host of apps under one base directory: the local
+    target's, or an ssh host's as its agent sees it."""
+
+    conn: Connection
+    host: HostLayout
+    wheels: Path  # the wheel store releases are installed from
+    listen: str
+    run_as: str | None = None  # the app user, when shipyard runs as root
+
+    def app(self, spec: Spec) -> AppLayout:
+        return self.host.app(spec.name)
+
+
+def app_user_here(name: str) -> str | None:
+    """`name` when this process is root and can hand the app to it; None otherwise."""
+    if not name or os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise HostError(
+            "local" if not os.environ.get("SSH_CONNECTION") else socket.gethostname(),
+            f"the app user {name!r} does not exist.",
+            hint="Create it (ssh targets: 'shipyard provision TARGET'), or set the "
+            "target's app_user.",
+        ) from None
+    return name
+
+
+def ensure_secrets(target: Machine, spec: Spec, app: AppLayout, progress: Progress) -> None:
+    """Generate the secrets the spec says to generate; refuse to go on without required ones."""
+    config = load_config(app)
+    missing = [k for k, how in spec.secrets.items() if how == "required" and k not in config]
+    if missing:
+        raise DeployError(
+            f"app {spec.name} needs the secret(s) {', '.join(missing)}, which are not set.",
+            hint=f"Set them first: shipyard config set {missing[0]}=... (nothing was deployed).",
+        )
+    generate = [k for k, how in spec.secrets.items() if how == "generate" and k not in config]
+    if generate:
+        config.update({key: secrets.token_urlsafe(32) for key in generate})
+        target.conn.put(config_upload(app, config))
+        progress.note(f"generated secret(s) {', '.join(generate)} (see 'shipyard config list')")
+
+
+def install_release(target: Machine, spec: Spec, app: AppLayout, artifact: Artifact) -> None:
+    """Install the release, and first its dependency layer when no earlier release made it."""
+    if is_installed(app, artifact.id):
+        return
+    python = find_python(spec.python)
+    store = target.wheels
+    layer = layer_id(artifact, python)
+    if not layer_is_complete(app, layer):
+        # the dependencies' bytecode comes in the bundles sent with their wheels
+        try:
+            _run_install(target.conn, layer_steps(app, artifact, store, python), artifact, store)
+        except BaseException:
+            remove_layer(app, layer)
+            raise
+    steps = install_steps(spec, app, artifact, store, python, target.run_as)
+    try:
+        _run_install(target.conn, steps, None, store)
+    except BaseException:
+        remove_release(app, artifact.id)
+        raise
+
+
+def _run_install(
+    conn: Connection,
+    steps: Sequence[InstallStep],
+    bundles_of: Artifact | None,
+    store: Path,
+) -> None:
+    """Run install steps; at the compile step, unpack the bundles' bytecode (for a layer),
+    then compile what is left."""
+    for step in steps:
+        if isinstance(step, MakeVenv):
+            if not make_venv(step):
+                execute(conn, step.by_its_python())
+            continue
+        if isinstance(step, InstallWheel):
+            install_wheel(step)
+            continue
+        if isinstance(step, LinkScripts):
+            link_scripts(step)
+            continue
+        if isinstance(step, FileStep):
+            step.run()
+            continue
+        if not (isinstance(step, Command) and is_compile_step(step)):
+            execute(conn, step)
+            continue
+        venv = Path(step.argv[0]).parent.parent
+        if bundles_of is not None:
+            unpack_dependency_bytecode(store, bundles_of, venv)
+        missing = few_lacking_bytecode(venv)
+        if missing is None:
+            execute(conn, step)
+        elif missing:
+            compile_files(conn, venv, missing)
+
+
+def unpack_dependency_bytecode(store: Path, artifact: Artifact, venv: Path) -> int:
+    site = site_packages(venv)
+    if site is None:
+        return 0
+    tag = cache_tag(site)
+    bundles = [store / bundle_name(w.file, tag) for w in artifact.manifest.wheels]
+    try:
+        return unpack_bundles([b for b in bundles if b.is_file()], site)
+    except (OSError, tarfile.TarError):  # only a shortcut: the compile step does the rest
+        return 0
+
+
+def few_lacking_bytecode(venv: Path, most: int = 200) -> list[Path] | None:
+    """After bytecode was carried over: the few files left to compile (a code-only release:
+    the app's own); None when there are many, or it cannot be told, for one compileall."""
+    missing = without_bytecode(venv)
+    return None if missing is None or len(missing) > most else missing
+
+
+def compile_files(conn: Connection, venv: Path, files: list[Path]) -> None:
+    """Compile a few of the venv's files: here when this is the venv's Python, else by it."""
+    site = site_packages(venv)
+    if site is not None and compile_here(files, site):
+        return
+    python = str(venv / "bin" / "python")
+    execute(conn, Command((python, "-m", "py_compile", *map(str, files)), timeout=600))
+
+
+def record_installed(state: AppState, artifact: Artifact) -> None:
+    existing = state.record(artifact.id)
+    if existing is None:
+        state.upsert(
+            ReleaseRecord(
+                id=artifact.id,
+                created=artifact.manifest.created,
+                version=artifact.manifest.app_wheel.file.split("-")[1],
+                git_sha=artifact.manifest.git_sha,
+            )
+        )
+
+
+def switch(
+    target: Machine,
+    supervisor: Supervisor,
+    app: AppLayout,
+    release_id: str,
+    state: AppState,
+    action: str,
+    *,
+    release_cmd: bool,
+    config: dict[str, str] | None = None,
+    finish: Finisher = run_now,
+) -> Outcome:
+    switch = stage(
+        target, supervisor, app, release_id, state, action, release_cmd=release_cmd, config=config
+    )
+    return commit(app, switch, state, action, finish)
+
+
+def stage(
+    target: Machine,
+    supervisor: Supervisor,
+    app: AppLayout,
+    release_id: str,
+    state: AppState,
+    action: str,
+    *,
+    release_cmd: bool,
+    config: dict[str, str] | None = None,
+) -> Switch:
+    """Start `release_id` on the idle slot and check it; traffic stays where it is."""
+    live = (state.live, state.slot) if state.live and state.slot else None
+    switch = Switch(
+        target.conn,
+        supervisor,
+        app,
+        release_id,
+        config=load_config(app) if config is None else config,
+        listen=target.listen,
+        live=live,
+        run_release_command=release_cmd,
+        run_as=target.run_as,
+    )
+    try:
+        switch.stage()
+    except ShipyardError as err:
+        _record_failure(app, state, release_id, action, err)
+        raise
+    return switch
+
+
+def commit(
+    app: AppLayout, switch: Switch, state: AppState, action: str, finish: Finisher = run_now
+) -> Outcome:
+    """Move traffic to a staged release, record it as live, then retire the old slot."""
+    release_id = switch.release_id
+    try:
+        outcome = switch.commit(retire=False)
+    except ShipyardError as err:
+        _record_failure(app, state, release_id, action, err)
+        raise
+    if state.live and state.live != release_id:
+        state.set_status(state.live, "previous")
+    state.set_status(
+        release_id, "live", deployed_at=now(), deployed_by=holder(), deployed_seq=state.next_seq()
+    )
+    state.live, state.slot = outcome.release, outcome.slot
+    state.log(action, release_id, f"slot {outcome.slot}")
+    save_state(app, state)
+    if switch.retiring:
+        finish(switch.retire_old)
+    return outcome
+
+
+def _record_failure(
+    app: AppLayout, state: AppState, release_id: str, action: str, err: ShipyardError
+) -> None:
+    state.set_status(release_id, "failed" if state.live != release_id else "live")
+    state.log(action, release_id, f"failed: {err.message.splitlines()[0]}")
+    save_state(app, state)
+
+
+def prune_releases(app: AppLayout, state: AppState, keep: int) -> None:
+    """Keep the live release and the newest `keep` others that are on disk."""
+    on_disk = set(installed_releases(app))
+    ordered = sorted(
+        (r for r in state.releases if r.id in on_disk),
+        key=lambda r: (r.id == state.live, r.deployed_seq, r.deployed_at or r.created),
+        reverse=True,
+    )
+    for record in ordered[keep:]:
+        if record.id != state.live:
+            remove_release(app, record.id)
+            state.set_status(record.id, "pruned")
+    prune_layers(app)
+    save_state(app, state)
+
+
+def rollback(
+    spec: Spec,
+    target: Machine,
+    progress: Progress,
+    to: str | None,
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+    finish: Finisher = run_now,
+) -> Outcome:
+    app = target.app(spec)
+    with app_lock(app, "rollback", lock_wait):
+        state = load_state(app)
+        release_id = rollback_target(app, state, to)
+        later: list[Callable[[], None]] = []
+        with progress.stage(f"switch to {release_id}"):
+            supervisor = runtime.ensure_runtime(target.conn, target.host)
+            outcome = switch(
+                target,
+                supervisor,
+                app,
+                release_id,
+                state,
+                "rollback",
+                release_cmd=False,
+                finish=later.append,
+            )
+        for work in later:
+            finish(work)
+        return outcome
+
+
+def rollback_target(app: AppLayout, state: AppState, to: str | None) -> str:
+    on_disk = installed_releases(app)
+    if to:
+        matches = [rid for rid in on_disk if rid.startswith(to)]
+        if len(matches) != 1:
+            known = ", ".join(on_disk) or "none"
+            what = "matches several releases" if matches else "is not a release on disk"
+            raise UsageError(
+                f"--to {to!r} {what}; releases on disk: {known}.", hint="See 'shipyard releases'."
+            )
+        if matches[0] == state.live:
+            raise UsageError(f"release {matches[0]} is already live.")
+        return matches[0]
+    candidates = sorted(
+        (r for r in state.releases if r.id in on_disk and r.id != state.live and r.deployed_at),
+        key=lambda r: (r.deployed_seq, r.deployed_at),
+        reverse=True,
+    )
+    if not candidates:
+        raise UsageError(
+            f"app {app.name} has no earlier release on disk to roll back to.",
+            hint="'shipyard releases' lists what is there.",
+        )
+    return candidates[0].id
+
+
+def restart(
+    spec: Spec,
+    target: Machine,
+    progress: Progress,
+    config: dict[str, str] | None = None,
+    action: str = "restart",
+    lock_wait: float = DEFAULT_LOCK_WAIT,
+) -> Outcome | None:
+    """Zero-downtime restart of the live release (with new config when given).
+
+    The config is saved only after the switch succeeded, so a config that breaks the app
+    never replaces the one that works.
+    """
+    app = target.app(spec)
+    with app_lock(app, action, lock_wait):
+        state = load_state(app)
+        if state.live is None:
+            if config is not None:
+                target.conn.put(config_upload(app, config))
+            return None
+        with progress.stage(f"{action}: start {state.live} with the new settings"):
+            supervisor = runtime.ensure_runtime(target.conn, target.host)
+            outcome = switch(
+                target, supervisor, app, state.live, state, action, release_cmd=False, config=config
+            )
+        if config is not None:
+            target.conn.put(config_upload(app, config))
+        return outcome
+
+
+def stop(spec: Spec, target: Machine) -> list[str]:
+    app = target.app(spec)
+    state = load_state(app)
+    supervisor = Supervisor(target.host.supervisor_socket)
+    if state.slot is None or not supervisor.is_running():
+        return []
+    names = _programs(app, state)
+    for name in names:
+        supervisor.stop(name)
+    return names
+
+
+def start(spec: Spec, target: Machine) -> list[str]:
+    app = target.app(spec)
+    state = load_state(app)
+    if state.slot is None:
+        raise UsageError(
+            f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
+        )
+    supervisor = runtime.ensure_runtime(target.conn, target.host)
+    names = _programs(app, state)
+    for name in names:
+        supervisor.start(name)
+    _wait_serving(target, app, state)
+    return names
+
+
+def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
+    """Return once nginx answers healthy from the live release, as deploy and restart do."""
+    release_id, slot = require_deployed(app, state)
+    spec = release_spec(app, release_id)
+    url = listen_url(target.listen, spec.healthcheck.path)
+
+    def check() -> health.Probe:
+        probe = health.probe_url(url, host_header(spec), spec.healthcheck.status)
+        if probe.ok and probe.release != release_id:
+            return health.Probe(False, f"answered by release {probe.release}", probe.release)
+        return probe
+
+    probe = health.wait_until(check, spec.healthcheck.timeout)
+    if not probe.ok:
+        log = app.app_log("web", slot)
+        tail = log.read_text(errors="replace").splitlines()[-20:] if log.is_file() else []
+        raise HealthCheckFailed(
+            f"release {release_id} was started but is not healthy at {url}: {probe.detail}.\n"
+            + "\n".join(f"  | {line}" for line in tail),
+            hint=f"See the app's log: {log} ('shipyard logs').",
+        )
+
+
+def _programs(app: AppLayout, state: AppState) -> list[str]:
+    assert state.live is not None and state.slot is not None
+    spec = release_spec(app, state.live)
+    return [app.program(p, state.slot) for p in ("web", *sorted(spec.processes))]
+
+
+def destroy(spec: Spec, target: Machine, purge: bool) -> None:
+    """Remove the app: its processes, nginx site, releases; its shared data only with purge."""
+    app = target.app(spec)
+    with app_lock(app, "destroy", 0):
+        supervisor = Supervisor(target.host.supervisor_socket)
+        running = supervisor.is_running()
+        for slot in ("blue", "green"):
+            app.program_file(slot).unlink(missing_ok=True)
+        had_site = app.site_file.exists()
+        app.site_file.unlink(missing_ok=True)
+        if running:
+            supervisor.update()
+            if had_site:
+                runtime.reload_nginx(target.conn, target.host, supervisor)
+        for path in (app.releases, app.layers, app.current, app.state_file):
+            if path.is_symlink() or path.is_file():
+                path.unlink()
+            elif path.is_dir():
+                shutil.rmtree(path)
+        if purge:
+            shutil.rmtree(app.shared, ignore_errors=True)
+    if purge:
+        app.lock_file.unlink(missing_ok=True)
+        if app.root.is_dir() and not any(app.root.iterdir()):
+            app.root.rmdir()
+    if not target.host.apps():
+        runtime.stop_runtime(target.host)
+
+
+def require_deployed(app: AppLayout, state: AppState) -> tuple[str, str]:
+    if state.live is None or state.slot is None:
+        raise DeployError(
+            f"app {app.name} is not deployed under {app.host.base}.",
+            hint="Run 'shipyard deploy' first (or set SHIPYARD_HOME to where it was deployed).",
+        )
+    return state.live, state.slot
+
+
+def run_argv(
+    app: AppLayout, state: AppState, command: list[str], run_as: str | None = None
+) -> list[str]:
+    """The argv of a one-off command in the live release's environment (as the app user)."""
+    release_id, slot = require_deployed(app, state)
+    env_file = app.env_file(slot)
+    if not os.access(env_file, os.R_OK):
+        raise DeployError(
+            f"cannot read the app's environment {env_file}.",
+            hint="Run shipyard as the user that deployed the app.",
+        )
+    argv = [str(app.host.launcher), str(env_file), str(app.release(release_id)), *command]
+    return [*as_user(run_as), *argv]
+
+
+def as_user(run_as: str | None) -> list[str]:
+    """The prefix that runs a command as the app user (root only)."""
+    return ["runuser", "-u", run_as, "--"] if run_as else []

@@ -1,0 +1,99 @@
+"""What a deploy would do on this machine, read from it without changing it (--dry-run).
+
+The same code answers for the local target and, through its agent, for each ssh host: it
+reads the app's state, config and the files a deploy would rewrite, renders their new content
+and returns the plan (plan.py) with the diff of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shipyard.host import render, runtime
+from shipyard.host.lifecycle import Machine
+from shipyard.host.release import app_environment, is_installed, load_config
+from shipyard.host.state import load_state
+from shipyard.host.switch import listen_url
+from shipyard.plan import FileChange, Plan, PlannedStage, file_change, masked_env
+from shipyard.spec.model import Spec
+
+
+def host_plan(
+    machine: Machine,
+    spec: Spec,
+    release_id: str,
+    install_steps: list[str] | None,
+    *,
+    name: str = "local",
+    earlier: list[PlannedStage] | None = None,
+) -> Plan:
+    """The plan for `release_id` here. `install_steps`: the steps that would install it, when
+    the deploying machine knows them (its artifact is built); None: described in words."""
+    app = machine.app(spec)
+    app.check_socket_paths()
+    nginx = runtime.find_nginx(machine.conn.host)
+    state = load_state(app)
+    slot = state.idle_slot()
+    install = PlannedStage(name="install")
+    if is_installed(app, release_id):
+        install.notes.append(f"release {release_id} is already installed")
+    elif install_steps is not None:
+        install.steps = install_steps
+    else:
+        install.notes.append(
+            f"unpack into {app.release(release_id)}, make its venv offline "
+            "from the wheel store, link persistent data"
+        )
+    config = load_config(app)
+    env = masked_env(app_environment(spec, app, release_id, config), set(config))
+    static = {
+        prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
+        for i, (prefix, d) in enumerate(sorted(spec.static.items()))
+    }
+    program = render.program_conf(spec, app, release_id, slot, app.host.launcher, machine.run_as)
+    site = render.site_conf(spec, app, release_id, slot, static, machine.listen, nginx)
+    configure = PlannedStage(
+        name="configure",
+        files=[
+            _change(app.env_file(slot), render.env_file(env), masked_now=set(config)),
+            _change(app.program_file(slot), program.encode()),
+            _change(app.site_file, site.encode()),
+        ],
+    )
+    switch = PlannedStage(
+        name="switch",
+        notes=[
+            *([f"run the release command: {spec.release}"] if spec.release else []),
+            f"start {app.program('web', slot)} on {app.socket(slot)}",
+            f"health check GET {spec.healthcheck.path} on that socket "
+            f"(timeout {spec.healthcheck.timeout:g} s)",
+            "nginx -t, graceful reload, wait for the old workers",
+            f"check {listen_url(machine.listen, spec.healthcheck.path)} answers from {release_id}",
+            f"point {app.current} at releases/{release_id}",
+            *([f"stop the old slot ({state.slot}, release {state.live})"] if state.live else []),
+            f"prune releases beyond the newest {spec.keep}",
+        ],
+    )
+    stages = [*(earlier or []), install, configure, switch]
+    return Plan(app=spec.name, host=name, release=release_id, stages=stages)
+
+
+def _change(path: Path, new: bytes, masked_now: set[str] | None = None) -> FileChange:
+    try:
+        before: bytes | None = path.read_bytes()
+    except FileNotFoundError:
+        before = None
+    except PermissionError:
+        before = b"(not readable here)\n"
+    if before is not None and masked_now is not None:
+        before = _mask_env_file(before, masked_now)
+    return file_change(str(path), before, new)
+
+
+def _mask_env_file(content: bytes, keys: set[str]) -> bytes:
+    """An env file as it is now, with the values of config keys (secrets) masked."""
+    lines = []
+    for line in content.decode(errors="replace").splitlines():
+        key, sep, _ = line.partition("=")
+        lines.append(f"{key}=***" if sep and key.strip() in keys else line)
+    return ("\n".join(lines) + "\n").encode() if lines else b""

@@ -1,0 +1,225 @@
+"""Installing a release on a host: the steps as data, and the app's environment.
+
+A release's venv holds the app alone. Its dependencies are a layer: a venv of their own under
+`layers/<id>`, made once per set of dependency wheels and Python, that every release with that
+set shares through a .pth file in its site-packages. The layer's console scripts are written
+into the release's bin with the release's Python as their shebang, so `gunicorn` or `flask`
+there runs the release's Python, which sees the app first and the layer after it. A code-only
+release so makes a near-empty venv instead of re-linking every file of its dependencies: a
+few files, not hundreds of directories and links.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path, PurePosixPath
+
+from shipyard.host import render
+from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
+from shipyard.host.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
+from shipyard.host.layout import AppLayout
+from shipyard.host.python import PythonInfo
+from shipyard.host.steps import Command, Step, Symlink, Upload
+from shipyard.host.venvs import InstallWheel, LinkScripts, MakeVenv, site_packages_in
+from shipyard.spec.model import Spec
+
+COMPLETE = ".complete"
+# What installs a release: steps any connection runs, and those the installer runs in its own
+# process (venvs.py).
+InstallStep = Step | FileStep | MakeVenv | InstallWheel | LinkScripts
+LAYER_FILE = "layer"  # in a release: the id of the dependency layer its venv uses
+LAYER_PTH = "_shipyard_layer.pth"
+
+
+def is_installed(app: AppLayout, release_id: str) -> bool:
+    return (app.release(release_id) / COMPLETE).is_file()
+
+
+def installed_releases(app: AppLayout) -> list[str]:
+    if not app.releases.is_dir():
+        return []
+    return sorted(p.parent.name for p in app.releases.glob(f"*/{COMPLETE}"))
+
+
+def release_spec(app: AppLayout, release_id: str) -> Spec:
+    """The spec a release was built with: rollbacks and restarts run it as it was."""
+    return Spec.model_validate_json((app.release(release_id) / SPEC).read_text())
+
+
+def release_manifest(app: AppLayout, release_id: str) -> Manifest:
+    return Manifest.from_json((app.release(release_id) / MANIFEST).read_text())
+
+
+def layer_id(artifact: Artifact, python: PythonInfo) -> str:
+    """Which layer a release needs: its dependency wheels (by content) and its Python."""
+    wheels = sorted((w.file, w.sha256) for w in artifact.manifest.wheels)
+    text = json.dumps([python.executable, python.version, wheels])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def layer_is_complete(app: AppLayout, layer: str) -> bool:
+    return (app.layer(layer) / COMPLETE).is_file()
+
+
+def release_layer(app: AppLayout, release_id: str) -> str | None:
+    """The layer an installed release uses; None for a release with its dependencies in its
+    own venv (installed before layers)."""
+    try:
+        return (app.release(release_id) / LAYER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def layer_steps(
+    app: AppLayout, artifact: Artifact, wheel_store: Path, python: PythonInfo
+) -> list[InstallStep]:
+    """Make the dependency layer from the wheel store (the release's pinned wheels, each
+    checked by sha256 when it arrived); compiled, then marked complete."""
+    layer = app.layer(layer_id(artifact, python))
+    wheels = tuple(wheel_store / w.file for w in artifact.manifest.wheels)
+    steps: list[InstallStep] = [
+        RemoveTree(layer),
+        MakeVenv(python, layer),
+        InstallWheel(wheels, layer, python.minor, "the dependency wheel"),
+    ]
+    steps += [compile_step(layer), Upload(b"", _posix(layer / COMPLETE))]
+    return steps
+
+
+def install_steps(
+    spec: Spec,
+    app: AppLayout,
+    artifact: Artifact,
+    wheel_store: Path,
+    python: PythonInfo,
+    run_as: str | None = None,
+) -> list[InstallStep]:
+    """Unpack the artifact into releases/<id>, make its venv (the app, on top of its layer),
+    link persistent data. The layer must be complete (layer_steps).
+
+    The venv is made in place (a venv cannot be moved), so completeness is a marker file
+    written last; an incomplete directory is removed and redone.
+    """
+    rid = artifact.id
+    release = app.release(rid)
+    venv = app.venv(rid)
+    manifest = artifact.manifest
+    layer_name = layer_id(artifact, python)
+    layer = app.layer(layer_name)
+    site = site_packages_in(venv, python.minor)
+    # addsitedir, not a bare path: the layer's own .pth files are processed too
+    pth = f"import site; site.addsitedir({str(layer / site.relative_to(venv))!r})\n"
+    steps: list[InstallStep] = [
+        RemoveTree(release),
+        MakeDirs((release, app.var, app.data, app.logs, app.run)),
+        LinkTree(_artifact_entries(artifact), release),
+        *(_owned_by(run_as, app) if run_as else []),
+        MakeVenv(python, venv),
+        Upload(pth.encode(), _posix(site / LAYER_PTH)),
+        InstallWheel((release / "app" / manifest.app_wheel.file,), venv, python.minor),
+        LinkScripts(layer / "bin", venv / "bin"),
+        Upload(f"{layer_name}\n".encode(), _posix(release / LAYER_FILE)),
+        # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases
+        Symlink(str(app.var), _posix(venv / "var")),
+    ]
+    for directory in spec.persistent:
+        link = release / directory
+        steps.append(MakeDirs((app.data / directory, link.parent)))
+        if run_as:
+            steps.append(Chown(run_as, (app.data / directory,)))
+        steps.append(Symlink(str(app.data / directory), _posix(link)))
+    for name, content in render.server_conf_files(spec, app, rid).items():
+        steps.append(Upload(content.encode(), _posix(release / name)))
+    # Compiled now, not by the app at each start: the app user cannot write into its release.
+    # Bytecode of unchanged files is linked from the previous release first (bytecode.py).
+    steps.append(compile_step(venv))
+    steps.append(Upload(b"", _posix(release / COMPLETE)))
+    return steps
+
+
+def compile_step(venv: Path) -> Command:
+    return Command(
+        (str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")),
+        timeout=600,
+    )
+
+
+def is_compile_step(command: Command) -> bool:
+    """A venv's compile step: the installer links what bytecode it can before running it."""
+    return command == compile_step(Path(command.argv[0]).parent.parent)
+
+
+def _owned_by(run_as: str, app: AppLayout) -> list[InstallStep]:
+    """What the app writes belongs to the app user; its code stays root's, read-only to it."""
+    return [
+        Chown(run_as, (app.var, app.run), recursive=True),
+        Chown(run_as, (app.data, app.logs)),
+    ]
+
+
+def _artifact_entries(artifact: Artifact) -> tuple[Path, ...]:
+    return tuple(sorted(artifact.path.iterdir()))
+
+
+def static_dirs(app: AppLayout, release_id: str) -> dict[str, Path]:
+    manifest = release_manifest(app, release_id)
+    return {prefix: app.release(release_id) / "static" / d for prefix, d in manifest.static.items()}
+
+
+def app_environment(
+    spec: Spec, app: AppLayout, release_id: str, config: dict[str, str]
+) -> dict[str, str]:
+    """What the app's processes, its release command and `shipyard run` see."""
+    venv = app.venv(release_id)
+    env = {"FLASK_APP": spec.entry, **spec.env, **config}
+    env.update(
+        PATH=f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
+        VIRTUAL_ENV=str(venv),
+        PYTHONPATH=str(app.release(release_id)),
+        PYTHONUNBUFFERED="1",
+        SHIPYARD_APP=spec.name,
+        SHIPYARD_RELEASE=release_id,
+    )
+    return env
+
+
+def load_config(app: AppLayout) -> dict[str, str]:
+    try:
+        raw = json.loads(app.config_file.read_text())
+    except FileNotFoundError:
+        return {}
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def config_upload(app: AppLayout, config: dict[str, str]) -> Upload:
+    content = json.dumps(dict(sorted(config.items())), indent=2) + "\n"
+    return Upload(content.encode(), _posix(app.config_file), mode=0o600)
+
+
+def remove_release(app: AppLayout, release_id: str) -> None:
+    shutil.rmtree(app.release(release_id), ignore_errors=True)
+
+
+def remove_layer(app: AppLayout, layer: str) -> None:
+    shutil.rmtree(app.layer(layer), ignore_errors=True)
+
+
+def prune_layers(app: AppLayout) -> list[str]:
+    """Remove the layers no release on disk uses; which."""
+    if not app.layers.is_dir():
+        return []
+    used = {release_layer(app, rid) for rid in _release_dirs(app)}
+    unused = sorted(p.name for p in app.layers.iterdir() if p.name not in used)
+    for name in unused:
+        remove_layer(app, name)
+    return unused
+
+
+def _release_dirs(app: AppLayout) -> list[str]:
+    return [p.name for p in app.releases.iterdir()] if app.releases.is_dir() else []
+
+
+def _posix(path: Path) -> PurePosixPath:
+    return PurePosixPath(path)

@@ -1,0 +1,294 @@
+"""Render every file shipyard writes on a host: nginx, supervisor, app server configs, env files."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.spec.model import ServerType, Spec
+
+_ENV = jinja2.Environment(
+    loader=jinja2.PackageLoader("shipyard.host.render", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    autoescape=False,  # configs, not HTML
+)
+
+
+def _render(template: str, **context: object) -> str:
+    return _ENV.get_template(template).render(**context)
+
+
+def launcher_script() -> bytes:
+    return resources.files("shipyard.host.render").joinpath("templates/launcher.sh").read_bytes()
+
+
+@dataclass(frozen=True)
+class NginxBinary:
+    """Where the nginx binary is and what ships beside it."""
+
+    path: str
+    mime_types: str | None
+    uwsgi_params: str | None
+
+
+def nginx_main_conf(host: HostLayout, nginx: NginxBinary, run_as: str | None) -> str:
+    return _render(
+        "nginx.conf.j2",
+        base=host.base,
+        run_as=run_as,
+        worker_processes=min(os.cpu_count() or 1, 4),
+        pidfile=host.nginx_pidfile,
+        error_log=host.nginx_error_log,
+        mime_types=nginx.mime_types,
+        temp=host.nginx_dir / "tmp",
+        sites=host.nginx_sites,
+    )
+
+
+def nginx_command(host: HostLayout, nginx: NginxBinary) -> tuple[str, ...]:
+    """nginx with its prefix, config and early error log all under the base (no root needed)."""
+    return (
+        nginx.path,
+        "-p",
+        f"{host.nginx_dir}/",
+        "-c",
+        str(host.nginx_conf),
+        "-e",
+        str(host.nginx_error_log),
+    )
+
+
+def site_conf(
+    spec: Spec,
+    app: AppLayout,
+    release_id: str,
+    slot: str,
+    static_dirs: dict[str, Path],
+    listen: str,
+    nginx: NginxBinary,
+) -> str:
+    """The app's server block, pointing at the socket of `slot`."""
+    static = sorted(
+        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
+        key=lambda item: -len(item[0]),
+    )
+    is_uwsgi = spec.server.type is ServerType.UWSGI
+    return _render(
+        "site.conf.j2",
+        app=spec.name,
+        upstream=spec.name.replace("-", "_"),
+        release=release_id,
+        slot=slot,
+        socket=app.socket(slot),
+        listen=listen,
+        server_names=" ".join(spec.domains) or '""',
+        access_log=app.access_log,
+        error_log=app.error_log,
+        max_body="10m",
+        static=static,
+        read_timeout=spec.server.timeout + 5,
+        uwsgi=is_uwsgi,
+        uwsgi_params=nginx.uwsgi_params or "uwsgi_params",
+        log_format="combined" if app.host.system_nginx else "shipyard",
+    )
+
+
+def lb_conf(
+    spec: Spec,
+    release_id: str,
+    backends: list[tuple[str, bool]],
+    static_dirs: dict[str, Path],
+    listen: str,
+    access_log: Path,
+    error_log: Path,
+    log_format: str = "shipyard",
+) -> str:
+    """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
+    static = sorted(
+        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
+        key=lambda item: -len(item[0]),
+    )
+    return _render(
+        "lb.conf.j2",
+        app=spec.name,
+        upstream=spec.name.replace("-", "_"),
+        release=release_id,
+        backends=backends,
+        listen=listen,
+        server_names=" ".join(spec.domains) or '""',
+        access_log=access_log,
+        error_log=error_log,
+        max_body="10m",
+        static=static,
+        read_timeout=spec.server.timeout + 5,
+        log_format=log_format,
+    )
+
+
+def _location(prefix: str) -> str:
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> str:
+    """supervisord's config; it runs shipyard's nginx too unless the host's own is used."""
+    return _render(
+        "supervisord.conf.j2",
+        base=host.base,
+        socket=host.supervisor_socket,
+        logs=host.logs,
+        pidfile=host.supervisor_pidfile,
+        programs=host.programs,
+        user=user,
+        nginx_command="" if host.system_nginx else shlex.join(nginx_command(host, nginx)),
+    )
+
+
+@dataclass(frozen=True)
+class ProcessConf:
+    name: str
+    command: str
+    log: Path
+    stopsignal: str
+
+
+def program_conf(
+    spec: Spec,
+    app: AppLayout,
+    release_id: str,
+    slot: str,
+    launcher: Path,
+    user: str | None = None,
+) -> str:
+    """Supervisor programs of one slot: the web server plus any extra processes."""
+    release_dir = app.release(release_id)
+    venv = app.venv(release_id)
+    env_file = app.env_file(slot)
+    prefix = (str(launcher), str(env_file), str(release_dir))
+    processes = [
+        ProcessConf(
+            name=app.program("web", slot),
+            command=_supervisor_command((*prefix, *server_argv(spec, app, release_id, slot))),
+            log=app.app_log("web", slot),
+            stopsignal="INT" if spec.server.type is ServerType.UWSGI else "TERM",
+        )
+    ]
+    for name, command in sorted(spec.processes.items()):
+        processes.append(
+            ProcessConf(
+                name=app.program(name, slot),
+                command=_supervisor_command((*prefix, *shlex.split(command))),
+                log=app.app_log(name, slot),
+                stopsignal="TERM",
+            )
+        )
+    environment = {
+        "PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(venv),
+        "HOME": str(app.shared) if user else os.environ.get("HOME", str(app.root)),
+    }
+    return _render(
+        "program.conf.j2",
+        app=spec.name,
+        release=release_id,
+        slot=slot,
+        processes=processes,
+        directory=release_dir,
+        environment=",".join(f'{k}="{_supervisor_escape(v)}"' for k, v in environment.items()),
+        stopwaitsecs=spec.server.graceful_timeout + 5,
+        user=user,
+    )
+
+
+def server_argv(spec: Spec, app: AppLayout, release_id: str, slot: str) -> tuple[str, ...]:
+    venv = app.venv(release_id)
+    socket = app.socket(slot)
+    release_dir = app.release(release_id)
+    if spec.server.type is ServerType.UWSGI:
+        return (f"{venv}/bin/uwsgi", "--ini", f"{release_dir}/uwsgi.ini", "--socket", str(socket))
+    return (
+        f"{venv}/bin/gunicorn",
+        "--config",
+        f"{release_dir}/gunicorn.conf.py",
+        "--bind",
+        f"unix:{socket}",
+        spec.entry,
+    )
+
+
+def _supervisor_command(argv: tuple[str, ...]) -> str:
+    # supervisor splits with shlex and expands %(...)s, so '%' must be doubled
+    return shlex.join(argv).replace("%", "%%")
+
+
+def _supervisor_escape(value: str) -> str:
+    return value.replace("%", "%%").replace('"', '\\"')
+
+
+def default_workers() -> int:
+    return min(2 * (os.cpu_count() or 1) + 1, 8)
+
+
+def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, str]:
+    """The app server's own config files, written into the release directory."""
+    workers = spec.server.workers or default_workers()
+    if spec.server.type is ServerType.UWSGI:
+        module, attribute = spec.entry.split(":", 1)
+        return {
+            "shipyard_wsgi.py": _render(
+                "wsgi_shim.py.j2",
+                entry=spec.entry,
+                module=module,
+                attribute=attribute.removesuffix("()"),
+                factory=attribute.endswith("()"),
+            ),
+            "uwsgi.ini": _render(
+                "uwsgi.ini.j2",
+                release=release_id,
+                workers=workers,
+                threads=spec.server.threads,
+                shim=app.release(release_id) / "shipyard_wsgi.py",
+                venv=app.venv(release_id),
+                timeout=spec.server.timeout,
+            ),
+        }
+    worker_class = ""
+    if spec.server.type is ServerType.UVICORN:
+        worker_class = "uvicorn_worker.UvicornWorker"
+    elif spec.server.threads > 1:
+        worker_class = "gthread"
+    return {
+        "gunicorn.conf.py": _render(
+            "gunicorn.conf.py.j2",
+            release=release_id,
+            workers=workers,
+            threads=spec.server.threads,
+            worker_class=worker_class,
+            timeout=spec.server.timeout,
+            graceful_timeout=spec.server.graceful_timeout,
+        )
+    }
+
+
+def server_packages(spec: Spec) -> list[str]:
+    """Packages the chosen app server needs in the release venv."""
+    version = spec.server.version
+    if spec.server.type is ServerType.UWSGI:
+        return [f"uwsgi{version}"]
+    packages = [f"gunicorn{version}"]
+    if spec.server.type is ServerType.UVICORN:
+        packages.append("uvicorn-worker")
+    return packages
+
+
+def env_file(variables: dict[str, str]) -> bytes:
+    """KEY='value' lines, quoted so `sh` reads every value back byte for byte."""
+    lines = ["# Managed by shipyard: the app's environment. Mode 0600: it holds secrets."]
+    lines += [f"{key}={shlex.quote(value)}" for key, value in sorted(variables.items())]
+    return ("\n".join(lines) + "\n").encode()

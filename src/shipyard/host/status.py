@@ -1,0 +1,46 @@
+"""What is running for an app: live release, processes, health through nginx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shipyard.host import health
+from shipyard.host.lifecycle import Machine
+from shipyard.host.release import release_spec
+from shipyard.host.state import load_state
+from shipyard.host.supervisor import Supervisor
+from shipyard.host.switch import host_header, listen_url
+from shipyard.spec.model import Spec
+
+
+def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
+    app = target.app(spec)
+    state = load_state(app)
+    supervisor = Supervisor(target.host.supervisor_socket)
+    running = supervisor.is_running()
+    prefix = f"{spec.name}-"
+    processes = [
+        {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
+        for p in (supervisor.processes() if running else [])
+        if p.name.startswith(prefix) or p.name == "nginx"
+    ]
+    # the live release is checked as it was built, not as the spec in the tree says now
+    live_spec = release_spec(app, state.live) if state.live else spec
+    url = listen_url(target.listen, live_spec.healthcheck.path)
+    probe = (
+        health.probe_url(url, host_header(live_spec), live_spec.healthcheck.status)
+        if running and state.live
+        else health.Probe(False, "not deployed" if not state.live else "runtime not running")
+    )
+    return {
+        "app": spec.name,
+        "url": listen_url(target.listen, "/"),
+        "base_dir": str(target.host.base),
+        "release": state.live,
+        "slot": state.slot,
+        "supervisord": running,
+        "processes": processes,
+        "healthy": probe.ok and probe.release == state.live,
+        "health": probe.detail,
+        "serving_release": probe.release,
+    }

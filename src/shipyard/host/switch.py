@@ -1,0 +1,310 @@
+"""The zero-downtime switch: start the new release on the idle slot, check it, point nginx at it."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
+from shipyard.host import crash_output, health, render, runtime
+from shipyard.host.layout import AppLayout
+from shipyard.host.release import app_environment, release_spec, static_dirs
+from shipyard.host.steps import Command, Connection, Symlink, Upload
+from shipyard.host.supervisor import FAILED_STATES, Supervisor
+from shipyard.spec.model import ServerType, Spec
+
+RELEASE_COMMAND_TIMEOUT = 1800
+NGINX_CHECK_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    release: str
+    slot: str
+    previous: str | None
+
+
+def listen_url(listen: str, path: str = "/") -> str:
+    host, _, port = listen.rpartition(":")
+    if host in ("0.0.0.0", "*", "[::]", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{port}{path}"
+
+
+def host_header(spec: Spec) -> str:
+    return spec.domains[0] if spec.domains else "localhost"
+
+
+class Switch:
+    """Move an app's traffic to `release_id` with no failed request; undo on any failure.
+
+    Order matters: the new server must answer on its own socket before nginx is pointed at it,
+    and the old server is stopped only after nginx's old workers have finished.
+    """
+
+    def __init__(
+        self,
+        conn: Connection,
+        supervisor: Supervisor,
+        app: AppLayout,
+        release_id: str,
+        *,
+        config: dict[str, str],
+        listen: str,
+        live: tuple[str, str] | None,
+        run_release_command: bool,
+        run_as: str | None = None,
+    ) -> None:
+        self.conn = conn
+        self.supervisor = supervisor
+        self.app = app
+        self.release_id = release_id
+        self.spec = release_spec(app, release_id)
+        self.config = config
+        self.listen = listen
+        self.live = live
+        self.run_release_command = run_release_command
+        self.run_as = run_as
+        if app.host.system_nginx and not self.spec.domains:
+            raise DeployError(
+                f"app {app.name} has no `domains`: the system nginx routes to apps by name.",
+                hint="Set domains = ['app.example.com'] in the spec, or use nginx = 'managed'.",
+            )
+        old_slot = live[1] if live else None
+        self.slot = "green" if old_slot == "blue" else "blue"
+        self._log_offset = 0
+        self._retiring: tuple[str, runtime.Reload] | None = None
+
+    def run(self) -> Outcome:
+        self.stage()
+        return self.commit()
+
+    def stage(self) -> None:
+        """Everything before traffic moves: env, release command, new server up and healthy.
+
+        A failure here leaves the serving release untouched and nothing of the new one running.
+        """
+        self._write_env()
+        if self.run_release_command and self.spec.release:
+            self._release_command()
+        self._start_new()
+        try:
+            self._check_new_socket()
+        except BaseException:
+            self.abort()
+            raise
+
+    def commit(self, *, retire: bool = True) -> Outcome:
+        """Point nginx at the staged slot, check through nginx, then retire the old slot.
+
+        With `retire=False` the old slot is left to `retire_old()`: traffic has moved, and
+        what is left is to wait for nginx's old workers and stop the old server, which a
+        command need not wait for (the caller still holds the app's lock while it runs).
+        """
+        try:
+            reload = self._point_nginx_at(self.slot, self.release_id)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            reload.wait_handed_over()  # from here on every new request meets the new config
+            self._check_through_nginx()
+        except BaseException:
+            self._switch_back()
+            raise
+        self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
+        if self.live is not None and self.live[1] != self.slot:
+            self._retiring = (self.live[1], reload)
+        if retire:
+            self.retire_old()
+        return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+
+    def retire_old(self) -> None:
+        """Once nginx's old workers have finished their requests, stop the old slot."""
+        if self._retiring is None:
+            return
+        slot, reload = self._retiring
+        self._retiring = None
+        # this may run in a forked child: a connection to supervisord of its own, not the
+        # parent's copy of one
+        self.supervisor.close()
+        reload.wait_drained()
+        self._retire_slot(slot)
+
+    @property
+    def retiring(self) -> bool:
+        """A slot is left for `retire_old()`."""
+        return self._retiring is not None
+
+    def abort(self) -> None:
+        """Stop a staged slot that will not take traffic."""
+        self._stop_slot(self.slot)
+
+    def _write_env(self) -> None:
+        env = app_environment(self.spec, self.app, self.release_id, self.config)
+        self.conn.put(
+            Upload(
+                render.env_file(env),
+                _posix(self.app.env_file(self.slot)),
+                mode=0o600,
+                owner=self.run_as,
+            )
+        )
+
+    def _release_command(self) -> None:
+        argv = (
+            *(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
+            str(self.app.host.launcher),
+            str(self.app.env_file(self.slot)),
+            str(self.app.release(self.release_id)),
+            *shlex.split(self.spec.release),
+        )
+        result = self.conn.run(Command(argv, timeout=RELEASE_COMMAND_TIMEOUT))
+        if not result.ok:
+            raise CommandFailed(
+                result,
+                what=f"the release command failed ({self.spec.release})",
+                hint="Nothing was switched: the serving release keeps serving. Fix the command "
+                "(try it with 'shipyard run -- ...') and deploy again.",
+            )
+
+    def _start_new(self) -> None:
+        conf = render.program_conf(
+            self.spec, self.app, self.release_id, self.slot, self.app.host.launcher, self.run_as
+        )
+        # The idle slot may still be finishing requests from the release retired just before.
+        for process in ("web", *sorted(self.spec.processes)):
+            self.supervisor.wait_stopped(
+                self.app.program(process, self.slot), self.spec.server.graceful_timeout + 10
+            )
+        self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
+        self.app.socket(self.slot).unlink(missing_ok=True)
+        log = self.conn.read(_posix(self.app.app_log("web", self.slot)))
+        self._log_offset = len(log) if log else 0
+        self.supervisor.update()
+        # A group whose config did not change since it was retired is loaded but stopped.
+        for process in ("web", *sorted(self.spec.processes)):
+            self.supervisor.start(self.app.program(process, self.slot))
+
+    def _check_new_socket(self) -> None:
+        program = self.app.program("web", self.slot)
+        first_pid: list[int] = []
+
+        def crashed() -> str | None:
+            info = self.supervisor.process(program)
+            if info is None:
+                return "its supervisor program is gone"
+            if info.pid:
+                first_pid.append(info.pid)
+            if info.state in FAILED_STATES or (first_pid and info.pid not in (0, first_pid[0])):
+                return f"the app server exited ({info.state}: {info.description})"
+            return None
+
+        check = self.spec.healthcheck
+        probe_socket = (
+            health.probe_uwsgi_socket
+            if self.spec.server.type is ServerType.UWSGI
+            else health.probe_socket
+        )
+        probe = health.wait_until(
+            lambda: probe_socket(
+                self.app.socket(self.slot), check.path, host_header(self.spec), check.status
+            ),
+            check.timeout,
+            give_up=crashed,
+        )
+        if not probe.ok:
+            tail = crash_output.excerpt(self._settled_output())
+            raise HealthCheckFailed(
+                f"release {self.release_id} failed its health check (GET {check.path} on "
+                f"{self.app.socket(self.slot)}): {probe.detail}.\n"
+                + "\n".join(f"  | {line}" for line in tail),
+                hint="Nothing was switched: the serving release keeps serving. See the app's "
+                f"output above (full log: {self.app.app_log('web', self.slot)}).",
+            )
+
+    def _settled_output(self, limit: float = 2.0) -> str:
+        """The new server's output since it started, once supervisord has written all of it.
+
+        supervisord may report a process as exited before it has drained the dead process's
+        pipe into the log file, so read until the file stops growing.
+        """
+        path = _posix(self.app.app_log("web", self.slot))
+        deadline = time.monotonic() + limit
+        log = self.conn.read(path) or b""
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            again = self.conn.read(path) or b""
+            if len(again) == len(log) and len(log) > self._log_offset:
+                break
+            log = again
+        return log[self._log_offset :].decode(errors="replace")
+
+    def _point_nginx_at(self, slot: str, release_id: str) -> runtime.Reload:
+        previous = self.conn.read(_posix(self.app.site_file))
+        content = render.site_conf(
+            release_spec(self.app, release_id),
+            self.app,
+            release_id,
+            slot,
+            static_dirs(self.app, release_id),
+            self.listen,
+            runtime.find_nginx(self.conn.host),
+        )
+        self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
+        try:
+            return runtime.reload_nginx(self.conn, self.app.host, self.supervisor, drain=False)
+        except BaseException:
+            self._restore_site(previous)
+            raise
+
+    def _restore_site(self, previous: bytes | None) -> None:
+        if previous is None:
+            self.app.site_file.unlink(missing_ok=True)
+        else:
+            self.conn.put(Upload(previous, _posix(self.app.site_file)))
+
+    def _check_through_nginx(self) -> None:
+        url = listen_url(self.listen, self.spec.healthcheck.path)
+        statuses = self.spec.healthcheck.status
+
+        def check() -> health.Probe:
+            probe = health.probe_url(url, host_header(self.spec), statuses)
+            if probe.ok and probe.release != self.release_id:
+                return health.Probe(False, f"answered by release {probe.release}", probe.release)
+            return probe
+
+        probe = health.wait_until(check, NGINX_CHECK_TIMEOUT)
+        if not probe.ok:
+            raise DeployError(
+                f"release {self.release_id} answered on its socket but not through nginx at "
+                f"{url}: {probe.detail}.",
+                hint=f"Switched back: the previous release keeps serving. Is something else "
+                f"listening on {self.listen}? See {self.app.host.nginx_error_log}.",
+            )
+
+    def _switch_back(self) -> None:
+        if self.live is not None:
+            self._point_nginx_at(self.live[1], self.live[0]).wait_drained()
+        else:
+            self.app.site_file.unlink(missing_ok=True)
+            runtime.reload_nginx(self.conn, self.app.host, self.supervisor)
+        self._stop_slot(self.slot)
+
+    def _retire_slot(self, slot: str) -> None:
+        """Stop the old slot gracefully in the background: nginx no longer sends it requests,
+        and the ones it has finish within its graceful timeout. Its group is removed by the
+        next update, which waits for it if it is still stopping."""
+        self.app.program_file(slot).unlink(missing_ok=True)
+        for process in ("web", *sorted(self.spec.processes)):
+            self.supervisor.retire(self.app.program(process, slot))
+
+    def _stop_slot(self, slot: str) -> None:
+        self.app.program_file(slot).unlink(missing_ok=True)
+        self.supervisor.update()
+
+
+def _posix(path: Path) -> PurePosixPath:
+    return PurePosixPath(path)

@@ -1,0 +1,1 @@
+"""The user's project tree: reading its spec file, detecting the app, writing shipyard.toml."""

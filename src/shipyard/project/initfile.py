@@ -1,0 +1,94 @@
+"""Write a commented shipyard.toml from what detection found; comments come from the spec model."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from shipyard.errors import SpecError, UsageError
+from shipyard.project.detect import Detected
+from shipyard.spec.model import SPEC_FILE, BuildSpec, HealthcheckSpec, ServerSpec, Spec, TestsSpec
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal: JSON's string escapes are valid TOML basic strings."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _describe(model: type[BaseModel], key: str) -> str:
+    return model.model_fields[key].description or ""
+
+
+def _line(model: type[BaseModel], key: str, value: Any, active: bool) -> list[str]:
+    prefix = "" if active else "# "
+    return [f"# {_describe(model, key)}", f"{prefix}{key} = {toml_value(value)}"]
+
+
+def render_spec_toml(found: Detected) -> str:
+    lines = [
+        "# shipyard spec, written by 'shipyard init'. Every key: docs/spec.md.",
+        f"# Detected a {found.framework} app ({found.kind}).",
+        "",
+    ]
+    lines += _line(Spec, "name", found.name, True)
+    lines += _line(Spec, "entry", found.entry, True)
+    if found.alternatives:
+        lines.append("# other candidates: " + ", ".join(found.alternatives))
+    lines += _line(Spec, "kind", found.kind, True)
+    lines += _line(Spec, "listen", "127.0.0.1:8080", False)
+    lines += _line(Spec, "keep", 5, False)
+    lines += _line(Spec, "release", found.release, bool(found.release))
+    lines += _line(Spec, "persistent", [], False)
+    lines.append("# Flask's instance folder persists without configuration.")
+    lines += ["", "[server]"]
+    lines += _line(ServerSpec, "type", found.server, True)
+    lines += _line(ServerSpec, "workers", 0, False)
+    lines += ["", "[tests]"]
+    lines += _line(TestsSpec, "enabled", found.tests_enabled, True)
+    lines += _line(TestsSpec, "requirements", found.test_requirements, True)
+    lines += _line(TestsSpec, "command", "python -m pytest -q", False)
+    lines += ["", "[healthcheck]"]
+    lines += _line(HealthcheckSpec, "path", "/", False)
+    lines += ["", "[build]"]
+    lines += _line(BuildSpec, "requirements", found.requirements, True)
+    lines += ["", f"# {_describe(Spec, 'static')}", "[static]"]
+    lines += [f"{toml_value(prefix)} = {toml_value(d)}" for prefix, d in found.static.items()]
+    lines += ["", f"# {_describe(Spec, 'env')}", "[env]"]
+    lines += ["", f"# {_describe(Spec, 'secrets')}", "[secrets]"]
+    lines += [f'{name} = "generate"' for name in found.secrets] or ['# SECRET_KEY = "generate"']
+    text = "\n".join(lines) + "\n"
+    tomllib.loads(text)  # never write a file that does not parse
+    return text
+
+
+def write_spec(project: Path, text: str, *, force: bool) -> Path:
+    pyproject = project / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            existing = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError:
+            existing = {}
+        if "shipyard" in existing.get("tool", {}):
+            raise SpecError(
+                f"{pyproject} already holds the spec under [tool.shipyard].",
+                hint="Edit it there, or remove that table before running 'shipyard init'.",
+            )
+    path = project / SPEC_FILE
+    if path.exists() and not force:
+        raise UsageError(
+            f"{path} exists already.", hint="Pass --force to overwrite it with a fresh one."
+        )
+    path.write_text(text, encoding="utf-8")
+    return path

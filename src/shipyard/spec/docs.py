@@ -1,0 +1,92 @@
+"""docs/spec.md, generated from the spec models so the reference never drifts from the code."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from shipyard.spec.model import BuildSpec, HealthcheckSpec, ServerSpec, Spec, TargetSpec, TestsSpec
+
+INTRO = """\
+# The shipyard spec
+
+The spec lives in `shipyard.toml` at the project root, or under `[tool.shipyard]` in
+pyproject.toml (`shipyard.toml` wins when both exist). `shipyard init` writes a commented one.
+Unknown keys are errors, and every error names the file, the key and the value. This page is
+generated from the spec models by `scripts/gen_spec_docs.py`, and a unit test keeps it in sync.
+
+Secrets never go in the spec: list their names under `[secrets]` and set them with
+`shipyard config set KEY=VALUE`. They are stored 0600 and shown masked. Flask's instance
+folder persists without configuration: it lives under each release venv's `var/`, which
+shipyard links to the app's `shared/var`.
+
+```toml
+name = "flaskr"
+entry = "flaskr:create_app()"
+release = "flask --app flaskr init-db"
+
+[static]
+"/static" = "flaskr/static"
+
+[secrets]
+FLASKR_SECRET_KEY = "generate"
+
+[healthcheck]
+path = "/health"
+```
+"""
+
+SECTIONS: list[tuple[str, type[BaseModel]]] = [
+    ("[server]", ServerSpec),
+    ("[tests]", TestsSpec),
+    ("[healthcheck]", HealthcheckSpec),
+    ("[build]", BuildSpec),
+]
+
+
+def _default(info: Any) -> str:
+    if info.default_factory is not None:
+        value = info.default_factory()
+    elif info.default is PydanticUndefined:
+        return "required"
+    else:
+        value = info.default
+    if isinstance(value, BaseModel):
+        return "see below"
+    return f"`{json.dumps(value.value if hasattr(value, 'value') else value)}`"
+
+
+def _table(model: type[BaseModel], skip: set[str]) -> list[str]:
+    rows = ["| key | default | meaning |", "|---|---|---|"]
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        rows.append(f"| `{name}` | {_default(info)} | {info.description or ''} |")
+    return rows
+
+
+def render() -> str:
+    lines = [INTRO, "## Top level", ""]
+    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets"})
+    for title, model in SECTIONS:
+        lines += ["", f"## {title}", "", *_table(model, set())]
+    lines += [
+        "",
+        "## [targets.NAME]",
+        "",
+        "Targets other than the embedded `local` one come with SSH hosts. `local` may set:",
+        "",
+        "| key | default | meaning |",
+        "|---|---|---|",
+        '| `base_dir` | `""` | Base directory; default $SHIPYARD_HOME or XDG data. |',
+        '| `listen` | `""` | Overrides the app\'s `listen` on this target. |',
+        "",
+        "A target with `hosts` is an ssh target (a fleet; see the README's fleet section), with",
+        "these keys:",
+        "",
+        *_table(TargetSpec, {"type"}),
+    ]
+    return "\n".join(lines) + "\n"

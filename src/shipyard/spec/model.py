@@ -1,0 +1,458 @@
+"""The app spec: `shipyard.toml` or `[tool.shipyard]` in pyproject.toml, loaded and validated."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from shipyard.errors import SpecError
+from shipyard.spec.address import SSHAddress
+
+SPEC_FILE = "shipyard.toml"
+APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*(\(\))?$")
+PROCESS_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
+RESERVED_PROCESSES = {"web", "release"}
+# Variables shipyard sets itself; a user overriding them would break the release layout.
+RESERVED_ENV = {"PATH", "VIRTUAL_ENV", "PYTHONPATH", "SHIPYARD_RELEASE", "SHIPYARD_APP"}
+
+
+class AppKind(StrEnum):
+    WSGI = "wsgi"
+    ASGI = "asgi"
+
+
+class ServerType(StrEnum):
+    GUNICORN = "gunicorn"
+    UVICORN = "uvicorn"
+    UWSGI = "uwsgi"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSpec(_Strict):
+    """How the app server runs."""
+
+    type: ServerType = Field(
+        default=ServerType.GUNICORN,
+        description="App server: gunicorn, uvicorn (ASGI, as gunicorn's uvicorn worker) or uwsgi.",
+    )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="Worker processes; 0 means 2 x CPU cores + 1, at most 8.",
+    )
+    threads: int = Field(
+        default=1, ge=1, le=64, description="Threads per worker (gunicorn gthread)."
+    )
+    timeout: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="Seconds a request may take before its worker is killed.",
+    )
+    graceful_timeout: int = Field(
+        default=20, ge=1, le=3600, description="Seconds an old release gets to finish its requests."
+    )
+    version: str = Field(
+        default="",
+        description="Version specifier for the server package, e.g. '>=23,<28'; empty: latest.",
+    )
+
+
+class TestsSpec(_Strict):
+    """The test gate run before every build."""
+
+    __test__ = False  # not a pytest test class
+
+    command: str = Field(default="python -m pytest -q", description="Command run in a clean venv.")
+    requirements: list[str] = Field(
+        default_factory=lambda: ["pytest"], description="Packages the tests need besides the app's."
+    )
+    enabled: bool = Field(
+        default=True, description="Run the tests on deploy; --skip-tests overrides."
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _parses(cls, value: str) -> str:
+        return _check_command(value)
+
+
+class HealthcheckSpec(_Strict):
+    """How a new release proves it is up before it takes traffic."""
+
+    path: str = Field(default="/", pattern=r"^/\S*$", description="URL path requested.")
+    timeout: float = Field(
+        default=30, gt=0, le=600, description="Seconds to wait for a good answer."
+    )
+    status: list[int] = Field(
+        default_factory=lambda: [200, 204, 301, 302, 303, 307, 308],
+        description="HTTP statuses that count as healthy.",
+    )
+
+
+class BuildSpec(_Strict):
+    """Where the dependency pins come from."""
+
+    requirements: str = Field(
+        default="auto",
+        description="'auto' (uv.lock, then requirements.txt, then pyproject dependencies), "
+        "'pyproject', or a path to a requirements file.",
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="Extra glob patterns left out of the source hash."
+    )
+
+
+class TargetSpec(_Strict):
+    """A place to deploy to: this machine (`local`), or hosts reached over SSH (`ssh`)."""
+
+    type: Literal["local", "ssh"] = Field(
+        default="local", description="local or ssh; ssh when `hosts` is given."
+    )
+    base_dir: str = Field(
+        default="",
+        description="Base directory; local: $SHIPYARD_HOME or XDG data; ssh: /srv/shipyard "
+        "('{host}' in it is replaced by each host's name).",
+    )
+    listen: str = Field(
+        default="",
+        description="nginx's address; local: the app's `listen`; ssh: 0.0.0.0:80 (web and lb).",
+    )
+    hosts: list[str] = Field(
+        default_factory=list,
+        description="Web hosts: '[user@]host[:port]' or aliases from the SSH config.",
+    )
+    lb: str = Field(
+        default="", description="A host whose nginx load-balances across the web hosts."
+    )
+    strategy: Literal["all-at-once", "rolling"] = Field(
+        default="all-at-once",
+        description="all-at-once: stage everywhere, then switch everywhere; rolling: in batches, "
+        "each drained from the lb while it switches.",
+    )
+    batch: int = Field(default=1, ge=1, description="Hosts per batch in a rolling deploy.")
+    parallel: int = Field(default=8, ge=1, le=64, description="Hosts worked on at once.")
+    on_failure: Literal["keep", "rollback"] = Field(
+        default="keep",
+        description="When a host fails after others switched: keep them on the new release "
+        "(re-run the deploy to finish) or roll them back.",
+    )
+    release_on: Literal["first", "each"] = Field(
+        default="first",
+        description="Run the release command on the first host only (a shared database) or on "
+        "each host (data kept per host).",
+    )
+    nginx: Literal["managed", "system"] = Field(
+        default="managed",
+        description="managed: shipyard's own nginx under base_dir (no root needed); system: the "
+        "host's nginx, one server block per app in /etc/nginx/conf.d, routed by `domains`.",
+    )
+    ssh_config: str = Field(default="", description="An ssh_config file instead of ~/.ssh/config.")
+    identity_file: str = Field(default="", description="A private key file for these hosts.")
+    trust_new_host_keys: bool = Field(
+        default=False,
+        description="Accept an unknown host key on first use; a changed key is always refused.",
+    )
+    app_user: str = Field(
+        default="",
+        description="User the app's processes run as when shipyard runs as root; ssh "
+        "targets: 'shipyard' (`provision` creates it); local: the user running shipyard.",
+    )
+    agent_linger: float = Field(
+        default=600,
+        ge=0,
+        le=86400,
+        description="ssh targets: seconds shipyard's agent stays resident on a host after a "
+        "command (on a socket only root or the login user can reach), so the next command "
+        "starts warm; 0: it exits with each command.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ssh_when_hosts(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("hosts") and "type" not in data:
+            return {**data, "type": "ssh"}
+        return data
+
+    def run_user(self) -> str:
+        """The app user as configured, with the ssh default filled in."""
+        return self.app_user or ("shipyard" if self.type == "ssh" else "")
+
+    @model_validator(mode="after")
+    def _ssh(self) -> TargetSpec:
+        if self.hosts and self.type == "local":
+            raise ValueError("a local target has no `hosts`; use type = 'ssh'")
+        if self.type == "ssh" and not self.hosts:
+            raise ValueError("an ssh target needs `hosts`: a list like ['web1.example']")
+        for host in [*self.hosts, *([self.lb] if self.lb else [])]:
+            SSHAddress.parse(host)
+        if self.lb and self.lb in self.hosts:
+            raise ValueError(f"{self.lb!r} is both the lb and a web host; use separate hosts")
+        if len(set(self.hosts)) != len(self.hosts):
+            raise ValueError("`hosts` lists a host twice")
+        if self.listen:
+            check_listen(self.listen)
+        if self.type == "ssh" and self.base_dir and not self.base_dir.startswith("/"):
+            raise ValueError(f"base_dir {self.base_dir!r} must be an absolute path on the hosts")
+        if self.app_user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.app_user):
+            raise ValueError(f"app_user {self.app_user!r} is not a valid user name")
+        return self
+
+
+class Spec(_Strict):
+    """A validated app spec. Field descriptions feed `shipyard init` and docs/spec.md."""
+
+    name: str = Field(
+        description="App name: lowercase letters, digits and '-', starting with a letter."
+    )
+    entry: str = Field(
+        description="Entry point: 'pkg.module:app' or an app factory 'pkg:create_app()'."
+    )
+    kind: AppKind = Field(default=AppKind.WSGI, description="wsgi or asgi (detected by `init`).")
+    listen: str = Field(
+        default="127.0.0.1:8080", description="Address nginx listens on: 'host:port'."
+    )
+    domains: list[str] = Field(
+        default_factory=list, description="server_name values; empty: any host name."
+    )
+    keep: int = Field(default=5, ge=1, le=100, description="Releases kept on disk for rollback.")
+    python: str = Field(
+        default="",
+        description="Python for the release venv (path or version); empty: shipyard's own.",
+    )
+    release: str = Field(
+        default="",
+        description="Command run once per deploy against the new release before it serves.",
+    )
+    static: dict[str, str] = Field(
+        default_factory=dict, description="URL prefix -> directory in the project, served by nginx."
+    )
+    persistent: list[str] = Field(
+        default_factory=list,
+        description="Directories (relative to the release) that survive deploys and rollbacks.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Plain environment variables; secrets go in `config set`."
+    )
+    secrets: dict[str, Literal["required", "generate"]] = Field(
+        default_factory=dict,
+        description="Secret variables the app needs, kept out of this file: 'required' ones "
+        "must be "
+        "set with `shipyard config set` before a deploy; 'generate' ones get a random value "
+        "once, kept in the app's config (0600).",
+    )
+    processes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra long-running processes, e.g. worker = 'celery ...'.",
+    )
+    server: ServerSpec = Field(default_factory=ServerSpec)
+    tests: TestsSpec = Field(default_factory=TestsSpec)
+    healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
+    build: BuildSpec = Field(default_factory=BuildSpec)
+    targets: dict[str, TargetSpec] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not APP_NAME_RE.match(value):
+            raise ValueError(
+                "must be 1-40 lowercase letters, digits and '-', starting with a letter"
+            )
+        return value
+
+    @field_validator("entry")
+    @classmethod
+    def _entry(cls, value: str) -> str:
+        if not ENTRY_RE.match(value):
+            raise ValueError("must look like 'package.module:app' or 'package:create_app()'")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return check_listen(value)
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, value: str) -> str:
+        return _check_command(value) if value else value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            check_env_pair(key, item)
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            check_env_pair(key, "")
+        return value
+
+    @field_validator("static")
+    @classmethod
+    def _static(cls, value: dict[str, str]) -> dict[str, str]:
+        for prefix, directory in value.items():
+            if not re.match(r"^/[\w\-./]*$", prefix):
+                raise ValueError(f"URL prefix {prefix!r} must start with '/' and be a plain path")
+            _check_relative(directory)
+        return value
+
+    @field_validator("persistent")
+    @classmethod
+    def _persistent(cls, value: list[str]) -> list[str]:
+        for directory in value:
+            _check_relative(directory)
+        return value
+
+    @field_validator("processes")
+    @classmethod
+    def _processes(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, command in value.items():
+            if not PROCESS_NAME_RE.match(name) or name in RESERVED_PROCESSES:
+                raise ValueError(
+                    f"process name {name!r} must be lowercase letters, digits and '_' "
+                    f"and not one of {sorted(RESERVED_PROCESSES)}"
+                )
+            _check_command(command)
+        return value
+
+    @model_validator(mode="after")
+    def _system_nginx_needs_domains(self) -> Spec:
+        for name, target in self.targets.items():
+            if target.nginx == "system" and not self.domains:
+                raise ValueError(
+                    f"target {name!r} uses the system nginx, which routes to apps by name: "
+                    "set `domains`, e.g. domains = ['app.example.com']"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _asgi_server(self) -> Spec:
+        if self.kind is AppKind.ASGI and self.server.type is ServerType.UWSGI:
+            raise ValueError("an asgi app cannot run on uwsgi: use server.type = 'uvicorn'")
+        return self
+
+    @property
+    def module(self) -> str:
+        """The importable module of the entry point."""
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def top_package(self) -> str:
+        return self.module.split(".", 1)[0]
+
+    def target(self, name: str) -> TargetSpec:
+        if name in self.targets:
+            return self.targets[name]
+        if name == "local":
+            return TargetSpec()
+        known = ", ".join(sorted({"local", *self.targets})) or "local"
+        raise SpecError(f"no target named {name!r} in the spec; known targets: {known}.")
+
+
+def check_listen(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be 'host:port' with a port from 1 to 65535, e.g. '127.0.0.1:8080'")
+    return value
+
+
+def check_env_pair(key: str, value: str) -> None:
+    """Reject names a shell can't export and values that would corrupt the env file."""
+    if not ENV_KEY_RE.match(key):
+        raise ValueError(
+            f"variable name {key!r} must be letters, digits and '_', not starting with a digit"
+        )
+    if key in RESERVED_ENV:
+        raise ValueError(f"variable {key!r} is set by shipyard itself and cannot be overridden")
+    if "\x00" in value:
+        raise ValueError(f"value of {key} contains a NUL byte")
+
+
+def _check_command(value: str) -> str:
+    try:
+        parts = shlex.split(value)
+    except ValueError as err:
+        raise ValueError(f"cannot be split into arguments ({err})") from None
+    if not parts:
+        raise ValueError("must not be empty")
+    return value
+
+
+def _check_relative(directory: str) -> None:
+    path = Path(directory)
+    if path.is_absolute() or ".." in path.parts or not directory.strip():
+        raise ValueError(f"directory {directory!r} must be a relative path inside the project")
+
+
+def parse_spec(raw: dict[str, Any], path: Path) -> Spec:
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as err:
+        raise SpecError(format_validation_error(err, path, raw)) from None
+
+
+def format_validation_error(err: ValidationError, path: Path, raw: dict[str, Any]) -> str:
+    """One line per problem: file, dotted key, the value given, and what is allowed."""
+    prefix = "tool.shipyard." if path.name == "pyproject.toml" else ""
+    lines = [f"{path} is not a valid shipyard spec:"]
+    for problem in err.errors():
+        key = (
+            prefix + _dotted(problem["loc"])
+            if problem["loc"]
+            else prefix.rstrip(".") or "(top level)"
+        )
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see docs/spec.md for every key)"
+        elif problem["type"] == "missing":
+            message = "required key is missing"
+        given = _lookup(raw, problem["loc"])
+        shown = (
+            f" (got {given!r})"
+            if given is not _MISSING and problem["type"] != "extra_forbidden"
+            else ""
+        )
+        lines.append(f"  {key}: {message}{shown}")
+    return "\n".join(lines)
+
+
+_MISSING = object()
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _lookup(raw: Any, loc: tuple[int | str, ...]) -> Any:
+    node = raw
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return node

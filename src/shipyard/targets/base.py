@@ -1,0 +1,187 @@
+"""The one deploy API: what every target does, and the typed results it returns.
+
+The CLI calls a `Target` and renders what comes back; it never asks which kind of target it
+holds. The local machine and ssh fleets implement it today (targets/local.py, targets/ssh.py);
+a systemd host or an export to an engine is one more implementation behind the same verbs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from shipyard.events import Progress
+from shipyard.plan import Plan
+from shipyard.spec.model import Spec
+
+# Runs `work` (stopping the old slot once nginx's old workers are done) where the command
+# need not wait for it; the second argument is the log its output goes to. None: run it now.
+Background = Callable[[Callable[[], None], str], None]
+
+
+@dataclass(frozen=True)
+class Deployed:
+    release: str
+    url: str
+    switched: list[str]  # hosts that switched to the release
+    unchanged: list[str]  # hosts that already served it
+    sent_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class RolledBack:
+    releases: list[str]  # what is live again (one per host, usually the same)
+    hosts: list[str]
+
+
+@dataclass(frozen=True)
+class Restarted:
+    release: str
+    hosts: list[str]
+    slot: str = ""
+
+
+@dataclass(frozen=True)
+class Process:
+    name: str
+    state: str
+    pid: int
+    description: str
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """One host's view of the app; `error` when the host could not be asked."""
+
+    host: str
+    role: str = "web"  # "web" | "lb"
+    release: str | None = None
+    slot: str | None = None
+    healthy: bool = False
+    health: str = ""
+    serving_release: str | None = None
+    processes: list[Process] = field(default_factory=list)
+    error: str | None = None
+    agent_version: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and (self.role == "lb" or self.healthy)
+
+
+@dataclass(frozen=True)
+class Status:
+    app: str
+    target: str
+    url: str
+    hosts: list[HostStatus]
+
+    @property
+    def healthy(self) -> bool:
+        return bool(self.hosts) and all(host.ok for host in self.hosts)
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    id: str
+    version: str
+    git_sha: str
+    status: str
+    deployed_at: str
+    on_disk: bool
+    live: bool
+
+
+@dataclass(frozen=True)
+class HostReleases:
+    host: str
+    releases: list[ReleaseRow]
+
+
+@dataclass(frozen=True)
+class HostProblem:
+    host: str
+    problem: str  # "" when the host is ready
+
+
+@dataclass(frozen=True)
+class Checked:
+    app: str
+    target: str
+    entry: str
+    hosts: list[HostProblem]
+
+
+@dataclass(frozen=True)
+class ConfigChanged:
+    keys: list[str]
+    hosts: list[str]
+    restarted: str | None = None  # the release restarted with it (None: not deployed yet)
+
+
+@dataclass(frozen=True)
+class ProcessesChanged:
+    """What start or stop did, per host: the processes it started or stopped."""
+
+    hosts: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Destroyed:
+    app: str
+    hosts: list[str]
+    data_kept_in: str | None  # where the data stays (None: purged)
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    hosts: dict[str, list[str]]  # per host, what was (or with a dry run, would be) done
+    dry_run: bool
+
+
+class Target(Protocol):
+    """Where an app is deployed: every command of the CLI is one of these calls."""
+
+    name: str
+    spec: Spec
+
+    def check(self) -> Checked: ...
+
+    def plan(self, *, skip_tests: bool = False) -> list[Plan]:
+        """What `deploy` would do now, one plan per host; changes nothing."""
+        ...
+
+    def deploy(self, progress: Progress, *, skip_tests: bool, lock_wait: float) -> Deployed: ...
+
+    def rollback(self, progress: Progress, *, to: str | None, lock_wait: float) -> RolledBack: ...
+
+    def restart(self, progress: Progress, *, lock_wait: float) -> Restarted: ...
+
+    def status(self) -> Status: ...
+
+    def releases(self) -> list[HostReleases]: ...
+
+    def logs(
+        self, process: str | None, lines: int, follow: bool, emit: Callable[[str], None]
+    ) -> None: ...
+
+    def run_argv(self, command: list[str], host: str | None) -> list[str]:
+        """The argv that runs `command` in the live release's environment (to exec)."""
+        ...
+
+    def config_get(self) -> dict[str, str]: ...
+
+    def config_set(self, progress: Progress, updates: dict[str, str]) -> ConfigChanged: ...
+
+    def config_unset(self, progress: Progress, keys: list[str]) -> ConfigChanged: ...
+
+    def start(self) -> ProcessesChanged: ...
+
+    def stop(self) -> ProcessesChanged: ...
+
+    def destroy(self, *, purge: bool) -> Destroyed: ...
+
+    def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned: ...
+
+    def close(self) -> None: ...

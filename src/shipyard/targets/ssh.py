@@ -1,0 +1,203 @@
+"""An ssh target: a fleet of hosts reached with OpenSSH, each running shipyard's agent;
+optionally a load balancer in front. The orchestration is fleet/; this is its Target face."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from shipyard.build import artifact as artifacts
+from shipyard.events import Progress
+from shipyard.fleet import fleet as fleets
+from shipyard.fleet.fleet import Fleet, open_fleet
+from shipyard.host.artifact import MANIFEST
+from shipyard.host.local import LocalConnection
+from shipyard.plan import Plan, PlannedStage, build_stages
+from shipyard.spec.model import Spec
+from shipyard.targets.base import (
+    Checked,
+    ConfigChanged,
+    Deployed,
+    Destroyed,
+    HostProblem,
+    HostReleases,
+    HostStatus,
+    Process,
+    ProcessesChanged,
+    Provisioned,
+    ReleaseRow,
+    Restarted,
+    RolledBack,
+    Status,
+)
+
+
+class SSHTarget:
+    """Every verb acts on every web host (and the lb where it has a part)."""
+
+    def __init__(self, project: Path, spec: Spec, name: str, cache: Path) -> None:
+        self.project = project
+        self.spec = spec
+        self.name = name
+        self.cache = cache
+        self._stack = ExitStack()
+        self._fleet: Fleet | None = None
+
+    @property
+    def fleet(self) -> Fleet:
+        """The hosts, connected on first use (a command that fails before needs none)."""
+        if self._fleet is None:
+            self._fleet = self._stack.enter_context(
+                open_fleet(self.project, self.spec, self.name, self.cache)
+            )
+        return self._fleet
+
+    def close(self) -> None:
+        self._stack.close()
+
+    def check(self) -> Checked:
+        problems = fleets.check_hosts(self.fleet)
+        return Checked(
+            self.spec.name,
+            self.name,
+            self.spec.entry,
+            [HostProblem(host, problem) for host, problem in problems.items()],
+        )
+
+    def plan(self, *, skip_tests: bool = False) -> list[Plan]:
+        spec = self.spec
+        inputs = artifacts.gather_inputs(LocalConnection(), self.project, spec, self.cache)
+        release_id = inputs.artifact_id
+        built = (artifacts.artifacts_dir(self.cache) / release_id / MANIFEST).is_file()
+        tests = spec.tests.command if spec.tests.enabled and not skip_tests else None
+        earlier = build_stages(tests, release_id, built)
+        plans = fleets.plans(spec, self.fleet, release_id)
+        ordered = [plans[host.name] for host in self.fleet.web]
+        for plan in ordered:
+            plan.stages[:0] = [stage.model_copy(deep=True) for stage in earlier]
+        if self.fleet.lb is not None:
+            lb = self.fleet.lb.name
+            ordered.append(
+                Plan(
+                    app=spec.name,
+                    host=lb,
+                    release=release_id,
+                    stages=[
+                        PlannedStage(
+                            name="load balancer",
+                            notes=[
+                                "serve the release's static files at the edge",
+                                "proxy to "
+                                + ", ".join(h.backend_address() for h in self.fleet.web),
+                            ],
+                        )
+                    ],
+                )
+            )
+        return ordered
+
+    def deploy(self, progress: Progress, *, skip_tests: bool, lock_wait: float) -> Deployed:
+        done = fleets.deploy(
+            self.project,
+            self.spec,
+            self.fleet,
+            progress,
+            skip_tests=skip_tests,
+            lock_wait=lock_wait,
+        )
+        return Deployed(done.release, done.url, done.switched, done.unchanged, done.sent_bytes)
+
+    def rollback(self, progress: Progress, *, to: str | None, lock_wait: float) -> RolledBack:
+        back = fleets.rollback(self.spec, self.fleet, progress, to, lock_wait)
+        return RolledBack(back, [h.name for h in self.fleet.web])
+
+    def restart(self, progress: Progress, *, lock_wait: float) -> Restarted:
+        done = fleets.each_web(self.spec, self.fleet, "restart", wait=lock_wait)
+        releases = {str((reply.get("outcome") or {}).get("release", "")) for reply in done.values()}
+        return Restarted(", ".join(sorted(r for r in releases if r)), list(done))
+
+    def status(self) -> Status:
+        hosts = []
+        for row in fleets.status(self.spec, self.fleet):
+            hosts.append(_host_status(row))
+        return Status(self.spec.name, self.name, self.fleet.url(), hosts)
+
+    def releases(self) -> list[HostReleases]:
+        per_host = fleets.releases(self.spec, self.fleet)
+        return [
+            HostReleases(
+                host,
+                [
+                    ReleaseRow(
+                        str(r["id"]),
+                        str(r.get("version", "")),
+                        str(r.get("git_sha", "")),
+                        str(r["status"]),
+                        str(r.get("deployed_at", "")),
+                        bool(r["on_disk"]),
+                        bool(r["live"]),
+                    )
+                    for r in rows
+                ],
+            )
+            for host, rows in per_host.items()
+        ]
+
+    def logs(
+        self, process: str | None, lines: int, follow: bool, emit: Callable[[str], None]
+    ) -> None:
+        fleets.follow_logs(self.spec, self.fleet, process, lines, follow, emit)
+
+    def run_argv(self, command: list[str], host: str | None) -> list[str]:
+        return fleets.run_argv(self.spec, self.fleet, command, host)
+
+    def config_get(self) -> dict[str, str]:
+        return fleets.config_get(self.spec, self.fleet)
+
+    def config_set(self, progress: Progress, updates: dict[str, str]) -> ConfigChanged:
+        hosts = fleets.config_update(self.spec, self.fleet, lambda current: {**current, **updates})
+        return ConfigChanged(sorted(updates), hosts)
+
+    def config_unset(self, progress: Progress, keys: list[str]) -> ConfigChanged:
+        def drop(current: dict[str, str]) -> dict[str, str]:
+            return {k: v for k, v in current.items() if k not in keys}
+
+        return ConfigChanged(list(keys), fleets.config_update(self.spec, self.fleet, drop))
+
+    def start(self) -> ProcessesChanged:
+        done = fleets.each_web(self.spec, self.fleet, "start")
+        return ProcessesChanged({h: list(r["processes"]) for h, r in done.items()})
+
+    def stop(self) -> ProcessesChanged:
+        done = fleets.each_web(self.spec, self.fleet, "stop")
+        return ProcessesChanged({h: list(r["processes"]) for h, r in done.items()})
+
+    def destroy(self, *, purge: bool) -> Destroyed:
+        fleets.remove_from_lb(self.spec, self.fleet)
+        done = fleets.each_web(self.spec, self.fleet, "destroy", purge=purge)
+        return Destroyed(self.spec.name, list(done), None if purge else "each host's shared/")
+
+    def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
+        return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run), dry_run)
+
+
+def _host_status(row: dict[str, Any]) -> HostStatus:
+    if "error" in row:
+        return HostStatus(str(row["host"]), str(row["role"]), error=str(row["error"]))
+    if row["role"] == "lb":
+        return HostStatus(str(row["host"]), "lb", agent_version=str(row.get("version", "")))
+    return HostStatus(
+        str(row["host"]),
+        "web",
+        release=row.get("release"),
+        slot=row.get("slot"),
+        healthy=bool(row.get("healthy")),
+        health=str(row.get("health", "")),
+        serving_release=row.get("serving_release"),
+        processes=[
+            Process(str(p["name"]), str(p["state"]), int(p["pid"]), str(p["description"]))
+            for p in row.get("processes", [])
+        ],
+    )
