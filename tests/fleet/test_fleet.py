@@ -108,7 +108,7 @@ def test_provision_is_idempotent(prod: Project) -> None:
 def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
     # the agent's bytecode came with it (the hosts run this Python): valid, so not rewritten
     tag = sys.implementation.cache_tag
-    pyc = prod.fleet.web[0].base_dir / f".shipyard/lib/shipyard/__pycache__/agent.{tag}.pyc"
+    pyc = prod.fleet.web[0].base_dir / f".shipyard/lib/shipyard/host/__pycache__/agent.{tag}.pyc"
     sent = pyc.stat().st_mtime_ns
     done = prod.ok("deploy", "--target", "prod")
     assert pyc.stat().st_mtime_ns == sent
@@ -192,7 +192,7 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
     for host in prod.fleet.web:
         assert get(host.address, "/version")[2] == old[2]
     status = prod.ok("status", "--target", "prod", "--json")
-    rows = {row["host"]: row for row in __import__("json").loads(status.stdout)}
+    rows = {row["host"]: row for row in __import__("json").loads(status.stdout)["hosts"]}
     assert all(
         rows[h.name]["healthy"] and rows[h.name]["release"] == old[2] for h in prod.fleet.web
     )

@@ -34,7 +34,8 @@ def _status(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> dict[
     code, out, err = deployment.cli("status", str(deployment.project), "--json", capsys=capsys)
     report: dict[str, Any] = json.loads(out)
     assert code == (0 if report["healthy"] else 1), err  # scripts can test the exit code
-    return report
+    assert [host["host"] for host in report["hosts"]] == ["local"]
+    return {**report["hosts"][0], "healthy": report["healthy"]}
 
 
 def _process_states(report: dict[str, Any]) -> dict[str, str]:

@@ -532,7 +532,7 @@ def _marks(base: Path) -> tuple[str, str]:
     """What code this agent runs: its lib's id and its runtime's id, as they are on disk."""
     host = HostLayout(base)
     return (
-        _read(Path(__file__).resolve().parent.parent / ".shipyard-lib"),
+        _read(Path(__file__).resolve().parents[2] / ".shipyard-lib"),
         _read(host.runtime_venv / ".shipyard-runtime"),
     )
 
