@@ -24,8 +24,12 @@ from pathlib import Path
 from installer import install
 from installer.sources import WheelFile
 
-from shipyard.fleet.remote import RUNTIME_FORMAT
 from shipyard.host.venvs import site_packages_in, wheel_destination
+
+# How the runtime is laid out and sent (this module); part of the runtime's id, so
+# that a host with an older kind is provisioned anew.
+RUNTIME_FORMAT = 3
+
 
 # Console scripts run the venv's Python beside them wherever the venv is, as a relocatable
 # venv's do: /bin/sh reads the first lines, and Python reads them as a string.

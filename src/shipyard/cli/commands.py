@@ -16,11 +16,11 @@ from shipyard import __version__
 from shipyard.cli import views
 from shipyard.cli.ui import Reporter
 from shipyard.errors import ShipyardError, UsageError
-from shipyard.host.layout import default_cache_dir
 from shipyard.project.spec_file import load_spec
 from shipyard.spec.model import Spec, check_env_pair
 from shipyard.targets import open_target
 from shipyard.targets.base import Background, Target
+from shipyard.targets.dirs import default_cache_dir
 
 DEFAULT_LOCK_WAIT = 120.0
 

@@ -13,7 +13,6 @@ import click
 
 from shipyard.cli.ui import error_console, escape, out_console
 from shipyard.errors import ShipyardError
-from shipyard.host.layout import default_cache_dir
 from shipyard.plan import MASK, Plan
 from shipyard.targets.base import (
     Checked,
@@ -27,6 +26,7 @@ from shipyard.targets.base import (
     RolledBack,
     Status,
 )
+from shipyard.targets.dirs import default_cache_dir
 
 
 def _per_host(hosts: dict[str, list[str]], empty: str) -> str:

@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 import shipyard
 from shipyard.build.deps import Pin
 from shipyard.build.platforms import Platform
+from shipyard.build.runtime_image import RUNTIME_FORMAT
 from shipyard.errors import HostError, ShipyardError
 from shipyard.fleet.ssh import SSH_FAILED, SSHConnection, SSHOptions, unreachable
 from shipyard.host import resident, wire
@@ -38,9 +39,6 @@ DEFAULT_BASE = "/srv/shipyard"
 DEFAULT_LISTEN = "0.0.0.0:80"
 RUNTIME_MARK = ".shipyard-runtime"
 INTERPRETER_MARK = ".shipyard-interpreter"
-# How the runtime is laid out and sent (build/runtime_image.py); part of the runtime's id, so
-# that a host with an older kind is provisioned anew.
-RUNTIME_FORMAT = 3
 LIB_MARK = ".shipyard-lib"
 NOT_READY = 3  # the agent's exit code when its code is not the deploying machine's
 HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "installer")

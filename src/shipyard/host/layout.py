@@ -1,8 +1,8 @@
-"""Where everything lives on a host: one Layout object, passed in, never global."""
+"""Where everything lives on a host: one Layout object, passed in, never global. Pure path
+arithmetic: nothing here touches the disk."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,22 +15,6 @@ SLOTS = ("blue", "green")
 SYSTEM_NGINX_SITES = Path("/etc/nginx/conf.d")
 SYSTEM_NGINX_ERROR_LOG = Path("/var/log/nginx/error.log")
 SYSTEM_NGINX_PIDFILE = Path("/run/nginx.pid")
-
-
-def default_base_dir() -> Path:
-    """$SHIPYARD_HOME, else the user's XDG data directory."""
-    if home := os.environ.get("SHIPYARD_HOME"):
-        return Path(home).expanduser().absolute()
-    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data).expanduser().absolute() / "shipyard"
-
-
-def default_cache_dir() -> Path:
-    """$SHIPYARD_CACHE, else the user's XDG cache directory: builds are shared across targets."""
-    if cache := os.environ.get("SHIPYARD_CACHE"):
-        return Path(cache).expanduser().absolute()
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser().absolute() / "shipyard"
 
 
 @dataclass(frozen=True)
@@ -127,12 +111,6 @@ class HostLayout:
 
     def app(self, name: str) -> AppLayout:
         return AppLayout(self, name)
-
-    def apps(self) -> list[str]:
-        """Names of the apps deployed under this base (those with a state file)."""
-        if not self.base.is_dir():
-            return []
-        return sorted(p.parent.name for p in self.base.glob("*/state.json"))
 
 
 @dataclass(frozen=True)

@@ -492,7 +492,7 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> None:
         app.lock_file.unlink(missing_ok=True)
         if app.root.is_dir() and not any(app.root.iterdir()):
             app.root.rmdir()
-    if not target.host.apps():
+    if not any(target.host.base.glob("*/state.json")):  # no app left under this base
         runtime.stop_runtime(target.host)
 
 

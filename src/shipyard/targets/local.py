@@ -16,7 +16,7 @@ from shipyard.host import lifecycle as ops
 from shipyard.host import logs as applogs
 from shipyard.host import runtime
 from shipyard.host.artifact import MANIFEST, load_artifact, wheel_store
-from shipyard.host.layout import AppLayout, HostLayout, default_base_dir
+from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection
 from shipyard.host.planning import host_plan
 from shipyard.host.python import find_python
@@ -51,6 +51,7 @@ from shipyard.targets.base import (
     RolledBack,
     Status,
 )
+from shipyard.targets.dirs import default_base_dir
 
 LOCAL = "local"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import jinja2
@@ -13,8 +12,9 @@ import jinja2
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.spec.model import ServerType, Spec
 
+_TEMPLATES = jinja2.PackageLoader("shipyard.host.render", "templates")
 _ENV = jinja2.Environment(
-    loader=jinja2.PackageLoader("shipyard.host.render", "templates"),
+    loader=_TEMPLATES,
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     autoescape=False,  # configs, not HTML
@@ -26,7 +26,7 @@ def _render(template: str, **context: object) -> str:
 
 
 def launcher_script() -> bytes:
-    return resources.files("shipyard.host.render").joinpath("templates/launcher.sh").read_bytes()
+    return _TEMPLATES.get_source(_ENV, "launcher.sh")[0].encode()  # as it is, not rendered
 
 
 @dataclass(frozen=True)
