@@ -14,7 +14,7 @@ from shipyard import __version__
 from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
 from shipyard.build.platforms import Platform
-from shipyard.build.source import file_sha256, git_sha, hash_files, source_files
+from shipyard.build.source import git_sha, hash_files, source_files
 from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
 from shipyard.host import render
@@ -31,6 +31,7 @@ from shipyard.host.artifact import (
 from shipyard.host.python import PythonInfo, find_python
 from shipyard.host.state import now
 from shipyard.host.steps import Connection
+from shipyard.host.wire import sha256_of
 from shipyard.spec.model import Spec
 
 
@@ -104,9 +105,9 @@ def build(
             source_sha256=inputs.source_sha256,
             lock_sha256=hashlib.sha256(inputs.lock.encode()).hexdigest(),
             git_sha=git_sha(project),
-            app_wheel=WheelRef(app_wheel.name, file_sha256(app_wheel)),
+            app_wheel=WheelRef(app_wheel.name, sha256_of(app_wheel)),
             wheels=sorted(
-                (WheelRef(w.name, file_sha256(w)) for w in wheels.values()), key=lambda w: w.file
+                (WheelRef(w.name, sha256_of(w)) for w in wheels.values()), key=lambda w: w.file
             ),
             static=static,
             platform=inputs.foreign_platform.describe() if inputs.foreign_platform else "",

@@ -1,7 +1,7 @@
 """Dependency bytecode compiled once here and sent with the wheels, instead of on every host.
 
-A host installing a release for the first time would compile every dependency (a third of a
-second of CPU for a small Flask app, on each host of a fleet). Here each wheel is compiled once
+A host installing a release for the first time would compile every dependency, on each host
+of a fleet (BENCHMARKS.md has what that costs). Here each wheel is compiled once
 into a bundle of .pyc files, kept beside the wheel in the store, and sent with it; the host
 unpacks the bundle into the new venv and compiles only what is left. In a bundle the .pyc
 files are hash-based (PEP 552), as mtimes differ from machine to machine; the host checks each
@@ -23,6 +23,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from shipyard.build.tarballs import owned_by_root
 from shipyard.host.bytecode import TAG, bundle_name, tag_for
 
 __all__ = ["TAG", "ensure_bundle", "tag_for"]
@@ -66,8 +67,8 @@ def _compile_wheel(wheel: Path, tmp: Path) -> bytes:
             except py_compile.PyCompileError:
                 continue  # left to the host's compile step, which reports it as before
             info = tar.gettarinfo(str(tmp / "pyc" / pyc), arcname=pyc)
-            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
-            info.mode = 0o644
+            info = owned_by_root(info)
+            info.mtime, info.mode = 0, 0o644
             with open(tmp / "pyc" / pyc, "rb") as handle:
                 tar.addfile(info, handle)
     return out.getvalue()

@@ -24,7 +24,9 @@ from pathlib import Path
 from installer import install
 from installer.sources import WheelFile
 
+from shipyard.build.tarballs import owned_by_root
 from shipyard.host.venvs import site_packages_in, wheel_destination
+from shipyard.host.wire import sha256_of
 
 # How the runtime is laid out and sent (this module); part of the runtime's id, so
 # that a host with an older kind is provisioned anew.
@@ -42,7 +44,7 @@ _RELOCATABLE = (
 # What the image leaves out of the installed packages: nothing imports it on a host, and each
 # file costs a host a file to write. Paths under site-packages, as glob patterns.
 LEFT_OUT = (
-    "supervisor/tests",  # supervisor's own test suite: 87 files, 2.3 MB
+    "supervisor/tests",  # supervisor's own test suite
     "installer/_scripts/*.exe",  # Windows launchers, for Windows hosts only
     "pydantic/mypy.py",  # the plugin for mypy, which never runs on a host
 )
@@ -87,7 +89,7 @@ def runtime_image(cache: Path, wheels: list[Path], python_minor: str) -> Image:
             raise RuntimeError(f"the runtime's packages did not compile under {site}")
         partial = tar.with_suffix(".partial")
         _write_tar(partial, staging, ("venv",))
-        sha = _sha256(partial)
+        sha = sha256_of(partial)
         os.replace(partial, tar)
     digest.write_text(sha + "\n")
     return Image(tar, sha)
@@ -135,19 +137,6 @@ def _identity(path: Path) -> list[object]:
 
 
 def _write_tar(path: Path, root: Path, tops: tuple[str, ...]) -> None:
-    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = 0
-        info.uname = info.gname = "root"
-        return info
-
     with tarfile.open(path, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for top in tops:
             tar.add(root / top, arcname=top, filter=owned_by_root)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()

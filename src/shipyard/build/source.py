@@ -86,14 +86,6 @@ def hash_files(project: Path, files: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def git_sha(project: Path) -> str:
     try:
         proc = subprocess.run(

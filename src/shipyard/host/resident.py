@@ -1,6 +1,6 @@
 """The agent stays resident on a host for a while after a session, so the next one starts warm.
 
-Starting the agent costs a host about 0.2 s of CPU, mostly importing shipyard and pydantic;
+Starting the agent costs a host CPU, mostly importing shipyard and pydantic (BENCHMARKS.md);
 a deploy is a burst of sessions (provision, deploy, status, logs, rollback), so the cost is
 paid once per burst instead of once per command:
 
