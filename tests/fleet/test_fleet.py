@@ -8,6 +8,7 @@ that break a host (sshd dying mid-deploy, a changed host key) get hosts of their
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import pwd
 import re
@@ -143,6 +144,27 @@ def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
         (host.base_dir / "flaskr" / "shared" / "config.json").read_text() for host in prod.fleet.web
     }
     assert len(keys) == 1
+
+
+def test_a_dry_run_plans_every_host_and_changes_nothing(prod: Project) -> None:
+    lb = prod.fleet.lb
+    assert lb is not None
+    before = get(lb.address)[2]
+    states = {h.name: (h.base_dir / "flaskr" / "state.json").read_bytes() for h in prod.fleet.web}
+    prod.set_greeting("Hello from a planned release")
+    planned = prod.ok("deploy", "--target", "prod", "--dry-run")
+    for host in prod.fleet.web:
+        assert f"deploy plan for flaskr on {host.name}" in planned.stdout, planned.stdout
+        site = host.base_dir / ".shipyard" / "nginx" / "sites" / "flaskr.conf"
+        assert f"~ {site}" in planned.stdout  # the new slot's site file, as a diff
+    assert f"deploy plan for flaskr on {lb.name}" in planned.stdout
+    # secrets are masked on both sides of the env file's diff
+    secret = json.loads((prod.fleet.web[0].base_dir / "flaskr/shared/config.json").read_text())
+    assert secret["FLASKR_SECRET_KEY"] not in planned.stdout
+    assert "FLASKR_SECRET_KEY='***'" in planned.stdout
+    assert get(lb.address)[2] == before
+    for host in prod.fleet.web:
+        assert (host.base_dir / "flaskr" / "state.json").read_bytes() == states[host.name]
 
 
 def test_rolling_redeploy_under_load_fails_no_request(prod: Project, cache: Path) -> None:

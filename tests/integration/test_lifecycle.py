@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import http.client
+import json
+import re
 import subprocess
 import sys
 import threading
@@ -218,6 +220,13 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
     code, out, _ = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
     assert code == 0 and "already installed" in out
+    # both slots' env files exist now: the plan's diff masks the secrets on its old side too
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    code, out, err = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
+    config = json.loads((deployment.base / "flaskr" / "shared" / "config.json").read_text())
+    assert code == 0 and config["FLASKR_SECRET_KEY"] not in out, err
+    # unchanged: the file now, its secrets masked, is what would be written, masked
+    assert re.search(r"= \S+/flaskr/shared/env\.(blue|green) \(unchanged\)", out), out
     assert deployment.cli("destroy", project, "--yes", capsys=capsys)[0] == 0
     with pytest.raises(OSError):
         deployment.get("/")

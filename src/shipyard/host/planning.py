@@ -7,6 +7,7 @@ and returns the plan (plan.py) with the diff of each.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from shipyard.host import render, runtime
@@ -14,7 +15,7 @@ from shipyard.host.lifecycle import Machine
 from shipyard.host.release import app_environment, is_installed, load_config
 from shipyard.host.state import load_state
 from shipyard.host.switch import listen_url
-from shipyard.plan import FileChange, Plan, PlannedStage, file_change, masked_env
+from shipyard.plan import MASK, FileChange, Plan, PlannedStage, file_change, masked_env
 from shipyard.spec.model import Spec
 
 
@@ -95,5 +96,5 @@ def _mask_env_file(content: bytes, keys: set[str]) -> bytes:
     lines = []
     for line in content.decode(errors="replace").splitlines():
         key, sep, _ = line.partition("=")
-        lines.append(f"{key}=***" if sep and key.strip() in keys else line)
+        lines.append(f"{key}={shlex.quote(MASK)}" if sep and key.strip() in keys else line)
     return ("\n".join(lines) + "\n").encode() if lines else b""

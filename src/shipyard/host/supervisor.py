@@ -90,10 +90,10 @@ class Supervisor:
         added, changed, removed = self._call("reloadConfig")[0]
         for group in removed:
             self._stop_group(group)
-            self._call("removeProcessGroup", group)
+            self._remove_group(group)
         for group in changed:
             self._stop_group(group)
-            self._call("removeProcessGroup", group)
+            self._remove_group(group)
             self._call("addProcessGroup", group)
         for group in added:
             self._call("addProcessGroup", group)
@@ -154,6 +154,19 @@ class Supervisor:
         except xmlrpc.client.Fault as fault:
             if fault.faultCode not in (NOT_RUNNING, BAD_NAME):
                 raise
+
+    def _remove_group(self, group: str, timeout: float = 120) -> None:
+        """Remove a stopped group. A retired one may still be finishing its requests
+        (STOPPING: a stop asked of it again is refused as not running): wait for it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self._call("removeProcessGroup", group)
+                return
+            except xmlrpc.client.Fault as fault:
+                if fault.faultCode != STILL_RUNNING or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.05)
 
     def _call(self, method: str, *args: Any) -> Any:
         try:
