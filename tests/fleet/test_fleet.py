@@ -219,7 +219,7 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
         rows[h.name]["healthy"] and rows[h.name]["release"] == old[2] for h in prod.fleet.web
     )
     listed = prod.ok("releases", "--target", "prod", "--json")
-    assert new in listed.stdout and old[2] in listed.stdout
+    assert new and old[2] and new in listed.stdout and old[2] in listed.stdout
     logs = prod.ok("logs", "--target", "prod", "--process", "access", "-n", "5")
     assert {line.split()[0] for line in logs.stdout.splitlines()} == {
         h.name for h in prod.fleet.web

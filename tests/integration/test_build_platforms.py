@@ -10,6 +10,7 @@ import pytest
 from shipyard.build import artifact as artifacts
 from shipyard.build.platforms import Platform, local_platform
 from shipyard.errors import BuildError
+from shipyard.host.artifact import Artifact
 from shipyard.host.local import LocalConnection
 from shipyard.project.spec_file import load_spec
 
@@ -17,10 +18,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
 ARM = Platform("linux-aarch64", "glibc 2.36")
 
 
-def _markupsafe(artifact: artifacts.Artifact) -> str:
+def _markupsafe(artifact: Artifact) -> str:
     found = [w.file for w in artifact.manifest.wheels if w.file.lower().startswith("markupsafe")]
     assert len(found) == 1, artifact.manifest.wheels
-    return found[0]
+    return str(found[0])
 
 
 def test_an_artifact_for_aarch64_hosts_carries_aarch64_wheels(tmp_path: Path, cache: Path) -> None:

@@ -318,7 +318,9 @@ def test_provision_makes_supervisord_start_at_boot_with_a_unit_systemd_accepts(
     actions = plan(host, _facts(systemd=True), "shipyard", tmp_path)
     boot = [action for action in actions if action.what.startswith("start supervisord at boot")]
     assert len(boot) == 1 and boot[0].command.sudo and boot[0].data is not None
-    unit = boot[0].data().decode()
+    data = boot[0].data()
+    assert isinstance(data, bytes)
+    unit = data.decode()
     assert f"-c {tmp_path}/.shipyard/supervisord.conf" in unit and " -n " in unit
     (tmp_path / ".shipyard" / "venv" / "bin").mkdir(parents=True)
     (tmp_path / ".shipyard" / "venv" / "bin" / "python").symlink_to(sys.executable)
