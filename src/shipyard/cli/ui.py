@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+_MARKUP = re.compile(r"\[/?[a-z ]*\]")
 
 
 def escape(text: str) -> str:
@@ -19,49 +22,57 @@ def escape(text: str) -> str:
 
 
 class Reporter:
-    """Prints each stage with its duration; quiet details when not on a terminal.
+    """The CLI's `Progress` (events.py): each stage with its duration, on stderr.
 
-    rich is imported on first output: the host agent's quiet reporter never loads it.
+    On a terminal, rich draws a spinner and colours; anywhere else (CI logs, pipes, the
+    benchmarks) plain lines are written and rich is never imported.
     """
 
-    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
-        self._console = console
-        self.quiet = quiet
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
         self.timings: dict[str, float] = {}
+        self._console: Console | None = None
 
     @property
-    def console(self) -> Console:
-        if self._console is None:
+    def console(self) -> Console | None:
+        """rich's console when on a terminal; None otherwise."""
+        if self._console is None and self.stream.isatty():
             from rich.console import Console
 
-            self._console = Console(stderr=True, highlight=False)
+            self._console = Console(file=self.stream, highlight=False)
         return self._console
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         started = time.monotonic()
-        if not self.quiet and self.console.is_terminal:
-            with self.console.status(f"{escape(name)}…"):
+        console = self.console
+        if console is not None:
+            with console.status(f"{escape(name)}…"):
                 yield
         else:
             yield
-        elapsed = time.monotonic() - started
-        self.timings[name] = elapsed
-        if not self.quiet:
-            self.console.print(f"[green]✓[/] {escape(name)} [dim]{elapsed:.2f}s[/]")
+        self.done(name, time.monotonic() - started)
 
     def done(self, name: str, elapsed: float) -> None:
         """A stage that ran in the background, reported when it is joined."""
         self.timings[name] = elapsed
-        if not self.quiet:
-            self.console.print(f"[green]✓[/] {escape(name)} [dim]{elapsed:.2f}s[/]")
+        self._line("[green]✓[/] ", name, f" [dim]{elapsed:.2f}s[/]")
 
     def note(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(f"  [dim]{escape(text)}[/]")
+        self._line("  [dim]", text, "[/]")
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]![/] {escape(text)}")
+        self._line("[yellow]![/] ", text)
+
+    def _line(self, before: str, text: str, after: str = "") -> None:
+        """`text` between two bits of rich markup, or plain without them."""
+        console = self.console
+        if console is not None:
+            console.print(before + escape(text) + after)
+            return
+        plain = _MARKUP.sub("", before) + text + _MARKUP.sub("", after)
+        self.stream.write(plain + "\n")
+        self.stream.flush()
 
 
 def error_console() -> Console:
