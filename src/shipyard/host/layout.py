@@ -56,11 +56,6 @@ class HostLayout:
         return self.runtime / "venv"
 
     @property
-    def runtime_lib(self) -> Path:
-        """shipyard's own package, synced from the deploying machine (remote hosts)."""
-        return self.runtime / "lib"
-
-    @property
     def lb_static(self) -> Path:
         """Static files a load balancer serves at the edge, per app and release."""
         return self.runtime / "edge"

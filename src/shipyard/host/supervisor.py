@@ -7,7 +7,7 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -135,15 +135,6 @@ class Supervisor:
 
     def signal(self, name: str, signal: str) -> None:
         self._call("signalProcess", f"{name}:{name}", signal)
-
-    def log_tail(self, name: str, length: int = 4000) -> str:
-        try:
-            text, _offset, _overflow = self._call(
-                "tailProcessStdoutLog", f"{name}:{name}", 0, length
-            )
-        except xmlrpc.client.Fault:
-            return ""
-        return cast(str, text)
 
     def shutdown(self) -> None:
         self._call("shutdown")
