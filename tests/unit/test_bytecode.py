@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from shipyard.errors import DeployError
-from shipyard.host.bytecode import without_bytecode
-from shipyard.host.lifecycle import compile_files, few_lacking_bytecode
+from shipyard.host.bytecode import compile_files, few_lacking_bytecode, without_bytecode
 from shipyard.host.steps import Command, Result
 
 SITE = f"lib/python3.{sys.version_info.minor}/site-packages"  # this Python's

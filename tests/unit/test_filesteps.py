@@ -10,6 +10,11 @@ import pytest
 
 from shipyard.errors import DeployError
 from shipyard.host.filesteps import Chown, LinkTree, MakeDirs, RemoveTree
+from shipyard.host.local import LocalConnection
+from shipyard.host.steps import InstallContext
+
+# file steps ignore the connection: they run in the installer's process
+CTX = InstallContext(LocalConnection(), Path("/nonexistent/wheels"))
 
 
 def test_an_artifact_is_linked_into_a_release_not_copied(tmp_path: Path) -> None:
@@ -19,25 +24,25 @@ def test_an_artifact_is_linked_into_a_release_not_copied(tmp_path: Path) -> None
     (artifact / "manifest.json").write_text("{}")
     (artifact / "static" / "latest").symlink_to("css")
     release = tmp_path / "release"
-    MakeDirs((release, tmp_path / "shared" / "var")).run()
-    LinkTree((artifact / "manifest.json", artifact / "static"), release).run()
+    MakeDirs((release, tmp_path / "shared" / "var")).run(CTX)
+    LinkTree((artifact / "manifest.json", artifact / "static"), release).run(CTX)
     for rel in ("manifest.json", "static/css/style.css"):
         assert os.stat(release / rel).st_ino == os.stat(artifact / rel).st_ino
     assert os.readlink(release / "static" / "latest") == "css"
     assert (tmp_path / "shared" / "var").is_dir()
-    RemoveTree(release).run()
-    RemoveTree(release).run()  # gone already: nothing to do, as rm -rf
+    RemoveTree(release).run(CTX)
+    RemoveTree(release).run(CTX)  # gone already: nothing to do, as rm -rf
     assert not release.exists() and (artifact / "static" / "css" / "style.css").is_file()
 
 
 def test_a_file_step_that_fails_says_what_and_where(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(DeployError) as caught:
-        MakeDirs((tmp_path / "file" / "sub",)).run()
+        MakeDirs((tmp_path / "file" / "sub",)).run(CTX)
     assert f"cannot make directories {tmp_path}/file/sub" in caught.value.message
     assert str(tmp_path / "file" / "sub") in caught.value.message
     with pytest.raises(DeployError, match="there is no user nosuchuser-sy"):
-        Chown("nosuchuser-sy", (tmp_path,)).run()
+        Chown("nosuchuser-sy", (tmp_path,)).run(CTX)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
@@ -49,12 +54,12 @@ def test_chown_gives_a_tree_to_the_user_without_following_links(tmp_path: Path) 
     (data / "sub").mkdir(parents=True)
     (data / "sub" / "db.sqlite").write_text("")
     (data / "link").symlink_to(outside)
-    Chown("nobody", (data,), recursive=True).run()
+    Chown("nobody", (data,), recursive=True).run(CTX)
     for path in (data, data / "sub", data / "sub" / "db.sqlite"):
         assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert os.lstat(data / "link").st_uid == nobody.pw_uid
     assert outside.stat().st_uid == 0  # a link in the app's data does not give away its target
     top = tmp_path / "top"
     (top / "inner").mkdir(parents=True)
-    Chown("nobody", (top,)).run()
+    Chown("nobody", (top,)).run(CTX)
     assert top.stat().st_uid == nobody.pw_uid and (top / "inner").stat().st_uid == 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from shipyard.build.artifact import Artifact, Manifest, WheelRef
+from shipyard.host.artifact import Artifact, Manifest, WheelRef
+from shipyard.host.bytecode import CompileVenv
 from shipyard.host.filesteps import LinkTree, RemoveTree
 from shipyard.host.layout import HostLayout
 from shipyard.host.python import PythonInfo
@@ -56,8 +57,12 @@ def test_install_makes_an_offline_venv_and_links_persistent_data(tmp_path: Path)
     assert InstallWheel((wheel,), venv, "3.11") in steps
     assert not any("uv" in Path(argv[0]).name for argv in commands)
     # no process for file work (the artifact is linked in, in this process); the compile step
-    # is the installer's to run here when it can
-    assert [argv[1:3] for argv in commands] == [("-m", "compileall")]
+    # is a step of its own, which runs here when it can
+    assert commands == []
+    compile_venv = next(s for s in steps if isinstance(s, CompileVenv))
+    assert compile_venv == CompileVenv(venv)
+    assert str(compile_venv) == f"{venv}/bin/python -m compileall -q {venv}/lib"
+    assert steps.index(compile_venv) == len(steps) - 2  # then the completeness mark
     release = Path("/srv/sy/flaskr/releases/abc123")
     assert LinkTree((tmp_path / "app", tmp_path / "manifest.json"), release) in steps
     layer = f"/srv/sy/flaskr/layers/{layer_id(artifact, PYTHON)}"
@@ -126,6 +131,7 @@ def test_the_layer_is_made_once_per_dependency_set_and_python(tmp_path: Path) ->
             "the dependency wheel",
         ),
     ]
+    assert steps[3] == CompileVenv(layer)
     last = steps[-1]
     assert isinstance(last, Upload) and str(last.dest) == f"{layer}/.complete"
 

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -205,6 +206,14 @@ class SSHConnection:
         result = self.run_input(command, data)
         if not result.ok:
             raise HostError(self.host, f"cannot {what}:\n{result.output_tail()}")
+
+    def remove(self, path: PurePosixPath) -> None:
+        command = Command(("rm", "-f", "--", str(path)), sudo=True)
+        self._checked(command, None, f"remove {path}")
+
+    def make_dirs(self, paths: Sequence[PurePosixPath]) -> None:
+        command = Command(("mkdir", "-p", "--", *map(str, paths)), sudo=True)
+        self._checked(command, None, "make directories " + " ".join(map(str, paths)))
 
 
 def unreachable(host: str, stderr: str) -> HostError:

@@ -2,7 +2,8 @@
 
 A release's dependencies are a layer whose bytecode came with the wheels (bytecode_bundle.py),
 so a code-only release has only the app's own modules to compile: a handful, compiled in the
-installer's own process when it is the venv's Python.
+installer's own process when it is the venv's Python. `CompileVenv` is the install step that
+does all of it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import py_compile
 import sys
 import tarfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import DeployError
+from shipyard.host.artifact import Artifact
+from shipyard.host.steps import Command, Connection, InstallContext, execute
 
 
 def site_packages(venv: Path) -> Path | None:
@@ -67,6 +71,62 @@ def compile_here(files: Sequence[Path], site: Path) -> bool:
                 hint="Fix the module, then deploy again; the serving release is untouched.",
             ) from None
     return True
+
+
+@dataclass(frozen=True)
+class CompileVenv:
+    """Compile a venv's bytecode: for a layer, unpack its dependencies' bundles first; then
+    compile the few files still lacking bytecode here, or run compileall over it all."""
+
+    venv: Path
+
+    def command(self) -> Command:
+        """What compiles it all (what it runs at most; a dry run shows it)."""
+        venv = self.venv
+        return Command(
+            (str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")),
+            timeout=600,
+        )
+
+    def __str__(self) -> str:
+        return str(self.command())
+
+    def run(self, ctx: InstallContext) -> None:
+        if ctx.bundles_of is not None:
+            unpack_dependency_bytecode(ctx.wheels, ctx.bundles_of, self.venv)
+        missing = few_lacking_bytecode(self.venv)
+        if missing is None:
+            execute(ctx.conn, self.command())
+        elif missing:
+            compile_files(ctx.conn, self.venv, missing)
+
+
+def unpack_dependency_bytecode(store: Path, artifact: Artifact, venv: Path) -> int:
+    site = site_packages(venv)
+    if site is None:
+        return 0
+    tag = cache_tag(site)
+    bundles = [store / bundle_name(w.file, tag) for w in artifact.manifest.wheels]
+    try:
+        return unpack_bundles([b for b in bundles if b.is_file()], site)
+    except (OSError, tarfile.TarError):  # only a shortcut: the compile step does the rest
+        return 0
+
+
+def few_lacking_bytecode(venv: Path, most: int = 200) -> list[Path] | None:
+    """After bytecode was carried over: the few files left to compile (a code-only release:
+    the app's own); None when there are many, or it cannot be told, for one compileall."""
+    missing = without_bytecode(venv)
+    return None if missing is None or len(missing) > most else missing
+
+
+def compile_files(conn: Connection, venv: Path, files: list[Path]) -> None:
+    """Compile a few of the venv's files: here when this is the venv's Python, else by it."""
+    site = site_packages(venv)
+    if site is not None and compile_here(files, site):
+        return
+    python = str(venv / "bin" / "python")
+    execute(conn, Command((python, "-m", "py_compile", *map(str, files)), timeout=600))
 
 
 # --- bundles: a wheel's bytecode, compiled once on the deploying machine (build/bytecode_bundle.py)

@@ -1,4 +1,5 @@
-"""File steps of an install that the installer does in its own process.
+"""File steps of an install that the installer does in its own process (their `run` ignores
+the connection).
 
 Each was a command (rm, mkdir, cp, chown): a process forked from the installer for a few
 system calls. A code-only release runs them on every host at every deploy, so they are done
@@ -13,8 +14,12 @@ import pwd
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shipyard.errors import DeployError
+
+if TYPE_CHECKING:
+    from shipyard.host.steps import InstallContext
 
 
 def _failed(what: str, err: OSError) -> DeployError:
@@ -35,7 +40,7 @@ class RemoveTree:
     def __str__(self) -> str:
         return f"remove {self.path}"
 
-    def run(self) -> None:
+    def run(self, ctx: InstallContext) -> None:
         try:
             shutil.rmtree(self.path)
         except FileNotFoundError:
@@ -53,7 +58,7 @@ class MakeDirs:
     def __str__(self) -> str:
         return "make directories " + " ".join(map(str, self.paths))
 
-    def run(self) -> None:
+    def run(self, ctx: InstallContext) -> None:
         try:
             for path in self.paths:
                 os.makedirs(path, exist_ok=True)
@@ -72,7 +77,7 @@ class LinkTree:
     def __str__(self) -> str:
         return f"link {' '.join(map(str, self.sources))} into {self.dest}"
 
-    def run(self) -> None:
+    def run(self, ctx: InstallContext) -> None:
         try:
             for source in self.sources:
                 target = self.dest / source.name
@@ -106,7 +111,7 @@ class Chown:
         flag = "-R " if self.recursive else ""
         return f"chown {flag}{self.user}: " + " ".join(map(str, self.paths))
 
-    def run(self) -> None:
+    def run(self, ctx: InstallContext) -> None:
         try:
             entry = pwd.getpwnam(self.user)
         except KeyError:

@@ -8,10 +8,9 @@ import pwd
 import secrets
 import shutil
 import socket
-import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from shipyard.errors import (
     DeployError,
@@ -21,17 +20,8 @@ from shipyard.errors import (
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health, runtime
+from shipyard.host import health
 from shipyard.host.artifact import Artifact
-from shipyard.host.bytecode import (
-    bundle_name,
-    cache_tag,
-    compile_here,
-    site_packages,
-    unpack_bundles,
-    without_bytecode,
-)
-from shipyard.host.filesteps import FileStep
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.python import find_python
 from shipyard.host.release import (
@@ -39,7 +29,6 @@ from shipyard.host.release import (
     config_upload,
     install_steps,
     installed_releases,
-    is_compile_step,
     is_installed,
     layer_id,
     layer_is_complete,
@@ -50,6 +39,7 @@ from shipyard.host.release import (
     remove_layer,
     remove_release,
 )
+from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.state import (
     AppState,
     ReleaseRecord,
@@ -59,17 +49,9 @@ from shipyard.host.state import (
     now,
     save_state,
 )
-from shipyard.host.steps import Command, Connection, execute
-from shipyard.host.supervisor import Supervisor
+from shipyard.host.steps import Connection, InstallContext
+from shipyard.host.supervisor import SupervisorClient
 from shipyard.host.switch import Outcome, Switch, host_header, listen_url
-from shipyard.host.venvs import (
-    InstallWheel,
-    LinkScripts,
-    MakeVenv,
-    install_wheel,
-    link_scripts,
-    make_venv,
-)
 from shipyard.spec.model import Spec
 
 DEFAULT_LOCK_WAIT = 120.0
@@ -93,6 +75,7 @@ class Machine:
     wheels: Path  # the wheel store releases are installed from
     listen: str
     run_as: str | None = None  # the app user, when shipyard runs as root
+    servers: Servers = SERVERS  # how supervisord, nginx and the app are reached
 
     def app(self, spec: Spec) -> AppLayout:
         return self.host.app(spec.name)
@@ -140,79 +123,24 @@ def install_release(target: Machine, spec: Spec, app: AppLayout, artifact: Artif
     if not layer_is_complete(app, layer):
         # the dependencies' bytecode comes in the bundles sent with their wheels
         try:
-            _run_install(target.conn, layer_steps(app, artifact, store, python), artifact, store)
+            _run_install(
+                layer_steps(app, artifact, store, python),
+                InstallContext(target.conn, store, artifact),
+            )
         except BaseException:
             remove_layer(app, layer)
             raise
     steps = install_steps(spec, app, artifact, store, python, target.run_as)
     try:
-        _run_install(target.conn, steps, None, store)
+        _run_install(steps, InstallContext(target.conn, store))
     except BaseException:
         remove_release(app, artifact.id)
         raise
 
 
-def _run_install(
-    conn: Connection,
-    steps: Sequence[InstallStep],
-    bundles_of: Artifact | None,
-    store: Path,
-) -> None:
-    """Run install steps; at the compile step, unpack the bundles' bytecode (for a layer),
-    then compile what is left."""
+def _run_install(steps: Sequence[InstallStep], ctx: InstallContext) -> None:
     for step in steps:
-        if isinstance(step, MakeVenv):
-            if not make_venv(step):
-                execute(conn, step.by_its_python())
-            continue
-        if isinstance(step, InstallWheel):
-            install_wheel(step)
-            continue
-        if isinstance(step, LinkScripts):
-            link_scripts(step)
-            continue
-        if isinstance(step, FileStep):
-            step.run()
-            continue
-        if not (isinstance(step, Command) and is_compile_step(step)):
-            execute(conn, step)
-            continue
-        venv = Path(step.argv[0]).parent.parent
-        if bundles_of is not None:
-            unpack_dependency_bytecode(store, bundles_of, venv)
-        missing = few_lacking_bytecode(venv)
-        if missing is None:
-            execute(conn, step)
-        elif missing:
-            compile_files(conn, venv, missing)
-
-
-def unpack_dependency_bytecode(store: Path, artifact: Artifact, venv: Path) -> int:
-    site = site_packages(venv)
-    if site is None:
-        return 0
-    tag = cache_tag(site)
-    bundles = [store / bundle_name(w.file, tag) for w in artifact.manifest.wheels]
-    try:
-        return unpack_bundles([b for b in bundles if b.is_file()], site)
-    except (OSError, tarfile.TarError):  # only a shortcut: the compile step does the rest
-        return 0
-
-
-def few_lacking_bytecode(venv: Path, most: int = 200) -> list[Path] | None:
-    """After bytecode was carried over: the few files left to compile (a code-only release:
-    the app's own); None when there are many, or it cannot be told, for one compileall."""
-    missing = without_bytecode(venv)
-    return None if missing is None or len(missing) > most else missing
-
-
-def compile_files(conn: Connection, venv: Path, files: list[Path]) -> None:
-    """Compile a few of the venv's files: here when this is the venv's Python, else by it."""
-    site = site_packages(venv)
-    if site is not None and compile_here(files, site):
-        return
-    python = str(venv / "bin" / "python")
-    execute(conn, Command((python, "-m", "py_compile", *map(str, files)), timeout=600))
+        step.run(ctx)
 
 
 def record_installed(state: AppState, artifact: Artifact) -> None:
@@ -230,7 +158,7 @@ def record_installed(state: AppState, artifact: Artifact) -> None:
 
 def switch(
     target: Machine,
-    supervisor: Supervisor,
+    supervisor: SupervisorClient,
     app: AppLayout,
     release_id: str,
     state: AppState,
@@ -248,7 +176,7 @@ def switch(
 
 def stage(
     target: Machine,
-    supervisor: Supervisor,
+    supervisor: SupervisorClient,
     app: AppLayout,
     release_id: str,
     state: AppState,
@@ -269,6 +197,7 @@ def stage(
         live=live,
         run_release_command=release_cmd,
         run_as=target.run_as,
+        servers=target.servers,
     )
     try:
         switch.stage()
@@ -339,7 +268,7 @@ def rollback(
         release_id = rollback_target(app, state, to)
         later: list[Callable[[], None]] = []
         with progress.stage(f"switch to {release_id}"):
-            supervisor = runtime.ensure_runtime(target.conn, target.host)
+            supervisor = target.servers.ensure_runtime(target.conn, target.host)
             outcome = switch(
                 target,
                 supervisor,
@@ -402,7 +331,7 @@ def restart(
                 target.conn.put(config_upload(app, config))
             return None
         with progress.stage(f"{action}: start {state.live} with the new settings"):
-            supervisor = runtime.ensure_runtime(target.conn, target.host)
+            supervisor = target.servers.ensure_runtime(target.conn, target.host)
             outcome = switch(
                 target, supervisor, app, state.live, state, action, release_cmd=False, config=config
             )
@@ -414,7 +343,7 @@ def restart(
 def stop(spec: Spec, target: Machine) -> list[str]:
     app = target.app(spec)
     state = load_state(app)
-    supervisor = Supervisor(target.host.supervisor_socket)
+    supervisor = target.servers.supervisor(target.host)
     if state.slot is None or not supervisor.is_running():
         return []
     names = _programs(app, state)
@@ -430,7 +359,7 @@ def start(spec: Spec, target: Machine) -> list[str]:
         raise UsageError(
             f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
         )
-    supervisor = runtime.ensure_runtime(target.conn, target.host)
+    supervisor = target.servers.ensure_runtime(target.conn, target.host)
     names = _programs(app, state)
     for name in names:
         supervisor.start(name)
@@ -445,7 +374,7 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
     url = listen_url(target.listen, spec.healthcheck.path)
 
     def check() -> health.Probe:
-        probe = health.probe_url(url, host_header(spec), spec.healthcheck.status)
+        probe = target.servers.probe_url(url, host_header(spec), spec.healthcheck.status)
         if probe.ok and probe.release != release_id:
             return health.Probe(False, f"answered by release {probe.release}", probe.release)
         return probe
@@ -453,7 +382,8 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
     probe = health.wait_until(check, spec.healthcheck.timeout)
     if not probe.ok:
         log = app.app_log("web", slot)
-        tail = log.read_text(errors="replace").splitlines()[-20:] if log.is_file() else []
+        text = (target.conn.read(PurePosixPath(log)) or b"").decode(errors="replace")
+        tail = text.splitlines()[-20:]
         raise HealthCheckFailed(
             f"release {release_id} was started but is not healthy at {url}: {probe.detail}.\n"
             + "\n".join(f"  | {line}" for line in tail),
@@ -471,16 +401,16 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> None:
     """Remove the app: its processes, nginx site, releases; its shared data only with purge."""
     app = target.app(spec)
     with app_lock(app, "destroy", 0):
-        supervisor = Supervisor(target.host.supervisor_socket)
+        supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
         for slot in ("blue", "green"):
-            app.program_file(slot).unlink(missing_ok=True)
+            target.conn.remove(PurePosixPath(app.program_file(slot)))
         had_site = app.site_file.exists()
-        app.site_file.unlink(missing_ok=True)
+        target.conn.remove(PurePosixPath(app.site_file))
         if running:
             supervisor.update()
             if had_site:
-                runtime.reload_nginx(target.conn, target.host, supervisor)
+                target.servers.reload_nginx(target.conn, target.host, supervisor)
         for path in (app.releases, app.layers, app.current, app.state_file):
             if path.is_symlink() or path.is_file():
                 path.unlink()
@@ -493,7 +423,7 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> None:
         if app.root.is_dir() and not any(app.root.iterdir()):
             app.root.rmdir()
     if not any(target.host.base.glob("*/state.json")):  # no app left under this base
-        runtime.stop_runtime(target.host)
+        target.servers.stop_runtime(target.host)
 
 
 def require_deployed(app: AppLayout, state: AppState) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import pwd
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from shipyard.host.steps import Command, Result, Symlink, Upload
@@ -51,6 +52,13 @@ class LocalConnection:
             return Path(path).read_bytes()
         except FileNotFoundError:
             return None
+
+    def remove(self, path: PurePosixPath) -> None:
+        Path(path).unlink(missing_ok=True)
+
+    def make_dirs(self, paths: Sequence[PurePosixPath]) -> None:
+        for path in paths:
+            Path(path).mkdir(parents=True, exist_ok=True)
 
     def close(self) -> None:
         pass

@@ -18,17 +18,18 @@ from pathlib import Path, PurePosixPath
 
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
+from shipyard.host.bytecode import CompileVenv
 from shipyard.host.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
 from shipyard.host.layout import AppLayout
 from shipyard.host.python import PythonInfo
-from shipyard.host.steps import Command, Step, Symlink, Upload
+from shipyard.host.steps import Step, Symlink, Upload
 from shipyard.host.venvs import InstallWheel, LinkScripts, MakeVenv, site_packages_in
 from shipyard.spec.model import Spec
 
 COMPLETE = ".complete"
 # What installs a release: steps any connection runs, and those the installer runs in its own
-# process (venvs.py).
-InstallStep = Step | FileStep | MakeVenv | InstallWheel | LinkScripts
+# process (filesteps.py, venvs.py, bytecode.py); each runs itself with `run(InstallContext)`.
+InstallStep = Step | FileStep | MakeVenv | InstallWheel | LinkScripts | CompileVenv
 LAYER_FILE = "layer"  # in a release: the id of the dependency layer its venv uses
 LAYER_PTH = "_shipyard_layer.pth"
 
@@ -84,7 +85,7 @@ def layer_steps(
         MakeVenv(python, layer),
         InstallWheel(wheels, layer, python.minor, "the dependency wheel"),
     ]
-    steps += [compile_step(layer), Upload(b"", _posix(layer / COMPLETE))]
+    steps += [CompileVenv(layer), Upload(b"", _posix(layer / COMPLETE))]
     return steps
 
 
@@ -134,21 +135,9 @@ def install_steps(
         steps.append(Upload(content.encode(), _posix(release / name)))
     # Compiled now, not by the app at each start: the app user cannot write into its release.
     # Bytecode of unchanged files is linked from the previous release first (bytecode.py).
-    steps.append(compile_step(venv))
+    steps.append(CompileVenv(venv))
     steps.append(Upload(b"", _posix(release / COMPLETE)))
     return steps
-
-
-def compile_step(venv: Path) -> Command:
-    return Command(
-        (str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")),
-        timeout=600,
-    )
-
-
-def is_compile_step(command: Command) -> bool:
-    """A venv's compile step: the installer links what bytecode it can before running it."""
-    return command == compile_step(Path(command.argv[0]).parent.parent)
 
 
 def _owned_by(run_as: str, app: AppLayout) -> list[InstallStep]:

@@ -10,13 +10,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from shipyard.errors import CommandFailed, DeployError, HostError
 from shipyard.host import render
 from shipyard.host.layout import SYSTEM_NGINX_PIDFILE, HostLayout
 from shipyard.host.render import NginxBinary
 from shipyard.host.steps import Command, Connection, Upload, execute
-from shipyard.host.supervisor import Supervisor
+from shipyard.host.supervisor import Supervisor, SupervisorClient
 
 NGINX_PROGRAM = "nginx"
 NGINX_SEARCH = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
@@ -57,8 +58,7 @@ def ensure_runtime(conn: Connection, host: HostLayout) -> Supervisor:
     """Make the base's supervisord and nginx run with current configs; return the client."""
     nginx = find_nginx(conn.host)
     managed = [] if host.system_nginx else [host.nginx_sites, host.nginx_dir / "tmp"]
-    for directory in (host.logs, host.programs, host.wheels, *managed):
-        directory.mkdir(parents=True, exist_ok=True)
+    conn.make_dirs([_posix(d) for d in (host.logs, host.programs, host.wheels, *managed)])
     changed = write_if_changed(conn, runtime_files(host, nginx))
     supervisor = Supervisor(host.supervisor_socket, conn.host)
     if not supervisor.is_running():
@@ -92,6 +92,14 @@ def test_nginx(conn: Connection, host: HostLayout, nginx: NginxBinary | None = N
             what="nginx rejected the configuration (nginx -t)",
             hint="Nothing was reloaded: the serving release is untouched. Fix it and retry.",
         )
+
+
+class ReloadHandle(Protocol):
+    """A graceful nginx reload under way (Reload; a fake in unit tests)."""
+
+    def wait_handed_over(self) -> None: ...
+
+    def wait_drained(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -132,7 +140,7 @@ class Reload:
 def reload_nginx(
     conn: Connection,
     host: HostLayout,
-    supervisor: Supervisor,
+    supervisor: SupervisorClient,
     grace: float = 60,
     *,
     drain: bool = True,
@@ -258,7 +266,7 @@ def _children_by_scan(pid: int) -> set[int]:
 
 
 def _start_supervisord(conn: Connection, host: HostLayout, supervisor: Supervisor) -> None:
-    host.supervisor_socket.unlink(missing_ok=True)
+    conn.remove(_posix(host.supervisor_socket))
     command = Command(
         (sys.executable, "-m", "supervisor.supervisord", "-c", str(host.supervisor_conf)),
         timeout=30,

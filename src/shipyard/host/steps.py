@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
-from typing import Protocol
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shipyard.host.artifact import Artifact
 
 MASK = "***"
 
@@ -41,6 +44,9 @@ class Command:
     def __str__(self) -> str:
         return shlex.join(_mask(arg) for arg in self.argv)
 
+    def run(self, ctx: InstallContext) -> None:
+        execute(ctx.conn, self)
+
 
 @dataclass(frozen=True)
 class Upload:
@@ -54,6 +60,9 @@ class Upload:
     def __str__(self) -> str:
         return f"write {self.dest} ({len(self.content)} bytes, mode {self.mode:o})"
 
+    def run(self, ctx: InstallContext) -> None:
+        ctx.conn.put(self)
+
 
 @dataclass(frozen=True)
 class Symlink:
@@ -64,6 +73,9 @@ class Symlink:
 
     def __str__(self) -> str:
         return f"link {self.link} -> {self.target}"
+
+    def run(self, ctx: InstallContext) -> None:
+        ctx.conn.link(self)
 
 
 Step = Command | Upload | Symlink
@@ -103,7 +115,22 @@ class Connection(Protocol):
 
     def read(self, path: PurePosixPath) -> bytes | None: ...
 
+    def remove(self, path: PurePosixPath) -> None:
+        """Remove a file, socket or link if it is there (`rm -f`)."""
+
+    def make_dirs(self, paths: Sequence[PurePosixPath]) -> None:
+        """Make directories and their parents, if missing (`mkdir -p`)."""
+
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class InstallContext:
+    """What an install step runs with: each step type has `run(ctx)`."""
+
+    conn: Connection
+    wheels: Path  # the wheel store the release is installed from
+    bundles_of: Artifact | None = None  # whose dependencies' bytecode bundles to unpack
 
 
 def execute(conn: Connection, step: Step) -> Result | None:

@@ -7,7 +7,7 @@ import time
 import xmlrpc.client
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from supervisor.xmlrpc import SupervisorTransport
 
@@ -42,6 +42,30 @@ class ProcessInfo:
             description=raw["description"],
             exitstatus=int(raw["exitstatus"]),
         )
+
+
+class SupervisorClient(Protocol):
+    """What host code asks of supervisord (Supervisor; a fake in unit tests)."""
+
+    def close(self) -> None: ...
+
+    def is_running(self) -> bool: ...
+
+    def processes(self) -> list[ProcessInfo]: ...
+
+    def process(self, name: str) -> ProcessInfo | None: ...
+
+    def update(self) -> list[str]: ...
+
+    def retire(self, group: str) -> None: ...
+
+    def wait_stopped(self, name: str, timeout: float) -> None: ...
+
+    def start(self, name: str, wait: bool = False) -> None: ...
+
+    def stop(self, name: str, wait: bool = True) -> None: ...
+
+    def signal(self, name: str, signal: str) -> None: ...
 
 
 class Supervisor:

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
-from shipyard.host import crash_output, health, render, runtime
+from shipyard.host import crash_output, health, render
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_spec, static_dirs
+from shipyard.host.runtime import ReloadHandle
+from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.steps import Command, Connection, Symlink, Upload
-from shipyard.host.supervisor import FAILED_STATES, Supervisor
+from shipyard.host.supervisor import FAILED_STATES, SupervisorClient
 from shipyard.spec.model import ServerType, Spec
 
 RELEASE_COMMAND_TIMEOUT = 1800
@@ -47,7 +49,7 @@ class Switch:
     def __init__(
         self,
         conn: Connection,
-        supervisor: Supervisor,
+        supervisor: SupervisorClient,
         app: AppLayout,
         release_id: str,
         *,
@@ -56,8 +58,12 @@ class Switch:
         live: tuple[str, str] | None,
         run_release_command: bool,
         run_as: str | None = None,
+        servers: Servers = SERVERS,
+        nginx_check_timeout: float = NGINX_CHECK_TIMEOUT,
     ) -> None:
         self.conn = conn
+        self.servers = servers
+        self.nginx_check_timeout = nginx_check_timeout
         self.supervisor = supervisor
         self.app = app
         self.release_id = release_id
@@ -75,7 +81,7 @@ class Switch:
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
         self._log_offset = 0
-        self._retiring: tuple[str, runtime.Reload] | None = None
+        self._retiring: tuple[str, ReloadHandle] | None = None
 
     def run(self) -> Outcome:
         self.stage()
@@ -180,7 +186,7 @@ class Switch:
                 self.app.program(process, self.slot), self.spec.server.graceful_timeout + 10
             )
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
-        self.app.socket(self.slot).unlink(missing_ok=True)
+        self.conn.remove(_posix(self.app.socket(self.slot)))
         log = self.conn.read(_posix(self.app.app_log("web", self.slot)))
         self._log_offset = len(log) if log else 0
         self.supervisor.update()
@@ -204,9 +210,9 @@ class Switch:
 
         check = self.spec.healthcheck
         probe_socket = (
-            health.probe_uwsgi_socket
+            self.servers.probe_uwsgi_socket
             if self.spec.server.type is ServerType.UWSGI
-            else health.probe_socket
+            else self.servers.probe_socket
         )
         probe = health.wait_until(
             lambda: probe_socket(
@@ -242,7 +248,7 @@ class Switch:
             log = again
         return log[self._log_offset :].decode(errors="replace")
 
-    def _point_nginx_at(self, slot: str, release_id: str) -> runtime.Reload:
+    def _point_nginx_at(self, slot: str, release_id: str) -> ReloadHandle:
         previous = self.conn.read(_posix(self.app.site_file))
         content = render.site_conf(
             release_spec(self.app, release_id),
@@ -251,18 +257,18 @@ class Switch:
             slot,
             static_dirs(self.app, release_id),
             self.listen,
-            runtime.find_nginx(self.conn.host),
+            self.servers.find_nginx(self.conn.host),
         )
         self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
         try:
-            return runtime.reload_nginx(self.conn, self.app.host, self.supervisor, drain=False)
+            return self.servers.reload_nginx(self.conn, self.app.host, self.supervisor, drain=False)
         except BaseException:
             self._restore_site(previous)
             raise
 
     def _restore_site(self, previous: bytes | None) -> None:
         if previous is None:
-            self.app.site_file.unlink(missing_ok=True)
+            self.conn.remove(_posix(self.app.site_file))
         else:
             self.conn.put(Upload(previous, _posix(self.app.site_file)))
 
@@ -271,12 +277,12 @@ class Switch:
         statuses = self.spec.healthcheck.status
 
         def check() -> health.Probe:
-            probe = health.probe_url(url, host_header(self.spec), statuses)
+            probe = self.servers.probe_url(url, host_header(self.spec), statuses)
             if probe.ok and probe.release != self.release_id:
                 return health.Probe(False, f"answered by release {probe.release}", probe.release)
             return probe
 
-        probe = health.wait_until(check, NGINX_CHECK_TIMEOUT)
+        probe = health.wait_until(check, self.nginx_check_timeout)
         if not probe.ok:
             raise DeployError(
                 f"release {self.release_id} answered on its socket but not through nginx at "
@@ -289,20 +295,20 @@ class Switch:
         if self.live is not None:
             self._point_nginx_at(self.live[1], self.live[0]).wait_drained()
         else:
-            self.app.site_file.unlink(missing_ok=True)
-            runtime.reload_nginx(self.conn, self.app.host, self.supervisor)
+            self.conn.remove(_posix(self.app.site_file))
+            self.servers.reload_nginx(self.conn, self.app.host, self.supervisor)
         self._stop_slot(self.slot)
 
     def _retire_slot(self, slot: str) -> None:
         """Stop the old slot gracefully in the background: nginx no longer sends it requests,
         and the ones it has finish within its graceful timeout. Its group is removed by the
         next update, which waits for it if it is still stopping."""
-        self.app.program_file(slot).unlink(missing_ok=True)
+        self.conn.remove(_posix(self.app.program_file(slot)))
         for process in ("web", *sorted(self.spec.processes)):
             self.supervisor.retire(self.app.program(process, slot))
 
     def _stop_slot(self, slot: str) -> None:
-        self.app.program_file(slot).unlink(missing_ok=True)
+        self.conn.remove(_posix(self.app.program_file(slot)))
         self.supervisor.update()
 
 

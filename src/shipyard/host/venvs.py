@@ -24,7 +24,7 @@ from installer.sources import WheelFile
 
 from shipyard.errors import DeployError
 from shipyard.host.python import PythonInfo
-from shipyard.host.steps import Command
+from shipyard.host.steps import Command, InstallContext, execute
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class MakeVenv:
         return Command(
             (self.python.executable, "-m", "venv", "--without-pip", "--symlinks", str(self.path))
         )
+
+    def run(self, ctx: InstallContext) -> None:
+        if not make_venv(self):
+            execute(ctx.conn, self.by_its_python())
 
     def here(self) -> bool:
         """Made in this process: it runs the same interpreter."""
@@ -64,6 +68,9 @@ class InstallWheel:
         more = f" and {len(self.wheels) - 3} more" if len(self.wheels) > 3 else ""
         return f"install {names}{more} into {self.venv}, without resolving"
 
+    def run(self, ctx: InstallContext) -> None:
+        install_wheel(self)
+
 
 @dataclass(frozen=True)
 class LinkScripts:
@@ -74,6 +81,9 @@ class LinkScripts:
 
     def __str__(self) -> str:
         return f"put the scripts of {self.layer_bin} into {self.venv_bin}"
+
+    def run(self, ctx: InstallContext) -> None:
+        link_scripts(self)
 
 
 # How a relocatable venv's script starts (a layer made by uv venv --relocatable, as earlier

@@ -1,0 +1,55 @@
+"""How host code reaches the host's servers: supervisord, nginx's reload, and app probes.
+
+The defaults are the real ones; unit tests pass fakes (tests/unit/fakes.py), so the switch
+and the release state machine run without servers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from shipyard.host import health, runtime
+from shipyard.host.layout import HostLayout
+from shipyard.host.render import NginxBinary
+from shipyard.host.runtime import ReloadHandle
+from shipyard.host.steps import Connection
+from shipyard.host.supervisor import Supervisor, SupervisorClient
+
+SocketProbe = Callable[[Path, str, str, list[int]], health.Probe]  # socket, path, host, statuses
+UrlProbe = Callable[[str, str, list[int]], health.Probe]  # url, host header, statuses
+
+
+class Reloader(Protocol):
+    """Test nginx's config and reload it gracefully (runtime.reload_nginx)."""
+
+    def __call__(
+        self,
+        conn: Connection,
+        host: HostLayout,
+        supervisor: SupervisorClient,
+        *,
+        drain: bool = True,
+    ) -> ReloadHandle: ...
+
+
+def connect_supervisor(host: HostLayout) -> SupervisorClient:
+    """A client of the base's supervisord, whether it runs or not."""
+    return Supervisor(host.supervisor_socket)
+
+
+@dataclass(frozen=True)
+class Servers:
+    ensure_runtime: Callable[[Connection, HostLayout], SupervisorClient] = runtime.ensure_runtime
+    supervisor: Callable[[HostLayout], SupervisorClient] = connect_supervisor
+    stop_runtime: Callable[[HostLayout], bool] = runtime.stop_runtime
+    reload_nginx: Reloader = runtime.reload_nginx
+    find_nginx: Callable[[str], NginxBinary] = runtime.find_nginx
+    probe_socket: SocketProbe = health.probe_socket
+    probe_uwsgi_socket: SocketProbe = health.probe_uwsgi_socket
+    probe_url: UrlProbe = health.probe_url
+
+
+SERVERS = Servers()
