@@ -254,6 +254,8 @@ def test_the_command_returns_while_the_old_slot_finishes_in_the_background(
     slot after nginx's old workers finish their requests, and holds the lock until then."""
     views = deployment.project / "flaskr" / "views.py"
     views.write_text(views.read_text() + SLOW_ROUTE)
+    spec = deployment.project / "shipyard.toml"  # no window: the old slot stops once drained
+    spec.write_text("rollback_window = 0\n" + spec.read_text())
     project = str(deployment.project)
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
     app = deployment.app("flaskr")
@@ -287,3 +289,51 @@ def test_the_command_returns_while_the_old_slot_finishes_in_the_background(
     assert returned_after < 8, returned_after
     log = app.logs / "shipyard-background.log"
     assert not log.exists() or "failed" not in log.read_text()
+
+
+def _shipyard(*args: str) -> subprocess.CompletedProcess[str]:
+    """The `shipyard` program itself, whose last steps go on in a detached child."""
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_rollback_inside_the_window_reuses_the_running_release(
+    deployment: Deployment,
+) -> None:
+    project = str(deployment.project)
+    spec = deployment.project / "shipyard.toml"
+    spec.write_text("rollback_window = 3\n" + spec.read_text())
+    assert _shipyard("deploy", project, "--skip-tests").returncode == 0
+    first = deployment.get("/version")[2]
+    deployment.set_greeting("warm")
+    done = _shipyard("deploy", project, "--skip-tests")
+    assert done.returncode == 0, done.stderr
+    second = deployment.get("/version")[2]
+    app = deployment.app("flaskr")
+    warm = json.loads(app.state_file.read_text())["warm"]
+    assert warm["release"] == first and first != second
+    supervisor = Supervisor(app.host.supervisor_socket)
+    kept = supervisor.process(app.program("web", warm["slot"]))
+    assert kept is not None and kept.state == "RUNNING"  # still up, after the switch
+
+    back = _shipyard("rollback", project)
+    assert back.returncode == 0, back.stderr
+    assert deployment.get("/version")[2] == first
+    again = supervisor.process(app.program("web", warm["slot"]))
+    assert again is not None and again.pid == kept.pid  # the same server: nothing started
+    left = json.loads(app.state_file.read_text())["warm"]
+    assert left["release"] == second
+
+    # once its window has passed, the release rolled back from is stopped
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and json.loads(app.state_file.read_text())["warm"]:
+        time.sleep(0.2)
+    assert json.loads(app.state_file.read_text())["warm"] is None
+    gone = supervisor.process(app.program("web", left["slot"]))
+    assert gone is None or gone.state != "RUNNING"
+    assert deployment.get("/version")[2] == first

@@ -8,6 +8,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -42,7 +43,9 @@ from shipyard.host.release import (
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.state import (
     AppState,
+    HeldLock,
     ReleaseRecord,
+    WarmSlot,
     app_lock,
     holder,
     load_state,
@@ -167,11 +170,13 @@ def switch(
     release_cmd: bool,
     config: dict[str, str] | None = None,
     finish: Finisher = run_now,
+    window: float = 0.0,
+    lock: HeldLock | None = None,
 ) -> Outcome:
     switch = stage(
         target, supervisor, app, release_id, state, action, release_cmd=release_cmd, config=config
     )
-    return commit(app, switch, state, action, finish)
+    return commit(app, switch, state, action, finish, window=window, lock=lock)
 
 
 def stage(
@@ -187,6 +192,14 @@ def stage(
 ) -> Switch:
     """Start `release_id` on the idle slot and check it; traffic stays where it is."""
     live = (state.live, state.slot) if state.live and state.slot else None
+    warm = state.warm
+    reuse = (
+        warm is not None
+        and warm.slot == state.idle_slot()
+        and warm.release == release_id
+        and warm.until > time.time()
+        and config is None
+    )
     switch = Switch(
         target.conn,
         supervisor,
@@ -198,6 +211,7 @@ def stage(
         run_release_command=release_cmd,
         run_as=target.run_as,
         servers=target.servers,
+        warm=reuse,
     )
     try:
         switch.stage()
@@ -208,9 +222,18 @@ def stage(
 
 
 def commit(
-    app: AppLayout, switch: Switch, state: AppState, action: str, finish: Finisher = run_now
+    app: AppLayout,
+    switch: Switch,
+    state: AppState,
+    action: str,
+    finish: Finisher = run_now,
+    *,
+    window: float = 0.0,
+    lock: HeldLock | None = None,
 ) -> Outcome:
-    """Move traffic to a staged release, record it as live, then retire the old slot."""
+    """Move traffic to a staged release, record it as live, then retire the old slot: at
+    once, or with a `window` (and the app's `lock`, which the work lets go of while it
+    waits) kept warm until the window has passed."""
     release_id = switch.release_id
     try:
         outcome = switch.commit(retire=False)
@@ -224,10 +247,49 @@ def commit(
     )
     state.live, state.slot = outcome.release, outcome.slot
     state.log(action, release_id, f"slot {outcome.slot}")
+    state.warm = None  # the slot that was warm serves now, or was replaced by this release
+    retiring = switch.retiring_slot
+    if retiring is not None and window > 0 and lock is not None:
+        state.warm = WarmSlot(retiring[0], retiring[1], time.time() + window)
+        warm = state.warm
+        save_state(app, state)
+        finish(lambda: keep_warm(app, switch, warm, lock))
+        return outcome
     save_state(app, state)
     if switch.retiring:
         finish(switch.retire_old)
     return outcome
+
+
+def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
+    """A deploy is under way: the release kept warm on the idle slot will be replaced, so it
+    starts stopping now, while the new one builds, instead of when its slot is needed."""
+    warm = state.warm
+    if warm is None:
+        return
+    supervisor = target.servers.supervisor(target.host)
+    if supervisor.is_running():
+        target.conn.remove(PurePosixPath(app.program_file(warm.slot)))
+        for process in ("web", *sorted(release_spec(app, warm.release).processes)):
+            supervisor.retire(app.program(process, warm.slot))
+    state.warm = None
+    save_state(app, state)
+
+
+def keep_warm(app: AppLayout, switch: Switch, warm: WarmSlot, lock: HeldLock) -> None:
+    """Let the old slot run until its window has passed, without holding the app's lock
+    meanwhile; then retire it, unless a deploy or a rollback has taken the slot since."""
+    switch.wait_drained_old()
+    lock.release()
+    time.sleep(max(0.0, warm.until - time.time()))
+    with app_lock(app, "retire the previous release", wait=3600):
+        state = load_state(app)
+        if state.warm != warm:
+            return
+        if state.slot != warm.slot:
+            switch.retire_old()
+        state.warm = None
+        save_state(app, state)
 
 
 def _record_failure(
@@ -261,9 +323,11 @@ def rollback(
     to: str | None,
     lock_wait: float = DEFAULT_LOCK_WAIT,
     finish: Finisher = run_now,
+    window: float = 0.0,
 ) -> Outcome:
+    """Switch back to an earlier release; with a `window`, the one it leaves stays warm."""
     app = target.app(spec)
-    with app_lock(app, "rollback", lock_wait):
+    with app_lock(app, "rollback", lock_wait) as lock:
         state = load_state(app)
         release_id = rollback_target(app, state, to)
         later: list[Callable[[], None]] = []
@@ -278,6 +342,8 @@ def rollback(
                 "rollback",
                 release_cmd=False,
                 finish=later.append,
+                window=window,
+                lock=lock,
             )
         for work in later:
             finish(work)

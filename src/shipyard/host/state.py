@@ -31,12 +31,23 @@ class ReleaseRecord:
     deployed_seq: int = 0
 
 
+@dataclass(frozen=True)
+class WarmSlot:
+    """The previous release, still running on its slot after a switch until `until` (epoch
+    seconds), so that a rollback to it meanwhile is an nginx switch only."""
+
+    slot: str
+    release: str
+    until: float
+
+
 @dataclass
 class AppState:
     releases: list[ReleaseRecord] = field(default_factory=list)
     live: str | None = None
     slot: str | None = None
     events: list[dict[str, str]] = field(default_factory=list)
+    warm: WarmSlot | None = None
 
     def record(self, release_id: str) -> ReleaseRecord | None:
         return next((r for r in self.releases if r.id == release_id), None)
@@ -69,6 +80,7 @@ class AppState:
             live=raw.get("live"),
             slot=raw.get("slot"),
             events=raw.get("events", []),
+            warm=WarmSlot(**raw["warm"]) if raw.get("warm") else None,
         )
 
 
@@ -96,11 +108,26 @@ def holder() -> str:
     return f"{os.environ.get('USER') or os.getuid()}@{socket.gethostname()} pid {os.getpid()}"
 
 
+class HeldLock:
+    """An app's lock while it is held; `release()` lets it go before the holder ends (a
+    child that inherited it and has more to do later)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            os.close(self.fd)  # closing drops the flock (once every copy of it is closed)
+
+
 @contextmanager
-def app_lock(app: AppLayout, action: str, wait: float) -> Iterator[None]:
+def app_lock(app: AppLayout, action: str, wait: float) -> Iterator[HeldLock]:
     """One deploy at a time per app: an flock the kernel releases if the holder dies."""
     app.root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(app.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+    lock = HeldLock(os.open(app.lock_file, os.O_RDWR | os.O_CREAT, 0o644))
+    fd = lock.fd
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -118,6 +145,6 @@ def app_lock(app: AppLayout, action: str, wait: float) -> Iterator[None]:
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{action} by {holder()} since {now()}\n".encode(), 0)
-        yield
+        yield lock
     finally:
-        os.close(fd)  # closing drops the flock
+        lock.release()

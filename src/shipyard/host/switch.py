@@ -60,8 +60,10 @@ class Switch:
         run_as: str | None = None,
         servers: Servers = SERVERS,
         nginx_check_timeout: float = NGINX_CHECK_TIMEOUT,
+        warm: bool = False,
     ) -> None:
         self.conn = conn
+        self.warm = warm  # the release still runs on the idle slot: reuse it if it is up
         self.servers = servers
         self.nginx_check_timeout = nginx_check_timeout
         self.supervisor = supervisor
@@ -81,6 +83,7 @@ class Switch:
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
         self._log_offset = 0
+        self.warm_reused = False  # staged by reusing the idle slot's running release
         self._retiring: tuple[str, ReloadHandle] | None = None
 
     def run(self) -> Outcome:
@@ -92,10 +95,13 @@ class Switch:
 
         A failure here leaves the serving release untouched and nothing of the new one running.
         """
-        self._write_env()
-        if self.run_release_command and self.spec.release:
-            self._release_command()
-        self._start_new()
+        if self.warm and self._idle_slot_runs():
+            self.warm_reused = True
+        else:
+            self._write_env()
+            if self.run_release_command and self.spec.release:
+                self._release_command()
+            self._start_new()
         try:
             self._check_new_socket()
         except BaseException:
@@ -126,6 +132,25 @@ class Switch:
         if retire:
             self.retire_old()
         return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+
+    @property
+    def retiring_slot(self) -> tuple[str, str] | None:
+        """(slot, release) left for `retire_old()`, if any."""
+        if self._retiring is None or self.live is None:
+            return None
+        return self._retiring[0], self.live[0]
+
+    def wait_drained_old(self) -> None:
+        """Until nginx's old workers have finished their requests on the old slot."""
+        if self._retiring is not None:
+            self.supervisor.close()  # may run in a forked child: a connection of its own
+            self._retiring[1].wait_drained()
+
+    def _idle_slot_runs(self) -> bool:
+        """Every process of the release runs on the idle slot (kept warm since it served)."""
+        names = [self.app.program(p, self.slot) for p in ("web", *sorted(self.spec.processes))]
+        infos = [self.supervisor.process(name) for name in names]
+        return all(info is not None and info.state == "RUNNING" for info in infos)
 
     def retire_old(self) -> None:
         """Once nginx's old workers have finished their requests, stop the old slot."""

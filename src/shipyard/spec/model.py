@@ -234,6 +234,14 @@ class Spec(_Strict):
         default_factory=list, description="server_name values; empty: any host name."
     )
     keep: int = Field(default=5, ge=1, le=100, description="Releases kept on disk for rollback.")
+    rollback_window: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Seconds the previous release keeps running after a switch (local "
+        "target), so that a rollback meanwhile is an nginx switch only; its processes stay in "
+        "memory that long. 0: it stops once nginx's old workers are done.",
+    )
     python: str = Field(
         default="",
         description="Python for the release venv (path or version); empty: shipyard's own.",

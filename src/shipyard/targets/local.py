@@ -109,6 +109,12 @@ class LocalTarget:
         log = str(self.app.logs / "shipyard-background.log")
         return lambda work: background(work, log)
 
+    def _window(self) -> float:
+        """How long the previous release stays warm: only where a detached child can keep
+        it (the `shipyard` program); an embedded caller's command retires it before it
+        returns."""
+        return float(self.spec.rollback_window) if self.background is not None else 0.0
+
     def close(self) -> None:
         pass
 
@@ -143,7 +149,8 @@ class LocalTarget:
         machine, spec, app = self.machine, self.spec, self.app
         app.check_socket_paths()
         runtime.find_nginx()
-        with app_lock(app, "deploy", lock_wait):
+        with app_lock(app, "deploy", lock_wait) as lock:
+            ops.let_warm_go(machine, app, load_state(app))
             ops.ensure_secrets(machine, spec, app, progress)
             with progress.stage("resolve dependencies"):
                 inputs = artifacts.gather_inputs(machine.conn, self.project, spec, self.cache)
@@ -189,6 +196,8 @@ class LocalTarget:
                     "deploy",
                     release_cmd=True,
                     finish=later.append,
+                    window=self._window(),
+                    lock=lock,
                 )
             with progress.stage("prune"):
                 ops.prune_releases(app, state, spec.keep)
@@ -199,7 +208,9 @@ class LocalTarget:
         return Deployed(outcome.release, self.url, [LOCAL], [])
 
     def rollback(self, progress: Progress, *, to: str | None, lock_wait: float) -> RolledBack:
-        outcome = ops.rollback(self.spec, self.machine, progress, to, lock_wait, self._finish())
+        outcome = ops.rollback(
+            self.spec, self.machine, progress, to, lock_wait, self._finish(), self._window()
+        )
         return RolledBack([outcome.release], [LOCAL])
 
     def restart(self, progress: Progress, *, lock_wait: float) -> Restarted:
