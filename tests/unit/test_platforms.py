@@ -13,6 +13,7 @@ from shipyard.build.wheels import compatible_tags, fetch_command
 from shipyard.errors import DeployError
 from shipyard.fleet.fleet import hosts_platform
 from shipyard.fleet.remote import Facts
+from shipyard.host.protocol import PROTOCOL_VERSION, HelloReply
 from shipyard.host.python import PythonInfo
 
 X86 = Platform("linux-x86_64", "glibc 2.36")
@@ -71,9 +72,15 @@ def test_a_fleet_of_mixed_platforms_is_refused_before_any_upload() -> None:
         def __init__(self, name: str) -> None:
             self.name = name
 
+    def hello(platform: str, libc: str) -> HelloReply:
+        return HelloReply(
+            protocol=PROTOCOL_VERSION, version="0", runtime="", interpreter="", python="3.11.2",
+            platform=platform, libc=libc, user="root", wheels={}, artifacts=[],
+        )  # fmt: skip
+
     hosts = [Named("web1"), Named("web2")]
-    same = {h.name: {"platform": "linux-aarch64", "libc": "glibc 2.31"} for h in hosts}
+    same = {h.name: hello("linux-aarch64", "glibc 2.31") for h in hosts}
     assert hosts_platform(hosts, same) == ARM  # type: ignore[arg-type]
-    mixed = {**same, "web2": {"platform": "linux-x86_64", "libc": "glibc 2.36"}}
+    mixed = {**same, "web2": hello("linux-x86_64", "glibc 2.36")}
     with pytest.raises(DeployError, match=r"different platforms .*web1.*web2"):
         hosts_platform(hosts, mixed)  # type: ignore[arg-type]

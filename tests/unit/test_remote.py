@@ -30,6 +30,7 @@ from shipyard.fleet.remote import (
 )
 from shipyard.fleet.ssh import SSHConnection, SSHOptions, unreachable
 from shipyard.host import render, wire
+from shipyard.host.protocol import FileHeader
 from shipyard.host.steps import Command
 from shipyard.spec.address import SSHAddress
 from shipyard.spec.model import Spec, TargetSpec, parse_spec
@@ -183,7 +184,8 @@ def test_wire_round_trip_checks_every_file(tmp_path: Path) -> None:
     stream.seek(0)
     message = wire.receive(stream)
     assert message is not None and message["op"] == "receive"
-    written = wire.receive_files(stream, message["files"], tmp_path / "in")
+    listed = [FileHeader.model_validate(f) for f in message["files"]]
+    written = wire.receive_files(stream, listed, tmp_path / "in")
     assert written[0].read_bytes() == source.read_bytes()
     assert wire.receive(stream) is None  # the payload was consumed exactly
 
@@ -200,7 +202,7 @@ def test_wire_refuses_corrupt_files_and_paths_outside(tmp_path: Path) -> None:
     message = wire.receive(stream)
     assert message is not None
     with pytest.raises(wire.ProtocolError, match=r"corrupted in transit.*a\.whl"):
-        wire.receive_files(stream, message["files"], tmp_path / "in")
+        wire.receive_files(stream, [entry, after], tmp_path / "in")
     assert wire.receive(stream) == {"op": "next"}  # still in step after the bad file
     for bad in ("../etc/passwd", "/etc/passwd", ""):
         with pytest.raises(wire.ProtocolError, match="refusing"):

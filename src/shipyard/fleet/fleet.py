@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from shipyard.build import artifact as artifacts
 from shipyard.build.bytecode_bundle import ensure_bundle, tag_for
@@ -26,6 +26,8 @@ from shipyard.events import Progress
 from shipyard.fleet import provision
 from shipyard.fleet.remote import (
     Agent,
+    AgentSession,
+    ProtocolMismatch,
     RemoteHost,
     lib_id,
     require_runtime,
@@ -33,6 +35,7 @@ from shipyard.fleet.remote import (
     target_hosts,
 )
 from shipyard.fleet.ssh import SSH_FAILED, ControlDir
+from shipyard.host import protocol as p
 from shipyard.host import wire
 from shipyard.host.artifact import MANIFEST, Artifact, wheel_store
 from shipyard.host.layout import HostLayout
@@ -43,6 +46,7 @@ from shipyard.plan import Plan
 from shipyard.spec.model import Spec, TargetSpec
 
 T = TypeVar("T")
+R = TypeVar("R", bound=p.Reply)
 
 
 @dataclass
@@ -77,6 +81,7 @@ class Fleet:
     hosts: list[RemoteHost]
     cache: Path
     control: ControlDir
+    reach: Reach = field(default_factory=lambda: SSHReach())
 
     @property
     def web(self) -> list[RemoteHost]:
@@ -100,6 +105,31 @@ class Fleet:
         front = self.lb or self.web[0]
         _, _, port = front.listen.rpartition(":")
         return f"http://{ssh_hostname(front.conn)}:{port}/"
+
+
+class Reach(Protocol):
+    """How the fleet gets to hosts' agents: over ssh (SSHReach), or to fakes in tests."""
+
+    def ready(self, fleet: Fleet, host: RemoteHost) -> None:
+        """The host can run this machine's agent: facts read, runtime there, agent synced."""
+
+    def open(
+        self, fleet: Fleet, host: RemoteHost, hello: p.Hello
+    ) -> tuple[AgentSession, p.HelloReply]:
+        """A session with the host's agent, and its answer to `hello`."""
+
+
+class SSHReach:
+    def ready(self, fleet: Fleet, host: RemoteHost) -> None:
+        facts = host.read_facts(fleet.target.run_user())
+        require_runtime(host)
+        if facts.lib != lib_id():
+            provision.execute(host, [provision.lib_action(host, fleet.cache)])
+
+    def open(
+        self, fleet: Fleet, host: RemoteHost, hello: p.Hello
+    ) -> tuple[AgentSession, p.HelloReply]:
+        return open_current(fleet, host, hello)
 
 
 @contextmanager
@@ -137,10 +167,7 @@ def connect(fleet: Fleet, reporter: Progress, hosts: Sequence[RemoteHost] | None
     """Facts from every host in parallel; the agent synced where shipyard changed."""
 
     def ready(host: RemoteHost) -> None:
-        facts = host.read_facts(fleet.target.run_user())
-        require_runtime(host)
-        if facts.lib != lib_id():
-            provision.execute(host, [provision.lib_action(host, fleet.cache)])
+        fleet.reach.ready(fleet, host)
 
     _, failures = each(hosts or fleet.hosts, ready, fleet.target.parallel, "connect")
     if failures:
@@ -194,9 +221,9 @@ def provision_fleet(fleet: Fleet, reporter: Progress, dry_run: bool) -> dict[str
 class Sessions:
     """Open agent sessions, one per host, closed together."""
 
-    agents: dict[str, Agent] = field(default_factory=dict)
+    agents: dict[str, AgentSession] = field(default_factory=dict)
 
-    def __getitem__(self, host: str) -> Agent:
+    def __getitem__(self, host: str) -> AgentSession:
         return self.agents[host]
 
     def close(self) -> None:
@@ -209,8 +236,8 @@ def sessions(fleet: Fleet, hosts: Sequence[RemoteHost]) -> Iterator[Sessions]:
     opened = Sessions()
     try:
 
-        def start(host: RemoteHost) -> Agent:
-            return open_current(fleet, host)[0]
+        def start(host: RemoteHost) -> AgentSession:
+            return fleet.reach.open(fleet, host, p.Hello())[0]
 
         started, failures = each(hosts, start, fleet.target.parallel, "connect")
         opened.agents.update(started)
@@ -277,30 +304,49 @@ def deploy(
             if tests is not None:
                 with reporter.stage("test"):
                     reporter.note(tests.result())
-        states = {h.name: hellos[h.name]["state"] for h in web}
-        _sync_secrets(fleet, web, agents, spec, reporter, states)
-        todo = [h for h in web if states[h.name]["live"] != artifact.id]
-        unchanged = [h.name for h in web if h not in todo]
-        if fleet.target.strategy == "rolling":
-            switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
-        else:
-            switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
-        if fleet.lb is not None:
-            with reporter.stage("load balancer"):
-                _lb(fleet, agents, spec, artifact, down=[], static=True)
+        switched, unchanged = roll_out(fleet, agents, spec, artifact, hellos, reporter)
     finally:
         agents.close()
     return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
 
 
-def hosts_platform(web: list[RemoteHost], hellos: dict[str, dict[str, Any]]) -> Platform:
+def roll_out(
+    fleet: Fleet,
+    agents: Sessions,
+    spec: Spec,
+    artifact: Artifact,
+    hellos: dict[str, p.HelloReply],
+    reporter: Progress,
+) -> tuple[list[str], list[str]]:
+    """With the release installed on every web host: secrets, the switch by the target's
+    strategy, then the lb. The hosts switched, and those that already served the release."""
+    web = fleet.web
+    states = {h.name: app_state(hellos[h.name]) for h in web}
+    _sync_secrets(fleet, web, agents, spec, reporter, states)
+    todo = [h for h in web if states[h.name].live != artifact.id]
+    unchanged = [h.name for h in web if h not in todo]
+    if fleet.target.strategy == "rolling":
+        switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
+    else:
+        switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
+    if fleet.lb is not None:
+        with reporter.stage("load balancer"):
+            _lb(fleet, agents, spec, artifact, down=[], static=True)
+    return switched, unchanged
+
+
+def app_state(hello: p.HelloReply) -> p.StateReply:
+    """The app's state a hello brought (asked for with its `app`)."""
+    assert hello.state is not None, "a hello for an app answers with its state"
+    return hello.state
+
+
+def hosts_platform(web: list[RemoteHost], hellos: dict[str, p.HelloReply]) -> Platform:
     """The one platform the web hosts share, which their wheels are fetched for."""
     found: dict[Platform, list[str]] = {}
     for host in web:
         hello = hellos[host.name]
-        found.setdefault(
-            Platform.parse(str(hello["platform"]), str(hello.get("libc", ""))), []
-        ).append(host.name)
+        found.setdefault(Platform.parse(hello.platform, hello.libc), []).append(host.name)
     if len(found) > 1:
         kinds = "; ".join(f"{p.describe()}: {', '.join(names)}" for p, names in found.items())
         raise DeployError(
@@ -310,33 +356,40 @@ def hosts_platform(web: list[RemoteHost], hellos: dict[str, dict[str, Any]]) -> 
     return next(iter(found)) if found else local_platform()
 
 
-def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, dict[str, Any]]:
+def open_current(
+    fleet: Fleet, host: RemoteHost, hello: p.Hello | None = None
+) -> tuple[Agent, p.HelloReply]:
     """A session with an agent that runs this machine's code, and its hello.
 
-    Fast path: the agent starts at once when its code and runtime are current; else the host's
-    facts say what is missing, and the agent is synced and started again.
+    Fast path: the agent starts at once when its code and runtime are current; else (an agent
+    of other code, or of another protocol) the host's facts say what is missing, and the agent
+    is synced and started again.
     """
+    hello = hello or p.Hello()
     agent = Agent.open(host)
+    mismatch = False
     try:
-        said = agent.call("hello", **hello)
+        said: p.HelloReply | None = agent.call(hello)
+    except ProtocolMismatch:  # another shipyard's agent: synced below whatever its mark says
+        said, mismatch = None, True
     except HostError:  # the agent did not start (an old one, say), or ssh did not connect
-        said = {}
+        said = None
         if agent.proc.returncode == SSH_FAILED:
             agent.close()
             raise
     except BaseException:  # it answered no (the app's lock is held, say): nothing left open
         agent.close()
         raise
-    if said and runtime_current(said):
+    if said is not None and runtime_current(said):
         return agent, said
     agent.close()
     facts = host.read_facts(fleet.target.run_user())
     require_runtime(host)
-    if facts.lib != lib_id():
+    if mismatch or facts.lib != lib_id():
         provision.execute(host, [provision.lib_action(host, fleet.cache)])
     agent = Agent.open(host)
     try:
-        return agent, agent.call("hello", **hello)
+        return agent, agent.call(hello)
     except BaseException:
         agent.close()
         raise
@@ -344,15 +397,16 @@ def open_current(fleet: Fleet, host: RemoteHost, **hello: Any) -> tuple[Agent, d
 
 def _prepare(
     fleet: Fleet, agents: Sessions, spec: Spec, lock_wait: float
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, p.HelloReply]:
     """Each host on its own: facts, the agent synced and started, the app's lock, its hello."""
 
-    def one(host: RemoteHost) -> dict[str, Any]:
-        lock = {"action": "deploy", "wait": lock_wait} if host.role == "web" else None
-        agent, hello = open_current(fleet, host, app=spec.name, lock=lock)
+    def one(host: RemoteHost) -> p.HelloReply:
+        web = host.role == "web"
+        lock = p.LockParams(action="deploy", wait=lock_wait) if web else None
+        agent, hello = fleet.reach.open(fleet, host, p.Hello(app=spec.name, lock=lock))
         agents.agents[host.name] = agent
-        if lock is None:  # the lb: its own lock for this app's site
-            agent.call("lock", app=spec.name, action="deploy", wait=lock_wait)
+        if not web:  # the lb: its own lock for this app's site
+            agent.call(p.Lock(app=spec.name, action="deploy", wait=lock_wait))
         return hello
 
     hellos, failures = each(fleet.hosts, one, fleet.target.parallel, "connect")
@@ -367,7 +421,7 @@ def _distribute(
     agents: Sessions,
     artifact: Artifact,
     spec: Spec,
-    hellos: dict[str, dict[str, Any]],
+    hellos: dict[str, p.HelloReply],
 ) -> int:
     """Send each host only the wheels it lacks and the artifact; install the release."""
     store = wheel_store(fleet.cache)
@@ -386,7 +440,7 @@ def _distribute(
     def one(host: RemoteHost) -> None:
         agent = agents[host.name]
         hello = hellos[host.name]
-        host_python = str(hello["python"]).rsplit(".", 1)[0]
+        host_python = hello.python.rsplit(".", 1)[0]
         if host_python != python:
             raise HostError(
                 host.name,
@@ -394,10 +448,10 @@ def _distribute(
                 hint=f'Set python = "{host_python}" in the spec (with python{host_python} '
                 "installed on this machine to build for it). Nothing was uploaded.",
             )
-        if artifact.id in hello["state"]["installed"]:
+        if artifact.id in app_state(hello).installed:
             sent[host.name] = 0
             return
-        have: dict[str, str] = hello["wheels"]
+        have = hello.wheels
         files = [
             wire.FileEntry(
                 f"wheels/{w.file}", (store / w.file).stat().st_size, w.sha256, store / w.file
@@ -406,19 +460,20 @@ def _distribute(
             if have.get(w.file) != w.sha256
         ]
         files += [bundle for bundle in bundles if have.get(bundle.source.name) != bundle.sha256]
-        reuse: dict[str, Any] | None = None
-        if artifact.id not in hello["artifacts"]:
+        reuse: p.Reuse | None = None
+        if artifact.id not in hello.artifacts:
             base = _reusable_artifact(artifact, hello)
             if base is not None and base not in same_in:
                 same_in[base] = unchanged_files(artifact_files, base)
             unchanged = same_in[base] if base is not None else {}
             files += [entry for rel, entry in artifact_files.items() if rel not in unchanged]
-            reuse = {"from": base.name, "files": unchanged} if base and unchanged else None
-        said = agent.call("receive", files, release=artifact.id, install=spec.name, reuse=reuse)
+            reuse = p.Reuse(base=base.name, files=unchanged) if base and unchanged else None
+        receive = p.Receive(release=artifact.id, install=spec.name, reuse=reuse)
+        said = agent.call(receive, files)
         sent[host.name] = sum(entry.size for entry in files)
-        if said.get("reuse_failed"):  # that artifact changed on the host: send all of it
+        if said.reuse_failed:  # that artifact changed on the host: send all of it
             files = list(artifact_files.values())
-            agent.call("receive", files, release=artifact.id, install=spec.name)
+            agent.call(receive.model_copy(update={"reuse": None}), files)
             sent[host.name] += sum(entry.size for entry in files)
 
     _, failures = each(web, one, fleet.target.parallel, "upload + install")
@@ -443,14 +498,14 @@ def _bytecode_bundles(store: Path, artifact: Artifact) -> list[wire.FileEntry]:
     return entries
 
 
-def _reusable_artifact(artifact: Artifact, hello: dict[str, Any]) -> Path | None:
+def _reusable_artifact(artifact: Artifact, hello: p.HelloReply) -> Path | None:
     """An artifact both this machine and the host have, the host's live one first: the new
     artifact's files that are the same in it need not be sent."""
-    state = hello.get("state") or {}
-    on_host: list[str] = [str(state.get("live") or ""), *reversed(hello["artifacts"])]
+    live = hello.state.live if hello.state else None
+    on_host = [live or "", *reversed(hello.artifacts)]
     for release in on_host:
         local: Path = artifact.path.parent / release
-        if release and release != artifact.id and release in hello["artifacts"] and local.is_dir():
+        if release and release != artifact.id and release in hello.artifacts and local.is_dir():
             return local
     return None
 
@@ -477,10 +532,10 @@ def _sync_secrets(
     agents: Sessions,
     spec: Spec,
     reporter: Progress,
-    states: dict[str, dict[str, Any]],
+    states: dict[str, p.StateReply],
 ) -> None:
     """Generated secrets are the same on every host (sessions, signed cookies behind an lb)."""
-    keys = {name: set(state["config_keys"]) for name, state in states.items()}
+    keys = {name: set(state.config_keys) for name, state in states.items()}
     required = [k for k, how in spec.secrets.items() if how == "required"]
     lacking = {name: [k for k in required if k not in have] for name, have in keys.items()}
     if any(lacking.values()):
@@ -498,14 +553,14 @@ def _sync_secrets(
     for key in sorted(missing):
         holder = next((name for name, have in keys.items() if key in have), None)
         if holder is not None:
-            values[key] = agents[holder].call("config_get", app=spec.name)["config"][key]
+            values[key] = agents[holder].call(p.ConfigGet(app=spec.name)).config[key]
         else:
             values[key] = random_secrets.token_urlsafe(32)
     for host in web:
         if missing - keys[host.name]:
-            config = agents[host.name].call("config_get", app=spec.name)["config"]
+            config = agents[host.name].call(p.ConfigGet(app=spec.name)).config
             config.update({k: values[k] for k in missing - keys[host.name]})
-            agents[host.name].call("config_put", app=spec.name, config=config)
+            agents[host.name].call(p.ConfigPut(app=spec.name, config=config))
     reporter.note(f"secret(s) {', '.join(sorted(missing))} set on every host")
 
 
@@ -529,18 +584,19 @@ def _stage_all(
         first, rest = hosts[0], hosts[1:]
         try:
             agents[first.name].call(
-                "stage", app=spec.name, release=release, action=action, release_cmd=True
+                p.Stage(app=spec.name, release=release, action=action, release_cmd=True)
             )
         except ShipyardError as err:
             return [Failure(first.name, "release command + stage", err)]
     _, failures = each(
         rest,
         lambda h: agents[h.name].call(
-            "stage",
-            app=spec.name,
-            release=release,
-            action=action,
-            release_cmd=release_cmd and each_host,
+            p.Stage(
+                app=spec.name,
+                release=release,
+                action=action,
+                release_cmd=release_cmd and each_host,
+            )
         ),
         fleet.target.parallel,
         "stage",
@@ -550,7 +606,7 @@ def _stage_all(
 
 def _abort(fleet: Fleet, hosts: list[RemoteHost], agents: Sessions, spec: Spec) -> None:
     each(
-        hosts, lambda h: agents[h.name].call("abort", app=spec.name), fleet.target.parallel, "abort"
+        hosts, lambda h: agents[h.name].call(p.Abort(app=spec.name)), fleet.target.parallel, "abort"
     )
 
 
@@ -580,7 +636,7 @@ def _all_at_once(
     with reporter.stage(f"switch {len(hosts)} host(s)"):
         done, failures = each(
             hosts,
-            lambda h: agents[h.name].call("commit", app=spec.name),
+            lambda h: agents[h.name].call(p.Commit(app=spec.name)),
             fleet.target.parallel,
             "switch",
         )
@@ -618,7 +674,7 @@ def _rolling(
             if not failures:
                 done, failures = each(
                     batch,
-                    lambda h: agents[h.name].call("commit", app=spec.name),
+                    lambda h: agents[h.name].call(p.Commit(app=spec.name)),
                     fleet.target.parallel,
                     "switch",
                 )
@@ -647,9 +703,9 @@ def _after_partial_failure(
 
         def back(host: RemoteHost) -> None:
             agent = agents[host.name]
-            previous = agent.call("rollback_target", app=spec.name)["release"]
-            agent.call("stage", app=spec.name, release=previous, action="rollback")
-            agent.call("commit", app=spec.name)
+            previous = agent.call(p.RollbackTarget(app=spec.name)).release
+            agent.call(p.Stage(app=spec.name, release=previous, action="rollback"))
+            agent.call(p.Commit(app=spec.name))
 
         _, more = each(rolled, back, fleet.target.parallel, "roll back")
         where = f"({', '.join(switched)} rolled back to their previous release)"
@@ -694,16 +750,15 @@ def _lb(
             if root.is_dir()
             else []
         )
-    agents[lb.name].call(
-        "lb",
-        files,
+    request = p.Lb(
         app=spec.name,
         release=release,
-        spec=spec.model_dump(mode="json"),
+        spec=spec,
         backends=backends,
         static=artifact.manifest.static,
         update_static=static,
     )
+    agents[lb.name].call(request, files)
 
 
 # --- the other fleet-wide commands --------------------------------------------------------------
@@ -717,7 +772,7 @@ def rollback(
     with sessions(fleet, fleet.web) as agents:
         _, failures = each(
             fleet.web,
-            lambda h: agents[h.name].call("lock", app=spec.name, action="rollback", wait=lock_wait),
+            lambda h: agents[h.name].call(p.Lock(app=spec.name, action="rollback", wait=lock_wait)),
             fleet.target.parallel,
             "lock",
         )
@@ -725,7 +780,7 @@ def rollback(
             raise FleetError(failures, "to take the app's lock", "Nothing was switched.")
         targets, failures = each(
             fleet.web,
-            lambda h: agents[h.name].call("rollback_target", app=spec.name, to=to)["release"],
+            lambda h: agents[h.name].call(p.RollbackTarget(app=spec.name, to=to)).release,
             fleet.target.parallel,
             "find release",
         )
@@ -735,7 +790,7 @@ def rollback(
             _, failures = each(
                 fleet.web,
                 lambda h: agents[h.name].call(
-                    "stage", app=spec.name, release=targets[h.name], action="rollback"
+                    p.Stage(app=spec.name, release=targets[h.name], action="rollback")
                 ),
                 fleet.target.parallel,
                 "stage",
@@ -746,7 +801,7 @@ def rollback(
         with reporter.stage("switch"):
             done, failures = each(
                 fleet.web,
-                lambda h: agents[h.name].call("commit", app=spec.name),
+                lambda h: agents[h.name].call(p.Commit(app=spec.name)),
                 fleet.target.parallel,
                 "switch",
             )
@@ -759,28 +814,39 @@ def rollback(
     return sorted(set(targets.values()))
 
 
-def status(spec: Spec, fleet: Fleet) -> list[dict[str, Any]]:
-    def one(host: RemoteHost) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HostReport:
+    """One host's answer to `status`: a web host's status, the lb's hello, or the error."""
+
+    host: str
+    role: str
+    web: p.StatusReply | None = None
+    lb: p.HelloReply | None = None
+    error: str | None = None
+
+
+def status(spec: Spec, fleet: Fleet) -> list[HostReport]:
+    def one(host: RemoteHost) -> HostReport:
         with sessions(fleet, [host]) as agents:
             if host.role == "lb":
-                return {"host": host.name, "role": "lb", **agents[host.name].call("hello")}
-            report = agents[host.name].call("status", spec=spec.model_dump(mode="json"))
-            return {"host": host.name, "role": "web", **report}
+                return HostReport(host.name, "lb", lb=agents[host.name].call(p.Hello()))
+            report = agents[host.name].call(p.Status(spec=spec))
+            return HostReport(host.name, "web", web=report)
 
-    def safe(host: RemoteHost) -> dict[str, Any]:
+    def safe(host: RemoteHost) -> HostReport:
         try:
             return one(host)
         except ShipyardError as err:
-            return {"host": host.name, "role": host.role, "error": err.message}
+            return HostReport(host.name, host.role, error=err.message)
 
     rows, _ = each(fleet.hosts, safe, fleet.target.parallel, "status")
     return [rows[h.name] for h in fleet.hosts]
 
 
-def releases(spec: Spec, fleet: Fleet) -> dict[str, list[dict[str, Any]]]:
-    def one(host: RemoteHost) -> list[dict[str, Any]]:
+def releases(spec: Spec, fleet: Fleet) -> dict[str, list[p.ReleaseInfo]]:
+    def one(host: RemoteHost) -> list[p.ReleaseInfo]:
         with sessions(fleet, [host]) as agents:
-            return list(agents[host.name].call("releases", app=spec.name)["releases"])
+            return agents[host.name].call(p.Releases(app=spec.name)).releases
 
     found, failures = each(fleet.web, one, fleet.target.parallel, "releases")
     if failures:
@@ -788,16 +854,16 @@ def releases(spec: Spec, fleet: Fleet) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def each_web(spec: Spec, fleet: Fleet, op: str, **params: Any) -> dict[str, dict[str, Any]]:
-    """One agent call on every web host (start, stop, restart, destroy)."""
+def each_web(fleet: Fleet, request: p.Request[R]) -> dict[str, R]:
+    """One request on every web host (start, stop, restart, destroy), a session each."""
 
-    def one(host: RemoteHost) -> dict[str, Any]:
+    def one(host: RemoteHost) -> R:
         with sessions(fleet, [host]) as agents:
-            return agents[host.name].call(op, spec=spec.model_dump(mode="json"), **params)
+            return agents[host.name].call(request)
 
-    done, failures = each(fleet.web, one, fleet.target.parallel, op)
+    done, failures = each(fleet.web, one, fleet.target.parallel, request.op)
     if failures:
-        raise FleetError(failures, f"to {op}", f"Done on: {', '.join(done) or 'none'}.")
+        raise FleetError(failures, f"to {request.op}", f"Done on: {', '.join(done) or 'none'}.")
     return done
 
 
@@ -807,7 +873,7 @@ def remove_from_lb(spec: Spec, fleet: Fleet) -> bool:
     if lb is None:
         return False
     with sessions(fleet, [lb]) as agents:
-        return bool(agents[lb.name].call("lb_remove", app=spec.name)["removed"])
+        return agents[lb.name].call(p.LbRemove(app=spec.name)).removed
 
 
 def config_update(
@@ -818,11 +884,8 @@ def config_update(
     def one(host: RemoteHost) -> str:
         with sessions(fleet, [host]) as agents:
             agent = agents[host.name]
-            current = agent.call("config_get", app=spec.name)["config"]
-            new = change(dict(current))
-            agent.call(
-                "restart", spec=spec.model_dump(mode="json"), config=new, action="config set"
-            )
+            current = agent.call(p.ConfigGet(app=spec.name)).config
+            agent.call(p.Restart(spec=spec, config=change(dict(current)), action="config set"))
             return host.name
 
     done, failures = each(fleet.web, one, fleet.target.parallel, "config")
@@ -836,7 +899,7 @@ def config_update(
 def config_get(spec: Spec, fleet: Fleet) -> dict[str, str]:
     host = fleet.web[0]
     with sessions(fleet, [host]) as agents:
-        return dict(agents[host.name].call("config_get", app=spec.name)["config"])
+        return agents[host.name].call(p.ConfigGet(app=spec.name)).config
 
 
 def follow_logs(
@@ -885,10 +948,8 @@ def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
 
     def one(host: RemoteHost) -> Plan:
         with sessions(fleet, [host]) as agents:
-            said = agents[host.name].call(
-                "plan", spec=spec.model_dump(mode="json"), release=release
-            )
-        return Plan.model_validate({**said["plan"], "host": host.name})
+            said = agents[host.name].call(p.Plan(spec=spec, release=release))
+        return said.plan.model_copy(update={"host": host.name})
 
     found, failures = each(fleet.web, one, fleet.target.parallel, "plan")
     if failures:
@@ -907,8 +968,8 @@ def run_argv(spec: Spec, fleet: Fleet, command: list[str], host_name: str | None
         )
     host = next(h for h in fleet.web if h.name == chosen)
     with sessions(fleet, [host]) as agents:
-        state = agents[host.name].call("state", app=spec.name)
-    if not state["live"]:
+        state = agents[host.name].call(p.State(app=spec.name))
+    if not state.live or not state.slot:
         raise UsageError(f"app {spec.name} is not deployed on {chosen}.")
     layout = HostLayout(Path(str(host.base)))
     app = layout.app(spec.name)
@@ -917,8 +978,8 @@ def run_argv(spec: Spec, fleet: Fleet, command: list[str], host_name: str | None
             (
                 *as_user(host.app_user),
                 str(layout.launcher),
-                str(app.env_file(state["slot"])),
-                str(app.release(state["live"])),
+                str(app.env_file(state.slot)),
+                str(app.release(state.live)),
                 *command,
             ),
             sudo=True,

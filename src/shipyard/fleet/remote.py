@@ -18,11 +18,12 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import metadata
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
+from pydantic import ValidationError
 
 import shipyard
 from shipyard.build.deps import Pin
@@ -31,6 +32,14 @@ from shipyard.build.runtime_image import RUNTIME_FORMAT
 from shipyard.errors import HostError, ShipyardError
 from shipyard.fleet.ssh import SSH_FAILED, SSHConnection, SSHOptions, unreachable
 from shipyard.host import resident, wire
+from shipyard.host.protocol import (
+    PROTOCOL_VERSION,
+    ErrorDetail,
+    ErrorReply,
+    HelloReply,
+    Reply,
+    Request,
+)
 from shipyard.host.steps import Command
 from shipyard.spec.address import SSHAddress
 from shipyard.spec.model import TargetSpec
@@ -41,6 +50,7 @@ RUNTIME_MARK = ".shipyard-runtime"
 INTERPRETER_MARK = ".shipyard-interpreter"
 LIB_MARK = ".shipyard-lib"
 NOT_READY = 3  # the agent's exit code when its code is not the deploying machine's
+R = TypeVar("R", bound=Reply)
 HOST_PACKAGES = ("pydantic", "jinja2", "supervisor", "packaging", "installer")
 
 FACTS_SCRIPT = r"""
@@ -303,11 +313,65 @@ def local_python_minor() -> str:
 class RemoteError(ShipyardError):
     """An error the agent reported from a host, with the host and the step named."""
 
-    def __init__(self, host: str, op: str, error: dict[str, Any]) -> None:
-        super().__init__(f"{host} ({op}): {error.get('message', 'failed')}", hint=error.get("hint"))
+    def __init__(self, host: str, op: str, error: ErrorDetail) -> None:
+        super().__init__(f"{host} ({op}): {error.message}", hint=error.hint)
         self.host = host
         self.op = op
-        self.exit_code = int(error.get("exit_code") or 1)  # type: ignore[misc]
+        self.kind = error.type  # the agent's name for it: "LockHeld", "DeployError", ...
+        self.exit_code = error.exit_code or 1  # type: ignore[misc]
+
+
+class ProtocolMismatch(HostError):
+    """The host's agent and this machine do not speak the same protocol (another shipyard
+    there): the agent is synced and started again, as for any out-of-date agent."""
+
+    def __init__(self, host: str, op: str, theirs: int | None, detail: str) -> None:
+        super().__init__(
+            host,
+            f"its agent speaks protocol {theirs if theirs is not None else 'unknown'} and this "
+            f"machine's shipyard protocol {PROTOCOL_VERSION} ('{op}': {detail})",
+            hint="shipyard syncs the host's agent when it meets one of other code; if this "
+            "persists, run 'shipyard provision TARGET' and retry.",
+        )
+        self.theirs = theirs
+        self.ours = PROTOCOL_VERSION
+
+
+class AgentSession(Protocol):
+    """What the fleet needs of a session with a host's agent (Agent, or a fake in tests)."""
+
+    def call(self, request: Request[R], files: Iterable[wire.FileEntry] = ()) -> R: ...
+
+    def close(self) -> None: ...
+
+
+def read_reply(host: str, request: Request[R], raw: dict[str, Any]) -> R:
+    """The reply model `raw` is for `request`; RemoteError for the agent's error, and
+    ProtocolMismatch for a reply this machine cannot read, or a request the agent could not."""
+    op = request.op
+    if raw.get("ok") is True:
+        body = {key: value for key, value in raw.items() if key != "ok"}
+        try:
+            reply = request.parse_reply(body)
+        except ValidationError as err:
+            theirs = body.get("protocol")
+            raise ProtocolMismatch(
+                host, op, theirs if isinstance(theirs, int) else None, f"its reply: {err_text(err)}"
+            ) from None
+        if isinstance(reply, HelloReply) and reply.protocol != PROTOCOL_VERSION:
+            raise ProtocolMismatch(host, op, reply.protocol, "its hello")
+        return reply
+    try:
+        error = ErrorReply.model_validate(raw).error
+    except ValidationError:
+        raise ProtocolMismatch(host, op, None, f"an unreadable reply {str(raw)[:200]}") from None
+    if error.type in ("ProtocolMismatch", "InvalidRequest"):
+        raise ProtocolMismatch(host, op, error.protocol, error.message)
+    raise RemoteError(host, op, error)
+
+
+def err_text(err: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()[:3])
 
 
 @dataclass
@@ -330,6 +394,11 @@ class Agent:
         socket_path = str(host.runtime / resident.SOCKET_NAME)
         relay = (host.python, "-I", "-S", "-c", resident.RELAY, socket_path, header)
         proc = host.conn.popen(replace(full, argv=relay + full.argv))
+        return cls.over(host, proc)
+
+    @classmethod
+    def over(cls, host: RemoteHost, proc: subprocess.Popen[bytes]) -> Agent:
+        """A session over a started agent process (its stdin and stdout piped)."""
         agent = cls(host, proc)
         threading.Thread(target=agent._drain_stderr, daemon=True).start()
         return agent
@@ -340,18 +409,19 @@ class Agent:
             self._stderr.append(line)
             del self._stderr[:-50]
 
-    def call(self, op: str, files: Iterable[wire.FileEntry] = (), **params: Any) -> dict[str, Any]:
+    def call(self, request: Request[R], files: Iterable[wire.FileEntry] = ()) -> R:
+        """Send one request (and its files' payload); its reply, parsed into its model."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        op = request.op
+        message = request.model_dump(mode="json", by_alias=True, exclude={"files"})
         try:
-            wire.send(self.proc.stdin, {"op": op, **params}, files)
-            reply = wire.receive(self.proc.stdout)
+            wire.send(self.proc.stdin, message, files)
+            raw = wire.receive(self.proc.stdout)
         except (BrokenPipeError, ConnectionError, wire.ProtocolError):
-            reply = None
-        if reply is None:
+            raw = None
+        if raw is None:
             raise self._lost(op)
-        if not reply.get("ok"):
-            raise RemoteError(self.host.name, op, dict(reply.get("error") or {}))
-        return reply
+        return read_reply(self.host.name, request, raw)
 
     def _lost(self, op: str) -> HostError:
         try:
@@ -384,11 +454,10 @@ def shell_quote(*parts: str) -> str:
     return shlex.join(parts)
 
 
-def runtime_current(hello: dict[str, Any]) -> bool:
+def runtime_current(hello: HelloReply) -> bool:
     """The runtime the agent runs in is the one provision would install now."""
-    minor = ".".join(str(hello.get("python", "")).split(".")[:2])
-    expected = runtime_id(minor, str(hello.get("interpreter", "")))
-    return hello.get("runtime") == expected
+    minor = ".".join(hello.python.split(".")[:2])
+    return hello.runtime == runtime_id(minor, hello.interpreter)
 
 
 def require_runtime(host: RemoteHost) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import json
 import os
 import shutil
 import sys
@@ -24,14 +25,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import IO, Any
 
+from pydantic import ValidationError
+
 from shipyard import __version__
 from shipyard.errors import DeployError, ShipyardError
 from shipyard.events import Silent
 from shipyard.host import lifecycle as ops
+from shipyard.host import protocol as p
 from shipyard.host import render, resident, runtime, wire
 from shipyard.host.artifact import MANIFEST, SPEC, load_artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection, replace_symlink, write_atomic
+from shipyard.host.protocol import PROTOCOL_VERSION, Reply, Request
 from shipyard.host.python import local_libc
 from shipyard.host.release import config_upload, installed_releases, load_config, release_spec
 from shipyard.host.state import app_lock, load_state, save_state
@@ -39,7 +44,6 @@ from shipyard.host.supervisor import Supervisor
 from shipyard.host.switch import Switch
 from shipyard.spec.model import Spec
 
-Reply = dict[str, Any]
 NOT_READY = 3  # remote.NOT_READY: the deploying machine syncs the agent and starts it again
 
 
@@ -64,57 +68,81 @@ class Session:
         self.staged: dict[str, tuple[Switch, str]] = {}
         self.reporter = Silent()
 
-    def app(self, message: dict[str, Any]) -> AppLayout:
-        name = str(message["app"])
+    def handlers(self) -> dict[type[Request[Any]], Callable[[Any], Reply]]:
+        """Each request's handler: the agent's whole surface, in one table."""
+        return {
+            p.Hello: self.hello,
+            p.Lock: self.lock,
+            p.State: self.state,
+            p.Receive: self.receive,
+            p.Install: self.install,
+            p.ConfigGet: self.config_get,
+            p.ConfigPut: self.config_put,
+            p.Stage: self.stage,
+            p.Commit: self.commit,
+            p.Abort: self.abort,
+            p.RollbackTarget: self.rollback_target,
+            p.Restart: self.restart,
+            p.Start: self.start,
+            p.Stop: self.stop,
+            p.Destroy: self.destroy,
+            p.Status: self.status,
+            p.Releases: self.releases,
+            p.Plan: self.plan,
+            p.Lb: self.lb,
+            p.LbRemove: self.lb_remove,
+        }
+
+    def handle(self, request: Request[Any]) -> Reply:
+        return self.handlers()[type(request)](request)
+
+    def app(self, name: str) -> AppLayout:
         if not name or "/" in name or name.startswith("."):
             raise DeployError(f"bad app name {name!r}")
         return self.host.app(name)
 
     # --- facts and files ------------------------------------------------------------------
 
-    def op_hello(self, message: dict[str, Any]) -> Reply:
+    def hello(self, request: p.Hello) -> p.HelloReply:
         """Facts about this host's runtime; with `app`, that app's state too, and with `lock`,
         the app's deploy lock taken first (one round trip for all three)."""
         venv = self.host.runtime_venv
-        about_app: Reply = {}
-        if message.get("app"):
-            if message.get("lock"):
-                self.op_lock({**message, **dict(message["lock"])})
-            about_app = {"state": self.op_state(message)}
-        return {
-            **about_app,
-            "version": __version__,
-            "runtime": _read(venv / ".shipyard-runtime"),
-            "interpreter": _read(venv / ".shipyard-interpreter"),
-            "python": ".".join(map(str, sys.version_info[:3])),
-            "platform": sysconfig.get_platform(),
-            "libc": local_libc(),
-            "user": getpass.getuser(),
-            "wheels": self._wheel_index(),
-            "artifacts": sorted(p.parent.name for p in self.host.artifacts.glob(f"*/{MANIFEST}")),
-        }
+        state = None
+        if request.app:
+            if request.lock:
+                self.lock(p.Lock(app=request.app, **request.lock.model_dump()))
+            state = self.state(p.State(app=request.app))
+        return p.HelloReply(
+            protocol=PROTOCOL_VERSION,
+            version=__version__,
+            runtime=_read(venv / ".shipyard-runtime"),
+            interpreter=_read(venv / ".shipyard-interpreter"),
+            python=".".join(map(str, sys.version_info[:3])),
+            platform=sysconfig.get_platform(),
+            libc=local_libc(),
+            user=getpass.getuser(),
+            wheels=self._wheel_index(),
+            artifacts=sorted(m.parent.name for m in self.host.artifacts.glob(f"*/{MANIFEST}")),
+            state=state,
+        )
 
     def _wheel_index(self) -> dict[str, str]:
-        import json
-
         try:
             index: dict[str, str] = json.loads(self.host.wheel_index.read_text())
         except (FileNotFoundError, ValueError):
             return {}
         return {name: sha for name, sha in index.items() if (self.host.wheels / name).is_file()}
 
-    def op_receive(self, message: dict[str, Any]) -> Reply:
+    def receive(self, request: p.Receive) -> p.ReceiveReply:
         """Wheels into the store, an artifact into artifacts/<id>; every file sha256-checked."""
-        import json
-
-        release = str(message["release"])
+        release = request.release
         wire.safe_relative(release)
         self.host.incoming.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"{release}.", dir=self.host.incoming))
         try:
-            written = wire.receive_files(self.stream, list(message.get("files", [])), work)
+            written = wire.receive_files(self.stream, request.files, work)
             index = self._wheel_index()
-            digests = {e["path"]: e["sha256"] for e in message.get("files", [])}
+            digests = {entry.path: entry.sha256 for entry in request.files}
             self.host.wheels.mkdir(parents=True, exist_ok=True)
             for path in written:
                 rel = path.relative_to(work)
@@ -124,9 +152,8 @@ class Session:
             write_atomic(self.host.wheel_index, json.dumps(index, indent=1).encode())
             artifact_dir = work / "artifact"
             final = self.host.artifacts / release
-            reuse = message.get("reuse")
-            if reuse and (failed := self._reuse(reuse, artifact_dir)):
-                return {"received": len(written), "reuse_failed": failed}
+            if request.reuse and (failed := self._reuse(request.reuse, artifact_dir)):
+                return p.ReceiveReply(received=len(written), reuse_failed=failed)
             if artifact_dir.is_dir() and not (final / MANIFEST).is_file():
                 self.host.artifacts.mkdir(parents=True, exist_ok=True)
                 shutil.rmtree(final, ignore_errors=True)
@@ -135,18 +162,18 @@ class Session:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         self._check_artifact(release, index)
-        if message.get("install"):  # and install it for this app, in the same round trip
-            self.op_install({"app": message["install"], "release": release})
-        return {"received": len(written)}
+        if request.install:  # and install it for this app, in the same round trip
+            self.install(p.Install(app=request.install, release=release))
+        return p.ReceiveReply(received=len(written))
 
-    def _reuse(self, reuse: dict[str, Any], into: Path) -> list[str]:
+    def _reuse(self, reuse: p.Reuse, into: Path) -> list[str]:
         """Take the files of an artifact this host has that the new one has unchanged (the
         deploying machine sent only their digests); the paths that could not be, if any.
         Hard links: an artifact's files never change once it is received."""
-        base = self.host.artifacts / wire.safe_relative(str(reuse["from"]))
+        base = self.host.artifacts / wire.safe_relative(reuse.base)
         failed = []
-        for rel, sha256 in dict(reuse["files"]).items():
-            path = wire.safe_relative(str(rel))
+        for rel, sha256 in reuse.files.items():
+            path = wire.safe_relative(rel)
             source = base / path
             try:  # the artifact may be pruned meanwhile: then it is sent after all
                 if wire.sha256_of(source) != sha256:
@@ -157,7 +184,7 @@ class Session:
                 except OSError:
                     shutil.copyfile(source, into / path)
             except (OSError, ValueError):
-                failed.append(str(rel))
+                failed.append(rel)
         return failed
 
     def _check_artifact(self, release: str, index: dict[str, str]) -> None:
@@ -179,189 +206,163 @@ class Session:
 
     # --- the release state machine ------------------------------------------------------------
 
-    def op_lock(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
+    def lock(self, request: p.Lock) -> p.Done:
+        app = self.app(request.app)
         if app.name not in self.locked:
-            self.locks.enter_context(
-                app_lock(app, str(message.get("action", "deploy")), float(message.get("wait", 0)))
-            )
+            self.locks.enter_context(app_lock(app, request.action, request.wait))
             self.locked.add(app.name)
-        return {}
+        return p.Done()
 
-    def op_state(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
+    def state(self, request: p.State) -> p.StateReply:
+        app = self.app(request.app)
         state = load_state(app)
-        return {
-            "live": state.live,
-            "slot": state.slot,
-            "installed": installed_releases(app),
-            "config_keys": sorted(load_config(app)),
-        }
+        return p.StateReply(
+            live=state.live,
+            slot=state.slot,
+            installed=installed_releases(app),
+            config_keys=sorted(load_config(app)),
+        )
 
-    def op_install(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
-        artifact = load_artifact(self.host.artifacts / str(message["release"]))
+    def install(self, request: p.Install) -> p.Done:
+        app = self.app(request.app)
+        artifact = load_artifact(self.host.artifacts / wire.safe_relative(request.release))
         spec = Spec.model_validate_json((artifact.path / SPEC).read_text())
         app.check_socket_paths()
         ops.install_release(self.target, spec, app, artifact)
         state = load_state(app)
         ops.record_installed(state, artifact)
         save_state(app, state)
-        return {}
+        return p.Done()
 
-    def op_config_get(self, message: dict[str, Any]) -> Reply:
-        return {"config": load_config(self.app(message))}
+    def config_get(self, request: p.ConfigGet) -> p.ConfigReply:
+        return p.ConfigReply(config=load_config(self.app(request.app)))
 
-    def op_config_put(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
-        config = {str(k): str(v) for k, v in dict(message["config"]).items()}
-        LocalConnection().put(config_upload(app, config))
-        return {}
+    def config_put(self, request: p.ConfigPut) -> p.Done:
+        LocalConnection().put(config_upload(self.app(request.app), request.config))
+        return p.Done()
 
-    def op_stage(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
+    def stage(self, request: p.Stage) -> p.StageReply:
+        app = self.app(request.app)
         # a release moves only under the app's lock: taken now if this session lacks it
-        self.op_lock({"app": app.name, "action": message.get("action", "deploy")})
-        release = str(message["release"])
-        action = str(message.get("action", "deploy"))
+        self.lock(p.Lock(app=app.name, action=request.action))
+        wire.safe_relative(request.release)
         state = load_state(app)
         supervisor = runtime.ensure_runtime(self.target.conn, self.host)
         switch = ops.stage(
             self.target,
             supervisor,
             app,
-            release,
+            request.release,
             state,
-            action,
-            release_cmd=bool(message.get("release_cmd", False)),
+            request.action,
+            release_cmd=request.release_cmd,
         )
-        self.staged[app.name] = (switch, action)
-        return {"slot": switch.slot, "previous": state.live}
+        self.staged[app.name] = (switch, request.action)
+        return p.StageReply(slot=switch.slot, previous=state.live)
 
-    def op_commit(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
+    def commit(self, request: p.Commit) -> p.CommitReply:
+        app = self.app(request.app)
         if app.name not in self.staged:
             raise DeployError(f"nothing is staged for {app.name} in this session")
         switch, action = self.staged.pop(app.name)
         state = load_state(app)
         outcome = ops.commit(app, switch, state, action)
-        ops.prune_releases(app, state, release_spec(app, outcome.release).keep)
-        self._prune_artifacts(keep=max(release_spec(app, outcome.release).keep * 2, 10))
-        return asdict(outcome)
+        keep = release_spec(app, outcome.release).keep
+        ops.prune_releases(app, state, keep)
+        self._prune_artifacts(keep=max(keep * 2, 10))
+        return p.CommitReply(**asdict(outcome))
 
-    def op_abort(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
-        staged = self.staged.pop(app.name, None)
+    def abort(self, request: p.Abort) -> p.AbortReply:
+        staged = self.staged.pop(self.app(request.app).name, None)
         if staged is not None:
             staged[0].abort()
-        return {"aborted": staged is not None}
+        return p.AbortReply(aborted=staged is not None)
 
     def _prune_artifacts(self, keep: int) -> None:
         received = sorted(
-            self.host.artifacts.glob(f"*/{MANIFEST}"), key=lambda p: p.stat().st_mtime
+            self.host.artifacts.glob(f"*/{MANIFEST}"), key=lambda m: m.stat().st_mtime
         )
         for manifest in received[:-keep]:
             shutil.rmtree(manifest.parent, ignore_errors=True)
 
-    def op_rollback_target(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
-        to = message.get("to")
-        return {"release": ops.rollback_target(app, load_state(app), str(to) if to else None)}
+    def rollback_target(self, request: p.RollbackTarget) -> p.RollbackTargetReply:
+        app = self.app(request.app)
+        return p.RollbackTargetReply(
+            release=ops.rollback_target(app, load_state(app), request.to or None)
+        )
 
-    def op_restart(self, message: dict[str, Any]) -> Reply:
-        spec = Spec.model_validate(message["spec"])
-        config = message.get("config")
+    def restart(self, request: p.Restart) -> p.RestartReply:
         outcome = ops.restart(
-            spec,
+            request.spec,
             self.target,
             self.reporter,
-            config=None if config is None else {str(k): str(v) for k, v in config.items()},
-            action=str(message.get("action", "restart")),
-            lock_wait=float(message.get("wait", 0)),
+            config=request.config,
+            action=request.action,
+            lock_wait=request.wait,
         )
-        return {"outcome": asdict(outcome) if outcome else None}
+        return p.RestartReply(outcome=p.CommitReply(**asdict(outcome)) if outcome else None)
 
-    def op_start(self, message: dict[str, Any]) -> Reply:
-        return {"processes": ops.start(Spec.model_validate(message["spec"]), self.target)}
+    def start(self, request: p.Start) -> p.ProcessesReply:
+        return p.ProcessesReply(processes=ops.start(request.spec, self.target))
 
-    def op_stop(self, message: dict[str, Any]) -> Reply:
-        return {"processes": ops.stop(Spec.model_validate(message["spec"]), self.target)}
+    def stop(self, request: p.Stop) -> p.ProcessesReply:
+        return p.ProcessesReply(processes=ops.stop(request.spec, self.target))
 
-    def op_destroy(self, message: dict[str, Any]) -> Reply:
-        ops.destroy(Spec.model_validate(message["spec"]), self.target, bool(message["purge"]))
-        return {}
+    def destroy(self, request: p.Destroy) -> p.Done:
+        ops.destroy(request.spec, self.target, request.purge)
+        return p.Done()
 
-    def op_status(self, message: dict[str, Any]) -> Reply:
+    def status(self, request: p.Status) -> p.StatusReply:
         from shipyard.host.status import app_status
 
-        return app_status(Spec.model_validate(message["spec"]), self.target)
+        return p.StatusReply.model_validate(app_status(request.spec, self.target))
 
-    def op_releases(self, message: dict[str, Any]) -> Reply:
-        app = self.app(message)
+    def releases(self, request: p.Releases) -> p.ReleasesReply:
+        app = self.app(request.app)
         state = load_state(app)
         on_disk = set(installed_releases(app))
-        return {
-            "releases": [
-                {**asdict(r), "on_disk": r.id in on_disk, "live": r.id == state.live}
+        return p.ReleasesReply(
+            releases=[
+                p.ReleaseInfo(**asdict(r), on_disk=r.id in on_disk, live=r.id == state.live)
                 for r in reversed(state.releases)
             ]
-        }
+        )
 
-    def op_plan(self, message: dict[str, Any]) -> Reply:
+    def plan(self, request: p.Plan) -> p.PlanReply:
         """What a deploy of `release` would do here; reads, changes nothing."""
         from shipyard.host.planning import host_plan
 
-        spec = Spec.model_validate(message["spec"])
-        release = str(message["release"])
-        wire.safe_relative(release)
-        self.app({"app": spec.name})
-        plan = host_plan(self.target, spec, release, None, name="")
-        return {"plan": plan.model_dump(mode="json")}
+        wire.safe_relative(request.release)
+        self.app(request.spec.name)
+        plan = host_plan(self.target, request.spec, request.release, None, name="")
+        return p.PlanReply(plan=plan)
 
     # --- load balancer ------------------------------------------------------------------------
 
-    def op_lb(self, message: dict[str, Any]) -> Reply:
+    def lb(self, request: p.Lb) -> p.LbReply:
         """Point this host's nginx at the web hosts, draining the ones marked down.
 
         Static files are served at the edge from the release they were last updated to, so a
         rolling deploy keeps serving the old ones until every web host has switched.
         """
-        app = self.app(message)
-        release = str(message["release"])
+        app = self.app(request.app)
+        release = request.release
         wire.safe_relative(release)
-        spec = Spec.model_validate(message["spec"])
-        edges = self.host.lb_static / app.name
         current_link = app.root / "edge-current"
-        if message.get("update_static"):
-            edge = edges / release
-            incoming = Path(tempfile.mkdtemp(prefix=".edge.", dir=self.host.runtime))
-            try:
-                wire.receive_files(self.stream, list(message.get("files", [])), incoming)
-                incoming.chmod(0o755)
-                shutil.rmtree(edge, ignore_errors=True)
-                edge.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(incoming, edge)
-            finally:
-                shutil.rmtree(incoming, ignore_errors=True)
-            previous_edge = current_link.resolve() if current_link.is_symlink() else None
-            app.root.mkdir(parents=True, exist_ok=True)
-            replace_symlink(str(edge), current_link)
-            for old in edges.iterdir():
-                if old not in (edge, previous_edge):
-                    shutil.rmtree(old, ignore_errors=True)
+        if request.update_static:
+            self._receive_edge(request, app)
         serving = current_link.resolve() if current_link.is_symlink() else None
         static = (
-            {prefix: serving / name for prefix, name in dict(message["static"]).items()}
+            {prefix: serving / name for prefix, name in request.static.items()}
             if serving is not None
             else {}
         )
-        backends = [(str(b), bool(down)) for b, down in message["backends"]]
         supervisor = runtime.ensure_runtime(self.target.conn, self.host)
         app.logs.mkdir(parents=True, exist_ok=True)
         content = render.lb_conf(
-            spec,
+            request.spec,
             serving.name if serving else release,
-            backends,
+            request.backends,
             static,
             self.target.listen,
             app.access_log,
@@ -379,11 +380,32 @@ class Session:
                 else:
                     write_atomic(app.site_file, previous)
                 raise
-        return {"changed": previous != content}
+        return p.LbReply(changed=previous != content)
 
-    def op_lb_remove(self, message: dict[str, Any]) -> Reply:
+    def _receive_edge(self, request: p.Lb, app: AppLayout) -> None:
+        """The release's static files, from the payload, become the edge's current ones."""
+        edges = self.host.lb_static / app.name
+        current_link = app.root / "edge-current"
+        edge = edges / request.release
+        incoming = Path(tempfile.mkdtemp(prefix=".edge.", dir=self.host.runtime))
+        try:
+            wire.receive_files(self.stream, request.files, incoming)
+            incoming.chmod(0o755)
+            shutil.rmtree(edge, ignore_errors=True)
+            edge.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(incoming, edge)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+        previous_edge = current_link.resolve() if current_link.is_symlink() else None
+        app.root.mkdir(parents=True, exist_ok=True)
+        replace_symlink(str(edge), current_link)
+        for old in edges.iterdir():
+            if old not in (edge, previous_edge):
+                shutil.rmtree(old, ignore_errors=True)
+
+    def lb_remove(self, request: p.LbRemove) -> p.LbRemoveReply:
         """Take the app off this load balancer: its site and its edge files."""
-        app = self.app(message)
+        app = self.app(request.app)
         had_site = app.site_file.is_file()
         app.site_file.unlink(missing_ok=True)
         if had_site and Supervisor(self.host.supervisor_socket).is_running():
@@ -391,7 +413,7 @@ class Session:
             runtime.reload_nginx(self.target.conn, self.host, supervisor)
         shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
         shutil.rmtree(app.root, ignore_errors=True)
-        return {"removed": had_site}
+        return p.LbRemoveReply(removed=had_site)
 
     # --- the loop -----------------------------------------------------------------------------
 
@@ -413,53 +435,64 @@ def _read(path: Path) -> str:
 
 
 def serve(session: Session, replies: IO[bytes]) -> None:
+    """Answer requests until the stream ends, or until one cannot be read: what follows a
+    request this agent does not understand (a payload, say) cannot be read either."""
     while True:
         try:
             message = wire.receive(session.stream)
         except wire.ProtocolError as err:
-            wire.send(replies, {"ok": False, "error": _error("ProtocolError", str(err))})
+            _send(replies, _error("ProtocolError", str(err)))
             return
         if message is None:
             return
-        op = str(message.get("op", ""))
-        handler = getattr(session, f"op_{op}", None)
-        if handler is None:
-            wire.send(replies, {"ok": False, "error": _error("UsageError", f"unknown op {op!r}")})
-            continue
-        try:
-            reply = handler(message)
-        except ShipyardError as err:
-            wire.send(
-                replies,
-                {
-                    "ok": False,
-                    "error": _error(type(err).__name__, err.message, err.hint, err.exit_code),
-                },
-            )
-            continue
-        except wire.ProtocolError as err:
-            wire.send(replies, {"ok": False, "error": _error("ProtocolError", str(err))})
+        reply, go_on = answer(session, message)
+        _send(replies, reply)
+        if not go_on:
             return
-        except Exception as exc:
-            path = _crash_log(session.host)
-            wire.send(
-                replies,
-                {
-                    "ok": False,
-                    "error": _error(
-                        "internal",
-                        f"internal error in shipyard's agent ({op}): {exc}",
-                        f"The traceback is in {path} on the host; please report it.",
-                        70,
-                    ),
-                },
-            )
-            continue
-        wire.send(replies, {"ok": True, **reply})
 
 
-def _error(kind: str, message: str, hint: str | None = None, code: int = 1) -> dict[str, Any]:
-    return {"type": kind, "message": message, "hint": hint, "exit_code": code}
+def answer(session: Session, message: dict[str, Any]) -> tuple[Reply | p.ErrorReply, bool]:
+    """The reply to one message, and whether the stream is still in step after it."""
+    op = str(message.get("op", ""))
+    theirs = message.get("protocol", PROTOCOL_VERSION)
+    if op == "hello" and theirs != PROTOCOL_VERSION:  # before its shape, which may differ too
+        return _error(
+            "ProtocolMismatch",
+            f"the client speaks protocol {theirs}, this agent {PROTOCOL_VERSION}",
+        ), False
+    try:
+        request = p.parse_request(message)
+    except ValidationError as err:
+        return _error("InvalidRequest", f"cannot read request {op!r}: {_summary(err)}"), False
+    try:
+        return session.handle(request), True
+    except ShipyardError as err:
+        return _error(type(err).__name__, err.message, err.hint, err.exit_code), True
+    except wire.ProtocolError as err:
+        return _error("ProtocolError", str(err)), False
+    except Exception as exc:
+        path = _crash_log(session.host)
+        return _error(
+            "internal",
+            f"internal error in shipyard's agent ({op}): {exc}",
+            f"The traceback is in {path} on the host; please report it.",
+            70,
+        ), True
+
+
+def _summary(err: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'op'}: {e['msg']}" for e in err.errors()[:5]
+    )
+
+
+def _send(replies: IO[bytes], reply: Reply | p.ErrorReply) -> None:
+    body = reply.model_dump(mode="json", by_alias=True)
+    wire.send(replies, body if isinstance(reply, p.ErrorReply) else {"ok": True, **body})
+
+
+def _error(kind: str, message: str, hint: str | None = None, code: int = 1) -> p.ErrorReply:
+    return p.ErrorReply(error=p.ErrorDetail(type=kind, message=message, hint=hint, exit_code=code))
 
 
 def _crash_log(host: HostLayout) -> Path:
@@ -506,9 +539,7 @@ def main(argv: list[str] | None = None) -> int:
             args.base, args.listen, sys.stdin.buffer, args.app_user, args.nginx == "system"
         )
     except ShipyardError as err:
-        wire.send(
-            replies, {"ok": False, "error": _error(type(err).__name__, err.message, err.hint)}
-        )
+        _send(replies, _error(type(err).__name__, err.message, err.hint))
         return 1
     try:
         serve(session, replies)

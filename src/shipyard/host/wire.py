@@ -1,4 +1,4 @@
-"""The agent protocol: one JSON line per message, optionally followed by a files payload.
+"""The agent wire format: one JSON line per message, optionally followed by a files payload.
 
 A payload is the concatenated bytes of the files its message lists (path, size, sha256), so the
 receiver checks each file's digest as it arrives, before anything is unpacked or installed.
@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 CHUNK = 1 << 20
 
 
 class ProtocolError(Exception):
     """The other side sent something that is not a message, or the stream ended early."""
+
+
+class Listed(Protocol):
+    """A file as a message lists it (protocol.FileHeader, or a FileEntry)."""
+
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ def safe_relative(path: str) -> PurePosixPath:
     return rel
 
 
-def receive_files(stream: IO[bytes], entries: list[dict[str, Any]], into: Path) -> list[Path]:
+def receive_files(stream: IO[bytes], entries: Sequence[Listed], into: Path) -> list[Path]:
     """Write each listed file under `into`, checking its sha256.
 
     The whole payload is read even when a file is bad, so the stream stays in step; the
@@ -88,11 +99,11 @@ def receive_files(stream: IO[bytes], entries: list[dict[str, Any]], into: Path) 
     written: list[Path] = []
     corrupt: list[str] = []
     for entry in entries:
-        rel = safe_relative(str(entry["path"]))
+        rel = safe_relative(entry.path)
         dest = into / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()
-        left = int(entry["size"])
+        left = entry.size
         with dest.open("wb") as handle:
             while left:
                 chunk = stream.read(min(CHUNK, left))
@@ -101,7 +112,7 @@ def receive_files(stream: IO[bytes], entries: list[dict[str, Any]], into: Path) 
                 digest.update(chunk)
                 handle.write(chunk)
                 left -= len(chunk)
-        if digest.hexdigest() != entry["sha256"]:
+        if digest.hexdigest() != entry.sha256:
             corrupt.append(str(rel))
         written.append(dest)
     if corrupt:

@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 from shipyard.build import artifact as artifacts
 from shipyard.events import Progress
 from shipyard.fleet import fleet as fleets
-from shipyard.fleet.fleet import Fleet, open_fleet
+from shipyard.fleet.fleet import Fleet, HostReport, open_fleet
+from shipyard.host import protocol as p
 from shipyard.host.artifact import MANIFEST
 from shipyard.host.local import LocalConnection
 from shipyard.plan import Plan, PlannedStage, build_stages
@@ -114,9 +114,9 @@ class SSHTarget:
         return RolledBack(back, [h.name for h in self.fleet.web])
 
     def restart(self, progress: Progress, *, lock_wait: float) -> Restarted:
-        done = fleets.each_web(self.spec, self.fleet, "restart", wait=lock_wait)
-        releases = {str((reply.get("outcome") or {}).get("release", "")) for reply in done.values()}
-        return Restarted(", ".join(sorted(r for r in releases if r)), list(done))
+        done = fleets.each_web(self.fleet, p.Restart(spec=self.spec, wait=lock_wait))
+        releases = {reply.outcome.release for reply in done.values() if reply.outcome}
+        return Restarted(", ".join(sorted(releases)), list(done))
 
     def status(self) -> Status:
         hosts = []
@@ -131,13 +131,7 @@ class SSHTarget:
                 host,
                 [
                     ReleaseRow(
-                        str(r["id"]),
-                        str(r.get("version", "")),
-                        str(r.get("git_sha", "")),
-                        str(r["status"]),
-                        str(r.get("deployed_at", "")),
-                        bool(r["on_disk"]),
-                        bool(r["live"]),
+                        r.id, r.version, r.git_sha, r.status, r.deployed_at, r.on_disk, r.live
                     )
                     for r in rows
                 ],
@@ -167,37 +161,36 @@ class SSHTarget:
         return ConfigChanged(list(keys), fleets.config_update(self.spec, self.fleet, drop))
 
     def start(self) -> ProcessesChanged:
-        done = fleets.each_web(self.spec, self.fleet, "start")
-        return ProcessesChanged({h: list(r["processes"]) for h, r in done.items()})
+        done = fleets.each_web(self.fleet, p.Start(spec=self.spec))
+        return ProcessesChanged({h: r.processes for h, r in done.items()})
 
     def stop(self) -> ProcessesChanged:
-        done = fleets.each_web(self.spec, self.fleet, "stop")
-        return ProcessesChanged({h: list(r["processes"]) for h, r in done.items()})
+        done = fleets.each_web(self.fleet, p.Stop(spec=self.spec))
+        return ProcessesChanged({h: r.processes for h, r in done.items()})
 
     def destroy(self, *, purge: bool) -> Destroyed:
         fleets.remove_from_lb(self.spec, self.fleet)
-        done = fleets.each_web(self.spec, self.fleet, "destroy", purge=purge)
+        done = fleets.each_web(self.fleet, p.Destroy(spec=self.spec, purge=purge))
         return Destroyed(self.spec.name, list(done), None if purge else "each host's shared/")
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
         return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run), dry_run)
 
 
-def _host_status(row: dict[str, Any]) -> HostStatus:
-    if "error" in row:
-        return HostStatus(str(row["host"]), str(row["role"]), error=str(row["error"]))
-    if row["role"] == "lb":
-        return HostStatus(str(row["host"]), "lb", agent_version=str(row.get("version", "")))
+def _host_status(row: HostReport) -> HostStatus:
+    if row.error is not None:
+        return HostStatus(row.host, row.role, error=row.error)
+    if row.lb is not None:
+        return HostStatus(row.host, "lb", agent_version=row.lb.version)
+    web = row.web
+    assert web is not None
     return HostStatus(
-        str(row["host"]),
+        row.host,
         "web",
-        release=row.get("release"),
-        slot=row.get("slot"),
-        healthy=bool(row.get("healthy")),
-        health=str(row.get("health", "")),
-        serving_release=row.get("serving_release"),
-        processes=[
-            Process(str(p["name"]), str(p["state"]), int(p["pid"]), str(p["description"]))
-            for p in row.get("processes", [])
-        ],
+        release=web.release,
+        slot=web.slot,
+        healthy=web.healthy,
+        health=web.health,
+        serving_release=web.serving_release,
+        processes=[Process(x.name, x.state, x.pid, x.description) for x in web.processes],
     )

@@ -1,0 +1,279 @@
+"""A fleet without servers: fake agents that answer the typed protocol from in-memory host
+state, and record every request, so the fleet's strategies can be tested without ssh."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, TypeVar
+
+from shipyard.errors import HostError
+from shipyard.fleet.fleet import Fleet
+from shipyard.fleet.remote import RemoteError, RemoteHost
+from shipyard.fleet.ssh import ControlDir, SSHConnection, SSHOptions
+from shipyard.host import protocol as p
+from shipyard.host import wire
+from shipyard.host.artifact import MANIFEST, Artifact, Manifest, WheelRef
+from shipyard.plan import Plan as DeployPlan
+from shipyard.spec.address import SSHAddress
+from shipyard.spec.model import Spec, TargetSpec
+
+R = TypeVar("R", bound=p.Reply)
+OTHER_SLOT = {"blue": "green", "green": "blue", None: "blue"}
+
+
+@dataclass
+class FakeHost:
+    """What one host's agent knows: the app's releases, its config, and failures to inject
+    (op -> error type, e.g. {"commit": "HealthCheckFailed"}; "connect" fails the session)."""
+
+    live: str | None = None
+    slot: str | None = None
+    installed: list[str] = field(default_factory=list)
+    history: list[str] = field(default_factory=list)  # releases that were live, oldest first
+    config: dict[str, str] = field(default_factory=dict)
+    fail: dict[str, str] = field(default_factory=dict)
+    reuse_fails: bool = False  # its copy of the older artifact changed: reuse is refused
+    staged: str | None = None
+    received: list[list[str]] = field(default_factory=list)  # each receive's payload paths
+    platform: str = "linux-x86_64"
+    python: str = "3.11.2"
+
+
+@dataclass
+class FakeFleet:
+    """The hosts' states and the log of (host, request) in the order the agents got them."""
+
+    hosts: dict[str, FakeHost]
+    log: list[tuple[str, p.Request[Any]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    opened: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+    def requests(self, kind: type[p.Request[Any]], host: str | None = None) -> list[Any]:
+        return [r for h, r in self.log if isinstance(r, kind) and host in (None, h)]
+
+    def ops(self, host: str) -> list[str]:
+        return [r.op for h, r in self.log if h == host]
+
+
+class FakeAgent:
+    """One session: answers each request from its host's state, as the real agent would."""
+
+    def __init__(self, name: str, world: FakeFleet) -> None:
+        self.name = name
+        self.world = world
+        self.state = world.hosts[name]
+
+    def call(self, request: p.Request[R], files: Iterable[wire.FileEntry] = ()) -> R:
+        with self.world.lock:
+            self.world.log.append((self.name, request))
+        if kind := self.state.fail.get(request.op):
+            code = 75 if kind == "LockHeld" else 1
+            detail = p.ErrorDetail(type=kind, message=f"{request.op} failed", exit_code=code)
+            raise RemoteError(self.name, request.op, detail)
+        handler: Callable[[Any, list[wire.FileEntry]], p.Reply] = getattr(self, f"_{request.op}")
+        # through the request's own reply model, as the real client parses the agent's reply
+        return request.parse_reply(handler(request, list(files)).model_dump(mode="json"))
+
+    def close(self) -> None:
+        with self.world.lock:
+            self.world.closed.append(self.name)
+
+    def _app_state(self) -> p.StateReply:
+        s = self.state
+        return p.StateReply(
+            live=s.live, slot=s.slot, installed=list(s.installed), config_keys=sorted(s.config)
+        )
+
+    def _hello(self, request: p.Hello, files: list[wire.FileEntry]) -> p.HelloReply:
+        return hello_reply(self.state, self._app_state() if request.app else None)
+
+    def _lock(self, request: p.Lock, files: list[wire.FileEntry]) -> p.Done:
+        return p.Done()
+
+    def _state(self, request: p.State, files: list[wire.FileEntry]) -> p.StateReply:
+        return self._app_state()
+
+    def _receive(self, request: p.Receive, files: list[wire.FileEntry]) -> p.ReceiveReply:
+        self.state.received.append([entry.path for entry in files])
+        if request.reuse is not None and self.state.reuse_fails:
+            return p.ReceiveReply(received=len(files), reuse_failed=list(request.reuse.files))
+        self.state.installed.append(request.release)
+        return p.ReceiveReply(received=len(files))
+
+    def _config_get(self, request: p.ConfigGet, files: list[wire.FileEntry]) -> p.ConfigReply:
+        return p.ConfigReply(config=dict(self.state.config))
+
+    def _config_put(self, request: p.ConfigPut, files: list[wire.FileEntry]) -> p.Done:
+        self.state.config = dict(request.config)
+        return p.Done()
+
+    def _stage(self, request: p.Stage, files: list[wire.FileEntry]) -> p.StageReply:
+        self.state.staged = request.release
+        return p.StageReply(slot=OTHER_SLOT[self.state.slot], previous=self.state.live)
+
+    def _commit(self, request: p.Commit, files: list[wire.FileEntry]) -> p.CommitReply:
+        s = self.state
+        assert s.staged is not None, f"{self.name}: commit with nothing staged"
+        previous, s.live, s.staged = s.live, s.staged, None
+        if previous:
+            s.history.append(previous)
+        s.slot = OTHER_SLOT[s.slot]
+        return p.CommitReply(release=s.live, slot=s.slot, previous=previous)
+
+    def _abort(self, request: p.Abort, files: list[wire.FileEntry]) -> p.AbortReply:
+        aborted, self.state.staged = self.state.staged is not None, None
+        return p.AbortReply(aborted=aborted)
+
+    def _rollback_target(
+        self, request: p.RollbackTarget, files: list[wire.FileEntry]
+    ) -> p.RollbackTargetReply:
+        earlier = [r for r in self.state.history if r != self.state.live]
+        return p.RollbackTargetReply(release=request.to or earlier[-1])
+
+    def _restart(self, request: p.Restart, files: list[wire.FileEntry]) -> p.RestartReply:
+        if request.config is not None:
+            self.state.config = dict(request.config)
+        live = self.state.live
+        outcome = p.CommitReply(release=live, slot=self.state.slot or "blue", previous=live)
+        return p.RestartReply(outcome=outcome if live else None)
+
+    def _start(self, request: p.Start, files: list[wire.FileEntry]) -> p.ProcessesReply:
+        return p.ProcessesReply(processes=[f"{request.spec.name}-web-blue"])
+
+    def _stop(self, request: p.Stop, files: list[wire.FileEntry]) -> p.ProcessesReply:
+        return p.ProcessesReply(processes=[f"{request.spec.name}-web-blue"])
+
+    def _destroy(self, request: p.Destroy, files: list[wire.FileEntry]) -> p.Done:
+        self.state.live = None
+        return p.Done()
+
+    def _status(self, request: p.Status, files: list[wire.FileEntry]) -> p.StatusReply:
+        return p.StatusReply(
+            app=request.spec.name,
+            url="http://127.0.0.1:80/",
+            base_dir="/srv/shipyard",
+            release=self.state.live,
+            slot=self.state.slot,
+            supervisord=True,
+            processes=[p.ProcessInfo(name="flaskr-web-blue", state="RUNNING", pid=7, description="")],
+            healthy=self.state.live is not None,
+            health="200",
+            serving_release=self.state.live,
+        )
+
+    def _releases(self, request: p.Releases, files: list[wire.FileEntry]) -> p.ReleasesReply:
+        return p.ReleasesReply(
+            releases=[
+                p.ReleaseInfo(id=r, created="t", on_disk=True, live=r == self.state.live)
+                for r in reversed(self.state.installed)
+            ]
+        )
+
+    def _plan(self, request: p.Plan, files: list[wire.FileEntry]) -> p.PlanReply:
+        plan = DeployPlan(app=request.spec.name, host="", release=request.release, stages=[])
+        return p.PlanReply(plan=plan)
+
+    def _lb(self, request: p.Lb, files: list[wire.FileEntry]) -> p.LbReply:
+        return p.LbReply(changed=True)
+
+    def _lb_remove(self, request: p.LbRemove, files: list[wire.FileEntry]) -> p.LbRemoveReply:
+        return p.LbRemoveReply(removed=True)
+
+
+def hello_reply(state: FakeHost, app: p.StateReply | None) -> p.HelloReply:
+    return p.HelloReply(
+        protocol=p.PROTOCOL_VERSION,
+        version="test",
+        runtime="rt",
+        interpreter="/usr/bin/python3",
+        python=state.python,
+        platform=state.platform,
+        libc="glibc 2.36",
+        user="root",
+        wheels={},
+        artifacts=list(state.installed),
+        state=app,
+    )
+
+
+class FakeReach:
+    """The fleet's way to its agents, to fake ones: each `open` is a new session."""
+
+    def __init__(self, world: FakeFleet) -> None:
+        self.world = world
+        self.readied: list[str] = []
+
+    def ready(self, fleet: Fleet, host: RemoteHost) -> None:
+        if self.world.hosts[host.name].fail.get("connect"):
+            raise HostError(host.name, "cannot reach the host over SSH")
+        with self.world.lock:
+            self.readied.append(host.name)
+
+    def open(
+        self, fleet: Fleet, host: RemoteHost, hello: p.Hello
+    ) -> tuple[FakeAgent, p.HelloReply]:
+        if self.world.hosts[host.name].fail.get("connect"):
+            raise HostError(host.name, "cannot reach the host over SSH")
+        agent = FakeAgent(host.name, self.world)
+        with self.world.lock:
+            self.world.opened.append(host.name)
+        return agent, agent.call(hello)
+
+
+def make_fleet(
+    tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any
+) -> Fleet:
+    """A Fleet of the world's hosts (all web but `lb`), reached through fake agents."""
+    web = [name for name in world.hosts if name != lb]
+    spec = TargetSpec.model_validate({"hosts": web, **({"lb": lb} if lb else {}), **target})
+    hosts = [fake_remote(name, tmp, "lb" if name == lb else "web") for name in world.hosts]
+    return Fleet("prod", spec, hosts, tmp / "cache", ControlDir(), reach=FakeReach(world))
+
+
+def fake_remote(name: str, tmp: Path, role: str) -> RemoteHost:
+    conn = SSHConnection(SSHAddress.parse(name), SSHOptions(), tmp)
+    conn._login_user = "root"  # what `ssh -G` would say: no ssh is run
+    return RemoteHost(name, role, conn, PurePosixPath("/srv/shipyard"), "0.0.0.0:80")
+
+
+def make_artifact(cache: Path, release: str, *, wheels: dict[str, bytes] | None = None) -> Artifact:
+    """A small artifact in the cache's artifacts/, its wheels in the cache's store."""
+    root = cache / "artifacts" / release
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "flaskr-1.0-py3-none-any.whl").write_bytes(b"app " + release.encode())
+    (root / "static" / "0-static").mkdir(parents=True)
+    (root / "static" / "0-static" / "style.css").write_text("body {}\n")
+    (cache / "wheels").mkdir(parents=True, exist_ok=True)
+    refs = []
+    for name, data in (wheels or {}).items():
+        (cache / "wheels" / name).write_bytes(data)
+        refs.append(WheelRef(name, wire.sha256_of(cache / "wheels" / name)))
+    manifest = Manifest(
+        id=release,
+        app="flaskr",
+        created="t",
+        python="3.11.2",
+        source_sha256="s",
+        lock_sha256="l",
+        git_sha="",
+        app_wheel=WheelRef("flaskr-1.0-py3-none-any.whl", "x"),
+        wheels=refs,
+        static={"/static": "0-static"},
+    )
+    (root / MANIFEST).write_text(manifest.to_json())
+    return Artifact(root, manifest, reused=False)
+
+
+def example_spec(**changes: Any) -> Spec:
+    return Spec.model_validate(
+        {
+            "name": "flaskr",
+            "entry": "flaskr:create_app()",
+            "release": "flask --app flaskr init-db",
+            **changes,
+        }
+    )
