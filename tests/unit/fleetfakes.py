@@ -159,7 +159,9 @@ class FakeAgent:
             release=self.state.live,
             slot=self.state.slot,
             supervisord=True,
-            processes=[p.ProcessInfo(name="flaskr-web-blue", state="RUNNING", pid=7, description="")],
+            processes=[
+                p.ProcessInfo(name="flaskr-web-blue", state="RUNNING", pid=7, description="")
+            ],
             healthy=self.state.live is not None,
             health="200",
             serving_release=self.state.live,
@@ -224,9 +226,7 @@ class FakeReach:
         return agent, agent.call(hello)
 
 
-def make_fleet(
-    tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any
-) -> Fleet:
+def make_fleet(tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any) -> Fleet:
     """A Fleet of the world's hosts (all web but `lb`), reached through fake agents."""
     web = [name for name in world.hosts if name != lb]
     spec = TargetSpec.model_validate({"hosts": web, **({"lb": lb} if lb else {}), **target})
