@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import py_compile
 import sys
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from shipyard.errors import DeployError
 from shipyard.host.bytecode import compile_files, few_lacking_bytecode, without_bytecode
-from shipyard.host.steps import Command, Result
+from shipyard.host.steps import Command, Result, Symlink, Upload
 
 SITE = f"lib/python3.{sys.version_info.minor}/site-packages"  # this Python's
 
@@ -59,10 +60,31 @@ def test_a_module_that_does_not_compile_is_a_clear_error(tmp_path: Path) -> None
 
 
 class Recording:
-    """A connection that records the commands it is given and answers them all with success."""
+    """A connection that records the commands it is given and answers them all with success;
+    compiling touches no file over it."""
+
+    host = "test"
 
     def __init__(self) -> None:
         self.commands: list[tuple[str, ...]] = []
+
+    def put(self, upload: Upload) -> None:
+        raise AssertionError(f"no upload was expected, got {upload}")
+
+    def link(self, symlink: Symlink) -> None:
+        raise AssertionError(f"no link was expected, got {symlink}")
+
+    def read(self, path: PurePosixPath) -> bytes | None:
+        raise AssertionError(f"no read was expected, got {path}")
+
+    def remove(self, path: PurePosixPath) -> None:
+        raise AssertionError(f"no removal was expected, got {path}")
+
+    def make_dirs(self, paths: Sequence[PurePosixPath]) -> None:
+        raise AssertionError(f"no directories were expected, got {paths}")
+
+    def close(self) -> None:
+        pass
 
     def run(self, command: Command) -> Result:
         self.commands.append(command.argv)
