@@ -138,8 +138,10 @@ class FakeAgent:
         if request.config is not None:
             self.state.config = dict(request.config)
         live = self.state.live
-        outcome = p.CommitReply(release=live, slot=self.state.slot or "blue", previous=live)
-        return p.RestartReply(outcome=outcome if live else None)
+        if live is None:
+            return p.RestartReply(outcome=None)
+        slot = OTHER_SLOT[self.state.slot]
+        return p.RestartReply(outcome=p.CommitReply(release=live, slot=slot, previous=live))
 
     def _start(self, request: p.Start, files: list[wire.FileEntry]) -> p.ProcessesReply:
         return p.ProcessesReply(processes=[f"{request.spec.name}-web-blue"])
@@ -159,7 +161,9 @@ class FakeAgent:
             release=self.state.live,
             slot=self.state.slot,
             supervisord=True,
-            processes=[p.ProcessInfo(name="flaskr-web-blue", state="RUNNING", pid=7, description="")],
+            processes=[
+                p.ProcessInfo(name="flaskr-web-blue", state="RUNNING", pid=7, description="")
+            ],
             healthy=self.state.live is not None,
             health="200",
             serving_release=self.state.live,
@@ -224,9 +228,7 @@ class FakeReach:
         return agent, agent.call(hello)
 
 
-def make_fleet(
-    tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any
-) -> Fleet:
+def make_fleet(tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any) -> Fleet:
     """A Fleet of the world's hosts (all web but `lb`), reached through fake agents."""
     web = [name for name in world.hosts if name != lb]
     spec = TargetSpec.model_validate({"hosts": web, **({"lb": lb} if lb else {}), **target})
