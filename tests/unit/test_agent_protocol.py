@@ -112,11 +112,9 @@ def test_receive_stores_checked_wheels_then_checks_the_artifact(tmp_path: Path) 
     data, _ = _payload(tmp_path, good=True)
     [reply] = _serve(tmp_path / "base", json.loads(data.split(b"\n", 1)[0]))
     # a wheel alone is no artifact: the wheel is stored, the release refused
-    assert (
-        (reply["ok"] is False
-        and reply["error"]["type"] == "FileNotFoundError")
-        or reply["error"]["type"] in ("internal", "ProtocolError")
-    )
+    assert (reply["ok"] is False and reply["error"]["type"] == "FileNotFoundError") or reply[
+        "error"
+    ]["type"] in ("internal", "ProtocolError")
     stream = io.BytesIO(data)
     session = agent.Session(tmp_path / "base", "127.0.0.1:8080", stream)
     request = p.parse_request(wire.receive(stream) or {})

@@ -4,7 +4,7 @@ what a failure at each stage leaves behind."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from fleetfakes import FakeFleet, FakeHost, example_spec, make_artifact, make_fleet
@@ -12,8 +12,9 @@ from fleetfakes import FakeFleet, FakeHost, example_spec, make_artifact, make_fl
 from shipyard.errors import DeployError, UsageError
 from shipyard.events import Silent
 from shipyard.fleet import fleet as fleets
+from shipyard.fleet import provision
 from shipyard.fleet.fleet import FleetError, Sessions
-from shipyard.fleet.remote import RemoteHost
+from shipyard.fleet.remote import Agent, RemoteHost
 from shipyard.host import protocol as p
 from shipyard.host.artifact import Artifact
 
@@ -422,3 +423,49 @@ def test_run_argv_runs_in_the_live_release_on_the_chosen_host(tmp_path: Path) ->
     idle = _world("web1", web1=FakeHost())
     with pytest.raises(UsageError, match="not deployed on web1"):
         fleets.run_argv(SPEC, make_fleet(tmp_path, idle), ["true"], None)
+
+
+# --- open_current: an agent of another protocol is synced like an out-of-date one ----------------
+
+
+class _Opened:
+    """A session whose hello raises `error` (or answers), as Agent.open would give."""
+
+    def __init__(self, error: Exception | None, reply: p.HelloReply) -> None:
+        self.error, self.reply, self.closed = error, reply, False
+        self.proc = type("Proc", (), {"returncode": None})()
+
+    def call(self, request: p.Request[Any], files: object = ()) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.reply
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_open_current_syncs_the_agent_after_a_protocol_mismatch_and_opens_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fleetfakes import hello_reply
+
+    from shipyard.fleet.remote import ProtocolMismatch, lib_id
+
+    mismatch = ProtocolMismatch("web1", "hello", 2, "its hello")
+    reply = hello_reply(FakeHost(), None)
+    sessions = [_Opened(mismatch, reply), _Opened(None, reply)]
+    monkeypatch.setattr(Agent, "open", classmethod(lambda cls, host: sessions.pop(0)))
+    synced: list[list[str]] = []
+    monkeypatch.setattr(
+        provision, "execute", lambda host, actions: synced.append([a.what for a in actions])
+    )
+    monkeypatch.setattr(fleets, "require_runtime", lambda host: None)
+    fleet = make_fleet(tmp_path, _world("web1"))
+    host = fleet.web[0]
+    facts = type("Facts", (), {"lib": lib_id()})()  # its lib mark says current: synced anyway
+    monkeypatch.setattr(host, "read_facts", lambda user: facts)
+    first, second = sessions
+    agent, said = fleets.open_current(fleet, host, p.Hello())
+    assert said == reply and agent is cast(Any, second)
+    assert first.closed and not sessions
+    assert len(synced) == 1 and synced[0][0].startswith("sync shipyard")
