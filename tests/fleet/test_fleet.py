@@ -445,3 +445,29 @@ def test_a_proxyjump_in_the_ssh_config_is_honoured(
     jump.start_sshd()
     status = project.ok("status", "--target", "prod", "--json")
     assert '"healthy": true' in status.stdout
+
+
+def test_on_failure_rollback_puts_switched_hosts_back_when_one_cannot_switch(
+    make_fleet: FleetFactory, cache: Path, tmp_path: Path
+) -> None:
+    fleet = make_fleet(web=2, lb=False)
+    project = make_project(tmp_path, fleet, cache, on_failure='"rollback"')
+    project.ok("provision", "prod")
+    project.ok("deploy", "--target", "prod")
+    serving = get(fleet.web[0].address)[2]
+    assert serving and get(fleet.web[1].address)[2] == serving
+    # web2 stages fine (nothing reloads nginx before the switch), then its switch fails:
+    # `nginx -t` refuses its config with a broken site beside the app's
+    victim = fleet.web[1]
+    broken = victim.base_dir / ".shipyard" / "nginx" / "sites" / "zz-broken.conf"
+    broken.write_text("this is not nginx config\n")
+    project.set_greeting("Hello from a release that is rolled back")
+    failed = project.cli("deploy", "--target", "prod")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "Traceback" not in failed.stderr
+    assert "[switch] web2" in failed.stderr, failed.stderr
+    assert "web1 rolled back to their previous release" in failed.stderr, failed.stderr
+    for host in fleet.web:  # both serve the release that was live before the deploy
+        _status, body, release = get(host.address)
+        assert release == serving and greeting(body) == "Hello from flaskr", host.name
+    broken.unlink()

@@ -138,8 +138,10 @@ class FakeAgent:
         if request.config is not None:
             self.state.config = dict(request.config)
         live = self.state.live
-        outcome = p.CommitReply(release=live, slot=self.state.slot or "blue", previous=live)
-        return p.RestartReply(outcome=outcome if live else None)
+        if live is None:
+            return p.RestartReply(outcome=None)
+        slot = OTHER_SLOT[self.state.slot]
+        return p.RestartReply(outcome=p.CommitReply(release=live, slot=slot, previous=live))
 
     def _start(self, request: p.Start, files: list[wire.FileEntry]) -> p.ProcessesReply:
         return p.ProcessesReply(processes=[f"{request.spec.name}-web-blue"])
