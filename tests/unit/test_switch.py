@@ -1,0 +1,267 @@
+"""The blue/green switch against a fake host: what it writes, starts, reloads and undoes."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+import pytest
+from fakes import FakeHost, Removed
+from hostkit import LISTEN, make_spec, put_release
+
+from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
+from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.switch import Outcome, Switch
+from shipyard.spec.model import Spec
+
+APP = "flaskr"
+CRASH = "Traceback (most recent call last):\n  File 'app.py'\nImportError: no module named flask\n"
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    return FakeHost(HostLayout(tmp_path))
+
+
+def _app(host: FakeHost, spec: Spec | None = None, *releases: str) -> AppLayout:
+    app = host.layout.app(APP)
+    for release_id in releases or ("r1", "r2"):
+        put_release(app, release_id, spec or make_spec())
+    return app
+
+
+def _switch(
+    host: FakeHost,
+    app: AppLayout,
+    release_id: str,
+    live: tuple[str, str] | None = None,
+    *,
+    release_command: bool = False,
+) -> Switch:
+    return Switch(
+        host.conn,
+        host.supervisor,
+        app,
+        release_id,
+        config={"SECRET_KEY": "s3"},
+        listen=LISTEN,
+        live=live,
+        run_release_command=release_command,
+        servers=host.servers,
+        nginx_check_timeout=0.05,
+    )
+
+
+def _live_on_blue(host: FakeHost, app: AppLayout) -> None:
+    """r1 serving from the blue slot, as after a first deploy."""
+    assert _switch(host, app, "r1").run() == Outcome("r1", "blue", None)
+    host.journal.clear()
+    host.conn.recorded.clear()
+
+
+def _site(host: FakeHost, app: AppLayout) -> str:
+    return host.conn.text(app.site_file)
+
+
+def test_stage_writes_a_private_env_file_and_starts_the_idle_slot_healthy(
+    host: FakeHost,
+) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    assert switch.slot == "green"
+    switch.stage()
+    env = PurePosixPath(app.env_file("green"))
+    assert host.conn.modes[env] == 0o600
+    assert "SHIPYARD_RELEASE=r2" in host.conn.text(app.env_file("green"))
+    assert "SECRET_KEY=s3" in host.conn.text(app.env_file("green"))
+    program = PurePosixPath(app.program_file("green"))
+    assert [u.dest for u in host.conn.uploads] == [env, program]
+    assert Removed(PurePosixPath(app.socket("green"))) in host.conn.recorded
+    assert host.supervisor.state("flaskr-web-green") == "RUNNING"
+    assert host.supervisor.state("flaskr-web-blue") == "RUNNING"  # the live slot is untouched
+    assert "release r1" in _site(host, app) and host.nginx.release_served() == "r1"
+    # a program left stopping in the idle slot is waited for before the new one starts
+    assert host.journal.index("supervisor wait_stopped flaskr-web-green") < host.journal.index(
+        f"put {program}"
+    )
+
+
+def test_the_release_command_runs_in_the_new_release_before_it_starts(host: FakeHost) -> None:
+    app = _app(host, make_spec(release="flask --app flaskr init-db"))
+    launcher = str(app.host.launcher)
+    host.conn.answer((launcher,))
+    _switch(host, app, "r1", release_command=True).stage()
+    prefix = (launcher, str(app.env_file("blue")), str(app.release("r1")))
+    assert host.conn.commands == [(*prefix, "flask", "--app", "flaskr", "init-db")]
+    assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
+
+
+def test_a_failed_release_command_switches_nothing(host: FakeHost) -> None:
+    app = _app(host, make_spec(release="flask --app flaskr init-db"))
+    _live_on_blue(host, app)
+    host.conn.answer((str(app.host.launcher),), exit_code=2, stdout="no such table: users")
+    before = _site(host, app)
+    with pytest.raises(CommandFailed, match=r"the release command failed") as failed:
+        _switch(host, app, "r2", ("r1", "blue"), release_command=True).stage()
+    assert "no such table: users" in failed.value.message
+    assert failed.value.hint is not None and "Nothing was switched" in failed.value.hint
+    assert PurePosixPath(app.program_file("green")) not in host.conn.files
+    assert "flaskr-web-green" not in host.supervisor.programs
+    assert _site(host, app) == before and host.nginx.reloads[-1:] == host.nginx.reloads[:1]
+
+
+def test_commit_points_nginx_at_the_new_slot_then_retires_the_old_once_drained(
+    host: FakeHost,
+) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    assert switch.commit() == Outcome("r2", "green", "r1")
+    assert "release r2" in _site(host, app) and str(app.socket("green")) in _site(host, app)
+    assert host.nginx.release_served() == "r2"
+    assert host.conn.symlinks[PurePosixPath(app.current)] == "releases/r2"
+    assert host.nginx.reloads[-1].waits == ["handed_over", "drained"]
+    journal = host.journal
+    site = f"put {app.site_file}"
+    assert journal.index(site) < journal.index("nginx reload (drain=False)")
+    assert journal.index("nginx wait_handed_over") < journal.index(
+        f"link {app.current} -> releases/r2"
+    )
+    # the old slot is stopped only once nginx's old workers are gone
+    assert journal.index("nginx wait_drained") < journal.index("supervisor retire flaskr-web-blue")
+    assert PurePosixPath(app.program_file("blue")) not in host.conn.files
+    assert host.supervisor.state("flaskr-web-blue") == "STOPPED"
+    assert host.supervisor.state("flaskr-web-green") == "RUNNING"
+    assert host.supervisor.closed == 1  # its own connection to supervisord if it is forked
+
+
+def test_commit_can_leave_the_old_slot_to_retire_later(host: FakeHost) -> None:
+    app = _app(host, make_spec(processes={"worker": "celery worker"}))
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    switch.commit(retire=False)
+    assert switch.retiring and host.supervisor.state("flaskr-worker-blue") == "RUNNING"
+    switch.retire_old()
+    assert not switch.retiring
+    assert [line for line in host.journal if line.startswith("supervisor retire")] == [
+        "supervisor retire flaskr-web-blue",
+        "supervisor retire flaskr-worker-blue",
+    ]
+    switch.retire_old()  # nothing left: a second call does nothing
+    assert host.supervisor.closed == 1
+
+
+def test_a_failed_check_through_nginx_switches_back_to_the_old_slot(host: FakeHost) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    host.nginx.broken = True
+    with pytest.raises(DeployError, match=r"answered on its socket but not through nginx") as err:
+        switch.commit()
+    assert err.value.hint is not None and err.value.hint.startswith("Switched back")
+    assert "release r1" in _site(host, app) and str(app.socket("blue")) in _site(host, app)
+    assert host.nginx.release_served() == "r1"
+    assert host.nginx.reloads[-1].waits == ["drained"]  # the new slot's requests finish first
+    assert "flaskr-web-green" not in host.supervisor.programs
+    assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
+    assert host.conn.symlinks[PurePosixPath(app.current)] == "releases/r1"
+
+
+def test_an_answer_from_the_old_release_through_nginx_is_not_a_pass(host: FakeHost) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    host.nginx.stale = "r1"  # another server on the port answers, say
+    with pytest.raises(DeployError, match=r"not through nginx at http://127.0.0.1:8080/health: "):
+        switch.commit()
+    assert host.nginx.probes[-1].release == "r1"
+    assert host.nginx.release_served() == "r1"
+
+
+def test_a_rejected_nginx_config_restores_the_site_and_stops_the_new_slot(
+    host: FakeHost,
+) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    before = _site(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    host.nginx.reject = True
+    with pytest.raises(CommandFailed, match=r"nginx rejected the configuration"):
+        switch.commit()
+    assert _site(host, app) == before
+    assert "flaskr-web-green" not in host.supervisor.programs
+    assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
+
+
+def test_a_first_deploy_has_no_old_slot_and_its_failure_removes_the_site(
+    host: FakeHost,
+) -> None:
+    app = _app(host)
+    switch = _switch(host, app, "r1")
+    assert switch.slot == "blue"
+    switch.stage()
+    host.nginx.broken = True
+    with pytest.raises(DeployError, match=r"not through nginx"):
+        switch.commit()
+    assert PurePosixPath(app.site_file) not in host.conn.files
+    assert host.nginx.serving == {} and host.nginx.reloads[-1].waits == ["drained"]
+    assert host.supervisor.programs == {}
+
+
+def test_a_first_deploy_retires_nothing(host: FakeHost) -> None:
+    app = _app(host)
+    switch = _switch(host, app, "r1")
+    assert switch.run() == Outcome("r1", "blue", None)
+    assert not switch.retiring and not [
+        line for line in host.journal if line.startswith("supervisor retire")
+    ]
+    assert host.nginx.release_served() == "r1"
+
+
+def test_abort_stops_a_staged_slot(host: FakeHost) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    switch.abort()
+    assert Removed(PurePosixPath(app.program_file("green"))) in host.conn.recorded
+    assert "flaskr-web-green" not in host.supervisor.programs
+    assert host.nginx.release_served() == "r1"
+
+
+def test_a_server_that_crashes_is_given_up_on_early_with_its_output(host: FakeHost) -> None:
+    app = _app(host, make_spec(healthcheck={"path": "/health", "timeout": 60}))
+    _live_on_blue(host, app)
+    host.supervisor.crash("flaskr-web-green", CRASH)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    with pytest.raises(HealthCheckFailed, match=r"the app server exited \(BACKOFF") as failed:
+        switch.stage()
+    message = failed.value.message
+    assert "release r2 failed its health check (GET /health" in message
+    assert "  | ImportError: no module named flask" in message
+    assert failed.value.hint is not None and str(app.app_log("web", "green")) in failed.value.hint
+    assert "flaskr-web-green" not in host.supervisor.programs  # aborted
+    assert host.nginx.release_served() == "r1"
+
+
+def test_a_server_that_never_answers_fails_at_the_deadline(host: FakeHost) -> None:
+    app = _app(host, make_spec(healthcheck={"path": "/health", "timeout": 0.1}))
+    host.supervisor.hang("flaskr-web-blue", "[INFO] Booting worker with pid: 1001\n")
+    with pytest.raises(
+        HealthCheckFailed, match=r"no healthy answer within 0.1 s; .*not bound"
+    ) as failed:
+        _switch(host, app, "r1").stage()
+    assert host.supervisor.programs == {}
+    assert failed.value.message.endswith("  | [INFO] Booting worker with pid: 1001")
+
+
+def test_an_app_without_domains_cannot_use_the_system_nginx(tmp_path: Path) -> None:
+    host = FakeHost(HostLayout(tmp_path, system_nginx=True))
+    app = _app(host)
+    with pytest.raises(DeployError, match=r"has no `domains`"):
+        _switch(host, app, "r1")
