@@ -8,12 +8,13 @@ and returns the plan (plan.py) with the diff of each.
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from shipyard.host import render, runtime
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import app_environment, is_installed, load_config
 from shipyard.host.state import load_state
+from shipyard.host.steps import Connection
 from shipyard.host.switch import listen_url
 from shipyard.plan import MASK, FileChange, Plan, PlannedStage, file_change, masked_env
 from shipyard.spec.model import Spec
@@ -56,9 +57,9 @@ def host_plan(
     configure = PlannedStage(
         name="configure",
         files=[
-            _change(app.env_file(slot), render.env_file(env), masked_now=set(config)),
-            _change(app.program_file(slot), program.encode()),
-            _change(app.site_file, site.encode()),
+            _change(machine.conn, app.env_file(slot), render.env_file(env), set(config)),
+            _change(machine.conn, app.program_file(slot), program.encode()),
+            _change(machine.conn, app.site_file, site.encode()),
         ],
     )
     switch = PlannedStage(
@@ -79,11 +80,12 @@ def host_plan(
     return Plan(app=spec.name, host=name, release=release_id, stages=stages)
 
 
-def _change(path: Path, new: bytes, masked_now: set[str] | None = None) -> FileChange:
+def _change(
+    conn: Connection, path: Path, new: bytes, masked_now: set[str] | None = None
+) -> FileChange:
+    """The change to `path`, read over the machine's connection like every other file."""
     try:
-        before: bytes | None = path.read_bytes()
-    except FileNotFoundError:
-        before = None
+        before = conn.read(PurePosixPath(path))
     except PermissionError:
         before = b"(not readable here)\n"
     if before is not None and masked_now is not None:
