@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.cli import main
+from shipyard.cli.commands import main
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.runtime import stop_runtime
 

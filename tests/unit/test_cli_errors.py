@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.cli import main
+from shipyard.cli.commands import main
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

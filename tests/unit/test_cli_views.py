@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shipyard.cli import main
+from shipyard.cli.commands import main
 from shipyard.events import Progress
 from shipyard.plan import FileChange, Plan, PlannedStage
 from shipyard.spec.model import Spec
@@ -139,7 +139,7 @@ def opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[FakeTarget]:
         made.append(FakeTarget(spec, name))
         return made[-1]
 
-    monkeypatch.setattr("shipyard.cli.commands.open_target", fake_open)
+    monkeypatch.setattr("shipyard.targets.open_target", fake_open)
     return made
 
 

@@ -1,5 +1,4 @@
-"""The command line: parse arguments, call a Target, render its typed results."""
+"""The command line: parse arguments, call a Target, render its typed results.
 
-from shipyard.cli.commands import main
-
-__all__ = ["main"]
+The program starts in launch.py; the commands are in commands.py.
+"""

@@ -1,3 +1,3 @@
-from shipyard.cli.commands import main
+from shipyard.cli.launch import main
 
 main()

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,11 +17,13 @@ from shipyard import __version__
 from shipyard.cli import views
 from shipyard.cli.ui import Reporter
 from shipyard.errors import ShipyardError, UsageError
-from shipyard.project.spec_file import load_spec
-from shipyard.spec.model import Spec, check_env_pair
-from shipyard.targets import open_target
-from shipyard.targets.base import Background, Target
 from shipyard.targets.dirs import default_cache_dir
+
+# The spec's models, the targets and what they import cost most of the start-up: each
+# command imports them when it runs, so --help, --version and init do without them.
+if TYPE_CHECKING:
+    from shipyard.spec.model import Spec
+    from shipyard.targets.base import Background, Target
 
 DEFAULT_LOCK_WAIT = 120.0
 
@@ -70,6 +73,9 @@ def _background() -> Background | None:
 
 @contextmanager
 def _target(project: Path, name: str) -> Iterator[Target]:
+    from shipyard.project.spec_file import load_spec
+    from shipyard.targets import open_target
+
     root = _project(project)
     spec = load_spec(root)
     target = open_target(root, spec, name, default_cache_dir(), _background())
@@ -80,6 +86,8 @@ def _target(project: Path, name: str) -> Iterator[Target]:
 
 
 def _spec(project: Path) -> tuple[Path, Spec]:
+    from shipyard.project.spec_file import load_spec
+
     root = _project(project)
     return root, load_spec(root)
 
@@ -220,6 +228,10 @@ def run(args: tuple[str, ...], target: str, host_name: str | None) -> None:
     project, command = _split_run_args(list(args))
     with _target(project, target) as opened:
         argv = opened.run_argv(command, host_name)
+    from shipyard.cli import warm
+
+    if warm.hand_over(argv):  # a warm child: the launcher's own process becomes the command
+        return
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 
@@ -248,6 +260,8 @@ def config() -> None:
 @target_opt
 def config_set(pairs: tuple[str, ...], project: Path, target: str) -> None:
     """Set variables; the app restarts with them, with zero downtime."""
+    from shipyard.spec.model import check_env_pair
+
     updates = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")

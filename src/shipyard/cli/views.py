@@ -8,25 +8,28 @@ import tempfile
 import traceback
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from shipyard.cli.ui import error_console, escape, out_console
 from shipyard.errors import ShipyardError
-from shipyard.plan import MASK, Plan
-from shipyard.targets.base import (
-    Checked,
-    ConfigChanged,
-    Deployed,
-    Destroyed,
-    HostReleases,
-    ProcessesChanged,
-    Provisioned,
-    Restarted,
-    RolledBack,
-    Status,
-)
 from shipyard.targets.dirs import default_cache_dir
+
+if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads their fields
+    from shipyard.plan import Plan
+    from shipyard.targets.base import (
+        Checked,
+        ConfigChanged,
+        Deployed,
+        Destroyed,
+        HostReleases,
+        ProcessesChanged,
+        Provisioned,
+        Restarted,
+        RolledBack,
+        Status,
+    )
 
 
 def _per_host(hosts: dict[str, list[str]], empty: str) -> str:
@@ -169,6 +172,8 @@ def config_list(
         **{k: (v, "spec") for k, v in spec_env.items()},
         **{k: (v, "config") for k, v in config.items()},
     }
+    from shipyard.plan import MASK
+
     shown = {k: (v if reveal else MASK, src) for k, (v, src) in sorted(items.items())}
     if as_json:
         click.echo(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from shipyard.spec.model import Spec
-from shipyard.targets.base import Background, Target
+if TYPE_CHECKING:  # importing the package (for targets/dirs.py) loads no models
+    from shipyard.spec.model import Spec
+    from shipyard.targets.base import Background, Target
 
 
 def open_target(

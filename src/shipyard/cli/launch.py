@@ -1,0 +1,213 @@
+"""The `shipyard` program: a command goes to a warm server when one runs (cli/warm.py), else
+it runs here and leaves a server behind for the next one.
+
+This module is the whole of what a warm command imports in its own process, so it keeps to
+a few modules of the standard library.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import signal
+import socket
+import stat
+import sys
+import zlib
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Any
+
+SWITCH = "SHIPYARD_WARM"  # "0": never use nor start a server
+DIR_VARIABLE = "SHIPYARD_WARM_DIR"  # where the sockets live; default: see socket_dir
+LINGER_VARIABLE = "SHIPYARD_WARM_LINGER"  # seconds a server waits for the next command
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def main() -> None:
+    code = attempt()
+    if code is not None:
+        sys.exit(code)
+    from shipyard.cli.commands import main as run_here
+
+    try:
+        run_here(None)
+    finally:
+        start_server()
+
+
+def enabled() -> bool:
+    return os.environ.get(SWITCH, "1") != "0"
+
+
+def socket_dir() -> str | None:
+    """The user's private directory for the sockets, made 0700 if missing; None if it is not
+    private (another user could then reach the server, or plant one)."""
+    path = os.environ.get(DIR_VARIABLE)
+    if not path:
+        runtime = os.environ.get("XDG_RUNTIME_DIR")
+        if runtime and os.path.isdir(runtime):
+            path = os.path.join(runtime, "shipyard")
+        else:
+            path = f"/tmp/shipyard-{os.geteuid()}"
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.lstat(path)
+    except OSError:
+        return None
+    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+    return path if private and stat.S_IMODE(info.st_mode) & 0o077 == 0 else None
+
+
+def server_key(executable: str, path: list[str], environ: dict[str, str]) -> str:
+    """What makes two processes run a command alike: the same executable, import path and
+    PYTHON* settings (PYTHONPATH is in the path already), groups, and network and mount
+    namespaces (a socket's path reaches across them; a command must run in its caller's).
+    Two checksums: a name, not a secret (the directory is private)."""
+    python = sorted((k, v) for k, v in environ.items() if k.startswith("PYTHON"))
+    spaces = []
+    for kind in ("net", "mnt"):
+        try:
+            spaces.append(os.readlink(f"/proc/self/ns/{kind}"))
+        except OSError:
+            spaces.append("")
+    groups = [os.getegid(), *sorted(os.getgroups())]
+    text = repr([executable, path, python, spaces, groups]).encode()
+    return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
+
+
+def socket_path() -> str | None:
+    directory = socket_dir()
+    if directory is None:
+        return None
+    key = server_key(sys.executable, sys.path, dict(os.environ))
+    return os.path.join(directory, f"{key}.sock")
+
+
+def attempt() -> int | None:
+    """Run this process's command in a warm server: its exit code, or None when no server
+    took it (none running, or stale) and the caller must run it itself."""
+    if not enabled():
+        return None
+    path = socket_path()
+    if path is None:
+        return None
+    try:
+        for fd in (0, 1, 2):
+            os.fstat(fd)
+    except OSError:
+        return None  # a closed standard descriptor cannot be handed over
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.settimeout(5)
+        conn.connect(path)
+        socket.send_fds(conn, [frame(_request())], [0, 1, 2])
+        conn.settimeout(None)
+        return _follow(conn)
+    except OSError:
+        return None
+    finally:
+        conn.close()
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    """One message on the wire: its length, then marshal's encoding of it. Both ends are the
+    same interpreter (the socket's name says so) and the same user, and marshal is loaded
+    with the interpreter while json would cost the launcher a tenth of its start-up."""
+    data = marshal.dumps(message)
+    return len(data).to_bytes(4, "big") + data
+
+
+def read_frames(conn: socket.socket) -> Iterator[dict[str, Any]]:
+    buffer = b""
+    while True:
+        while len(buffer) >= 4 and len(buffer) >= 4 + (size := int.from_bytes(buffer[:4], "big")):
+            message = marshal.loads(buffer[4 : 4 + size])
+            buffer = buffer[4 + size :]
+            if not isinstance(message, dict):
+                raise OSError("not a message")
+            yield message
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        buffer += chunk
+
+
+def _request() -> dict[str, Any]:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    request = {
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "env": dict(os.environ),
+        "umask": mask,
+        "stdio": [[s.encoding, s.errors] if s else ["utf-8", "strict"] for s in streams],
+    }
+    return request
+
+
+def _follow(conn: socket.socket) -> int | None:
+    """Read the server's messages until the child's exit; forward signals meanwhile."""
+    child = 0
+
+    def forward(signum: int, _frame: object) -> None:
+        if child:
+            try:  # noqa: SIM105 (contextlib is one more import)
+                os.kill(child, signum)
+            except OSError:
+                pass
+
+    for signum in FORWARDED:
+        signal.signal(signum, forward)
+    handed: dict[str, Any] | None = None
+    for message in read_frames(conn):
+        if "stale" in message:
+            return None
+        if "pid" in message:
+            child = int(message["pid"])
+        elif "exec" in message:
+            handed = message
+        elif "exit" in message:
+            code = int(message["exit"])
+            if handed is not None and code == 0:
+                _exec(handed)
+            return code
+    # the server went away: before the child started, the command can still run here
+    return 1 if child else None
+
+
+def _exec(handed: dict[str, Any]) -> None:
+    for signum in FORWARDED:
+        signal.signal(signum, signal.SIG_DFL)
+    argv = [str(arg) for arg in handed["exec"]]
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, {str(k): str(v) for k, v in handed["env"].items()})
+
+
+def start_server() -> None:
+    """Leave a server behind for the next command (it exits at once if one already runs)."""
+    if not enabled():
+        return
+    path = socket_path()
+    if path is None:
+        return
+    import subprocess
+
+    code = "import sys; from shipyard.cli.warm import serve; serve(sys.argv[1], sys.argv[2:])"
+    try:
+        log = os.open(path[: -len(".sock")] + ".log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            subprocess.Popen(
+                [sys.executable, "-c", code, path, *sys.path],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        finally:
+            os.close(log)
+    except OSError:
+        pass  # only the next command's speed depends on it
