@@ -238,7 +238,7 @@ def make_fleet(tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any
 
 def fake_remote(name: str, tmp: Path, role: str) -> RemoteHost:
     conn = SSHConnection(SSHAddress.parse(name), SSHOptions(), tmp)
-    conn._login_user = "root"  # what `ssh -G` would say: no ssh is run
+    conn._config = {"user": "root"}  # what `ssh -G` would say: no ssh is run
     return RemoteHost(name, role, conn, PurePosixPath("/srv/shipyard"), "0.0.0.0:80")
 
 

@@ -158,13 +158,13 @@ def test_ssh_argv_checks_host_keys_strictly_and_multiplexes() -> None:
 
 def test_remote_commands_are_quoted_and_sudo_wrapped() -> None:
     conn = _conn("deploy")
-    conn._login_user = "deploy"  # what `ssh -G` would report
+    conn._config = {"user": "deploy"}  # what `ssh -G` would report
     command = Command(("echo", "a b", "$HOME"), cwd="/srv/x y", env={"K": "v w"}, sudo=True)
     text = conn.remote_command(command)
     assert text.startswith("cd '/srv/x y' && sudo -n -- sh -c ")
     inner = shlex.split(text.split(" && ", 1)[1])[-1]
     assert shlex.split(inner) == ["env", "K=v w", "echo", "a b", "$HOME"]
-    conn._login_user = "root"
+    conn._config = {"user": "root"}
     assert "sudo" not in conn.remote_command(command)
 
 
@@ -228,7 +228,7 @@ def test_lb_config_lists_backends_and_drains(example_spec_dict: dict[str, object
 
 def _host() -> RemoteHost:
     conn = _conn()
-    conn._login_user = "root"
+    conn._config = {"user": "root"}
     return RemoteHost("web1", "web", conn, PurePosixPath("/srv/shipyard"), "0.0.0.0:80")
 
 

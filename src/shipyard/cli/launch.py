@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import resource
 import signal
 import socket
 import stat
@@ -24,6 +25,15 @@ SWITCH = "SHIPYARD_WARM"  # "0": never use nor start a server
 DIR_VARIABLE = "SHIPYARD_WARM_DIR"  # where the sockets live; default: see socket_dir
 LINGER_VARIABLE = "SHIPYARD_WARM_LINGER"  # seconds a server waits for the next command
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+_AT_START_UP = ("PYTHON", "LC_ALL", "LC_CTYPE", "LANG")  # what the interpreter reads once
+_LIMITS = (
+    resource.RLIMIT_NOFILE,
+    resource.RLIMIT_NPROC,
+    resource.RLIMIT_CORE,
+    resource.RLIMIT_AS,
+    resource.RLIMIT_FSIZE,
+    resource.RLIMIT_CPU,
+)
 
 
 def main() -> None:
@@ -62,11 +72,12 @@ def socket_dir() -> str | None:
 
 
 def server_key(executable: str, path: list[str], environ: dict[str, str]) -> str:
-    """What makes two processes run a command alike: the same executable, import path and
-    PYTHON* settings (PYTHONPATH is in the path already), groups, and network and mount
-    namespaces (a socket's path reaches across them; a command must run in its caller's).
+    """What makes two processes run a command alike: the same executable, import path,
+    PYTHON* and locale settings (read once, at start-up), groups, resource limits, and
+    network and mount namespaces (a socket's path reaches across them; a command must run
+    in its caller's).
     Two checksums: a name, not a secret (the directory is private)."""
-    python = sorted((k, v) for k, v in environ.items() if k.startswith("PYTHON"))
+    python = sorted((k, v) for k, v in environ.items() if k.startswith(_AT_START_UP))
     spaces = []
     for kind in ("net", "mnt"):
         try:
@@ -74,7 +85,8 @@ def server_key(executable: str, path: list[str], environ: dict[str, str]) -> str
         except OSError:
             spaces.append("")
     groups = [os.getegid(), *sorted(os.getgroups())]
-    text = repr([executable, path, python, spaces, groups]).encode()
+    limits = [resource.getrlimit(limit) for limit in _LIMITS]
+    text = repr([executable, path, python, spaces, groups, limits]).encode()
     return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
 
 
@@ -160,8 +172,19 @@ def _follow(conn: socket.socket) -> int | None:
             except OSError:
                 pass
 
+    def suspend(_signum: int, _frame: object) -> None:
+        # Ctrl-Z: the command stops with the launcher, and goes on when the launcher does
+        if child:
+            try:  # noqa: SIM105
+                os.kill(child, signal.SIGSTOP)
+            except OSError:
+                pass
+        os.kill(os.getpid(), signal.SIGSTOP)
+
     for signum in FORWARDED:
         signal.signal(signum, forward)
+    signal.signal(signal.SIGCONT, forward)
+    signal.signal(signal.SIGTSTP, suspend)
     handed: dict[str, Any] | None = None
     for message in read_frames(conn):
         if "stale" in message:
@@ -180,7 +203,7 @@ def _follow(conn: socket.socket) -> int | None:
 
 
 def _exec(handed: dict[str, Any]) -> None:
-    for signum in FORWARDED:
+    for signum in (*FORWARDED, signal.SIGCONT, signal.SIGTSTP):
         signal.signal(signum, signal.SIG_DFL)
     argv = [str(arg) for arg in handed["exec"]]
     sys.stdout.flush()

@@ -291,6 +291,7 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
         os.environ.clear()
         os.environ.update({str(k): str(v) for k, v in request["env"].items()})
         os.umask(int(request["umask"]))
+        time.tzset()  # the caller's TZ
         sys.argv = [str(arg) for arg in request["argv"]]
         _handover = conn
         _send(conn, {"pid": os.getpid()})

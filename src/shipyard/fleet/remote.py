@@ -9,9 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import shlex
 import subprocess
-import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -197,12 +195,7 @@ def host_base(target: TargetSpec, name: str) -> PurePosixPath:
 
 def ssh_hostname(conn: SSHConnection) -> str:
     """The address ssh really connects to (after the ssh config's HostName)."""
-    argv = conn.ssh_argv()
-    proc = subprocess.run([argv[0], "-G", *argv[1:]], capture_output=True, text=True, check=False)
-    for line in proc.stdout.splitlines():
-        if line.startswith("hostname "):
-            return line.split(None, 1)[1].strip()
-    return conn.address.host
+    return conn.effective_config().get("hostname", conn.address.host)
 
 
 def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[RemoteHost]:
@@ -301,10 +294,6 @@ def lib_id() -> str:
     for rel, path in lib_files():
         digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:16]
-
-
-def local_python_minor() -> str:
-    return f"{sys.version_info.major}.{sys.version_info.minor}"
 
 
 # --- the agent session ------------------------------------------------------------------------
@@ -448,10 +437,6 @@ class Agent:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def shell_quote(*parts: str) -> str:
-    return shlex.join(parts)
 
 
 def runtime_current(hello: HelloReply) -> bool:

@@ -45,7 +45,7 @@ class SSHConnection:
         self.options = options
         self.host = str(address)
         self._control_dir = control_dir
-        self._login_user: str | None = None
+        self._config: dict[str, str] | None = None
 
     # --- how ssh is called -------------------------------------------------------------
 
@@ -73,17 +73,24 @@ class SSHConnection:
         argv.append("-t" if tty else "-T")
         return [*argv, self.address.host]
 
-    @property
-    def login_user(self) -> str:
-        """The user ssh logs in as, after ~/.ssh/config or the target's file (`ssh -G`)."""
-        if self._login_user is None:
+    def effective_config(self) -> dict[str, str]:
+        """ssh's settings for this host after ~/.ssh/config or the target's file, as
+        `ssh -G` prints them (lower-case keys), asked once."""
+        if self._config is None:
             argv = self.ssh_argv()
             proc = subprocess.run(
                 [argv[0], "-G", *argv[1:]], capture_output=True, text=True, check=False
             )
-            found = [line[5:] for line in proc.stdout.splitlines() if line.startswith("user ")]
-            self._login_user = found[0].strip() if found else "root"
-        return self._login_user
+            self._config = {}
+            for line in proc.stdout.splitlines():
+                key, _, value = line.partition(" ")
+                self._config.setdefault(key.lower(), value.strip())
+        return self._config
+
+    @property
+    def login_user(self) -> str:
+        """The user ssh logs in as."""
+        return self.effective_config().get("user", "root")
 
     @property
     def needs_sudo(self) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import os
 import shutil
 import signal
@@ -293,10 +292,6 @@ def stop_runtime(host: HostLayout) -> bool:
     while time.monotonic() < deadline and host.supervisor_pidfile.exists():
         time.sleep(0.05)
     return True
-
-
-def current_user() -> str:
-    return getpass.getuser()
 
 
 def _posix(path: Path) -> PurePosixPath:

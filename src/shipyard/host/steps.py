@@ -11,24 +11,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from shipyard.host.artifact import Artifact
 
-MASK = "***"
-
-
-class Secret(str):
-    """A string that never shows itself in logs, reprs or printed commands."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return MASK
-
-    def masked(self) -> str:
-        return MASK
-
-
-def _mask(arg: str) -> str:
-    return MASK if isinstance(arg, Secret) else arg
-
 
 @dataclass(frozen=True)
 class Command:
@@ -42,7 +24,7 @@ class Command:
     check: bool = True
 
     def __str__(self) -> str:
-        return shlex.join(_mask(arg) for arg in self.argv)
+        return shlex.join(self.argv)
 
     def run(self, ctx: InstallContext) -> None:
         execute(ctx.conn, self)
