@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from shipyard.host import render, runtime
+from shipyard.host import render
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import app_environment, is_installed, load_config
 from shipyard.host.state import load_state
@@ -33,7 +33,7 @@ def host_plan(
     the deploying machine knows them (its artifact is built); None: described in words."""
     app = machine.app(spec)
     app.check_socket_paths()
-    nginx = runtime.find_nginx(machine.conn.host)
+    nginx = machine.servers.find_nginx(machine.conn.host)
     state = load_state(app)
     slot = state.idle_slot()
     install = PlannedStage(name="install")
