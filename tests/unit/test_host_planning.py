@@ -183,3 +183,16 @@ def test_a_plan_refuses_a_base_too_deep_for_unix_sockets(tmp_path: Path) -> None
     host = FakeHost(HostLayout(tmp_path / ("deep" * 25)))
     with pytest.raises(UsageError, match=r"is too deep: the socket path"):
         host_plan(_machine(host), SPEC, "r1", None)
+
+
+def test_a_secret_that_spans_lines_is_masked_whole(host: FakeHost) -> None:
+    """A PEM key as config: the env file quotes it over several lines, all of them secret."""
+    app = _app(host)
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg=secret-body\n-----END PRIVATE KEY-----"
+    _set_config(app, {"TLS_KEY": key, "A": "1"})
+    _deploy(host, "r1", "r2")  # blue, idle now, holds r1's env file with the key
+    assert "secret-body" in host.conn.text(app.env_file("blue"))
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    assert "secret-body" not in plan.model_dump_json()
+    assert "PRIVATE KEY" not in plan.model_dump_json()
+    assert _files(plan)[str(app.env_file("blue"))].diff == ""  # masked alike on both sides

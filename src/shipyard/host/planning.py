@@ -96,7 +96,20 @@ def _change(
 def _mask_env_file(content: bytes, keys: set[str]) -> bytes:
     """An env file as it is now, with the values of config keys (secrets) masked."""
     lines = []
-    for line in content.decode(errors="replace").splitlines():
-        key, sep, _ = line.partition("=")
+    rest = iter(content.decode(errors="replace").splitlines())
+    for line in rest:
+        key, sep, value = line.partition("=")
+        # a quoted value with newlines (a PEM key, say) goes on over the lines that follow
+        while sep and not _closed(value) and (more := next(rest, None)) is not None:
+            value, line = f"{value}\n{more}", f"{line}\n{more}"
         lines.append(f"{key}={shlex.quote(MASK)}" if sep and key.strip() in keys else line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _closed(value: str) -> bool:
+    """Whether a value as render.env_file quotes it ends on this line."""
+    try:
+        shlex.split(value)
+    except ValueError:  # no closing quotation: it goes on
+        return False
+    return True
