@@ -196,3 +196,17 @@ def test_a_secret_that_spans_lines_is_masked_whole(host: FakeHost) -> None:
     assert "secret-body" not in plan.model_dump_json()
     assert "PRIVATE KEY" not in plan.model_dump_json()
     assert _files(plan)[str(app.env_file("blue"))].diff == ""  # masked alike on both sides
+
+
+def test_a_secret_unset_since_the_idle_slots_env_was_written_stays_masked(
+    host: FakeHost,
+) -> None:
+    """`config unset` restarts onto the other slot: the idle one's env file keeps the value."""
+    app = _app(host)
+    _set_config(app, {"API_TOKEN": "tok-123", "A": "1"})
+    _deploy(host, "r1", "r2")
+    _set_config(app, {"A": "1"})
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    assert "tok-123" not in plan.model_dump_json()
+    removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
+    assert (removed, added) == (["API_TOKEN='***'"], [])  # that it goes is still shown
