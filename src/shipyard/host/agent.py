@@ -32,15 +32,16 @@ from shipyard.errors import DeployError, ShipyardError
 from shipyard.events import Silent
 from shipyard.host import lifecycle as ops
 from shipyard.host import protocol as p
-from shipyard.host import render, resident, runtime, wire
+from shipyard.host import render, resident, wire
 from shipyard.host.artifact import MANIFEST, SPEC, load_artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection, replace_symlink, write_atomic
 from shipyard.host.protocol import PROTOCOL_VERSION, Reply, Request
 from shipyard.host.python import local_libc
 from shipyard.host.release import config_upload, installed_releases, load_config, release_spec
+from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.state import app_lock, load_state, save_state
-from shipyard.host.supervisor import Supervisor
+from shipyard.host.steps import Connection
 from shipyard.host.switch import Switch
 from shipyard.spec.model import Spec
 
@@ -57,10 +58,18 @@ class Session:
         stream: IO[bytes],
         app_user: str = "",
         system_nginx: bool = False,
+        *,
+        conn: Connection | None = None,  # None: this machine's (tests pass fakes of both)
+        servers: Servers = SERVERS,
     ) -> None:
         self.host = HostLayout(base, system_nginx)
         self.target = ops.Machine(
-            LocalConnection(), self.host, self.host.wheels, listen, ops.app_user_here(app_user)
+            LocalConnection() if conn is None else conn,
+            self.host,
+            self.host.wheels,
+            listen,
+            ops.app_user_here(app_user),
+            servers,
         )
         self.stream = stream
         self.locks = ExitStack()
@@ -247,7 +256,7 @@ class Session:
         self.lock(p.Lock(app=app.name, action=request.action))
         wire.safe_relative(request.release)
         state = load_state(app)
-        supervisor = runtime.ensure_runtime(self.target.conn, self.host)
+        supervisor = self.target.servers.ensure_runtime(self.target.conn, self.host)
         switch = ops.stage(
             self.target,
             supervisor,
@@ -357,7 +366,7 @@ class Session:
             if serving is not None
             else {}
         )
-        supervisor = runtime.ensure_runtime(self.target.conn, self.host)
+        supervisor = self.target.servers.ensure_runtime(self.target.conn, self.host)
         app.logs.mkdir(parents=True, exist_ok=True)
         content = render.lb_conf(
             request.spec,
@@ -373,7 +382,7 @@ class Session:
         if previous != content:
             write_atomic(app.site_file, content)
             try:
-                runtime.reload_nginx(self.target.conn, self.host, supervisor)
+                self.target.servers.reload_nginx(self.target.conn, self.host, supervisor)
             except BaseException:
                 if previous is None:
                     app.site_file.unlink(missing_ok=True)
@@ -408,9 +417,10 @@ class Session:
         app = self.app(request.app)
         had_site = app.site_file.is_file()
         app.site_file.unlink(missing_ok=True)
-        if had_site and Supervisor(self.host.supervisor_socket).is_running():
-            supervisor = runtime.ensure_runtime(self.target.conn, self.host)
-            runtime.reload_nginx(self.target.conn, self.host, supervisor)
+        servers = self.target.servers
+        if had_site and servers.supervisor(self.host).is_running():
+            supervisor = servers.ensure_runtime(self.target.conn, self.host)
+            servers.reload_nginx(self.target.conn, self.host, supervisor)
         shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
         shutil.rmtree(app.root, ignore_errors=True)
         return p.LbRemoveReply(removed=had_site)

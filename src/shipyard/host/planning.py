@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from shipyard.host import render, runtime
+from shipyard.host import render
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import app_environment, is_installed, load_config
 from shipyard.host.state import load_state
@@ -33,7 +33,7 @@ def host_plan(
     the deploying machine knows them (its artifact is built); None: described in words."""
     app = machine.app(spec)
     app.check_socket_paths()
-    nginx = runtime.find_nginx(machine.conn.host)
+    nginx = machine.servers.find_nginx(machine.conn.host)
     state = load_state(app)
     slot = state.idle_slot()
     install = PlannedStage(name="install")
@@ -47,7 +47,8 @@ def host_plan(
             "from the wheel store, link persistent data"
         )
     config = load_config(app)
-    env = masked_env(app_environment(spec, app, release_id, config), set(config))
+    env = app_environment(spec, app, release_id, config)
+    shown = set(env) - set(config)  # the spec's env and shipyard's own: no secrets
     static = {
         prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
         for i, (prefix, d) in enumerate(sorted(spec.static.items()))
@@ -57,7 +58,12 @@ def host_plan(
     configure = PlannedStage(
         name="configure",
         files=[
-            _change(machine.conn, app.env_file(slot), render.env_file(env), set(config)),
+            _change(
+                machine.conn,
+                app.env_file(slot),
+                render.env_file(masked_env(env, set(config))),
+                shown,
+            ),
             _change(machine.conn, app.program_file(slot), program.encode()),
             _change(machine.conn, app.site_file, site.encode()),
         ],
@@ -81,22 +87,38 @@ def host_plan(
 
 
 def _change(
-    conn: Connection, path: Path, new: bytes, masked_now: set[str] | None = None
+    conn: Connection, path: Path, new: bytes, env_shown: set[str] | None = None
 ) -> FileChange:
-    """The change to `path`, read over the machine's connection like every other file."""
+    """The change to `path`, read over the machine's connection like every other file.
+    `env_shown`: `path` is an env file, whose values but these keys' are masked."""
     try:
         before = conn.read(PurePosixPath(path))
     except PermissionError:
         before = b"(not readable here)\n"
-    if before is not None and masked_now is not None:
-        before = _mask_env_file(before, masked_now)
+    if before is not None and env_shown is not None:
+        before = _mask_env_file(before, env_shown)
     return file_change(str(path), before, new)
 
 
-def _mask_env_file(content: bytes, keys: set[str]) -> bytes:
-    """An env file as it is now, with the values of config keys (secrets) masked."""
+def _mask_env_file(content: bytes, shown: set[str]) -> bytes:
+    """An env file as it is now, with every value masked but those of the `shown` keys: a
+    config key's (a secret's), and that of a key the new env no longer has (a secret unset
+    since, say)."""
     lines = []
-    for line in content.decode(errors="replace").splitlines():
-        key, sep, _ = line.partition("=")
-        lines.append(f"{key}={shlex.quote(MASK)}" if sep and key.strip() in keys else line)
+    rest = iter(content.decode(errors="replace").splitlines())
+    for line in rest:
+        key, sep, value = line.partition("=")
+        # a quoted value with newlines (a PEM key, say) goes on over the lines that follow
+        while sep and not _closed(value) and (more := next(rest, None)) is not None:
+            value, line = f"{value}\n{more}", f"{line}\n{more}"
+        lines.append(f"{key}={shlex.quote(MASK)}" if sep and key.strip() not in shown else line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _closed(value: str) -> bool:
+    """Whether a value as render.env_file quotes it ends on this line."""
+    try:
+        shlex.split(value)
+    except ValueError:  # no closing quotation: it goes on
+        return False
+    return True

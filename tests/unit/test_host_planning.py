@@ -1,0 +1,212 @@
+"""host_plan on a fake host: what a deploy would do, read without changing anything, with the
+diff of every file it would write and the secrets in them masked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+
+import pytest
+from agentfakes import GuardedConnection
+from fakes import FakeHost
+from hostkit import LISTEN, make_spec, put_release
+
+from shipyard.errors import UsageError
+from shipyard.host import lifecycle
+from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.planning import host_plan
+from shipyard.host.state import AppState, ReleaseRecord, load_state
+from shipyard.host.steps import Connection
+from shipyard.plan import FileChange, Plan, PlannedStage
+
+SPEC = make_spec()
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    return FakeHost(HostLayout(tmp_path))
+
+
+def _machine(host: FakeHost, conn: Connection | None = None) -> lifecycle.Machine:
+    return lifecycle.Machine(
+        conn or host.conn, host.layout, host.layout.wheels, LISTEN, servers=host.servers
+    )
+
+
+def _app(host: FakeHost) -> AppLayout:
+    return host.layout.app(SPEC.name)
+
+
+def _set_config(app: AppLayout, config: dict[str, str]) -> None:
+    app.shared.mkdir(parents=True, exist_ok=True)
+    app.config_file.write_text(json.dumps(config))
+
+
+def _deploy(host: FakeHost, *releases: str) -> None:
+    """Each release installed, then switched to, as a deploy does (the config from disk)."""
+    app = _app(host)
+    state = load_state(app)
+    for release_id in releases:
+        put_release(app, release_id, SPEC)
+        state.upsert(ReleaseRecord(id=release_id, created="2026-01-01T00:00:00Z"))
+        switch = lifecycle.stage(
+            _machine(host), host.supervisor, app, release_id, state, "deploy", release_cmd=False
+        )
+        lifecycle.commit(app, switch, state, "deploy")
+
+
+def _stage(plan: Plan, name: str) -> PlannedStage:
+    return next(stage for stage in plan.stages if stage.name == name)
+
+
+def _files(plan: Plan) -> dict[str, FileChange]:
+    return {change.path: change for change in _stage(plan, "configure").files}
+
+
+def _removed_and_added(diff: str) -> tuple[list[str], list[str]]:
+    lines = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@"))]
+    return (
+        [line[1:] for line in lines if line.startswith("-")],
+        [line[1:] for line in lines if line.startswith("+")],
+    )
+
+
+def test_a_first_deploy_plan_installs_and_writes_every_file_new(host: FakeHost) -> None:
+    app = _app(host)
+    _set_config(app, {"SECRET_KEY": "hunter2"})
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    assert (plan.app, plan.host, plan.release) == ("flaskr", "local", "r1")
+    assert [stage.name for stage in plan.stages] == ["install", "configure", "switch"]
+    assert _stage(plan, "install").notes == [
+        f"unpack into {app.release('r1')}, make its venv offline from the wheel store, "
+        "link persistent data"
+    ]
+    files = _files(plan)
+    written = [app.env_file("blue"), app.program_file("blue"), app.site_file]
+    assert list(files) == [str(path) for path in written]
+    for path, change in files.items():
+        removed, added = _removed_and_added(change.diff)
+        assert change.diff.startswith(f"--- {path} (now)\n+++ {path} (new)\n")
+        assert removed == [] and added, path  # nothing there yet
+    _, env = _removed_and_added(files[str(app.env_file("blue"))].diff)
+    assert "SECRET_KEY='***'" in env and "SHIPYARD_RELEASE=r1" in env
+    assert "hunter2" not in plan.model_dump_json()
+    assert _stage(plan, "switch").notes == [
+        f"start flaskr-web-blue on {app.socket('blue')}",
+        "health check GET /health on that socket (timeout 5 s)",
+        "nginx -t, graceful reload, wait for the old workers",
+        f"check http://{LISTEN}/health answers from r1",
+        f"point {app.current} at releases/r1",
+        "prune releases beyond the newest 5",
+    ]
+    # a plan reads: it writes, runs and creates nothing
+    assert host.conn.recorded == [] and not app.state_file.exists()
+
+
+def test_the_install_stage_lists_the_steps_given_or_notes_a_release_installed(
+    host: FakeHost,
+) -> None:
+    steps = ["unpack the artifact", "make the venv"]
+    install = _stage(host_plan(_machine(host), SPEC, "r1", steps), "install")
+    assert (install.steps, install.notes) == (steps, [])
+    put_release(_app(host), "r1", SPEC)
+    install = _stage(host_plan(_machine(host), SPEC, "r1", steps), "install")
+    assert (install.steps, install.notes) == ([], ["release r1 is already installed"])
+
+
+def test_a_plan_on_a_deployed_host_diffs_the_idle_slot_and_stops_the_live_one(
+    host: FakeHost,
+) -> None:
+    app = _app(host)
+    _set_config(app, {"SECRET_KEY": "hunter2"})
+    _deploy(host, "r1", "r2")  # r2 serves on green; blue is idle and holds r1's files
+    spec = make_spec(release="flask db upgrade")
+    earlier = [PlannedStage(name="build", notes=["artifact r1: already built, reused"])]
+    plan = host_plan(_machine(host), spec, "r1", None, name="web1", earlier=earlier)
+    assert plan.host == "web1"
+    assert [stage.name for stage in plan.stages] == ["build", "install", "configure", "switch"]
+    assert _stage(plan, "install").notes == ["release r1 is already installed"]
+    files = _files(plan)
+    # blue's env file is r1's with the same config: no change (the secret masked both sides)
+    assert files[str(app.env_file("blue"))].diff == ""
+    # blue's program file went when r1 was retired; the site moves from green/r2 to blue/r1
+    _, program = _removed_and_added(files[str(app.program_file("blue"))].diff)
+    assert "[program:flaskr-web-blue]" in program
+    removed, added = _removed_and_added(files[str(app.site_file)].diff)
+    assert any(str(app.socket("green")) in line for line in removed)
+    assert any(str(app.socket("blue")) in line for line in added)
+    notes = _stage(plan, "switch").notes
+    assert notes[0] == "run the release command: flask db upgrade"
+    assert "stop the old slot (green, release r2)" in notes
+    assert "hunter2" not in plan.model_dump_json()
+
+
+def test_a_changed_secret_shows_neither_value(host: FakeHost) -> None:
+    app = _app(host)
+    _set_config(app, {"SECRET_KEY": "old-secret"})
+    _deploy(host, "r1", "r2")
+    _set_config(app, {"SECRET_KEY": "new-secret", "API": "v2"})
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
+    assert (removed, added) == ([], ["API='***'"])  # a key added; the changed one looks alike
+    assert "old-secret" not in plan.model_dump_json()
+    assert "new-secret" not in plan.model_dump_json()
+
+
+def test_a_file_this_user_cannot_read_is_said_so(host: FakeHost) -> None:
+    app = _app(host)
+    env_file = PurePosixPath(app.env_file("blue"))
+    conn = GuardedConnection(host.journal, {env_file})
+    plan = host_plan(_machine(host, conn), SPEC, "r1", None)
+    removed, _ = _removed_and_added(_files(plan)[str(env_file)].diff)
+    assert removed == ["(not readable here)"]
+
+
+def test_an_empty_env_file_is_diffed_as_empty(host: FakeHost) -> None:
+    app = _app(host)
+    host.conn.files[PurePosixPath(app.env_file("blue"))] = b""
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
+    assert removed == [] and added[0].startswith("# Managed by shipyard")
+
+
+def test_the_plan_follows_the_state_to_the_idle_slot(host: FakeHost) -> None:
+    app = _app(host)
+    app.root.mkdir(parents=True)
+    app.state_file.write_text(AppState(live="r1", slot="blue").to_json())
+    plan = host_plan(_machine(host), SPEC, "r2", None)
+    assert list(_files(plan))[:2] == [str(app.env_file("green")), str(app.program_file("green"))]
+    assert "stop the old slot (blue, release r1)" in _stage(plan, "switch").notes
+
+
+def test_a_plan_refuses_a_base_too_deep_for_unix_sockets(tmp_path: Path) -> None:
+    host = FakeHost(HostLayout(tmp_path / ("deep" * 25)))
+    with pytest.raises(UsageError, match=r"is too deep: the socket path"):
+        host_plan(_machine(host), SPEC, "r1", None)
+
+
+def test_a_secret_that_spans_lines_is_masked_whole(host: FakeHost) -> None:
+    """A PEM key as config: the env file quotes it over several lines, all of them secret."""
+    app = _app(host)
+    key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg=secret-body\n-----END PRIVATE KEY-----"
+    _set_config(app, {"TLS_KEY": key, "A": "1"})
+    _deploy(host, "r1", "r2")  # blue, idle now, holds r1's env file with the key
+    assert "secret-body" in host.conn.text(app.env_file("blue"))
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    assert "secret-body" not in plan.model_dump_json()
+    assert "PRIVATE KEY" not in plan.model_dump_json()
+    assert _files(plan)[str(app.env_file("blue"))].diff == ""  # masked alike on both sides
+
+
+def test_a_secret_unset_since_the_idle_slots_env_was_written_stays_masked(
+    host: FakeHost,
+) -> None:
+    """`config unset` restarts onto the other slot: the idle one's env file keeps the value."""
+    app = _app(host)
+    _set_config(app, {"API_TOKEN": "tok-123", "A": "1"})
+    _deploy(host, "r1", "r2")
+    _set_config(app, {"A": "1"})
+    plan = host_plan(_machine(host), SPEC, "r1", None)
+    assert "tok-123" not in plan.model_dump_json()
+    removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
+    assert (removed, added) == (["API_TOKEN='***'"], [])  # that it goes is still shown
