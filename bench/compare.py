@@ -14,9 +14,9 @@ import os
 import platform
 import re
 import shutil
+import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "flask-factory"
-SHIPYARD = [sys.executable, "-m", "shipyard.cli"]
+SHIPYARD = [str(ROOT / ".venv" / "bin" / "shipyard")]  # the program, as users run it
 SCRIPT = ROOT / "bench" / "seed_script.sh"
 SHIPYARD_PORT, SCRIPT_PORT = 18080, 18081
 FLEET_BEGIN = "<!-- fleet:begin -->"  # bench/fleet_compare.py writes from there on
@@ -118,15 +118,49 @@ class Bench:
         self.homes: list[Path] = []
         self.script_works: list[Path] = []
         self.counter = 0
+        self.warm_dir = work / "warm"  # this run's warm servers (cli/warm.py), not the user's
+        self.warm_dir.mkdir(mode=0o700)
+
+    def env(self, home: Path, warm: bool = True) -> dict[str, str]:
+        return {
+            **os.environ,
+            "SHIPYARD_HOME": str(home),
+            "SHIPYARD_CACHE": str(self.cache),
+            "SHIPYARD_WARM_DIR": str(self.warm_dir),
+            "SHIPYARD_WARM": "1" if warm else "0",
+        }
 
     def new_home(self) -> Path:
         home = Path(tempfile.mkdtemp(prefix="syb", dir="/tmp"))
         self.homes.append(home)
         return home
 
-    def shipyard(self, home: Path, *args: str) -> None:
-        env = {**os.environ, "SHIPYARD_HOME": str(home), "SHIPYARD_CACHE": str(self.cache)}
+    def shipyard(self, home: Path, *args: str, warm: bool = True) -> None:
+        env = self.env(home, warm)
         subprocess.run([*SHIPYARD, *args], env=env, check=True, capture_output=True, text=True)
+
+    def until_first_stage(self, home: Path, warm: bool) -> float:
+        """From the program's start to its first finished stage of a redeploy."""
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [*SHIPYARD, "deploy", str(self.sy_project), "--skip-tests"],
+            env=self.env(home, warm),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        first = None
+        for line in proc.stderr:
+            if first is None and line.startswith("✓"):
+                first = time.monotonic() - started
+        assert proc.wait() == 0 and first is not None
+        return first
+
+    def wait_for_warm_server(self) -> None:
+        deadline = time.monotonic() + 60
+        while not list(self.warm_dir.glob("*.sock")) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def script(self, work: Path, mode: str = "deploy") -> None:
         env = {
@@ -158,6 +192,11 @@ class Bench:
                 self.script(work, "stop")
             shutil.rmtree(work, ignore_errors=True)
 
+    def stop_warm_servers(self) -> None:
+        for lock in self.warm_dir.glob("*.lock"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                os.kill(int(lock.read_text().split()[0]), signal.SIGTERM)
+
 
 def timed(action: Callable[..., object], *args: object) -> float:
     started = time.monotonic()
@@ -170,8 +209,10 @@ def script_until_served(bench: Bench, work: Path, text: str) -> None:
     wait_for(SCRIPT_PORT, text)
 
 
-def shipyard_until_served(bench: Bench, home: Path, text: str, extra: tuple[str, ...]) -> None:
-    bench.shipyard(home, "deploy", str(bench.sy_project), *extra)
+def shipyard_until_served(
+    bench: Bench, home: Path, text: str, extra: tuple[str, ...], warm: bool = True
+) -> None:
+    bench.shipyard(home, "deploy", str(bench.sy_project), *extra, warm=warm)
     wait_for(SHIPYARD_PORT, text)
 
 
@@ -183,6 +224,7 @@ def run(quick: bool) -> dict[str, list[float] | tuple[int, int]]:
     try:
         # warm the caches once (wheel store, locks, test venv; pip's cache for the script)
         bench.shipyard(bench.new_home(), "deploy", str(bench.sy_project))
+        bench.wait_for_warm_server()  # the first command left it behind
         bench.script(bench.new_script_work())
         bench.cleanup()
         bench.homes, bench.script_works = [], []
@@ -204,6 +246,7 @@ def run(quick: bool) -> dict[str, list[float] | tuple[int, int]]:
         warm: dict[str, list[float]] = {
             "shipyard (tests on)": [],
             "shipyard --skip-tests": [],
+            "shipyard --skip-tests, warm start off": [],
             "script": [],
         }
         for _ in range(reps_warm):
@@ -215,9 +258,18 @@ def run(quick: bool) -> dict[str, list[float] | tuple[int, int]]:
                 else:
                     set_greeting(bench.sy_project, text)
                     extra = ("--skip-tests",) if "skip" in label else ()
-                    warm[label].append(timed(shipyard_until_served, bench, home, text, extra))
+                    on = "off" not in label
+                    warm[label].append(timed(shipyard_until_served, bench, home, text, extra, on))
         for label, values in warm.items():
             results[f"warm redeploy: {label}"] = values
+
+        first: dict[str, list[float]] = {"warm start": [], "warm start off": []}
+        for _ in range(reps_warm):
+            for label in first:
+                set_greeting(bench.sy_project, bench.greeting())
+                first[label].append(bench.until_first_stage(home, "off" not in label))
+        for label, values in first.items():
+            results[f"start-up to the first stage: {label}"] = values
 
         rollbacks = []
         for _ in range(reps_warm):
@@ -241,6 +293,7 @@ def run(quick: bool) -> dict[str, list[float] | tuple[int, int]]:
             results[f"load: {label}"] = load.stop()
     finally:
         bench.cleanup()
+        bench.stop_warm_servers()
         shutil.rmtree(work, ignore_errors=True)
     return results
 
@@ -286,7 +339,12 @@ def report(results: dict[str, list[float] | tuple[int, int]], quick: bool) -> st
         f"| {cold_sy / cold_sc:.2f} | ≤ 15 s |"
     )
     script_warm = med("warm redeploy: script")
-    for label in ("shipyard (tests on)", "shipyard --skip-tests"):
+    labels = (
+        "shipyard (tests on)",
+        "shipyard --skip-tests",
+        "shipyard --skip-tests, warm start off",
+    )
+    for label in labels:
         value = med(f"warm redeploy: {label}")
         lines.append(
             f"| warm redeploy, one-line change, {label} | {value:.2f} s | {script_warm:.2f} s "
@@ -294,6 +352,11 @@ def report(results: dict[str, list[float] | tuple[int, int]], quick: bool) -> st
         )
     lines.append(
         f"| rollback | {med('rollback: shipyard'):.2f} s | n/a (the script has none) | | ≤ 1 s |"
+    )
+    on, off = (med(f"start-up to the first stage: warm start{s}") for s in ("", " off"))
+    lines.append(
+        f"| start-up to the first stage of a redeploy, warm start on (off) | {on:.2f} s "
+        f"({off:.2f} s) | n/a | on / off {on / off:.2f} | ≤ 0.08 s |"
     )
     sy_ok, sy_failed = results["load: shipyard"]  # type: ignore[misc]
     sc_ok, sc_failed = results["load: script"]  # type: ignore[misc]
