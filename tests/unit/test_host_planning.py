@@ -18,6 +18,7 @@ from shipyard.host.planning import host_plan
 from shipyard.host.state import AppState, ReleaseRecord, load_state
 from shipyard.host.steps import Connection
 from shipyard.plan import FileChange, Plan, PlannedStage
+from shipyard.spec.model import Spec
 
 SPEC = make_spec()
 
@@ -42,12 +43,12 @@ def _set_config(app: AppLayout, config: dict[str, str]) -> None:
     app.config_file.write_text(json.dumps(config))
 
 
-def _deploy(host: FakeHost, *releases: str) -> None:
+def _deploy(host: FakeHost, *releases: str, spec: Spec = SPEC) -> None:
     """Each release installed, then switched to, as a deploy does (the config from disk)."""
     app = _app(host)
     state = load_state(app)
     for release_id in releases:
-        put_release(app, release_id, SPEC)
+        put_release(app, release_id, spec)
         state.upsert(ReleaseRecord(id=release_id, created="2026-01-01T00:00:00Z"))
         switch = lifecycle.stage(
             _machine(host), host.supervisor, app, release_id, state, "deploy", release_cmd=False
@@ -210,3 +211,17 @@ def test_a_secret_unset_since_the_idle_slots_env_was_written_stays_masked(
     assert "tok-123" not in plan.model_dump_json()
     removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
     assert (removed, added) == (["API_TOKEN='***'"], [])  # that it goes is still shown
+
+
+def test_an_override_of_a_public_default_stays_masked_once_unset(host: FakeHost) -> None:
+    """A config value overrode the spec's public default, then was unset: the idle slot's
+    env file still holds the override, which may be a secret."""
+    spec = make_spec(env={"GREETING": "hello"})
+    app = _app(host)
+    _set_config(app, {"GREETING": "private-override"})
+    _deploy(host, "r1", "r2", spec=spec)
+    _set_config(app, {})
+    plan = host_plan(_machine(host), spec, "r1", None)
+    assert "private-override" not in plan.model_dump_json()
+    removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
+    assert (removed, added) == (["GREETING='***'"], ["GREETING=hello"])

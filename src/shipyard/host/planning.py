@@ -48,7 +48,8 @@ def host_plan(
         )
     config = load_config(app)
     env = app_environment(spec, app, release_id, config)
-    shown = set(env) - set(config)  # the spec's env and shipyard's own: no secrets
+    # the spec's env and shipyard's own: no secrets
+    shown = {key: value for key, value in env.items() if key not in config}
     static = {
         prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
         for i, (prefix, d) in enumerate(sorted(spec.static.items()))
@@ -87,10 +88,10 @@ def host_plan(
 
 
 def _change(
-    conn: Connection, path: Path, new: bytes, env_shown: set[str] | None = None
+    conn: Connection, path: Path, new: bytes, env_shown: dict[str, str] | None = None
 ) -> FileChange:
     """The change to `path`, read over the machine's connection like every other file.
-    `env_shown`: `path` is an env file, whose values but these keys' are masked."""
+    `env_shown`: `path` is an env file, whose values but these public ones are masked."""
     try:
         before = conn.read(PurePosixPath(path))
     except PermissionError:
@@ -100,10 +101,10 @@ def _change(
     return file_change(str(path), before, new)
 
 
-def _mask_env_file(content: bytes, shown: set[str]) -> bytes:
-    """An env file as it is now, with every value masked but those of the `shown` keys: a
-    config key's (a secret's), and that of a key the new env no longer has (a secret unset
-    since, say)."""
+def _mask_env_file(content: bytes, shown: dict[str, str]) -> bytes:
+    """An env file as it is now, with every value masked but those the new env shows openly
+    as they are: whatever else it holds may be a secret (a config key's; one unset since, or
+    one that overrode the spec's public default)."""
     lines = []
     rest = iter(content.decode(errors="replace").splitlines())
     for line in rest:
@@ -111,8 +112,17 @@ def _mask_env_file(content: bytes, shown: set[str]) -> bytes:
         # a quoted value with newlines (a PEM key, say) goes on over the lines that follow
         while sep and not _closed(value) and (more := next(rest, None)) is not None:
             value, line = f"{value}\n{more}", f"{line}\n{more}"
-        lines.append(f"{key}={shlex.quote(MASK)}" if sep and key.strip() not in shown else line)
+        public = sep and _unquoted(value) == shown.get(key.strip())
+        lines.append(f"{key}={shlex.quote(MASK)}" if sep and not public else line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+def _unquoted(value: str) -> str | None:
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        return None
+    return words[0] if len(words) == 1 else None
 
 
 def _closed(value: str) -> bool:
