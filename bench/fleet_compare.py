@@ -383,6 +383,11 @@ class Shipyard(Tool):
             + f"parallel = {min(max(n, 8), 64)}\n"  # hosts worked on at once, as forks
         )
 
+    def run(self, argv: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+        # Without warm start: a warm command runs in a server outside this tool's cgroup,
+        # whose CPU would then not be counted here.
+        return super().run(argv, **{"SHIPYARD_WARM": "0", **env})
+
     def deploy(self) -> subprocess.CompletedProcess[str]:
         return self.run([SHIPYARD, "deploy", "--target", "prod"])
 
