@@ -217,8 +217,10 @@ def test_a_server_serves_only_the_requests_it_can_parse(warm: Warm, tmp_path: Pa
     sock = next(warm.dir.glob("*.sock"))
     with socket.socket(socket.AF_UNIX) as conn:
         conn.connect(str(sock))
+        answers = read_frames(conn)
+        assert next(answers) == {"ready": True}
         conn.sendall(b"\x00\x00\x00\x04junk")  # no descriptors, not a message
-        assert list(read_frames(conn)) == []  # refused: closed without an answer
+        assert list(answers) == []  # refused: closed without an answer
     assert "refused a request" in warm.log()
     assert _alive(pid)
     assert warm.run("--version", cwd=tmp_path).returncode == 0
@@ -231,3 +233,27 @@ def test_the_servers_name_tells_interpreters_and_namespaces_apart() -> None:
     assert server_key(sys.executable, ["/x", *sys.path], {}) != base
     assert server_key(sys.executable, sys.path, {"PYTHONHASHSEED": "1"}) != base
     assert server_key(sys.executable, sys.path, {"HOME": "/elsewhere"}) == base
+
+
+def test_a_stalled_server_is_passed_by_and_never_runs_the_command_too(
+    warm: Warm, tmp_path: Path
+) -> None:
+    warm.run("--version", cwd=tmp_path)
+    server = warm.wait_for_server()
+    project = _flat_project(tmp_path / "p")
+    os.kill(server, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        ran = warm.run("init", "--yes", cwd=project)  # waits for an answer, then runs here
+        assert ran.returncode == 0, ran.stderr
+        assert time.monotonic() - started >= 5
+        written = (project / "shipyard.toml").stat().st_mtime_ns
+    finally:
+        os.kill(server, signal.SIGCONT)
+    # the server now meets the connection the launcher gave up on: it must not run `init`
+    deadline = time.monotonic() + 10
+    while "refused a request" not in warm.log() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "refused a request" in warm.log()
+    assert warm.served() == 0
+    assert (project / "shipyard.toml").stat().st_mtime_ns == written

@@ -25,6 +25,7 @@ SWITCH = "SHIPYARD_WARM"  # "0": never use nor start a server
 DIR_VARIABLE = "SHIPYARD_WARM_DIR"  # where the sockets live; default: see socket_dir
 LINGER_VARIABLE = "SHIPYARD_WARM_LINGER"  # seconds a server waits for the next command
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+ANSWER_TIMEOUT = 10.0  # seconds to wait for a server to fork the command
 _AT_START_UP = ("PYTHON", "LC_ALL", "LC_CTYPE", "LANG")  # what the interpreter reads once
 _LIMITS = (
     resource.RLIMIT_NOFILE,
@@ -113,15 +114,34 @@ def attempt() -> int | None:
         return None  # a closed standard descriptor cannot be handed over
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        conn.settimeout(5)
-        conn.connect(path)
-        socket.send_fds(conn, [frame(_request())], [0, 1, 2])
-        conn.settimeout(None)
-        return _follow(conn)
-    except OSError:
+        return _handed_over(conn, path)
+    except OSError:  # no server, or one too busy to answer: the command runs here
         return None
+    except KeyboardInterrupt:  # before the child was let go: nothing ran
+        return 130
     finally:
         conn.close()
+
+
+def _handed_over(conn: socket.socket, path: str) -> int | None:
+    conn.settimeout(5)
+    conn.connect(path)
+    conn.settimeout(ANSWER_TIMEOUT)
+    messages = read_frames(conn)
+    ready = next(messages, None)
+    if ready is None or "ready" not in ready:
+        return None  # stale, or gone
+    socket.send_fds(conn, [frame(_request())], [0, 1, 2])
+    forked = next(messages, None)
+    if forked is None or "pid" not in forked:
+        return None
+    child = int(forked["pid"])
+    _forward_signals(child)
+    # The child waits for this before it starts: if this launcher gave up waiting for its
+    # pid (and runs the command itself), the child sees the connection closed and exits.
+    conn.sendall(frame({"go": True}))
+    conn.settimeout(None)
+    return _until_exit(messages)
 
 
 def frame(message: dict[str, Any]) -> bytes:
@@ -161,45 +181,38 @@ def _request() -> dict[str, Any]:
     return request
 
 
-def _follow(conn: socket.socket) -> int | None:
-    """Read the server's messages until the child's exit; forward signals meanwhile."""
-    child = 0
-
+def _forward_signals(child: int) -> None:
     def forward(signum: int, _frame: object) -> None:
-        if child:
-            try:  # noqa: SIM105 (contextlib is one more import)
-                os.kill(child, signum)
-            except OSError:
-                pass
+        try:  # noqa: SIM105 (contextlib is one more import)
+            os.kill(child, signum)
+        except OSError:
+            pass
 
     def suspend(_signum: int, _frame: object) -> None:
         # Ctrl-Z: the command stops with the launcher, and goes on when the launcher does
-        if child:
-            try:  # noqa: SIM105
-                os.kill(child, signal.SIGSTOP)
-            except OSError:
-                pass
+        try:  # noqa: SIM105
+            os.kill(child, signal.SIGSTOP)
+        except OSError:
+            pass
         os.kill(os.getpid(), signal.SIGSTOP)
 
-    for signum in FORWARDED:
+    for signum in (*FORWARDED, signal.SIGCONT):
         signal.signal(signum, forward)
-    signal.signal(signal.SIGCONT, forward)
     signal.signal(signal.SIGTSTP, suspend)
+
+
+def _until_exit(messages: Iterator[dict[str, Any]]) -> int:
+    """The child's exit code, as the server reports it; exec what the child handed back."""
     handed: dict[str, Any] | None = None
-    for message in read_frames(conn):
-        if "stale" in message:
-            return None
-        if "pid" in message:
-            child = int(message["pid"])
-        elif "exec" in message:
+    for message in messages:
+        if "exec" in message:
             handed = message
         elif "exit" in message:
             code = int(message["exit"])
             if handed is not None and code == 0:
                 _exec(handed)
             return code
-    # the server went away: before the child started, the command can still run here
-    return 1 if child else None
+    return 1  # the server went away while the command ran: its end is unknown
 
 
 def _exec(handed: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shipyard.cli.launch import LINGER_VARIABLE, frame
+from shipyard.cli.launch import LINGER_VARIABLE, frame, read_frames
 
 LINGER = 600.0  # seconds a server waits for the next command
 MAX_REQUEST = 1 << 20
@@ -205,6 +205,9 @@ def _fork_child(
         uid = array.array("i", credentials)[1]
         if uid != os.geteuid():
             raise OSError(f"peer uid {uid} is not the server's")
+        # the launcher hands its descriptors over only once it knows they are taken at
+        # once: descriptors in flight to a stalled server would keep its pipes open
+        _send(conn, {"ready": True})
         request, fds = _receive(conn)
     except (OSError, ValueError) as err:
         _log(f"refused a request: {err}")
@@ -294,7 +297,8 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
         time.tzset()  # the caller's TZ
         sys.argv = [str(arg) for arg in request["argv"]]
         _handover = conn
-        _send(conn, {"pid": os.getpid()})
+        if not _let_go(conn):  # the launcher gave up on us and runs the command itself
+            os._exit(1)
         code = _main()
     except BaseException:  # the launcher sees exit 1; the reason goes to the caller's stderr
         import traceback
@@ -303,6 +307,15 @@ def _run_child(conn: socket.socket, request: dict[str, Any], fds: list[int]) -> 
             traceback.print_exc()
     finally:
         _finish(code)
+
+
+def _let_go(conn: socket.socket) -> bool:
+    try:
+        _send(conn, {"pid": os.getpid()})
+        go = next(read_frames(conn), None)
+    except OSError:
+        return False
+    return go is not None and "go" in go
 
 
 def _standard_streams(stdio: list[list[str]]) -> None:
