@@ -943,9 +943,10 @@ def follow_logs(
     lock = threading.Lock()
 
     def pump(host: RemoteHost, proc: Any) -> None:
-        for raw in proc.stdout:
-            with lock:
-                emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
+        with proc.stdout:  # closed by its reader, which is done with it at its end
+            for raw in proc.stdout:
+                with lock:
+                    emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
 
     threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
     for thread in threads:
@@ -959,6 +960,9 @@ def follow_logs(
             if proc.poll() is None:
                 proc.terminate()
             proc.wait()
+            for pipe in (proc.stdin, proc.stderr):  # never used, but open until closed
+                if pipe is not None:
+                    pipe.close()
 
 
 def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
