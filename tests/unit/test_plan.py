@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from shipyard.plan import MASK, Plan, PlannedStage, build_stages, file_change, masked_env
+from shipyard.plan import (
+    MASK,
+    Plan,
+    PlannedStage,
+    build_stages,
+    file_change,
+    masked_env,
+)
 
 
 def test_a_new_file_is_all_added_lines_against_nothing() -> None:
@@ -42,6 +49,20 @@ def test_an_unchanged_file_has_an_empty_diff() -> None:
 def test_undecodable_bytes_are_shown_replaced_not_raised() -> None:
     diff = file_change("blob", b"\xff\n", b"ok\n").diff
     assert "-\ufffd" in diff.splitlines() and "+ok" in diff.splitlines()
+
+
+def test_a_last_line_without_its_newline_is_marked_not_run_into_the_next() -> None:
+    # a file edited on the host may lack its final newline: as diff -u shows it
+    lines = file_change("env", b"A=1\nB=2", b"A=1\nB=3\n").diff.splitlines()
+    assert lines[2:] == [
+        "@@ -1,2 +1,2 @@",
+        " A=1",
+        "-B=2",
+        "\\ No newline at end of file",
+        "+B=3",
+    ]
+    lines = file_change("f", b"a\n", b"a\nb").diff.splitlines()
+    assert lines[-2:] == ["+b", "\\ No newline at end of file"]
 
 
 def test_masked_env_hides_the_config_keys_values_and_keeps_the_rest() -> None:
