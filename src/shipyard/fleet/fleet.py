@@ -251,8 +251,8 @@ def sessions(fleet: Fleet, hosts: Sequence[RemoteHost]) -> Iterator[Sessions]:
 
 @dataclass(frozen=True)
 class Builder:
-    """How a deploy makes its artifact on this machine: the real build unless a test passes
-    fakes (the build resolves, fetches and compiles; the fleet's part is what it does around)."""
+    """How a deploy makes its artifact on this machine: the real build by default; unit tests
+    pass fakes, to run the deploy around it without resolving, fetching or compiling."""
 
     gather_inputs: Callable[[Connection, Path, Spec, Path, Platform | None], BuildInputs] = (
         artifacts.gather_inputs
