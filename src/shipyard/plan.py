@@ -8,6 +8,7 @@ import difflib
 from pydantic import BaseModel, ConfigDict, Field
 
 MASK = "***"
+NO_NEWLINE = "\\ No newline at end of file"
 
 
 class FileChange(BaseModel):
@@ -35,13 +36,16 @@ def file_change(path: str, before: bytes | None, after: bytes) -> FileChange:
     """The change from what `path` holds now (None: absent) to `after`."""
     old = (before or b"").decode(errors="replace")
     new = after.decode(errors="replace")
+    lines = difflib.unified_diff(
+        old.splitlines(keepends=True),
+        new.splitlines(keepends=True),
+        fromfile=f"{path} (now)",
+        tofile=f"{path} (new)",
+    )
+    # A line with no line boundary is a file's last, without its newline: marked as diff -u
+    # does, instead of running into the line after it.
     diff = "".join(
-        difflib.unified_diff(
-            old.splitlines(keepends=True),
-            new.splitlines(keepends=True),
-            fromfile=f"{path} (now)",
-            tofile=f"{path} (new)",
-        )
+        line if line.splitlines() != [line] else f"{line}\n{NO_NEWLINE}\n" for line in lines
     )
     return FileChange(path=path, diff=diff)
 

@@ -3,19 +3,24 @@ state, and record every request, so the fleet's strategies can be tested without
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
-from shipyard.errors import HostError
-from shipyard.fleet.fleet import Fleet
-from shipyard.fleet.remote import RemoteError, RemoteHost
+from shipyard.build.artifact import BuildInputs
+from shipyard.build.platforms import Platform
+from shipyard.errors import BuildError, HostError, TestsFailed
+from shipyard.fleet.fleet import Builder, Fleet
+from shipyard.fleet.remote import RemoteError, RemoteHost, lib_id, runtime_id
 from shipyard.fleet.ssh import ControlDir, SSHConnection, SSHOptions
 from shipyard.host import protocol as p
 from shipyard.host import wire
 from shipyard.host.artifact import MANIFEST, Artifact, Manifest, WheelRef
+from shipyard.host.python import PythonInfo
+from shipyard.host.steps import Command, Connection, Result
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.address import SSHAddress
 from shipyard.spec.model import Spec, TargetSpec
@@ -236,10 +241,142 @@ def make_fleet(tmp: Path, world: FakeFleet, lb: str | None = None, **target: Any
     return Fleet("prod", spec, hosts, tmp / "cache", ControlDir(), reach=FakeReach(world))
 
 
-def fake_remote(name: str, tmp: Path, role: str) -> RemoteHost:
-    conn = SSHConnection(SSHAddress.parse(name), SSHOptions(), tmp)
-    conn._config = {"user": "root"}  # what `ssh -G` would say: no ssh is run
+def fake_remote(name: str, tmp: Path, role: str, conn: SSHConnection | None = None) -> RemoteHost:
+    if conn is None:
+        conn = SSHConnection(SSHAddress.parse(name), SSHOptions(), tmp)
+        conn._config = {"user": "root"}  # what `ssh -G` would say: no ssh is run
     return RemoteHost(name, role, conn, PurePosixPath("/srv/shipyard"), "0.0.0.0:80")
+
+
+# --- hosts' shells: facts, provisioning and followed logs without ssh ---------------------------
+
+
+def facts_text(**changes: str) -> str:
+    """What the facts script prints on a provisioned Debian host, with `changes`."""
+    fields = {
+        "os": "debian 12",
+        "python": "3.11.2 linux-x86_64",
+        "libc": "glibc 2.36",
+        "venv": "yes",
+        "python_path": "/usr/bin/python3",
+        "nginx": "/usr/sbin/nginx",
+        "login": "root",
+        "app_user": "yes",
+        "systemd": "",
+        "apt": "/usr/bin/apt-get",
+        "runtime": runtime_id("3.11", "/usr/bin/python3"),
+        "lib": lib_id(),
+        "disk_free_kb": str(10 * 1024 * 1024),
+        **changes,
+    }
+    return "".join(f"{key}={value}\n" for key, value in fields.items())
+
+
+class FakeSSH(SSHConnection):
+    """An ssh connection that reaches no host. The facts script is answered with `facts` (or
+    fails with `facts_exit`); any other command succeeds printing `stdout`, unless its script
+    contains `fail_on`; `popen` (followed logs) runs `local` on this machine instead."""
+
+    def __init__(self, name: str, tmp: Path, facts: str = "", *, facts_exit: int = 0) -> None:
+        super().__init__(SSHAddress.parse(name), SSHOptions(), tmp)
+        self._config = {"user": "root"}
+        self.facts = facts or facts_text()
+        self.facts_exit = facts_exit
+        self.fail_on: str | None = None
+        self.stdout = "changed"
+        self.local: list[str] = ["true"]
+        self.ran: list[Command] = []
+        self.sent: list[bytes | Path | None] = []  # each command's stdin
+        self.popened: list[Command] = []
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.closed = 0
+
+    @property
+    def scripts(self) -> list[str]:
+        """The provisioning scripts run (`sh -c SCRIPT`), not the facts script."""
+        return [c.argv[2] for c in self.ran if c.argv[:2] == ("sh", "-c")]
+
+    def run_input(self, command: Command, data: bytes | Path | None) -> Result:
+        self.ran.append(command)
+        self.sent.append(data)
+        if command.argv[:2] == ("sh", "-s"):
+            if self.facts_exit:
+                return Result(
+                    self.host, command, self.facts_exit, "", "sudo: a password is required", 0.0
+                )
+            return Result(self.host, command, 0, self.facts, "", 0.0)
+        if self.fail_on is not None and self.fail_on in command.argv[-1]:
+            return Result(self.host, command, 100, "", "E: Unable to locate package nginx", 0.0)
+        return Result(self.host, command, 0, self.stdout, "", 0.0)
+
+    def popen(self, command: Command, *, tty: bool = False) -> subprocess.Popen[bytes]:
+        self.popened.append(command)
+        proc = subprocess.Popen(
+            self.local, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def ssh_fleet(tmp: Path, conns: dict[str, FakeSSH], lb: str | None = None, **target: Any) -> Fleet:
+    """A Fleet over fake ssh connections (all web but `lb`), reached the real way (SSHReach)."""
+    web = [name for name in conns if name != lb]
+    spec = TargetSpec.model_validate({"hosts": web, **({"lb": lb} if lb else {}), **target})
+    hosts = [
+        fake_remote(name, tmp, "lb" if name == lb else "web", conn) for name, conn in conns.items()
+    ]
+    return Fleet("prod", spec, hosts, tmp / "cache", ControlDir())
+
+
+# --- the build on this machine --------------------------------------------------------------
+
+
+@dataclass
+class FakeBuild:
+    """The deploying machine's side of a deploy: artifacts made by make_artifact, one per
+    platform built for; `fail` makes "build" or "tests" fail. `calls` is what was asked."""
+
+    cache: Path
+    release: str
+    foreign_release: str = "arm333"
+    fail: str | None = None
+    calls: list[str] = field(default_factory=list)
+    platforms: list[Platform | None] = field(default_factory=list)
+
+    def builder(self) -> Builder:
+        return Builder(self.gather_inputs, self.fill_wheels, self.build, self.run_tests)
+
+    def gather_inputs(
+        self, conn: Connection, project: Path, spec: Spec, cache: Path, platform: Platform | None
+    ) -> BuildInputs:
+        self.calls.append("gather inputs")
+        self.platforms.append(platform)
+        python = PythonInfo("/usr/bin/python3", "3.11.2")
+        return BuildInputs("src", "flask==3.0\n", python, spec, platform)
+
+    def fill_wheels(self, conn: Connection, cache: Path, inputs: BuildInputs) -> object:
+        self.calls.append("fill wheels")
+        return {}
+
+    def build(
+        self, conn: Connection, project: Path, spec: Spec, cache: Path, inputs: BuildInputs
+    ) -> Artifact:
+        self.calls.append("build")
+        if self.fail == "build":
+            raise BuildError("the app wheel did not build: setup.py error")
+        foreign = inputs.foreign_platform is not None
+        return make_artifact(cache, self.foreign_release if foreign else self.release)
+
+    def run_tests(
+        self, conn: Connection, project: Path, spec: Spec, cache: Path, inputs: BuildInputs
+    ) -> str:
+        self.calls.append("tests")
+        if self.fail == "tests":
+            raise TestsFailed("tests failed: 1 failed, 11 passed")
+        return "12 passed"
 
 
 def make_artifact(cache: Path, release: str, *, wheels: dict[str, bytes] | None = None) -> Artifact:

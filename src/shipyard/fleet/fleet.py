@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from shipyard.build import artifact as artifacts
+from shipyard.build.artifact import BuildInputs
 from shipyard.build.bytecode_bundle import ensure_bundle, tag_for
 from shipyard.build.platforms import Platform, local_platform
 from shipyard.build.testgate import run_tests
@@ -41,7 +42,7 @@ from shipyard.host.artifact import MANIFEST, Artifact, wheel_store
 from shipyard.host.layout import HostLayout
 from shipyard.host.lifecycle import as_user
 from shipyard.host.local import LocalConnection
-from shipyard.host.steps import Command
+from shipyard.host.steps import Command, Connection
 from shipyard.plan import Plan
 from shipyard.spec.model import Spec, TargetSpec
 
@@ -249,6 +250,22 @@ def sessions(fleet: Fleet, hosts: Sequence[RemoteHost]) -> Iterator[Sessions]:
 
 
 @dataclass(frozen=True)
+class Builder:
+    """How a deploy makes its artifact on this machine: the real build by default; unit tests
+    pass fakes, to run the deploy around it without resolving, fetching or compiling."""
+
+    gather_inputs: Callable[[Connection, Path, Spec, Path, Platform | None], BuildInputs] = (
+        artifacts.gather_inputs
+    )
+    fill_wheels: Callable[[Connection, Path, BuildInputs], object] = artifacts.fill_wheels
+    build: Callable[[Connection, Path, Spec, Path, BuildInputs], Artifact] = artifacts.build
+    run_tests: Callable[[Connection, Path, Spec, Path, BuildInputs], str] = run_tests
+
+
+BUILDER = Builder()
+
+
+@dataclass(frozen=True)
 class FleetOutcome:
     release: str
     switched: list[str]
@@ -265,11 +282,12 @@ def deploy(
     *,
     skip_tests: bool = False,
     lock_wait: float = 120.0,
+    builder: Builder = BUILDER,
 ) -> FleetOutcome:
     conn = LocalConnection()
     with reporter.stage("resolve dependencies"):
-        inputs = artifacts.gather_inputs(conn, project, spec, fleet.cache)
-        artifacts.fill_wheels(conn, fleet.cache, inputs)
+        inputs = builder.gather_inputs(conn, project, spec, fleet.cache, None)
+        builder.fill_wheels(conn, fleet.cache, inputs)
     run_gate = not skip_tests and spec.tests.enabled
     if not run_gate:
         reporter.warn(
@@ -280,14 +298,14 @@ def deploy(
         # The tests, and reaching every host (facts, agent, lock), overlap the build.
         with ThreadPoolExecutor(max_workers=2) as pool:
             tests = (
-                pool.submit(run_tests, conn, project, spec, fleet.cache, inputs)
+                pool.submit(builder.run_tests, conn, project, spec, fleet.cache, inputs)
                 if run_gate
                 else None
             )
             started = time.monotonic()
             ready = pool.submit(_prepare, fleet, agents, spec, lock_wait)
             with reporter.stage("build"):
-                artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+                artifact = builder.build(conn, project, spec, fleet.cache, inputs)
                 reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
             hellos = ready.result()
             reporter.done(f"connect + lock {len(fleet.hosts)} host(s)", time.monotonic() - started)
@@ -295,8 +313,8 @@ def deploy(
             platform = hosts_platform(web, hellos)
             if not platform.is_local:  # built for this machine while connecting: again for them
                 with reporter.stage(f"build for {platform.describe()}"):
-                    inputs = artifacts.gather_inputs(conn, project, spec, fleet.cache, platform)
-                    artifact = artifacts.build(conn, project, spec, fleet.cache, inputs)
+                    inputs = builder.gather_inputs(conn, project, spec, fleet.cache, platform)
+                    artifact = builder.build(conn, project, spec, fleet.cache, inputs)
                     reporter.note(f"artifact {artifact.id}")
             with reporter.stage("upload + install"):
                 sent = _distribute(fleet, web, agents, artifact, spec, hellos)
@@ -925,9 +943,10 @@ def follow_logs(
     lock = threading.Lock()
 
     def pump(host: RemoteHost, proc: Any) -> None:
-        for raw in proc.stdout:
-            with lock:
-                emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
+        with proc.stdout:  # closed by its reader, which is done with it at its end
+            for raw in proc.stdout:
+                with lock:
+                    emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
 
     threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
     for thread in threads:
@@ -941,6 +960,9 @@ def follow_logs(
             if proc.poll() is None:
                 proc.terminate()
             proc.wait()
+            for pipe in (proc.stdin, proc.stderr):  # never used, but open until closed
+                if pipe is not None:
+                    pipe.close()
 
 
 def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
