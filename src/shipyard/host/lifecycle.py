@@ -54,7 +54,7 @@ from shipyard.host.state import (
 )
 from shipyard.host.steps import Connection, InstallContext
 from shipyard.host.supervisor import SupervisorClient
-from shipyard.host.switch import Outcome, Switch, host_header, listen_url
+from shipyard.host.switch import Outcome, Switch, host_header, listen_url, retire_slot
 from shipyard.spec.model import Spec
 
 DEFAULT_LOCK_WAIT = 120.0
@@ -269,9 +269,8 @@ def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
         return
     supervisor = target.servers.supervisor(target.host)
     if supervisor.is_running():
-        target.conn.remove(PurePosixPath(app.program_file(warm.slot)))
-        for process in ("web", *sorted(release_spec(app, warm.release).processes)):
-            supervisor.retire(app.program(process, warm.slot))
+        processes = release_spec(app, warm.release).processes
+        retire_slot(target.conn, supervisor, app, processes, warm.slot)
     state.warm = None
     save_state(app, state)
 

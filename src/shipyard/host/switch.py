@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -325,16 +326,26 @@ class Switch:
         self._stop_slot(self.slot)
 
     def _retire_slot(self, slot: str) -> None:
-        """Stop the old slot gracefully in the background: nginx no longer sends it requests,
-        and the ones it has finish within its graceful timeout. Its group is removed by the
-        next update, which waits for it if it is still stopping."""
-        self.conn.remove(_posix(self.app.program_file(slot)))
-        for process in ("web", *sorted(self.spec.processes)):
-            self.supervisor.retire(self.app.program(process, slot))
+        retire_slot(self.conn, self.supervisor, self.app, self.spec.processes, slot)
 
     def _stop_slot(self, slot: str) -> None:
         self.conn.remove(_posix(self.app.program_file(slot)))
         self.supervisor.update()
+
+
+def retire_slot(
+    conn: Connection,
+    supervisor: SupervisorClient,
+    app: AppLayout,
+    processes: Iterable[str],
+    slot: str,
+) -> None:
+    """Stop a slot gracefully in the background: nginx no longer sends it requests, and the
+    ones it has finish within its graceful timeout. Its group is removed by the next update,
+    which waits for it if it is still stopping."""
+    conn.remove(_posix(app.program_file(slot)))
+    for process in ("web", *sorted(processes)):
+        supervisor.retire(app.program(process, slot))
 
 
 def _posix(path: Path) -> PurePosixPath:
