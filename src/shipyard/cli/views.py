@@ -192,8 +192,11 @@ def processes(verb: str, result: ProcessesChanged) -> None:
 
 
 def destroyed(result: Destroyed) -> None:
-    kept = f" (data kept in {result.data_kept_in})" if result.data_kept_in else ""
-    click.echo(f"destroyed {result.app} on {', '.join(result.hosts)}{kept}")
+    if result.hosts:
+        kept = f" (data kept in {result.data_kept_in})" if result.data_kept_in else ""
+        click.echo(f"destroyed {result.app} on {', '.join(result.hosts)}{kept}")
+    if result.absent:
+        click.echo(f"app {result.app} is not on {', '.join(result.absent)}: nothing to destroy")
 
 
 def provisioned(result: Provisioned) -> None:

@@ -8,7 +8,9 @@ back. Hosts run the same host-side code as the local target, through their agent
 
 from __future__ import annotations
 
+import contextlib
 import secrets as random_secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -958,12 +960,17 @@ def follow_logs(
     outs = [reader(host, proc.stdout, "") for host, proc in procs]
     errs = [reader(host, proc.stderr, " (stderr)") for host, proc in procs if proc.stderr]
     stopped: set[str] = set()
+    ended = False
     try:
         for thread in outs:  # a host's logs end with its output
             while thread.is_alive():
                 thread.join(0.2)
+        ended = True
     finally:
         for host, proc in procs:
+            if ended:  # its output ended: it is exiting, give it a moment to say how
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2)
             if proc.poll() is None:
                 proc.terminate()
                 stopped.add(host.name)

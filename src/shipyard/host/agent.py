@@ -317,9 +317,8 @@ class Session:
     def stop(self, request: p.Stop) -> p.ProcessesReply:
         return p.ProcessesReply(processes=ops.stop(request.spec, self.target))
 
-    def destroy(self, request: p.Destroy) -> p.Done:
-        ops.destroy(request.spec, self.target, request.purge)
-        return p.Done()
+    def destroy(self, request: p.Destroy) -> p.DestroyReply:
+        return p.DestroyReply(found=ops.destroy(request.spec, self.target, request.purge))
 
     def status(self, request: p.Status) -> p.StatusReply:
         from shipyard.host.status import app_status
