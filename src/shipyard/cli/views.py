@@ -219,9 +219,14 @@ def error_line(text: str) -> None:
 
 
 def internal_error(exc: BaseException | None) -> None:
-    path = _crash_log()
     console = error_console()
     console.print(f"[red bold]internal error[/] (a bug in shipyard): {escape(str(exc))}")
+    try:
+        path = _crash_log()
+    except OSError as err:  # a full disk, say: the report matters more than its file
+        console.print(f"Its traceback could not be saved ({escape(str(err))}); please report")
+        console.print("this message and the command that gave it.")
+        return
     console.print(f"The traceback is in {path}; please report it with that file.")
 
 
