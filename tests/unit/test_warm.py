@@ -41,7 +41,7 @@ class Warm:
             preexec_fn=(lambda: os.umask(umask) and None) if umask is not None else None,
         )
 
-    def wait_for_server(self, timeout: float = 30) -> int:
+    def wait_for_server(self, timeout: float = 90) -> int:
         """The pid of the server once its socket answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -74,7 +74,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_gone(pid: int, timeout: float = 10) -> None:
+def _wait_gone(pid: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.02)
