@@ -69,6 +69,9 @@ def test_failures_leave_the_serving_release_untouched(
     code, _, err = deployment.cli("deploy", project, capsys=capsys)
     assert code == 1 and "tests failed" in err and "test_broken" in err
     assert deployment.get("/")[2] == live
+    # the release installed beside the failing tests is gone: no release the state does not know
+    app = deployment.app("flaskr")
+    assert sorted(p.name for p in app.releases.iterdir()) == [load_state(app).live]
     tests.write_text(original_tests)
 
     spec = deployment.project / "shipyard.toml"

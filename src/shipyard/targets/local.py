@@ -28,6 +28,7 @@ from shipyard.host.release import (
     layer_is_complete,
     layer_steps,
     load_config,
+    remove_release,
 )
 from shipyard.host.state import app_lock, load_state, save_state
 from shipyard.host.status import app_status
@@ -175,11 +176,17 @@ class LocalTarget:
                         f"artifact {artifact.id}"
                         + (" (unchanged, reused)" if artifact.reused else "")
                     )
+                fresh = not is_installed(app, artifact.id)
                 with progress.stage("install"):
                     ops.install_release(machine, spec, app, artifact)
                 if tests is not None:
-                    with progress.stage("test"):
-                        progress.note(tests.result())
+                    try:
+                        with progress.stage("test"):
+                            progress.note(tests.result())
+                    except BaseException:
+                        if fresh:  # no release the state does not know is left behind
+                            remove_release(app, artifact.id)
+                        raise
             state = load_state(app)
             ops.record_installed(state, artifact)
             save_state(app, state)
