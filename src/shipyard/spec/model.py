@@ -269,7 +269,9 @@ class Spec(_Strict):
     )
     python: str = Field(
         default="",
-        description="Python for the release venv (path or version); empty: shipyard's own.",
+        description="Python for the release venv: a version such as '3.12' (the first "
+        "interpreter of that version that runs, from pythonX.Y on PATH, /usr/bin, "
+        "/usr/local/bin, uv's managed ones, then python3) or a path; empty: shipyard's own.",
     )
     release: str = Field(
         default="",
