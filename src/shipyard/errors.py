@@ -24,10 +24,16 @@ if TYPE_CHECKING:
 # f"cannot run {path}: {err}." with a CalledProcessError ("... exit status 1."): the doubled
 # period (or an ellipsis plus one) at the end of a word, before a space or the end.
 _DOUBLED_STOP = re.compile(r"(?<=[^./\s])(\.\.\.)?\.\.?(?=\s|$)")
+_QUOTED = "  |"  # how messages quote a program's output, which is shown as it was
 
 
 def _one_stop(text: str) -> str:
-    return _DOUBLED_STOP.sub(lambda found: found.group(1) or ".", text)
+    return "\n".join(
+        line
+        if line.startswith(_QUOTED)
+        else _DOUBLED_STOP.sub(lambda found: found.group(1) or ".", line)
+        for line in text.split("\n")
+    )
 
 
 class ShipyardError(Exception):

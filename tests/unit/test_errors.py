@@ -24,6 +24,10 @@ def test_a_called_process_errors_period_is_not_doubled() -> None:
         ("exit status 1..", "exit status 1."),
         ("exit status 1.. Fix it.", "exit status 1. Fix it."),
         ("it failed..\n  | output", "it failed.\n  | output"),
+        (
+            "it failed:\n  | Waiting for the db..\n  | done..",
+            "it failed:\n  | Waiting for the db..\n  | done..",
+        ),
         ("it timed out....", "it timed out..."),
         ("waiting...", "waiting..."),
         (
