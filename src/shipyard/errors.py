@@ -14,10 +14,26 @@ ShipyardError                  exit 1: anything we can explain in one paragraph
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, ClassVar
 
 if TYPE_CHECKING:
     from shipyard.host.steps import Result
+
+# A sentence that ends in an embedded text which ends in its own period, as in
+# f"cannot run {path}: {err}." with a CalledProcessError ("... exit status 1."): the doubled
+# period (or an ellipsis plus one) at the end of a word, before a space or the end.
+_DOUBLED_STOP = re.compile(r"(?<=[^./\s])(\.\.\.)?\.\.?(?=\s|$)")
+_QUOTED = "  |"  # how messages quote a program's output, which is shown as it was
+
+
+def _one_stop(text: str) -> str:
+    return "\n".join(
+        line
+        if line.startswith(_QUOTED)
+        else _DOUBLED_STOP.sub(lambda found: found.group(1) or ".", line)
+        for line in text.split("\n")
+    )
 
 
 class ShipyardError(Exception):
@@ -26,9 +42,10 @@ class ShipyardError(Exception):
     exit_code: ClassVar[int] = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = _one_stop(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = _one_stop(hint) if hint is not None else None
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message}\n{self.hint}"

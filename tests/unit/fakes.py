@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError
-from shipyard.host.health import Probe
+from shipyard.host.health import Healthy, Probe
 from shipyard.host.layout import HostLayout
 from shipyard.host.render import NginxBinary
 from shipyard.host.servers import Servers
@@ -151,7 +151,8 @@ class Crash:
 class FakeSupervisor:
     """supervisord over the fake connection: `update()` loads the program files the switch
     wrote there, as `supervisorctl update` would. `crash(name)` makes a program die when
-    started, printing into its log."""
+    started, printing into its log; `answers[name]` is the HTTP status a running program
+    answers requests with (200 unless set)."""
 
     def __init__(self, conn: RecordingConnection, host: HostLayout) -> None:
         self.conn = conn
@@ -160,6 +161,7 @@ class FakeSupervisor:
         self.programs: dict[str, Program] = {}
         self.crashes: dict[str, Crash] = {}
         self.hanging: dict[str, bytes] = {}
+        self.answers: dict[str, int] = {}
         self.closed = 0
         self._next_pid = 1000
 
@@ -174,13 +176,20 @@ class FakeSupervisor:
         program = self.programs.get(name)
         return program.state if program else None
 
-    def probe_socket(self, socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
-        """The health probe on an app's socket: answers if a running program binds it."""
+    def status_at(self, socket: Path) -> int | None:
+        """The HTTP status a request on `socket` gets; None if no running program binds it."""
         for program in self.programs.values():
             running = program.state == "RUNNING" and program.name not in self.hanging
             if program.socket == str(socket) and running:
-                return Probe(True, "HTTP 200")
-        return Probe(False, f"{socket} is not bound yet")
+                return self.answers.get(program.name, 200)
+        return None
+
+    def probe_socket(self, socket: Path, path: str, host_header: str, healthy: Healthy) -> Probe:
+        """The health probe on an app's socket: answers if a running program binds it."""
+        status = self.status_at(socket)
+        if status is None:
+            return Probe(False, f"{socket} is not bound yet")
+        return healthy.judge(status)
 
     # --- SupervisorClient
 
@@ -343,18 +352,19 @@ class FakeNginx:
         served = list(self.serving.values())
         return served[0].release if served else None
 
-    def probe_url(self, url: str, host_header: str, statuses: list[int]) -> Probe:
-        self.probes.append(self._answer(host_header, statuses))
+    def probe_url(self, url: str, host_header: str, healthy: Healthy) -> Probe:
+        self.probes.append(self._answer(host_header, healthy))
         return self.probes[-1]
 
-    def _answer(self, host_header: str, statuses: list[int]) -> Probe:
+    def _answer(self, host_header: str, healthy: Healthy) -> Probe:
         if self.broken:
             return Probe(False, "HTTP 502 (healthy is [200])")
         if self.stale:
             return Probe(True, "HTTP 200", self.stale)
         for served in self.serving.values():
-            if self.supervisor.probe_socket(Path(served.socket), "/", host_header, statuses).ok:
-                return Probe(True, "HTTP 200", served.release)
+            status = self.supervisor.status_at(Path(served.socket))
+            if status is not None:
+                return healthy.judge(status, served.release)
         return Probe(False, "ConnectionRefusedError: [Errno 111] Connection refused")
 
 

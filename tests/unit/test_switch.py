@@ -9,6 +9,7 @@ from fakes import FakeHost, Removed
 from hostkit import LISTEN, make_spec, put_release
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
+from shipyard.host.health import Probe
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.switch import Outcome, Switch
 from shipyard.spec.model import Spec
@@ -258,6 +259,51 @@ def test_a_server_that_never_answers_fails_at_the_deadline(host: FakeHost) -> No
         _switch(host, app, "r1").stage()
     assert host.supervisor.programs == {}
     assert failed.value.message.endswith("  | [INFO] Booting worker with pid: 1001")
+
+
+def test_by_default_a_404_from_the_new_release_passes_on_its_socket_and_through_nginx(
+    host: FakeHost,
+) -> None:
+    """An app with no `/` route (an API, a Django project) answers 404: it loaded and routes."""
+    app = _app(host, make_spec(healthcheck={"timeout": 0.2}))
+    _live_on_blue(host, app)
+    host.supervisor.answers["flaskr-web-green"] = 404
+    assert _switch(host, app, "r2", ("r1", "blue")).run() == Outcome("r2", "green", "r1")
+    assert host.nginx.probes[-1] == Probe(True, "HTTP 404", "r2")
+    assert host.nginx.release_served() == "r2"
+
+
+def test_by_default_a_server_error_fails_the_check_and_switches_nothing(host: FakeHost) -> None:
+    app = _app(host, make_spec(healthcheck={"timeout": 0.1}))
+    _live_on_blue(host, app)
+    host.supervisor.answers["flaskr-web-green"] = 500
+    with pytest.raises(HealthCheckFailed) as failed:
+        _switch(host, app, "r2", ("r1", "blue")).stage()
+    assert failed.value.message.startswith(
+        "release r2 failed its health check (GET / on "
+        f"{app.socket('green')}): no healthy answer within 0.1 s; "
+        "last: HTTP 500 (healthy is below 500)."
+    )
+    assert "flaskr-web-green" not in host.supervisor.programs
+    assert host.nginx.release_served() == "r1"
+
+
+def test_an_explicit_path_keeps_the_strict_statuses(host: FakeHost) -> None:
+    app = _app(host, make_spec(healthcheck={"path": "/", "timeout": 0.1}))
+    host.supervisor.answers["flaskr-web-blue"] = 404
+    with pytest.raises(HealthCheckFailed, match=r"last: HTTP 404 \(healthy is \[200, 204, 301"):
+        _switch(host, app, "r1").stage()
+
+
+def test_by_default_a_server_error_through_nginx_switches_back(host: FakeHost) -> None:
+    app = _app(host, make_spec(healthcheck={"timeout": 0.2}))
+    _live_on_blue(host, app)
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    host.supervisor.answers["flaskr-web-green"] = 502  # broken once nginx sends it requests
+    with pytest.raises(DeployError, match=r"not through nginx at .*: HTTP 502 \(healthy is below"):
+        switch.commit()
+    assert host.nginx.release_served() == "r1"
 
 
 def test_an_app_without_domains_cannot_use_the_system_nginx(tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from shipyard.spec.model import HealthcheckSpec
+
 POLL_INTERVAL = 0.03
 GIVE_UP_INTERVAL = 0.2
 PROBE_TIMEOUT = 5.0
@@ -23,10 +25,37 @@ class Probe:
     release: str | None = None
 
 
-def probe_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
+@dataclass(frozen=True)
+class Healthy:
+    """The HTTP statuses that count as healthy: those listed, or (None) any below 500.
+
+    A server error means the app is broken; any other answer, a 404 included, proves it
+    loaded and routes requests, which is all the default check can ask of an app whose
+    routes it does not know.
+    """
+
+    statuses: tuple[int, ...] | None = None
+
+    @classmethod
+    def of(cls, check: HealthcheckSpec) -> Healthy:
+        return cls(check.healthy_statuses)
+
+    def accepts(self, status: int) -> bool:
+        return status < 500 if self.statuses is None else status in self.statuses
+
+    def __str__(self) -> str:
+        return "below 500" if self.statuses is None else str(list(self.statuses))
+
+    def judge(self, status: int, release: str | None = None) -> Probe:
+        if self.accepts(status):
+            return Probe(True, f"HTTP {status}", release)
+        return Probe(False, f"HTTP {status} (healthy is {self})", release)
+
+
+def probe_socket(socket: Path, path: str, host_header: str, healthy: Healthy) -> Probe:
     if not socket.is_socket():
         return Probe(False, f"{socket} is not bound yet")
-    return _probe(_UnixConnection(str(socket)), path, host_header, statuses)
+    return _probe(_UnixConnection(str(socket)), path, host_header, healthy)
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -47,7 +76,7 @@ class _UnixConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
-def probe_uwsgi_socket(socket: Path, path: str, host_header: str, statuses: list[int]) -> Probe:
+def probe_uwsgi_socket(socket: Path, path: str, host_header: str, healthy: Healthy) -> Probe:
     """A GET in the uwsgi protocol, which uWSGI speaks on its socket (and nginx's uwsgi_pass)."""
     if not socket.is_socket():
         return Probe(False, f"{socket} is not bound yet")
@@ -77,23 +106,20 @@ def probe_uwsgi_socket(socket: Path, path: str, host_header: str, statuses: list
     parts = head.split(" ", 2)
     if len(parts) < 2 or not parts[1][:3].isdigit():
         return Probe(False, f"not an HTTP answer: {head[:60]!r}")
-    status = int(parts[1][:3])
-    if status in statuses:
-        return Probe(True, f"HTTP {status}")
-    return Probe(False, f"HTTP {status} (healthy is {statuses})")
+    return healthy.judge(int(parts[1][:3]))
 
 
-def probe_url(url: str, host_header: str, statuses: list[int]) -> Probe:
+def probe_url(url: str, host_header: str, healthy: Healthy) -> Probe:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(
         parts.hostname or "127.0.0.1", parts.port or 80, timeout=PROBE_TIMEOUT
     )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return _probe(conn, target, host_header, statuses)
+    return _probe(conn, target, host_header, healthy)
 
 
 def _probe(
-    conn: http.client.HTTPConnection, path: str, host_header: str, statuses: list[int]
+    conn: http.client.HTTPConnection, path: str, host_header: str, healthy: Healthy
 ) -> Probe:
     try:
         conn.request("GET", path, headers={"Host": host_header, "Connection": "close"})
@@ -103,10 +129,7 @@ def _probe(
         return Probe(False, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
     finally:
         conn.close()
-    release = response.getheader("X-Shipyard-Release")
-    if response.status in statuses:
-        return Probe(True, f"HTTP {response.status}", release)
-    return Probe(False, f"HTTP {response.status} (healthy is {statuses})", release)
+    return healthy.judge(response.status, response.getheader("X-Shipyard-Release"))
 
 
 def wait_until(

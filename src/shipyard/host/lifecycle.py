@@ -436,10 +436,11 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
     """Return once nginx answers healthy from the live release, as deploy and restart do."""
     release_id, slot = require_deployed(app, state)
     spec = release_spec(app, release_id)
-    url = listen_url(target.listen, spec.healthcheck.path)
+    url = listen_url(target.listen, spec.healthcheck.request_path)
+    healthy = health.Healthy.of(spec.healthcheck)
 
     def check() -> health.Probe:
-        probe = target.servers.probe_url(url, host_header(spec), spec.healthcheck.status)
+        probe = target.servers.probe_url(url, host_header(spec), healthy)
         if probe.ok and probe.release != release_id:
             return health.Probe(False, f"answered by release {probe.release}", probe.release)
         return probe

@@ -76,10 +76,11 @@ def host_plan(
         notes=[
             *([f"run the release command: {spec.release}"] if spec.release else []),
             f"start {app.program('web', slot)} on {app.socket(slot)}",
-            f"health check GET {spec.healthcheck.path} on that socket "
+            f"health check GET {spec.healthcheck.request_path} on that socket "
             f"(timeout {spec.healthcheck.timeout:g} s)",
             "nginx -t, graceful reload, wait for the old workers",
-            f"check {listen_url(machine.listen, spec.healthcheck.path)} answers from {release_id}",
+            f"check {listen_url(machine.listen, spec.healthcheck.request_path)} answers from "
+            f"{release_id}",
             f"point {app.current} at releases/{release_id}",
             *([f"stop the old slot ({state.slot}, release {state.live})"] if state.live else []),
             f"prune releases beyond the newest {spec.keep}",

@@ -18,8 +18,8 @@ from shipyard.host.runtime import ReloadHandle
 from shipyard.host.steps import Connection
 from shipyard.host.supervisor import Supervisor, SupervisorClient
 
-SocketProbe = Callable[[Path, str, str, list[int]], health.Probe]  # socket, path, host, statuses
-UrlProbe = Callable[[str, str, list[int]], health.Probe]  # url, host header, statuses
+SocketProbe = Callable[[Path, str, str, health.Healthy], health.Probe]  # socket, path, host
+UrlProbe = Callable[[str, str, health.Healthy], health.Probe]  # url, host header
 
 
 class Reloader(Protocol):

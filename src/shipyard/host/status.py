@@ -26,9 +26,9 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
     ]
     # the live release is checked as it was built, not as the spec in the tree says now
     live_spec = release_spec(app, state.live) if state.live else spec
-    url = listen_url(target.listen, live_spec.healthcheck.path)
+    url = listen_url(target.listen, live_spec.healthcheck.request_path)
     probe = (
-        health.probe_url(url, host_header(live_spec), live_spec.healthcheck.status)
+        health.probe_url(url, host_header(live_spec), health.Healthy.of(live_spec.healthcheck))
         if running and state.live
         else health.Probe(False, "not deployed" if not state.live else "runtime not running")
     )

@@ -240,9 +240,10 @@ class Switch:
             if self.spec.server.type is ServerType.UWSGI
             else self.servers.probe_socket
         )
+        healthy = health.Healthy.of(check)
         probe = health.wait_until(
             lambda: probe_socket(
-                self.app.socket(self.slot), check.path, host_header(self.spec), check.status
+                self.app.socket(self.slot), check.request_path, host_header(self.spec), healthy
             ),
             check.timeout,
             give_up=crashed,
@@ -250,7 +251,7 @@ class Switch:
         if not probe.ok:
             tail = crash_output.excerpt(self._settled_output())
             raise HealthCheckFailed(
-                f"release {self.release_id} failed its health check (GET {check.path} on "
+                f"release {self.release_id} failed its health check (GET {check.request_path} on "
                 f"{self.app.socket(self.slot)}): {probe.detail}.\n"
                 + "\n".join(f"  | {line}" for line in tail),
                 hint="Nothing was switched: the serving release keeps serving. See the app's "
@@ -299,11 +300,13 @@ class Switch:
             self.conn.put(Upload(previous, _posix(self.app.site_file)))
 
     def _check_through_nginx(self) -> None:
-        url = listen_url(self.listen, self.spec.healthcheck.path)
-        statuses = self.spec.healthcheck.status
+        url = listen_url(self.listen, self.spec.healthcheck.request_path)
+        # The same rule as on the socket: what makes this check mean something is the header
+        # naming the new release, which nginx adds to every answer from its upstream.
+        healthy = health.Healthy.of(self.spec.healthcheck)
 
         def check() -> health.Probe:
-            probe = self.servers.probe_url(url, host_header(self.spec), statuses)
+            probe = self.servers.probe_url(url, host_header(self.spec), healthy)
             if probe.ok and probe.release != self.release_id:
                 return health.Probe(False, f"answered by release {probe.release}", probe.release)
             return probe

@@ -56,6 +56,8 @@ def _default(info: Any) -> str:
         value = info.default
     if isinstance(value, BaseModel):
         return "see below"
+    if value is None:
+        return "unset"
     return f"`{json.dumps(value.value if hasattr(value, 'value') else value)}`"
 
 

@@ -6,7 +6,7 @@ import re
 import shlex
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,8 @@ PROCESS_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,19}$")
 RESERVED_PROCESSES = {"web", "release"}
 # Variables shipyard sets itself; a user overriding them would break the release layout.
 RESERVED_ENV = {"PATH", "VIRTUAL_ENV", "PYTHONPATH", "SHIPYARD_RELEASE", "SHIPYARD_APP"}
+# Healthy answers of a check whose path is set and whose `status` is not.
+STRICT_STATUSES = (200, 204, 301, 302, 303, 307, 308)
 
 
 class AppKind(StrEnum):
@@ -96,16 +98,39 @@ class TestsSpec(_Strict):
 
 
 class HealthcheckSpec(_Strict):
-    """How a new release proves it is up before it takes traffic."""
+    """How a new release proves it is up before it takes traffic.
 
-    path: str = Field(default="/", pattern=r"^/\S*$", description="URL path requested.")
+    With neither `path` nor `status` set, `/` is asked and any answer below 500 will do: a
+    404 proves the app loaded and routes requests, and apps need not have a `/` route. Either
+    key set makes the check strict: only the listed statuses count.
+    """
+
+    path: Annotated[str, Field(pattern=r"^/\S*$")] | None = Field(
+        default=None,
+        description="URL path requested. Unset: `/`, where any status below 500 counts as "
+        "healthy (a 404 proves the app loaded), unless `status` is set.",
+    )
     timeout: float = Field(
         default=30, gt=0, le=600, description="Seconds to wait for a good answer."
     )
-    status: list[int] = Field(
-        default_factory=lambda: [200, 204, 301, 302, 303, 307, 308],
-        description="HTTP statuses that count as healthy.",
+    status: list[int] | None = Field(
+        default=None,
+        description="HTTP statuses that count as healthy. Unset: "
+        + ", ".join(map(str, STRICT_STATUSES))
+        + " when `path` is set; any status below 500 when neither is.",
     )
+
+    @property
+    def request_path(self) -> str:
+        """The URL path the check asks for."""
+        return self.path or "/"
+
+    @property
+    def healthy_statuses(self) -> tuple[int, ...] | None:
+        """The statuses that count as healthy; None: any below 500 (the default check)."""
+        if self.path is None and self.status is None:
+            return None
+        return tuple(STRICT_STATUSES if self.status is None else self.status)
 
 
 class BuildSpec(_Strict):
@@ -244,7 +269,9 @@ class Spec(_Strict):
     )
     python: str = Field(
         default="",
-        description="Python for the release venv (path or version); empty: shipyard's own.",
+        description="Python for the release venv: a version such as '3.12' (the first "
+        "interpreter of that version that runs, from pythonX.Y on PATH, /usr/bin, "
+        "/usr/local/bin, uv's managed ones, then python3) or a path; empty: shipyard's own.",
     )
     release: str = Field(
         default="",
