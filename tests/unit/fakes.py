@@ -280,10 +280,12 @@ _RELEASE = re.compile(r"X-Shipyard-Release (\S+) always;")
 
 @dataclass
 class FakeReload:
-    """A Reload whose waits are recorded in the journal."""
+    """A Reload whose waits are recorded in the journal. With `linger`, its old workers keep
+    what they hold open (WebSockets) until the old slot's server closes them."""
 
     journal: list[str]
     waits: list[str] = field(default_factory=list)
+    linger: bool = False
 
     def wait_handed_over(self) -> None:
         self.waits.append("handed_over")
@@ -292,6 +294,12 @@ class FakeReload:
     def wait_drained(self) -> None:
         self.waits.append("drained")
         self.journal.append("nginx wait_drained")
+
+    def is_drained(self) -> bool:
+        if self.linger:
+            return False
+        self.wait_drained()
+        return True
 
 
 @dataclass(frozen=True)
@@ -318,6 +326,7 @@ class FakeNginx:
         self.broken = False
         self.stale: str | None = None  # the release that answers instead, if any
         self.probes: list[Probe] = []
+        self.linger = False  # old workers hold WebSockets after each reload from now on
 
     def reload(
         self,
@@ -342,7 +351,7 @@ class FakeNginx:
             if path.parent == sites and (text := content.decode())
         }
         self.conn.journal.append(f"nginx reload (drain={drain})")
-        handle = FakeReload(self.conn.journal)
+        handle = FakeReload(self.conn.journal, linger=self.linger)
         self.reloads.append(handle)
         if drain:
             handle.wait_drained()
@@ -381,6 +390,7 @@ class FakeHost:
         self.supervisor = FakeSupervisor(self.conn, self.layout)
         self.nginx = FakeNginx(self.conn, self.supervisor)
         self.runtime_stopped = False
+        self.connections: dict[Path, int] = {}  # open on an app socket (WebSockets), by path
 
     @property
     def servers(self) -> Servers:
@@ -393,7 +403,12 @@ class FakeHost:
             probe_socket=self.supervisor.probe_socket,
             probe_uwsgi_socket=self.supervisor.probe_socket,
             probe_url=self.nginx.probe_url,
+            open_connections=self._open_connections,
         )
+
+    def _open_connections(self, socket: Path) -> int:
+        self.journal.append(f"connections on {socket}")
+        return self.connections.get(socket, 0)
 
     def _stop_runtime(self, host: HostLayout) -> bool:
         self.runtime_stopped = True

@@ -89,6 +89,25 @@ def test_a_commit_with_a_window_keeps_the_old_slot_running_and_hands_its_retirem
     assert load_state(app).warm is None and load_state(app).live == "r2"
 
 
+def test_websockets_open_after_their_drain_stop_the_warm_slot_before_its_window(
+    host: FakeHost,
+) -> None:
+    spec = make_spec(server={"websocket_drain": 0})
+    app, state = _installed(host, "r1", "r2", spec=spec)
+    lifecycle.commit(app, _stage(host, app, state, "r1"), state, "deploy")
+    host.nginx.linger = True
+    host.connections[app.socket("blue")] = 1
+    with app_lock(app, "deploy", 0) as lock:
+        later: list[Callable[[], None]] = []
+        switch = _stage(host, app, state, "r2")
+        lifecycle.commit(app, switch, state, "deploy", later.append, window=3600, lock=lock)
+        assert load_state(app).warm is not None
+        later[0]()  # returns at once: the window of an hour is not waited for
+        assert not lock.held
+    assert _retired(host) == ["flaskr-web-blue"]
+    assert load_state(app).warm is None and load_state(app).live == "r2"
+
+
 def test_without_the_lock_a_window_is_not_kept_and_the_old_slot_retires_at_once(
     host: FakeHost,
 ) -> None:

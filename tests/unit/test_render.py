@@ -45,7 +45,7 @@ def test_site_points_at_the_slot_socket_and_serves_static(spec: Spec, host: Host
     assert "location /static/ {" in text
     assert "alias /srv/sy/flaskr/releases/abc/static/0-static/;" in text
     assert "expires 1h;" in text
-    assert text.count("add_header X-Shipyard-Release abc always;") == 2
+    assert text.count("add_header X-Shipyard-Release abc always;") == 3  # static, /, @websocket
     assert "listen 127.0.0.1:8080;" in text
     assert "uwsgi_pass" not in text
 
@@ -101,7 +101,7 @@ def test_uvicorn_uses_the_uvicorn_worker(spec: Spec, host: HostLayout) -> None:
     asgi = with_changes(spec, kind="asgi", server={"type": "uvicorn"})
     conf = render.server_conf_files(asgi, host.app("flaskr"), "abc")["gunicorn.conf.py"]
     assert 'worker_class = "uvicorn_worker.UvicornWorker"' in conf
-    assert render.server_packages(asgi) == ["gunicorn", "uvicorn-worker"]
+    assert render.server_packages(asgi) == ["gunicorn", "uvicorn-worker", "websockets"]
 
 
 def test_uwsgi_gets_a_shim_that_calls_the_factory(spec: Spec, host: HostLayout) -> None:

@@ -154,6 +154,35 @@ def test_commit_can_leave_the_old_slot_to_retire_later(host: FakeHost) -> None:
     assert host.supervisor.closed == 1
 
 
+def test_an_ordinary_switch_does_not_look_for_open_connections(host: FakeHost) -> None:
+    app = _app(host)
+    _live_on_blue(host, app)
+    _switch(host, app, "r2", ("r1", "blue")).run()
+    assert not [line for line in host.journal if line.startswith("connections on")]
+    assert host.supervisor.state("flaskr-web-blue") == "STOPPED"
+
+
+def test_websockets_open_on_the_old_slot_are_closed_by_stopping_it_after_their_drain(
+    host: FakeHost,
+) -> None:
+    app = _app(host, make_spec(server={"websocket_drain": 0}))
+    _live_on_blue(host, app)
+    host.nginx.linger = True  # nginx's old workers keep the WebSockets they carry
+    host.connections[app.socket("blue")] = 2
+    switch = _switch(host, app, "r2", ("r1", "blue"))
+    switch.stage()
+    switch.commit(retire=False)
+    assert switch.wait_drained_old() is True
+    assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
+    switch.retire_old()  # its drain is over: not waited for again
+    journal = host.journal
+    looks = [line for line in journal if line.startswith("connections on")]
+    assert looks == [f"connections on {app.socket('blue')}"]
+    assert journal.index(looks[0]) < journal.index("supervisor retire flaskr-web-blue")
+    assert host.supervisor.state("flaskr-web-blue") == "STOPPED"
+    assert host.nginx.reloads[-1].waits == ["handed_over"]
+
+
 def test_a_failed_check_through_nginx_switches_back_to_the_old_slot(host: FakeHost) -> None:
     app = _app(host)
     _live_on_blue(host, app)

@@ -277,8 +277,19 @@ def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
 
 def keep_warm(app: AppLayout, switch: Switch, warm: WarmSlot, lock: HeldLock) -> None:
     """Let the old slot run until its window has passed, without holding the app's lock
-    meanwhile; then retire it, unless a deploy or a rollback has taken the slot since."""
-    switch.wait_drained_old()
+    meanwhile; then retire it, unless a deploy or a rollback has taken the slot since.
+
+    WebSockets still open on it after their drain time are not kept for the window: the
+    slot stops then, which closes them, and a rollback starts it again.
+    """
+    if switch.wait_drained_old():
+        switch.retire_old()
+        state = load_state(app)
+        if state.warm == warm:
+            state.warm = None
+            save_state(app, state)
+        lock.release()
+        return
     lock.release()
     time.sleep(max(0.0, warm.until - time.time()))
     with app_lock(app, "retire the previous release", wait=3600):

@@ -100,6 +100,8 @@ class ReloadHandle(Protocol):
 
     def wait_drained(self) -> None: ...
 
+    def is_drained(self) -> bool: ...
+
 
 @dataclass(frozen=True)
 class Reload:
@@ -130,10 +132,12 @@ class Reload:
     def wait_drained(self) -> None:
         """Until the old workers have exited, or the grace period has passed (traffic has
         moved; an old app server is then stopped gracefully after its own timeout)."""
-        if self.master is None:
-            return
-        while time.monotonic() < self.deadline and _children(self.master) & self.old_workers:
+        while time.monotonic() < self.deadline and not self.is_drained():
             time.sleep(0.01)
+
+    def is_drained(self) -> bool:
+        """Every old worker has exited: nothing is open through them any more."""
+        return self.master is None or not _children(self.master) & self.old_workers
 
 
 def reload_nginx(

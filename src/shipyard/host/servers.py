@@ -1,4 +1,5 @@
-"""How host code reaches the host's servers: supervisord, nginx's reload, and app probes.
+"""How host code reaches the host's servers: supervisord, nginx's reload, app probes, and the
+connections open on an app's socket.
 
 The defaults are the real ones; unit tests pass fakes (tests/unit/fakes.py), so the switch
 and the release state machine run without servers.
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from shipyard.host import health, runtime
+from shipyard.host import drain, health, runtime
 from shipyard.host.layout import HostLayout
 from shipyard.host.render import NginxBinary
 from shipyard.host.runtime import ReloadHandle
@@ -50,6 +51,7 @@ class Servers:
     probe_socket: SocketProbe = health.probe_socket
     probe_uwsgi_socket: SocketProbe = health.probe_uwsgi_socket
     probe_url: UrlProbe = health.probe_url
+    open_connections: drain.Connections = drain.open_connections
 
 
 SERVERS = Servers()

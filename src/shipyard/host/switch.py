@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
-from shipyard.host import crash_output, health, render
+from shipyard.host import crash_output, drain, health, render
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_spec, static_dirs
 from shipyard.host.runtime import ReloadHandle
@@ -44,7 +44,8 @@ class Switch:
     """Move an app's traffic to `release_id` with no failed request; undo on any failure.
 
     Order matters: the new server must answer on its own socket before nginx is pointed at it,
-    and the old server is stopped only after nginx's old workers have finished.
+    and the old server is stopped only after nginx's old workers have finished, or after the
+    drain time of the WebSockets still open on it.
     """
 
     def __init__(
@@ -86,6 +87,7 @@ class Switch:
         self._log_offset = 0
         self.warm_reused = False  # staged by reusing the idle slot's running release
         self._retiring: tuple[str, ReloadHandle] | None = None
+        self._open_after_drain: bool | None = None  # once the old slot's drain is waited for
 
     def run(self) -> Outcome:
         self.stage()
@@ -141,11 +143,14 @@ class Switch:
             return None
         return self._retiring[0], self.live[0]
 
-    def wait_drained_old(self) -> None:
-        """Until nginx's old workers have finished their requests on the old slot."""
-        if self._retiring is not None:
-            self.supervisor.close()  # may run in a forked child: a connection of its own
-            self._retiring[1].wait_drained()
+    def wait_drained_old(self) -> bool:
+        """Until nginx's old workers have finished their requests on the old slot, or its
+        drain time has passed: True if connections (WebSockets) are still open on it then,
+        which only stopping it closes."""
+        if self._retiring is None:
+            return False
+        self.supervisor.close()  # may run in a forked child: a connection of its own
+        return self._drain_old(*self._retiring)
 
     def _idle_slot_runs(self) -> bool:
         """Every process of the release runs on the idle slot (kept warm since it served)."""
@@ -154,16 +159,29 @@ class Switch:
         return all(info is not None and info.state == "RUNNING" for info in infos)
 
     def retire_old(self) -> None:
-        """Once nginx's old workers have finished their requests, stop the old slot."""
+        """Once nginx's old workers have finished their requests, or the WebSockets still
+        open on the old slot have had their drain time, stop the old slot gracefully (its
+        server closes them, uvicorn with code 1012)."""
         if self._retiring is None:
             return
-        slot, reload = self._retiring
-        self._retiring = None
         # this may run in a forked child: a connection to supervisord of its own, not the
         # parent's copy of one
         self.supervisor.close()
-        reload.wait_drained()
+        slot, reload = self._retiring
+        self._drain_old(slot, reload)
+        self._retiring = None
         self._retire_slot(slot)
+
+    def _drain_old(self, slot: str, reload: ReloadHandle) -> bool:
+        """The old slot's drain (drain.wait_old_slot), waited for once."""
+        if self._open_after_drain is None:
+            self._open_after_drain = drain.wait_old_slot(
+                reload,
+                self.app.socket(slot),
+                self.spec.server.websocket_drain,
+                self.servers.open_connections,
+            )
+        return self._open_after_drain
 
     @property
     def retiring(self) -> bool:

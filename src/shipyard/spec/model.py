@@ -76,6 +76,21 @@ class ServerSpec(_Strict):
         default="",
         description="Version specifier for the server package, e.g. '>=23,<28'; empty: latest.",
     )
+    websocket_timeout: int = Field(
+        default=3600,
+        ge=1,
+        le=86400,
+        description="Seconds a WebSocket may stay silent (no frame either way) before nginx "
+        "closes it; plain requests keep `timeout`. gunicorn and uvicorn only (not uwsgi).",
+    )
+    websocket_drain: int = Field(
+        default=30,
+        ge=0,
+        le=3600,
+        description="Seconds a WebSocket open on the old release stays open after a deploy "
+        "(new ones reach the new release at once); then the old server stops and closes it "
+        "with code 1012 (service restart). The wait ends as soon as nothing is open.",
+    )
 
 
 class TestsSpec(_Strict):

@@ -29,6 +29,12 @@ def launcher_script() -> bytes:
     return _TEMPLATES.get_source(_ENV, "launcher.sh")[0].encode()  # as it is, not rendered
 
 
+# How long nginx's old workers may keep connections after a reload: past the longest an
+# app's old release can keep them (server.websocket_drain, then server.graceful_timeout, at
+# most 3600 s each), so that the app's own close (WebSocket code 1012) always comes first.
+OLD_WORKERS_LIFETIME = 2 * 3600 + 60
+
+
 @dataclass(frozen=True)
 class NginxBinary:
     """Where the nginx binary is and what ships beside it."""
@@ -45,6 +51,7 @@ def nginx_main_conf(host: HostLayout, nginx: NginxBinary, run_as: str | None) ->
         run_as=run_as,
         worker_processes=min(os.cpu_count() or 1, 4),
         pidfile=host.nginx_pidfile,
+        worker_shutdown_timeout=OLD_WORKERS_LIFETIME,
         error_log=host.nginx_error_log,
         mime_types=nginx.mime_types,
         temp=host.nginx_dir / "tmp",
@@ -94,6 +101,7 @@ def site_conf(
         max_body="10m",
         static=static,
         read_timeout=spec.server.timeout + 5,
+        websocket_timeout=spec.server.websocket_timeout,
         uwsgi=is_uwsgi,
         uwsgi_params=nginx.uwsgi_params or "uwsgi_params",
         log_format="combined" if app.host.system_nginx else "shipyard",
@@ -128,6 +136,7 @@ def lb_conf(
         max_body="10m",
         static=static,
         read_timeout=spec.server.timeout + 5,
+        websocket_timeout=spec.server.websocket_timeout,
         log_format=log_format,
     )
 
@@ -283,7 +292,8 @@ def server_packages(spec: Spec) -> list[str]:
         return [f"uwsgi{version}"]
     packages = [f"gunicorn{version}"]
     if spec.server.type is ServerType.UVICORN:
-        packages.append("uvicorn-worker")
+        # plain uvicorn has no WebSocket library: it would refuse every handshake
+        packages += ["uvicorn-worker", "websockets"]
     return packages
 
 
