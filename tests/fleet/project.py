@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from netns import Fleet
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "flask-factory"
-SHIPYARD = str(REPO / ".venv" / "bin" / "shipyard")
+SHIPYARD = str(Path(sys.executable).with_name("shipyard"))  # the venv running the tests
 
 
 @dataclass

@@ -19,7 +19,7 @@ from shipyard.cli.launch import read_frames, server_key
 
 REPO = Path(__file__).resolve().parents[2]
 # the program as installed: its import path does not depend on the working directory
-SHIPYARD = str(REPO / ".venv" / "bin" / "shipyard")
+SHIPYARD = str(Path(sys.executable).with_name("shipyard"))  # the venv running the tests
 
 
 class Warm:
@@ -201,9 +201,18 @@ def test_ctrl_c_reaches_the_command_it_serves(warm: Warm, tmp_path: Path) -> Non
         seen += os.read(controller, 4096)
     assert b"Write " in seen, seen
 
-    launcher.send_signal(signal.SIGINT)
-
-    assert launcher.wait(timeout=10) == 130
+    # A Ctrl-C that lands after the prompt is written but before the command blocks reading
+    # its answer waits for the next one (Python's input() checks signals only when its read
+    # is interrupted), so it is pressed again until the command ends, as a user would.
+    code = None
+    for _ in range(20):
+        launcher.send_signal(signal.SIGINT)
+        try:
+            code = launcher.wait(timeout=1)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    assert code == 130
     os.close(controller)
     assert "exit 130" in warm.log()
     assert not (project / "shipyard.toml").exists()
