@@ -73,10 +73,8 @@ def test_failures_leave_the_serving_release_untouched(
 
     spec = deployment.project / "shipyard.toml"
     original_spec = spec.read_text()
-    release_line = 'release = "flask --app flaskr init-db"\n'
-    spec.write_text(
-        original_spec.replace(release_line, "release = \"sh -c 'echo schema conflict; exit 3'\"\n")
-    )
+    release_line = 'release = "flask --app flaskr init-db"\n'  # a top-level key: goes first
+    spec.write_text("release = \"sh -c 'echo schema conflict; exit 3'\"\n" + original_spec)
     code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
     assert code == 1 and "the release command failed" in err and "schema conflict" in err
     assert "Nothing was switched" in err
@@ -88,7 +86,7 @@ def test_failures_leave_the_serving_release_untouched(
     original_views = views.read_text()
     views.write_text(original_views + '\nraise RuntimeError("boom at import")\n')
     for release in (release_line, ""):
-        spec.write_text(original_spec.replace(release_line, release))
+        spec.write_text(release + original_spec)
         code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
         assert code == 1 and "boom at import" in err and "Traceback" not in err.split("|")[0]
         assert deployment.get("/")[2] == live
@@ -96,11 +94,7 @@ def test_failures_leave_the_serving_release_untouched(
     views.write_text(original_views)
     spec.write_text(original_spec)
 
-    spec.write_text(
-        original_spec.replace('path = "/health"', 'path = "/nope"\ntimeout = 3').replace(
-            'release = "flask --app flaskr init-db"\n', ""
-        )
-    )
+    spec.write_text(original_spec.replace('path = "/health"', 'path = "/nope"\ntimeout = 3'))
     code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
     assert code == 1 and "failed its health check" in err and "HTTP 404" in err
     assert deployment.get("/")[2] == live
