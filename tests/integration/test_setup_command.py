@@ -216,9 +216,9 @@ def test_an_init_db_that_drops_its_tables_runs_once_and_the_data_survives(
         _set_version(project, version)
         code, _, err = deployment.cli("deploy", str(project), capsys=capsys)
         assert code == 0, err
-        assert "setup" not in err
         assert deployment.get("/hello")[1] == f"Hello, World! {version}"
         assert deployment.get("/")[:2] == (200, "notes: kept, also kept")
+        assert "setup" not in err
     code, _, err = deployment.cli("rollback", str(project), capsys=capsys)
     assert code == 0, err
     assert deployment.get("/hello")[1] == "Hello, World! two"

@@ -663,7 +663,14 @@ def test_main_serves_a_session_with_replies_on_stdout_and_prints_on_stderr(
     assert agent_os.moved == [(2, 1)]  # anything else printed goes to stderr
     assert agent_os.replies() == [
         {"ok": True},
-        {"ok": True, "live": None, "slot": None, "installed": [], "config_keys": []},
+        {
+            "ok": True,
+            "live": None,
+            "slot": None,
+            "installed": [],
+            "config_keys": [],
+            "setup_done": False,
+        },
     ]
     assert lingered == [(HostLayout(tmp_path).runtime, 30.0)]
     other = agent.Session(tmp_path, LISTEN, io.BytesIO())  # the session ended: lock released

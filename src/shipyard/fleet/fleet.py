@@ -362,7 +362,7 @@ def setup_host(target: TargetSpec, spec: Spec, states: dict[str, p.StateReply]) 
         return None
     done = [name for name, state in states.items() if state.setup_done]
     live = [name for name, state in states.items() if state.live]
-    return (done or live or [None])[0]
+    return next(iter(done or live), None)
 
 
 def app_state(hello: p.HelloReply) -> p.StateReply:

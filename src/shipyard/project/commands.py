@@ -96,7 +96,7 @@ def propose_commands(project: Path, framework: str, module: str, files: list[Pat
 
 
 def _parse(files: list[Path]) -> dict[Path, ast.Module]:
-    trees = {}
+    trees: dict[Path, ast.Module] = {}
     for path in files:
         try:
             trees[path] = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
@@ -166,7 +166,7 @@ def _command_decorator(decorator: ast.expr, blueprints: set[str]) -> str | None:
 
 
 def _blueprint_names(tree: ast.Module) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
             func = node.value.func
