@@ -207,6 +207,7 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     assert code == 0
     assert "dry run: nothing was changed" in out
     assert "nginx/sites/flaskr.conf" in out and "+    listen 127.0.0.1:" in out
+    assert "first deploy here: run the setup command once: flask --app flaskr init-db" in out
     assert not (deployment.base / "flaskr" / "releases").exists()
     with pytest.raises(OSError):
         deployment.get("/")
@@ -214,6 +215,7 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
     code, out, _ = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
     assert code == 0 and "already installed" in out
+    assert "run the setup command" not in out and "setup is done here already" in out
     # both slots' env files exist now: the plan's diff masks the secrets on its old side too
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
     code, out, err = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
@@ -225,6 +227,7 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     with pytest.raises(OSError):
         deployment.get("/")
     assert (deployment.base / "flaskr" / "shared" / "config.json").exists()
+    assert (deployment.base / "flaskr" / "shared" / "setup.json").exists()  # with the data
     assert deployment.cli("destroy", project, "--yes", "--purge", capsys=capsys)[0] == 0
     assert not (deployment.base / "flaskr").exists()
 
