@@ -32,14 +32,17 @@ class Plan(BaseModel):
     stages: list[PlannedStage]
 
 
-def file_change(path: str, before: bytes | None, after: bytes) -> FileChange:
-    """The change from what `path` holds now (None: absent) to `after`."""
+def file_change(
+    path: str, before: bytes | None, after: bytes, was: str | None = None
+) -> FileChange:
+    """The change from what `path` holds now (None: absent) to `after`; `was`: `before` is
+    what another file holds (the one the new file takes over from)."""
     old = (before or b"").decode(errors="replace")
     new = after.decode(errors="replace")
     lines = difflib.unified_diff(
         old.splitlines(keepends=True),
         new.splitlines(keepends=True),
-        fromfile=f"{path} (now)",
+        fromfile=f"{was or path} (now)",
         tofile=f"{path} (new)",
     )
     # A line with no line boundary is a file's last, without its newline: marked as diff -u

@@ -216,7 +216,8 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     code, out, _ = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
     assert code == 0 and "already installed" in out
     assert "run the setup command" not in out and "setup is done here already" in out
-    # both slots' env files exist now: the plan's diff masks the secrets on its old side too
+    # a deploy of the live release again: its env file is diffed against the live slot's,
+    # whose secrets the plan masks too
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
     code, out, err = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
     config = json.loads((deployment.base / "flaskr" / "shared" / "config.json").read_text())

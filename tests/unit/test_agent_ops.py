@@ -441,14 +441,23 @@ def test_destroy_removes_the_app_and_stops_the_runtime_it_was_last_on(host: Fake
     _deploy(session, "r1")
     session.close()  # destroy takes the app's lock itself
     app = _app(host)
+    app.shared.mkdir(parents=True, exist_ok=True)
+    (app.shared / "data.db").write_text("the app's data")
     session = fake_session(host)
-    assert session.handle(p.Destroy(spec=SPEC_, purge=False)) == p.Done()
+    assert session.handle(p.Destroy(spec=SPEC_, purge=False)) == p.DestroyReply(found=True)
     assert host.supervisor.programs == {}
     assert not app.releases.exists() and not app.state_file.exists()
     assert host.runtime_stopped
     assert session.handle(p.State(app=APP)) == p.StateReply(
         live=None, slot=None, installed=[], config_keys=[]
     )
+    # again: nothing is left to destroy, and the reply says so
+    assert session.handle(p.Destroy(spec=SPEC_, purge=False)) == p.DestroyReply(found=False)
+    # the data kept is still the app's: a purge finds it, and then nothing
+    assert (app.shared / "data.db").exists()
+    assert session.handle(p.Destroy(spec=SPEC_, purge=True)) == p.DestroyReply(found=True)
+    assert not app.root.exists()
+    assert session.handle(p.Destroy(spec=SPEC_, purge=True)) == p.DestroyReply(found=False)
 
 
 def test_status_of_an_app_never_deployed_on_a_host_without_supervisord(host: FakeHost) -> None:

@@ -233,10 +233,11 @@ def _hello_body(**changes: Any) -> dict[str, Any]:
 def test_an_agent_stream_of_another_version_is_a_mismatch_over_a_real_pipe(
     tmp_path: Path,
 ) -> None:
-    """A stand-in agent process that reads the hello and answers as protocol 9 would."""
+    """A stand-in agent process that reads the hello and answers as the next protocol would."""
+    theirs = p.PROTOCOL_VERSION + 1
     script = (
         "import sys, json; sys.stdin.readline();"
-        f"print(json.dumps({{'ok': True, **{_hello_body(protocol=9)!r}}}), flush=True)"
+        f"print(json.dumps({{'ok': True, **{_hello_body(protocol=theirs)!r}}}), flush=True)"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -246,7 +247,7 @@ def test_an_agent_stream_of_another_version_is_a_mismatch_over_a_real_pipe(
     )
     session = Agent(fake_remote("web1", tmp_path, "web"), proc)  # no stderr thread: closed here
     try:
-        with pytest.raises(ProtocolMismatch, match="web1: its agent speaks protocol 9"):
+        with pytest.raises(ProtocolMismatch, match=f"web1: its agent speaks protocol {theirs}"):
             session.call(p.Hello())
     finally:
         session.close()

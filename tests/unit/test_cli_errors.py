@@ -141,3 +141,12 @@ def test_an_internal_error_writes_the_traceback_to_a_file(
     assert "internal error" in err and "Traceback" not in err
     crash = next((project / "cache" / "crash").glob("shipyard-crash-*.log"))
     assert "ZeroDivisionError: boom" in crash.read_text()
+
+
+def test_destroying_an_app_that_is_not_there_says_so(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["destroy", str(project), "--yes"], capsys)
+    assert code == 0, err
+    assert out.strip() == "app web is not on local: nothing to destroy"
+    assert not (project / "home").exists()  # and nothing was made to find that out

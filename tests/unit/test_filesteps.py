@@ -63,3 +63,20 @@ def test_chown_gives_a_tree_to_the_user_without_following_links(tmp_path: Path) 
     (top / "inner").mkdir(parents=True)
     Chown("nobody", (top,)).run(CTX)
     assert top.stat().st_uid == nobody.pw_uid and (top / "inner").stat().st_uid == 0
+
+
+def test_a_full_disk_is_named_with_its_filesystem_and_what_is_free(tmp_path: Path) -> None:
+    import errno
+
+    from shipyard.host.diskspace import DiskFull, disk_full
+
+    # a copy's error names its source, then (after winerror) its destination
+    copy = OSError(errno.ENOSPC, "No space left on device", "/src/a", None, str(tmp_path / "b"))
+    full = disk_full(copy)
+    assert isinstance(full, DiskFull)
+    assert full.message.startswith(f"no space left writing {tmp_path / 'b'} (on the filesystem")
+    assert " free)." in full.message and full.hint and "serving keeps serving" in full.hint
+    quota = disk_full(OSError(errno.EDQUOT, "Disk quota exceeded", str(tmp_path)))
+    assert quota is not None and quota.message.startswith("the disk quota is used up")
+    assert disk_full(OSError(errno.EACCES, "Permission denied", str(tmp_path))) is None
+    assert disk_full(ValueError("no")) is None

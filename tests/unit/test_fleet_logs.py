@@ -62,3 +62,17 @@ def test_a_log_process_still_running_once_its_output_ended_is_stopped(tmp_path: 
     fleets.follow_logs(SPEC, ssh_fleet(tmp_path, conns), None, 10, True, lines.append)
     assert lines == ["web1 up"]
     assert conns["web1"].procs[0].returncode == -signal.SIGTERM
+
+
+def test_a_host_whose_logs_fail_says_so_and_its_stderr_is_read(tmp_path: Path) -> None:
+    conns = _conns(tmp_path, "web1", "web2")
+    # more on stderr than a pipe holds: unread, it would stall the host's process
+    noisy = "i=0; while [ $i -lt 3000 ]; do echo 'noise noise noise noise' >&2; i=$((i+1)); done"
+    conns["web1"].local = ["sh", "-c", f"{noisy}; echo 'no such app: flaskr' >&2; exit 3"]
+    conns["web2"].local = ["printf", "GET / 200\\n"]
+    lines: list[str] = []
+    fleets.follow_logs(SPEC, ssh_fleet(tmp_path, conns), None, 5, False, lines.append)
+    assert "web1 (stderr) no such app: flaskr" in lines
+    assert lines[-1] == "web1 (logs ended with exit code 3)"
+    assert "web2 GET / 200" in lines
+    assert not any(line.startswith("web2 (logs ended") for line in lines)

@@ -19,7 +19,7 @@ from shipyard.host.setup_command import SetupRecord, save_setup
 from shipyard.host.state import AppState, ReleaseRecord, load_state
 from shipyard.host.steps import Connection
 from shipyard.plan import FileChange, Plan, PlannedStage
-from shipyard.spec.model import Spec
+from shipyard.spec.model import RESERVED_ENV, Spec
 
 SPEC = make_spec()
 
@@ -66,7 +66,9 @@ def _files(plan: Plan) -> dict[str, FileChange]:
 
 
 def _removed_and_added(diff: str) -> tuple[list[str], list[str]]:
-    lines = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@"))]
+    """The diff's lines but shipyard's own variables, which name the release."""
+    own = tuple(f"{sign}{key}=" for key in RESERVED_ENV for sign in "+-")
+    lines = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@", *own))]
     return (
         [line[1:] for line in lines if line.startswith("-")],
         [line[1:] for line in lines if line.startswith("+")],
@@ -90,8 +92,8 @@ def test_a_first_deploy_plan_installs_and_writes_every_file_new(host: FakeHost) 
         removed, added = _removed_and_added(change.diff)
         assert change.diff.startswith(f"--- {path} (now)\n+++ {path} (new)\n")
         assert removed == [] and added, path  # nothing there yet
-    _, env = _removed_and_added(files[str(app.env_file("blue"))].diff)
-    assert "SECRET_KEY='***'" in env and "SHIPYARD_RELEASE=r1" in env
+    env = files[str(app.env_file("blue"))].diff.splitlines()
+    assert "+SECRET_KEY='***'" in env and "+SHIPYARD_RELEASE=r1" in env
     assert "hunter2" not in plan.model_dump_json()
     assert _stage(plan, "switch").notes == [
         f"start flaskr-web-blue on {app.socket('blue')}",
@@ -129,8 +131,12 @@ def test_a_plan_on_a_deployed_host_diffs_the_idle_slot_and_stops_the_live_one(
     assert [stage.name for stage in plan.stages] == ["build", "install", "configure", "switch"]
     assert _stage(plan, "install").notes == ["release r1 is already installed"]
     files = _files(plan)
-    # blue's env file is r1's with the same config: no change (the secret masked both sides)
-    assert files[str(app.env_file("blue"))].diff == ""
+    # blue's env file went when r1 was retired: the change is from green's, serving r2,
+    # with the same config (the secret masked both sides): only the release's own paths
+    env_diff = files[str(app.env_file("blue"))].diff
+    assert env_diff.startswith(f"--- {app.env_file('green')} (now)\n")
+    assert _removed_and_added(env_diff) == ([], [])
+    assert {"-SHIPYARD_RELEASE=r2", "+SHIPYARD_RELEASE=r1"} <= set(env_diff.splitlines())
     # blue's program file went when r1 was retired; the site moves from green/r2 to blue/r1
     _, program = _removed_and_added(files[str(app.program_file("blue"))].diff)
     assert "[program:flaskr-web-blue]" in program
@@ -192,18 +198,19 @@ def test_a_secret_that_spans_lines_is_masked_whole(host: FakeHost) -> None:
     app = _app(host)
     key = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg=secret-body\n-----END PRIVATE KEY-----"
     _set_config(app, {"TLS_KEY": key, "A": "1"})
-    _deploy(host, "r1", "r2")  # blue, idle now, holds r1's env file with the key
-    assert "secret-body" in host.conn.text(app.env_file("blue"))
+    _deploy(host, "r1", "r2")  # green, live, holds r2's env file with the key
+    assert "secret-body" in host.conn.text(app.env_file("green"))
     plan = host_plan(_machine(host), SPEC, "r1", None)
     assert "secret-body" not in plan.model_dump_json()
     assert "PRIVATE KEY" not in plan.model_dump_json()
-    assert _files(plan)[str(app.env_file("blue"))].diff == ""  # masked alike on both sides
+    # masked alike on both sides: no change but the release's own variables
+    assert _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff) == ([], [])
 
 
-def test_a_secret_unset_since_the_idle_slots_env_was_written_stays_masked(
+def test_a_secret_unset_since_the_live_env_was_written_stays_masked(
     host: FakeHost,
 ) -> None:
-    """`config unset` restarts onto the other slot: the idle one's env file keeps the value."""
+    """The live slot's env file still holds a secret the config no longer has."""
     app = _app(host)
     _set_config(app, {"API_TOKEN": "tok-123", "A": "1"})
     _deploy(host, "r1", "r2")

@@ -65,6 +65,18 @@ def test_a_commit_records_the_new_release_live_and_the_old_previous(host: FakeHo
     assert host.supervisor.state("flaskr-web-blue") == "STOPPED"  # retired by run_now
 
 
+def test_a_retired_slot_leaves_no_env_file_with_old_secrets(host: FakeHost) -> None:
+    app, state = _installed(host, "r1", "r2")
+    app.shared.mkdir(parents=True, exist_ok=True)
+    app.config_file.write_text(json.dumps({"API_TOKEN": "old-token"}))
+    _deploy(host, app, state, "r1")
+    app.config_file.write_text(json.dumps({}))  # `config unset API_TOKEN`, say
+    _deploy(host, app, state, "r2")
+    blue, green = (PurePosixPath(app.env_file(slot)) for slot in ("blue", "green"))
+    assert blue not in host.conn.files  # r1's, with the old token, went with its slot
+    assert b"old-token" not in host.conn.files[green]
+
+
 def test_a_failed_stage_records_the_release_failed_and_keeps_the_live_one(
     host: FakeHost,
 ) -> None:

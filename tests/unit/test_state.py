@@ -10,6 +10,7 @@ import pytest
 
 from shipyard.errors import LockHeld, ShipyardError
 from shipyard.host.layout import HostLayout
+from shipyard.host.release import load_config
 from shipyard.host.state import AppState, ReleaseRecord, app_lock, load_state, save_state
 
 
@@ -37,9 +38,24 @@ def test_missing_state_is_empty_and_corrupt_state_is_a_clear_error(tmp_path: Pat
     app = HostLayout(tmp_path).app("web")
     assert load_state(app).live is None
     app.root.mkdir(parents=True)
-    app.state_file.write_text("{not json")
-    with pytest.raises(ShipyardError, match=r"state\.json is corrupt"):
-        load_state(app)
+    for text in ("{not json", "[]", '{"releases": [1]}', '{"warm": {"nope": 1}}', '{"rel'):
+        app.state_file.write_text(text)
+        with pytest.raises(ShipyardError, match=r"state\.json is corrupt") as caught:
+            load_state(app)
+        assert caught.value.hint and "deploy again" in caught.value.hint, text
+
+
+def test_a_corrupt_config_file_is_a_clear_error_that_says_how_to_repair(tmp_path: Path) -> None:
+    app = HostLayout(tmp_path).app("web")
+    app.shared.mkdir(parents=True)
+    assert load_config(app) == {}
+    for text in ('{"SECRET": "ab', "[]", '{"N": 1}', ""):
+        app.config_file.write_text(text)
+        with pytest.raises(ShipyardError, match=r"config\.json is corrupt") as caught:
+            load_config(app)
+        assert caught.value.hint and "config set" in caught.value.hint, text
+    app.config_file.write_text('{"A": "1"}')
+    assert load_config(app) == {"A": "1"}
 
 
 def _hold_lock(base: str, ready: multiprocessing.synchronize.Event, seconds: float) -> None:

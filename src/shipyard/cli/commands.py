@@ -375,7 +375,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         views.error_line("interrupted")
         sys.exit(130)
-    except Exception:
-        views.internal_error(sys.exc_info()[1])
+    except Exception as exc:
+        from shipyard.host.diskspace import disk_full
+
+        if (full := disk_full(exc)) is not None:
+            views.error(full.message, full.hint)
+            sys.exit(full.exit_code)
+        views.internal_error(exc)
         sys.exit(70)
     sys.exit(0)

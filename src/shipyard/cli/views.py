@@ -192,8 +192,11 @@ def processes(verb: str, result: ProcessesChanged) -> None:
 
 
 def destroyed(result: Destroyed) -> None:
-    kept = f" (data kept in {result.data_kept_in})" if result.data_kept_in else ""
-    click.echo(f"destroyed {result.app} on {', '.join(result.hosts)}{kept}")
+    if result.hosts:
+        kept = f" (data kept in {result.data_kept_in})" if result.data_kept_in else ""
+        click.echo(f"destroyed {result.app} on {', '.join(result.hosts)}{kept}")
+    if result.absent:
+        click.echo(f"app {result.app} is not on {', '.join(result.absent)}: nothing to destroy")
 
 
 def provisioned(result: Provisioned) -> None:
@@ -216,9 +219,14 @@ def error_line(text: str) -> None:
 
 
 def internal_error(exc: BaseException | None) -> None:
-    path = _crash_log()
     console = error_console()
     console.print(f"[red bold]internal error[/] (a bug in shipyard): {escape(str(exc))}")
+    try:
+        path = _crash_log()
+    except OSError as err:  # a full disk, say: the report matters more than its file
+        console.print(f"Its traceback could not be saved ({escape(str(err))}); please report")
+        console.print("this message and the command that gave it.")
+        return
     console.print(f"The traceback is in {path}; please report it with that file.")
 
 

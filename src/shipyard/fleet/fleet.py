@@ -8,7 +8,9 @@ back. Hosts run the same host-side code as the local target, through their agent
 
 from __future__ import annotations
 
+import contextlib
 import secrets as random_secrets
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -989,27 +991,44 @@ def follow_logs(
     procs = [(h, h.conn.popen(command(h))) for h in fleet.web]
     lock = threading.Lock()
 
-    def pump(host: RemoteHost, proc: Any) -> None:
-        with proc.stdout:  # closed by its reader, which is done with it at its end
-            for raw in proc.stdout:
+    def pump(host: RemoteHost, stream: Any, label: str) -> None:
+        # each stream is read to its end, so that neither pipe can fill and stall the
+        # host's process; the reader closes it
+        with stream:
+            for raw in stream:
                 with lock:
-                    emit(f"{host.name} {raw.decode(errors='replace').rstrip()}")
+                    emit(f"{host.name}{label} {raw.decode(errors='replace').rstrip()}")
 
-    threads = [threading.Thread(target=pump, args=pair, daemon=True) for pair in procs]
-    for thread in threads:
+    def reader(host: RemoteHost, stream: Any, label: str) -> threading.Thread:
+        thread = threading.Thread(target=pump, args=(host, stream, label), daemon=True)
         thread.start()
+        return thread
+
+    outs = [reader(host, proc.stdout, "") for host, proc in procs]
+    errs = [reader(host, proc.stderr, " (stderr)") for host, proc in procs if proc.stderr]
+    stopped: set[str] = set()
+    ended = False
     try:
-        for thread in threads:
+        for thread in outs:  # a host's logs end with its output
             while thread.is_alive():
                 thread.join(0.2)
+        ended = True
     finally:
-        for _host, proc in procs:
+        for host, proc in procs:
+            if ended:  # its output ended: it is exiting, give it a moment to say how
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=2)
             if proc.poll() is None:
                 proc.terminate()
+                stopped.add(host.name)
             proc.wait()
-            for pipe in (proc.stdin, proc.stderr):  # never used, but open until closed
-                if pipe is not None:
-                    pipe.close()
+            if proc.stdin is not None:  # never used, but open until closed
+                proc.stdin.close()
+        for thread in errs:  # each ends with its process
+            thread.join(5)
+    for host, proc in procs:
+        if proc.returncode and host.name not in stopped:
+            emit(f"{host.name} (logs ended with exit code {proc.returncode})")
 
 
 def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:

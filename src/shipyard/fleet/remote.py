@@ -69,7 +69,7 @@ if not libc:
     import platform  # it reads the interpreter's binary to find out
     libc = "%s %s" % platform.libc_ver()
 print("libc=" + libc)
-# found, not imported (ensurepip alone takes 15 ms to import): Debian splits it out
+# found, not imported (importing ensurepip is slow): Debian splits it out
 if find_spec("venv") and find_spec("ensurepip"):
     print("venv=yes")
 PY

@@ -34,6 +34,7 @@ from shipyard.host import lifecycle as ops
 from shipyard.host import protocol as p
 from shipyard.host import render, resident, wire
 from shipyard.host.artifact import MANIFEST, SPEC, load_artifact
+from shipyard.host.diskspace import disk_full
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection, replace_symlink, write_atomic
 from shipyard.host.protocol import PROTOCOL_VERSION, Reply, Request
@@ -322,9 +323,8 @@ class Session:
     def stop(self, request: p.Stop) -> p.ProcessesReply:
         return p.ProcessesReply(processes=ops.stop(request.spec, self.target))
 
-    def destroy(self, request: p.Destroy) -> p.Done:
-        ops.destroy(request.spec, self.target, request.purge)
-        return p.Done()
+    def destroy(self, request: p.Destroy) -> p.DestroyReply:
+        return p.DestroyReply(found=ops.destroy(request.spec, self.target, request.purge))
 
     def status(self, request: p.Status) -> p.StatusReply:
         from shipyard.host.status import app_status
@@ -494,11 +494,16 @@ def answer(session: Session, message: dict[str, Any]) -> tuple[Reply | p.ErrorRe
     except wire.ProtocolError as err:
         return _error("ProtocolError", str(err)), False
     except Exception as exc:
-        path = _crash_log(session.host)
+        if (full := disk_full(exc)) is not None:
+            return _error("DiskFull", full.message, full.hint, full.exit_code), True
+        try:
+            saved = f"The traceback is in {_crash_log(session.host)} on the host"
+        except OSError as err:  # a full disk, say
+            saved = f"Its traceback could not be saved on the host ({err})"
         return _error(
             "internal",
             f"internal error in shipyard's agent ({op}): {exc}",
-            f"The traceback is in {path} on the host; please report it.",
+            f"{saved}; please report it.",
             70,
         ), True
 

@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from shipyard.errors import DeployError
+from shipyard.errors import DeployError, ShipyardError
+from shipyard.host.diskspace import disk_full
 
 if TYPE_CHECKING:
     from shipyard.host.steps import InstallContext
 
 
-def _failed(what: str, err: OSError) -> DeployError:
+def _failed(what: str, err: OSError) -> ShipyardError:
+    if (full := disk_full(err)) is not None:
+        return full
     where = f" ({err.filename})" if err.filename else ""
     return DeployError(
         f"cannot {what}: {err.strerror or err}{where}",
@@ -85,17 +88,30 @@ class LinkTree:
                     shutil.copytree(source, target, copy_function=_link_or_copy, symlinks=True)
                 else:
                     _link_or_copy(str(source), str(target))
-        except (OSError, shutil.Error) as err:
-            if isinstance(err, OSError):
-                raise _failed(str(self), err) from None
+        except _CopyFailed as failed:
+            raise _failed(str(self), failed.error) from None
+        except OSError as err:
+            raise _failed(str(self), err) from None
+        except shutil.Error as err:
             raise DeployError(f"cannot {self}: {err}") from None
+
+
+class _CopyFailed(Exception):
+    """An OSError out of a copy inside copytree, which would keep only its text."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _link_or_copy(source: str, target: str) -> None:
     try:
         os.link(source, target)
     except OSError:
-        shutil.copy2(source, target)
+        try:
+            shutil.copy2(source, target)
+        except OSError as err:
+            raise _CopyFailed(err) from None
 
 
 @dataclass(frozen=True)

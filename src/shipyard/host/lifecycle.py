@@ -496,9 +496,23 @@ def _programs(app: AppLayout, state: AppState) -> list[str]:
     return [app.program(p, state.slot) for p in ("web", *sorted(spec.processes))]
 
 
-def destroy(spec: Spec, target: Machine, purge: bool) -> None:
-    """Remove the app: its processes, nginx site, releases; its shared data only with purge."""
+def destroy(spec: Spec, target: Machine, purge: bool) -> bool:
+    """Remove the app: its processes, nginx site, releases; its shared data only with purge.
+    False when there was nothing of it to remove."""
     app = target.app(spec)
+    if not app.root.is_dir():
+        return False
+    found = any(
+        path.exists() or path.is_symlink()
+        for path in (
+            app.state_file,
+            app.releases,
+            app.current,
+            app.site_file,
+            *(app.program_file(slot) for slot in ("blue", "green")),
+            *([app.shared] if purge else []),
+        )
+    )
     with app_lock(app, "destroy", 0):
         supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
@@ -523,6 +537,7 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> None:
             app.root.rmdir()
     if not any(target.host.base.glob("*/state.json")):  # no app left under this base
         target.servers.stop_runtime(target.host)
+    return found
 
 
 def require_deployed(app: AppLayout, state: AppState) -> tuple[str, str]:

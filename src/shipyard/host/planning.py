@@ -18,7 +18,7 @@ from shipyard.host.state import load_state
 from shipyard.host.steps import Connection
 from shipyard.host.switch import listen_url
 from shipyard.plan import MASK, FileChange, Plan, PlannedStage, file_change, masked_env
-from shipyard.spec.model import Spec
+from shipyard.spec.model import RESERVED_ENV, Spec
 
 
 def host_plan(
@@ -72,6 +72,8 @@ def host_plan(
                 app.env_file(slot),
                 render.env_file(masked_env(env, set(config))),
                 shown,
+                # a retired slot's env file is gone: the change is from the live one's
+                instead=app.env_file(state.slot) if state.slot and state.slot != slot else None,
             ),
             _change(machine.conn, app.program_file(slot), program.encode()),
             _change(machine.conn, app.site_file, site.encode()),
@@ -97,17 +99,28 @@ def host_plan(
 
 
 def _change(
-    conn: Connection, path: Path, new: bytes, env_shown: dict[str, str] | None = None
+    conn: Connection,
+    path: Path,
+    new: bytes,
+    env_shown: dict[str, str] | None = None,
+    instead: Path | None = None,
 ) -> FileChange:
     """The change to `path`, read over the machine's connection like every other file.
-    `env_shown`: `path` is an env file, whose values but these public ones are masked."""
-    try:
-        before = conn.read(PurePosixPath(path))
-    except PermissionError:
-        before = b"(not readable here)\n"
+    `env_shown`: `path` is an env file, whose values but these public ones are masked.
+    `instead`: the file to diff against when `path` is absent."""
+    before, was = _read(conn, path), None
+    if before is None and instead is not None:
+        before, was = _read(conn, instead), str(instead)
     if before is not None and env_shown is not None:
         before = _mask_env_file(before, env_shown)
-    return file_change(str(path), before, new)
+    return file_change(str(path), before, new, was if before is not None else None)
+
+
+def _read(conn: Connection, path: Path) -> bytes | None:
+    try:
+        return conn.read(PurePosixPath(path))
+    except PermissionError:
+        return b"(not readable here)\n"
 
 
 def _mask_env_file(content: bytes, shown: dict[str, str]) -> bytes:
@@ -121,7 +134,8 @@ def _mask_env_file(content: bytes, shown: dict[str, str]) -> bytes:
         # a quoted value with newlines (a PEM key, say) goes on over the lines that follow
         while sep and not _closed(value) and (more := next(rest, None)) is not None:
             value, line = f"{value}\n{more}", f"{line}\n{more}"
-        public = sep and _unquoted(value) == shown.get(key.strip())
+        # shipyard's own variables (the spec may not set them) are never secrets
+        public = sep and (key.strip() in RESERVED_ENV or _unquoted(value) == shown.get(key.strip()))
         lines.append(f"{key}={shlex.quote(MASK)}" if sep and not public else line)
     return ("\n".join(lines) + "\n").encode() if lines else b""
 

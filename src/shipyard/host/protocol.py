@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 class Message(BaseModel):
@@ -248,7 +248,11 @@ class Stop(SpecRequest[ProcessesReply]):
     op: Literal["stop"] = "stop"
 
 
-class Destroy(SpecRequest[Done]):
+class DestroyReply(Reply):
+    found: bool  # whether the app was there to destroy
+
+
+class Destroy(SpecRequest[DestroyReply]):
     op: Literal["destroy"] = "destroy"
     purge: bool = False
 

@@ -16,6 +16,7 @@ import json
 import shutil
 from pathlib import Path, PurePosixPath
 
+from shipyard.errors import ShipyardError
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
 from shipyard.host.bytecode import CompileVenv
@@ -179,7 +180,20 @@ def load_config(app: AppLayout) -> dict[str, str]:
         raw = json.loads(app.config_file.read_text())
     except FileNotFoundError:
         return {}
-    return {str(k): str(v) for k, v in raw.items()}
+    except ValueError as err:  # not JSON, or cut short (a full disk, say)
+        raise _corrupt_config(app, str(err)) from None
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise _corrupt_config(app, "it does not hold an object of strings")
+    return {str(k): v for k, v in raw.items()}
+
+
+def _corrupt_config(app: AppLayout, why: str) -> ShipyardError:
+    return ShipyardError(
+        f"{app.config_file} is corrupt ({why}); it holds the app's variables set with "
+        "`shipyard config set`.",
+        hint="Restore it from a backup; or remove it and set the variables again with "
+        "`shipyard config set KEY=VALUE` (secrets listed under [secrets] are generated anew).",
+    )
 
 
 def config_upload(app: AppLayout, config: dict[str, str]) -> Upload:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from shipyard.errors import LockHeld, ShipyardError
 from shipyard.host.layout import SLOTS, AppLayout
@@ -74,7 +73,9 @@ class AppState:
 
     @classmethod
     def from_json(cls, text: str) -> AppState:
-        raw: dict[str, Any] = json.loads(text)
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError(f"it holds a JSON {type(raw).__name__}, not an object")
         return cls(
             releases=[ReleaseRecord(**r) for r in raw.get("releases", [])],
             live=raw.get("live"),
@@ -89,7 +90,7 @@ def load_state(app: AppLayout) -> AppState:
         return AppState.from_json(app.state_file.read_text())
     except FileNotFoundError:
         return AppState()
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, KeyError) as err:
         raise ShipyardError(
             f"{app.state_file} is corrupt ({err}).",
             hint="Restore it from a backup, or remove it and deploy again (releases stay on disk).",

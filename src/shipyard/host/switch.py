@@ -356,10 +356,13 @@ def retire_slot(
 ) -> None:
     """Stop a slot gracefully in the background: nginx no longer sends it requests, and the
     ones it has finish within its graceful timeout. Its group is removed by the next update,
-    which waits for it if it is still stopping."""
+    which waits for it if it is still stopping. Its env file goes too: the values it holds
+    (secrets among them) may have been changed or unset since, and the next start of the
+    slot writes a new one."""
     conn.remove(_posix(app.program_file(slot)))
     for process in ("web", *sorted(processes)):
         supervisor.retire(app.program(process, slot))
+    conn.remove(_posix(app.env_file(slot)))
 
 
 def _posix(path: Path) -> PurePosixPath:

@@ -130,8 +130,9 @@ class ProcessesChanged:
 @dataclass(frozen=True)
 class Destroyed:
     app: str
-    hosts: list[str]
+    hosts: list[str]  # where it was removed from
     data_kept_in: str | None  # where the data stays (None: purged)
+    absent: list[str] = field(default_factory=list)  # where there was nothing of it
 
 
 @dataclass(frozen=True)

@@ -293,7 +293,8 @@ class LocalTarget:
         return ProcessesChanged({LOCAL: ops.stop(self.spec, self.machine)})
 
     def destroy(self, *, purge: bool) -> Destroyed:
-        ops.destroy(self.spec, self.machine, purge)
+        if not ops.destroy(self.spec, self.machine, purge):
+            return Destroyed(self.spec.name, [], None, absent=[LOCAL])
         return Destroyed(self.spec.name, [LOCAL], None if purge else str(self.app.shared))
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:

@@ -171,7 +171,10 @@ class SSHTarget:
     def destroy(self, *, purge: bool) -> Destroyed:
         fleets.remove_from_lb(self.spec, self.fleet)
         done = fleets.each_web(self.fleet, p.Destroy(spec=self.spec, purge=purge))
-        return Destroyed(self.spec.name, list(done), None if purge else "each host's shared/")
+        removed = [host for host, reply in done.items() if reply.found]
+        absent = [host for host, reply in done.items() if not reply.found]
+        kept = None if purge or not removed else "each host's shared/"
+        return Destroyed(self.spec.name, removed, kept, absent=absent)
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
         return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run), dry_run)
