@@ -114,7 +114,9 @@ class Bench:
                 ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "instance"),
             )
             spec = project / "shipyard.toml"
-            spec.write_text(f'listen = "127.0.0.1:{port}"\n' + spec.read_text())
+            # init-db on every deploy, as the seed's steps run it (the example runs it once)
+            text = spec.read_text().replace("\nsetup = ", "\nrelease = ")
+            spec.write_text(f'listen = "127.0.0.1:{port}"\n' + text)
         self.homes: list[Path] = []
         self.script_works: list[Path] = []
         self.counter = 0

@@ -374,7 +374,8 @@ class Shipyard(Tool):
         hosts = ", ".join(f'"{host.name}"' for host in self.fleet.web)
         spec = self.project / "shipyard.toml"
         spec.write_text(
-            spec.read_text()
+            # init-db on every deploy, as the other tools run it (the example runs it once)
+            spec.read_text().replace("\nsetup = ", "\nrelease = ")
             + "\n[targets.prod]\n"
             + f"hosts = [{hosts}]\n"
             + f'base_dir = "{self.fleet.root}/{{host}}"\n'

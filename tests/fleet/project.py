@@ -61,7 +61,7 @@ def make_project(tmp: Path, fleet: Fleet, cache: Path, **target: str) -> Project
         f"hosts = [{hosts}]",
         f'base_dir = "{fleet.root}/{{host}}"',
         f'ssh_config = "{fleet.ssh_config}"',
-        # the example keeps its data in SQLite on each host: initialise it everywhere
+        # the example keeps its data in SQLite on each host: set it up on each
         'release_on = "each"',
     ]
     if fleet.lb is not None:

@@ -139,6 +139,10 @@ def test_deploy_to_three_web_hosts_behind_the_lb(prod: Project) -> None:
         assert env_files and all(
             f.stat().st_uid == user.pw_uid and f.stat().st_mode & 0o777 == 0o600 for f in env_files
         )
+    # each host set up its own database (release_on = "each"), once, for this release
+    for host in prod.fleet.web:
+        setup = json.loads((host.base_dir / "flaskr" / "shared" / "setup.json").read_text())
+        assert (setup["how"], setup["release"]) == ("ran", release), host.name
     # the same generated secret on every host (sessions must survive the lb's choice)
     keys = {
         (host.base_dir / "flaskr" / "shared" / "config.json").read_text() for host in prod.fleet.web
@@ -224,6 +228,10 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
     assert {line.split()[0] for line in logs.stdout.splitlines()} == {
         h.name for h in prod.fleet.web
     }
+    # the setup ran with the first release only: not with the rolling redeploy, nor since
+    for host in prod.fleet.web:
+        setup = json.loads((host.base_dir / "flaskr" / "shared" / "setup.json").read_text())
+        assert (setup["how"], setup["release"]) == ("ran", old[2]), host.name
 
 
 def test_config_set_and_run_reach_every_host(prod: Project) -> None:
@@ -263,6 +271,7 @@ def test_destroy_takes_the_app_off_every_host_and_the_lb(prod: Project) -> None:
         app = host.base_dir / "flaskr"
         assert not (app / "releases").exists() and not (app / "current").exists()
         assert (app / "shared" / "var").is_dir()  # data is kept without --purge
+        assert (app / "shared" / "setup.json").is_file()  # and so is its setup: not run again
         assert not any(
             b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in host.pids()
         )
@@ -293,10 +302,7 @@ def test_sshd_dying_mid_deploy_is_reported_and_a_rerun_completes(
     # a release command slow enough to cut web2's connection while it runs
     spec = project.path / "shipyard.toml"
     spec.write_text(
-        spec.read_text().replace(
-            'release = "flask --app flaskr init-db"',
-            "release = \"sh -c 'flask --app flaskr init-db && sleep 4'\"",
-        )
+        "release = \"sh -c 'flask --app flaskr init-db && sleep 4'\"\n" + spec.read_text()
     )
     project.set_greeting("Hello from the second release")
     deploy = subprocess.Popen(

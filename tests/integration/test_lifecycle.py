@@ -76,10 +76,8 @@ def test_failures_leave_the_serving_release_untouched(
 
     spec = deployment.project / "shipyard.toml"
     original_spec = spec.read_text()
-    release_line = 'release = "flask --app flaskr init-db"\n'
-    spec.write_text(
-        original_spec.replace(release_line, "release = \"sh -c 'echo schema conflict; exit 3'\"\n")
-    )
+    release_line = 'release = "flask --app flaskr init-db"\n'  # a top-level key: goes first
+    spec.write_text("release = \"sh -c 'echo schema conflict; exit 3'\"\n" + original_spec)
     code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
     assert code == 1 and "the release command failed" in err and "schema conflict" in err
     assert "Nothing was switched" in err
@@ -91,7 +89,7 @@ def test_failures_leave_the_serving_release_untouched(
     original_views = views.read_text()
     views.write_text(original_views + '\nraise RuntimeError("boom at import")\n')
     for release in (release_line, ""):
-        spec.write_text(original_spec.replace(release_line, release))
+        spec.write_text(release + original_spec)
         code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
         assert code == 1 and "boom at import" in err and "Traceback" not in err.split("|")[0]
         assert deployment.get("/")[2] == live
@@ -99,11 +97,7 @@ def test_failures_leave_the_serving_release_untouched(
     views.write_text(original_views)
     spec.write_text(original_spec)
 
-    spec.write_text(
-        original_spec.replace('path = "/health"', 'path = "/nope"\ntimeout = 3').replace(
-            'release = "flask --app flaskr init-db"\n', ""
-        )
-    )
+    spec.write_text(original_spec.replace('path = "/health"', 'path = "/nope"\ntimeout = 3'))
     code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
     assert code == 1 and "failed its health check" in err and "HTTP 404" in err
     assert deployment.get("/")[2] == live
@@ -216,6 +210,7 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     assert code == 0
     assert "dry run: nothing was changed" in out
     assert "nginx/sites/flaskr.conf" in out and "+    listen 127.0.0.1:" in out
+    assert "first deploy here: run the setup command once: flask --app flaskr init-db" in out
     assert not (deployment.base / "flaskr" / "releases").exists()
     with pytest.raises(OSError):
         deployment.get("/")
@@ -223,6 +218,7 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
     code, out, _ = deployment.cli("deploy", project, "--dry-run", capsys=capsys)
     assert code == 0 and "already installed" in out
+    assert "run the setup command" not in out and "setup is done here already" in out
     # a deploy of the live release again: its env file is diffed against the live slot's,
     # whose secrets the plan masks too
     assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
@@ -235,6 +231,7 @@ def test_dry_run_changes_nothing_and_destroy_removes_the_app(
     with pytest.raises(OSError):
         deployment.get("/")
     assert (deployment.base / "flaskr" / "shared" / "config.json").exists()
+    assert (deployment.base / "flaskr" / "shared" / "setup.json").exists()  # with the data
     assert deployment.cli("destroy", project, "--yes", "--purge", capsys=capsys)[0] == 0
     assert not (deployment.base / "flaskr").exists()
 

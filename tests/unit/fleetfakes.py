@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
@@ -20,6 +20,7 @@ from shipyard.host import protocol as p
 from shipyard.host import wire
 from shipyard.host.artifact import MANIFEST, Artifact, Manifest, WheelRef
 from shipyard.host.python import PythonInfo
+from shipyard.host.setup_command import SetupRecord, setup_step
 from shipyard.host.steps import Command, Connection, Result
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.address import SSHAddress
@@ -45,6 +46,9 @@ class FakeHost:
     received: list[list[str]] = field(default_factory=list)  # each receive's payload paths
     platform: str = "linux-x86_64"
     python: str = "3.11.2"
+    setup: SetupRecord | None = None  # the app's setup is recorded as done here
+    setup_runs: int = 0  # times its setup command ran here
+    setup_fails: bool = False
 
 
 @dataclass
@@ -52,6 +56,7 @@ class FakeFleet:
     """The hosts' states and the log of (host, request) in the order the agents got them."""
 
     hosts: dict[str, FakeHost]
+    setup: str = ""  # the setup command of the releases deployed
     log: list[tuple[str, p.Request[Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     opened: list[str] = field(default_factory=list)
@@ -90,7 +95,11 @@ class FakeAgent:
     def _app_state(self) -> p.StateReply:
         s = self.state
         return p.StateReply(
-            live=s.live, slot=s.slot, installed=list(s.installed), config_keys=sorted(s.config)
+            live=s.live,
+            slot=s.slot,
+            installed=list(s.installed),
+            config_keys=sorted(s.config),
+            setup_done=s.setup is not None,
         )
 
     def _hello(self, request: p.Hello, files: list[wire.FileEntry]) -> p.HelloReply:
@@ -117,8 +126,28 @@ class FakeAgent:
         return p.Done()
 
     def _stage(self, request: p.Stage, files: list[wire.FileEntry]) -> p.StageReply:
-        self.state.staged = request.release
-        return p.StageReply(slot=OTHER_SLOT[self.state.slot], previous=self.state.live)
+        s, notes = self.state, []
+        if request.release_cmd or request.setup_done_on:  # the host's own decision, as there
+            step = setup_step(
+                self.world.setup,
+                s.setup,
+                s.live,
+                request.release,
+                "t",
+                run_here=request.release_cmd,
+                done_on=request.setup_done_on,
+            )
+            if step.run:
+                s.setup_runs += 1
+                if s.setup_fails:
+                    detail = p.ErrorDetail(type="CommandFailed", message="the setup command failed")
+                    raise RemoteError(self.name, request.op, detail)
+                step = replace(step, record=SetupRecord("t", request.release, self.world.setup))
+            if step.record is not None:
+                s.setup = step.record
+                notes.append(step.note)
+        s.staged = request.release
+        return p.StageReply(slot=OTHER_SLOT[s.slot], previous=s.live, notes=notes)
 
     def _commit(self, request: p.Commit, files: list[wire.FileEntry]) -> p.CommitReply:
         s = self.state

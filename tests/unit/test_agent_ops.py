@@ -107,6 +107,43 @@ def test_a_deploy_stages_the_idle_slot_then_commits_and_retires_the_old_one(
     session.close()
 
 
+def test_a_stage_runs_or_records_the_setup_as_told_and_the_state_says_it_is_done(
+    host: FakeHost,
+) -> None:
+    spec = make_spec(setup="flask --app flaskr init-db")
+    session = fake_session(host)
+    _installed(session, host, "r1", "r2", spec=spec)
+    host.conn.answer((str(host.layout.launcher),))
+    state = session.handle(p.State(app=APP))
+    assert isinstance(state, p.StateReply) and state.setup_done is False
+    # a host that is not the release host: told where the target's setup is done
+    said = session.handle(p.Stage(app=APP, release="r1", setup_done_on="web1"))
+    assert isinstance(said, p.StageReply)
+    assert said.notes == ["setup is done for this target on web1: not run here"]
+    assert host.conn.commands == []
+    session.handle(p.Commit(app=APP))
+    state = session.handle(p.State(app=APP))
+    assert isinstance(state, p.StateReply) and state.setup_done is True
+    # and with the commands to run, now that it is done: only the release command would run
+    said = session.handle(p.Stage(app=APP, release="r2", release_cmd=True))
+    assert isinstance(said, p.StageReply) and said.notes == [] and host.conn.commands == []
+    session.close()
+
+
+def test_the_release_host_runs_the_setup_on_a_first_deploy_and_says_so(host: FakeHost) -> None:
+    spec = make_spec(setup="flask --app flaskr init-db")
+    session = fake_session(host)
+    _installed(session, host, "r1", spec=spec)
+    host.conn.answer((str(host.layout.launcher),))
+    said = session.handle(p.Stage(app=APP, release="r1", release_cmd=True))
+    assert isinstance(said, p.StageReply)
+    assert said.notes == [
+        "ran the setup command, once for this app here: flask --app flaskr init-db"
+    ]
+    assert [argv[-3:] for argv in host.conn.commands] == [("--app", "flaskr", "init-db")]
+    session.close()
+
+
 def test_stage_takes_the_apps_lock_and_closing_the_session_undoes_the_stage(
     host: FakeHost,
 ) -> None:
@@ -672,7 +709,14 @@ def test_main_serves_a_session_with_replies_on_stdout_and_prints_on_stderr(
     assert agent_os.moved == [(2, 1)]  # anything else printed goes to stderr
     assert agent_os.replies() == [
         {"ok": True},
-        {"ok": True, "live": None, "slot": None, "installed": [], "config_keys": []},
+        {
+            "ok": True,
+            "live": None,
+            "slot": None,
+            "installed": [],
+            "config_keys": [],
+            "setup_done": False,
+        },
     ]
     assert lingered == [(HostLayout(tmp_path).runtime, 30.0)]
     other = agent.Session(tmp_path, LISTEN, io.BytesIO())  # the session ended: lock released

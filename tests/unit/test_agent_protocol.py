@@ -149,6 +149,7 @@ def test_serve_answers_errors_as_models_and_goes_on_after_a_shipyard_error(
         "slot": None,
         "installed": [],
         "config_keys": [],
+        "setup_done": False,
     }
 
 
@@ -197,7 +198,7 @@ def test_the_client_parses_replies_into_their_models_and_errors_into_remote_erro
     ("raw", "theirs"),
     [
         # an agent of another version that answered the hello in its own shape
-        ({"ok": True, "protocol": 2, "version": "9", "shape": "new"}, 2),
+        ({"ok": True, "protocol": 9, "version": "9", "shape": "new"}, 9),
         # one whose hello has our shape but another version
         (None, 7),
         # an older agent that cannot read the request

@@ -34,7 +34,9 @@ def test_the_example_app(tmp_path: Path) -> None:
     assert found.entry == "flaskr:create_app()"
     assert (found.framework, found.kind, found.server) == ("flask", "wsgi", "gunicorn")
     assert found.static == {"/static": "flaskr/static"}
-    assert found.release == "flask --app flaskr init-db"
+    # its init-db is one-time work: setup, never release
+    assert (found.setup, found.release) == ("flask --app flaskr init-db", "")
+    assert "flaskr/db.py defines `flask init-db`" in found.why["setup"]
     assert found.tests_enabled and found.test_requirements == ["pytest>=8"]
     assert found.secrets == ["FLASKR_SECRET_KEY"]
 
@@ -119,7 +121,10 @@ def test_the_written_spec_validates_with_the_detected_values(tmp_path: Path) -> 
     spec = parse_spec(tomllib.loads(text), project / "shipyard.toml")
     assert spec.entry == "flaskr:create_app()"
     assert spec.static == {"/static": "flaskr/static"}
-    assert spec.release == "flask --app flaskr init-db"
+    assert (spec.setup, spec.release) == ("flask --app flaskr init-db", "")
+    assert "# proposed: flaskr/db.py defines `flask init-db`" in text
+    assert text.index("# proposed:") < text.index("\nsetup = ")
+    assert '\n# release = ""\n' in text
     assert spec.tests.requirements == ["pytest>=8"]
     assert spec.secrets == {"FLASKR_SECRET_KEY": "generate"}
 
@@ -141,3 +146,165 @@ def test_write_spec_refuses_when_pyproject_holds_the_spec(tmp_path: Path) -> Non
     (tmp_path / "pyproject.toml").write_text('[tool.shipyard]\nname = "x"\n')
     with pytest.raises(SpecError, match=r"\[tool\.shipyard\]"):
         write_spec(tmp_path, "", force=True)
+
+
+# --- the setup and release commands, by their nature ------------------------------------------
+
+TUTORIAL_INIT = """\
+from flask import Flask
+
+
+def create_app(test_config=None):
+    app = Flask(__name__, instance_relative_config=True)
+    from . import db
+    db.init_app(app)
+    return app
+"""
+
+TUTORIAL_DB = """\
+import sqlite3
+
+import click
+from flask import current_app, g
+
+
+def init_db():
+    db = g.db
+    with current_app.open_resource("schema.sql") as f:
+        db.executescript(f.read().decode("utf8"))
+
+
+@click.command("init-db")
+def init_db_command():
+    \"\"\"Clear the existing data and create new tables.\"\"\"
+    init_db()
+    click.echo("Initialized the database.")
+
+
+def init_app(app):
+    app.cli.add_command(init_db_command)
+"""
+
+
+def test_the_flask_tutorials_init_db_is_a_setup_command(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "flask-tutorial",
+        {
+            "flaskr/__init__.py": TUTORIAL_INIT,
+            "flaskr/db.py": TUTORIAL_DB,
+            "flaskr/schema.sql": "DROP TABLE IF EXISTS user;\nCREATE TABLE user (id INTEGER);\n",
+        },
+    )
+    found = detect(project)
+    assert (found.setup, found.release) == ("flask --app flaskr init-db", "")
+    assert "drop and recreate the tables" in found.why["setup"]
+    assert any(n.startswith('proposed setup = "flask --app flaskr init-db": ') for n in found.notes)
+
+
+@pytest.mark.parametrize(
+    ("source", "command"),
+    [
+        ('@app.cli.command("initdb")\ndef initdb():\n    pass\n', "initdb"),
+        ("@app.cli.command()\ndef create_all():\n    pass\n", "create-all"),
+        ("@app.cli.command()\ndef create_db_command():\n    pass\n", "create-db"),
+        (
+            "@click.command()\ndef init_database():\n    pass\n\n"
+            'app.cli.add_command(init_database, "setup-db")\n',
+            "setup-db",
+        ),
+        (
+            '@command(name="init_db")\ndef whatever():\n    pass\n\n'
+            "app.cli.add_command(whatever)\n",
+            "init_db",
+        ),
+    ],
+)
+def test_init_db_style_flask_commands_are_setup(tmp_path: Path, source: str, command: str) -> None:
+    project = _write(
+        tmp_path / "p",
+        {
+            "web/app.py": "import click\nfrom click import command\nfrom flask import Flask\n"
+            "app = Flask(__name__)\n\n" + source,
+        },
+    )
+    found = detect(project)
+    assert (found.setup, found.release) == (f"flask --app web.app {command}", "")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # a blueprint's commands are `flask <blueprint> ...`, another group's under its name
+        'bp = Blueprint("admin", __name__)\n\n@bp.cli.command("init-db")\ndef init():\n    pass\n',
+        '@click.group()\ndef db():\n    pass\n\n@db.command("init")\ndef init():\n    pass\n',
+        # added to another group: `flask admin init-db`
+        '@click.command("init-db")\ndef init_db():\n    pass\n\n'
+        "@click.group()\ndef admin():\n    pass\n\nadmin.add_command(init_db)\n",
+        # defined, never added to the app's commands
+        '@click.command("init-db")\ndef init_db():\n    pass\n',
+        # not a database's setup
+        '@app.cli.command("seed")\ndef seed():\n    pass\n',
+    ],
+)
+def test_other_commands_are_not_proposed(tmp_path: Path, source: str) -> None:
+    project = _write(
+        tmp_path / "p",
+        {
+            "web/app.py": "import click\nfrom flask import Blueprint, Flask\n"
+            "app = Flask(__name__)\n\n" + source,
+        },
+    )
+    found = detect(project)
+    assert (found.setup, found.release, found.why) == ("", "", {})
+
+
+def test_flask_migrate_is_a_release_command_and_keeps_init_db_out_of_setup(
+    tmp_path: Path,
+) -> None:
+    project = _write(
+        tmp_path / "p",
+        {
+            "app/__init__.py": "from flask import Flask\nfrom flask_migrate import Migrate\n\n"
+            "def create_app():\n    app = Flask(__name__)\n    Migrate(app)\n"
+            '    @app.cli.command("init-db")\n    def init_db():\n        pass\n'
+            "    return app\n",
+            "migrations/alembic.ini": "",
+        },
+    )
+    found = detect(project)
+    assert (found.setup, found.release) == ("", "flask --app app db upgrade")
+    assert "app/__init__.py uses Flask-Migrate" in found.why["release"]
+    assert "safe to repeat" in found.why["release"]
+    assert any("`flask init-db` (app/__init__.py) is not proposed" in n for n in found.notes)
+
+
+def test_alembic_is_a_release_command_for_any_framework(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "api",
+        {
+            "alembic.ini": "[alembic]\nscript_location = migrations\n",
+            "api/main.py": "from fastapi import FastAPI\napp = FastAPI()\n",
+        },
+    )
+    found = detect(project)
+    assert (found.setup, found.release) == ("", "alembic upgrade head")
+    assert found.why["release"].startswith("alembic.ini: ")
+
+
+def test_django_migrate_is_a_release_command(tmp_path: Path) -> None:
+    project = _write(
+        tmp_path / "site",
+        {
+            "manage.py": "",
+            "mysite/__init__.py": "",
+            "mysite/wsgi.py": (
+                "from django.core.wsgi import get_wsgi_application\n"
+                "application = get_wsgi_application()\n"
+            ),
+        },
+    )
+    found = detect(project)
+    assert (found.setup, found.release) == ("", "python manage.py migrate --noinput")
+    assert "Django" in found.why["release"]
+    spec = parse_spec(tomllib.loads(render_spec_toml(found)), project / "shipyard.toml")
+    assert (spec.setup, spec.release) == ("", "python manage.py migrate --noinput")

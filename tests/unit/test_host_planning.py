@@ -15,6 +15,7 @@ from shipyard.errors import UsageError
 from shipyard.host import lifecycle
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.planning import host_plan
+from shipyard.host.setup_command import SetupRecord, save_setup
 from shipyard.host.state import AppState, ReleaseRecord, load_state
 from shipyard.host.steps import Connection
 from shipyard.plan import FileChange, Plan, PlannedStage
@@ -232,3 +233,29 @@ def test_an_override_of_a_public_default_stays_masked_once_unset(host: FakeHost)
     assert "private-override" not in plan.model_dump_json()
     removed, added = _removed_and_added(_files(plan)[str(app.env_file("blue"))].diff)
     assert (removed, added) == (["GREETING='***'"], ["GREETING=hello"])
+
+
+def test_the_plan_runs_the_setup_command_only_when_a_deploy_would(host: FakeHost) -> None:
+    app = _app(host)
+    spec = make_spec(setup="flask --app flaskr init-db", release="flask db upgrade")
+
+    def switch_notes(release_cmd: bool = True, setup_on: str | None = None) -> list[str]:
+        plan = host_plan(
+            _machine(host), spec, "r2", None, release_cmd=release_cmd, setup_on=setup_on
+        )
+        return _stage(plan, "switch").notes[:2]
+
+    first = "first deploy here: run the setup command once: flask --app flaskr init-db"
+    assert switch_notes() == [first, "run the release command: flask db upgrade"]
+    # a fleet host other than the release host: neither command, the setup recorded
+    assert switch_notes(release_cmd=False, setup_on="web1")[0] == (
+        "setup is done for this target on web1: not run here"
+    )
+    assert "run the release command" not in " ".join(switch_notes(release_cmd=False))
+    _deploy(host, "r1")  # live now, deployed before it had a setup: it will not run
+    assert switch_notes()[0].startswith("setup treated as done, not run")
+    assert not app.setup_file.exists()  # planning records nothing
+    save_setup(app, SetupRecord("2026-01-01T00:00:00Z", "r1", spec.setup))
+    assert switch_notes()[0] == (
+        "setup is done here already (it ran on 2026-01-01T00:00:00Z (release r1)): not run again"
+    )

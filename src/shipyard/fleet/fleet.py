@@ -345,14 +345,26 @@ def roll_out(
     _sync_secrets(fleet, web, agents, spec, reporter, states)
     todo = [h for h in web if states[h.name].live != artifact.id]
     unchanged = [h.name for h in web if h not in todo]
+    setup_on = setup_host(fleet.target, spec, states)
     if fleet.target.strategy == "rolling":
-        switched = _rolling(fleet, todo, agents, spec, artifact, reporter)
+        switched = _rolling(fleet, todo, agents, spec, artifact, reporter, setup_on)
     else:
-        switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter)
+        switched = _all_at_once(fleet, todo, agents, spec, artifact, reporter, setup_on=setup_on)
     if fleet.lb is not None:
         with reporter.stage("load balancer"):
             _lb(fleet, agents, spec, artifact, down=[], static=True)
     return switched, unchanged
+
+
+def setup_host(target: TargetSpec, spec: Spec, states: dict[str, p.StateReply]) -> str | None:
+    """With `release_on = "first"`, the host on which the spec's setup is done for the whole
+    target (recorded there, or assumed where the app served before it had one); None when it
+    is not done yet, or when each host decides for itself (`each`: data kept per host)."""
+    if not spec.setup or target.release_on == "each":
+        return None
+    done = [name for name, state in states.items() if state.setup_done]
+    live = [name for name, state in states.items() if state.live]
+    return next(iter(done or live), None)
 
 
 def app_state(hello: p.HelloReply) -> p.StateReply:
@@ -593,22 +605,35 @@ def _stage_all(
     action: str,
     *,
     release_cmd: bool,
+    reporter: Progress,
     first_batch: bool = True,
+    setup_on: str | None = None,
 ) -> list[Failure]:
     """Stage on every host. The release command runs once, on the first host of the first
-    batch before any other host stages, or on every host when the target says `each`."""
+    batch before any other host stages, or on every host when the target says `each`; so
+    does the setup command on the app's first deploy to the target (`setup_on`: the host it
+    is done on already, if any)."""
     failures: list[Failure] = []
     rest = hosts
     each_host = fleet.target.release_on == "each"
-    if release_cmd and spec.release and hosts and first_batch and not each_host:
+    first_runs = spec.release or (spec.setup and setup_on is None)
+    if release_cmd and first_runs and hosts and first_batch and not each_host:
         first, rest = hosts[0], hosts[1:]
         try:
-            agents[first.name].call(
-                p.Stage(app=spec.name, release=release, action=action, release_cmd=True)
+            said = agents[first.name].call(
+                p.Stage(
+                    app=spec.name,
+                    release=release,
+                    action=action,
+                    release_cmd=True,
+                    setup_done_on=setup_on,
+                )
             )
         except ShipyardError as err:
             return [Failure(first.name, "release command + stage", err)]
-    _, failures = each(
+        _tell(reporter, first.name, said)
+        setup_on = setup_on or first.name
+    staged, failures = each(
         rest,
         lambda h: agents[h.name].call(
             p.Stage(
@@ -616,12 +641,20 @@ def _stage_all(
                 release=release,
                 action=action,
                 release_cmd=release_cmd and each_host,
+                setup_done_on=setup_on if release_cmd and spec.setup and not each_host else None,
             )
         ),
         fleet.target.parallel,
         "stage",
     )
+    for name, said in staged.items():
+        _tell(reporter, name, said)
     return failures
+
+
+def _tell(reporter: Progress, host: str, said: p.StageReply) -> None:
+    for note in said.notes:
+        reporter.note(f"{host}: {note}")
 
 
 def _abort(fleet: Fleet, hosts: list[RemoteHost], agents: Sessions, spec: Spec) -> None:
@@ -638,12 +671,21 @@ def _all_at_once(
     artifact: Artifact,
     reporter: Progress,
     action: str = "deploy",
+    setup_on: str | None = None,
 ) -> list[str]:
     if not hosts:
         return []
     with reporter.stage(f"stage on {len(hosts)} host(s)"):
         failures = _stage_all(
-            fleet, hosts, agents, spec, artifact.id, action, release_cmd=action == "deploy"
+            fleet,
+            hosts,
+            agents,
+            spec,
+            artifact.id,
+            action,
+            release_cmd=action == "deploy",
+            reporter=reporter,
+            setup_on=setup_on,
         )
         if failures:
             _abort(fleet, hosts, agents, spec)
@@ -672,10 +714,13 @@ def _rolling(
     spec: Spec,
     artifact: Artifact,
     reporter: Progress,
+    setup_on: str | None = None,
 ) -> list[str]:
     switched: list[str] = []
     size = fleet.target.batch
     batches = [hosts[i : i + size] for i in range(0, len(hosts), size)]
+    # for the batches after the first (release_on = "first"): the setup is done by then
+    later_setup_on = setup_on or (batches[0][0].name if batches else None)
     for number, batch in enumerate(batches, 1):
         names = [h.name for h in batch]
         with reporter.stage(f"batch {number}/{len(batches)}: {', '.join(names)}"):
@@ -689,7 +734,9 @@ def _rolling(
                 artifact.id,
                 "deploy",
                 release_cmd=True,
+                reporter=reporter,
                 first_batch=number == 1,
+                setup_on=setup_on if number == 1 else later_setup_on,
             )
             if not failures:
                 done, failures = each(
@@ -985,14 +1032,36 @@ def follow_logs(
 
 
 def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
-    """What a deploy of `release` would do on each web host, read there (changes nothing)."""
+    """What a deploy of `release` would do on each web host, read there (changes nothing).
+    The hosts' states come first: which host runs the release and setup commands depends on
+    all of them, as in a deploy."""
+    with sessions(fleet, fleet.web) as agents:
+        states, failures = each(
+            fleet.web,
+            lambda h: agents[h.name].call(p.State(app=spec.name)),
+            fleet.target.parallel,
+            "plan",
+        )
+        if failures:
+            raise FleetError(failures, "to plan the deploy", "Nothing was changed anywhere.")
+        setup_on = setup_host(fleet.target, spec, states)
+        todo = [h.name for h in fleet.web if states[h.name].live != release]
+        each_host = fleet.target.release_on == "each"
+        first = todo[0] if todo and not each_host else None  # where the commands run once
 
-    def one(host: RemoteHost) -> Plan:
-        with sessions(fleet, [host]) as agents:
-            said = agents[host.name].call(p.Plan(spec=spec, release=release))
-        return said.plan.model_copy(update={"host": host.name})
+        def one(host: RemoteHost) -> Plan:
+            here = each_host or host.name == first
+            said = agents[host.name].call(
+                p.Plan(
+                    spec=spec,
+                    release=release,
+                    release_cmd=here,
+                    setup_done_on=setup_on if here else setup_on or first,
+                )
+            )
+            return said.plan.model_copy(update={"host": host.name})
 
-    found, failures = each(fleet.web, one, fleet.target.parallel, "plan")
+        found, failures = each(fleet.web, one, fleet.target.parallel, "plan")
     if failures:
         raise FleetError(failures, "to plan the deploy", "Nothing was changed anywhere.")
     return found

@@ -41,6 +41,7 @@ from shipyard.host.protocol import PROTOCOL_VERSION, Reply, Request
 from shipyard.host.python import local_libc
 from shipyard.host.release import config_upload, installed_releases, load_config, release_spec
 from shipyard.host.servers import SERVERS, Servers
+from shipyard.host.setup_command import load_setup
 from shipyard.host.state import app_lock, load_state, save_state
 from shipyard.host.steps import Connection
 from shipyard.host.switch import Switch
@@ -231,6 +232,7 @@ class Session:
             slot=state.slot,
             installed=installed_releases(app),
             config_keys=sorted(load_config(app)),
+            setup_done=load_setup(app) is not None,
         )
 
     def install(self, request: p.Install) -> p.Done:
@@ -258,6 +260,7 @@ class Session:
         wire.safe_relative(request.release)
         state = load_state(app)
         supervisor = self.target.servers.ensure_runtime(self.target.conn, self.host)
+        told = Silent()
         switch = ops.stage(
             self.target,
             supervisor,
@@ -266,9 +269,11 @@ class Session:
             state,
             request.action,
             release_cmd=request.release_cmd,
+            setup_on=request.setup_done_on,
+            progress=told,
         )
         self.staged[app.name] = (switch, request.action)
-        return p.StageReply(slot=switch.slot, previous=state.live)
+        return p.StageReply(slot=switch.slot, previous=state.live, notes=told.notes)
 
     def commit(self, request: p.Commit) -> p.CommitReply:
         app = self.app(request.app)
@@ -343,7 +348,15 @@ class Session:
 
         wire.safe_relative(request.release)
         self.app(request.spec.name)
-        plan = host_plan(self.target, request.spec, request.release, None, name="")
+        plan = host_plan(
+            self.target,
+            request.spec,
+            request.release,
+            None,
+            name="",
+            release_cmd=request.release_cmd,
+            setup_on=request.setup_done_on,
+        )
         return p.PlanReply(plan=plan)
 
     # --- load balancer ------------------------------------------------------------------------

@@ -167,6 +167,11 @@ class AppLayout:
         """Config vars set with `shipyard config set` (0600)."""
         return self.shared / "config.json"
 
+    @property
+    def setup_file(self) -> Path:
+        """The record that the spec's one-time setup command is done (kept with the data)."""
+        return self.shared / "setup.json"
+
     def env_file(self, slot: str) -> Path:
         return self.shared / f"env.{slot}"
 

@@ -41,6 +41,7 @@ from shipyard.host.release import (
     remove_release,
 )
 from shipyard.host.servers import SERVERS, Servers
+from shipyard.host.setup_command import SetupRecord, save_setup, setup_for
 from shipyard.host.state import (
     AppState,
     HeldLock,
@@ -172,9 +173,20 @@ def switch(
     finish: Finisher = run_now,
     window: float = 0.0,
     lock: HeldLock | None = None,
+    setup_on: str | None = None,
+    progress: Progress | None = None,
 ) -> Outcome:
     switch = stage(
-        target, supervisor, app, release_id, state, action, release_cmd=release_cmd, config=config
+        target,
+        supervisor,
+        app,
+        release_id,
+        state,
+        action,
+        release_cmd=release_cmd,
+        config=config,
+        setup_on=setup_on,
+        progress=progress,
     )
     return commit(app, switch, state, action, finish, window=window, lock=lock)
 
@@ -189,9 +201,24 @@ def stage(
     *,
     release_cmd: bool,
     config: dict[str, str] | None = None,
+    setup_on: str | None = None,
+    progress: Progress | None = None,
 ) -> Switch:
-    """Start `release_id` on the idle slot and check it; traffic stays where it is."""
+    """Start `release_id` on the idle slot and check it; traffic stays where it is.
+
+    `release_cmd`: a deploy that runs the spec's commands here (its setup on the app's first
+    deploy, then its release command). `setup_on`: a fleet host on which the setup is done
+    for the whole target, so that it is recorded here and not run.
+    """
     live = (state.live, state.slot) if state.live and state.slot else None
+    command = release_spec(app, release_id).setup if release_cmd or setup_on else ""
+    setup = setup_for(
+        app, command, state.live, release_id, release_cmd=release_cmd, setup_on=setup_on
+    )
+    if setup.record is not None:
+        save_setup(app, setup.record)
+        if progress is not None:
+            progress.note(setup.note)
     warm = state.warm
     reuse = (
         warm is not None
@@ -209,6 +236,7 @@ def stage(
         listen=target.listen,
         live=live,
         run_release_command=release_cmd,
+        run_setup=setup.run,
         run_as=target.run_as,
         servers=target.servers,
         warm=reuse,
@@ -218,6 +246,12 @@ def stage(
     except ShipyardError as err:
         _record_failure(app, state, release_id, action, err)
         raise
+    finally:
+        # recorded once it has succeeded, even if the release fails after it: never again
+        if switch.setup_ran:
+            save_setup(app, SetupRecord(now(), release_id, switch.spec.setup))
+            if progress is not None:
+                progress.note(f"ran the setup command, once for this app here: {switch.spec.setup}")
     return switch
 
 

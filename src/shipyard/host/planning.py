@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from shipyard.host import render
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import app_environment, is_installed, load_config
+from shipyard.host.setup_command import setup_for
 from shipyard.host.state import load_state
 from shipyard.host.steps import Connection
 from shipyard.host.switch import listen_url
@@ -28,14 +29,21 @@ def host_plan(
     *,
     name: str = "local",
     earlier: list[PlannedStage] | None = None,
+    release_cmd: bool = True,
+    setup_on: str | None = None,
 ) -> Plan:
     """The plan for `release_id` here. `install_steps`: the steps that would install it, when
-    the deploying machine knows them (its artifact is built); None: described in words."""
+    the deploying machine knows them (its artifact is built); None: described in words.
+    `release_cmd` and `setup_on`: as for lifecycle.stage (a fleet's release host, and the
+    host the target's setup is done on)."""
     app = machine.app(spec)
     app.check_socket_paths()
     nginx = machine.servers.find_nginx(machine.conn.host)
     state = load_state(app)
     slot = state.idle_slot()
+    setup = setup_for(
+        app, spec.setup, state.live, release_id, release_cmd=release_cmd, setup_on=setup_on
+    )
     install = PlannedStage(name="install")
     if is_installed(app, release_id):
         install.notes.append(f"release {release_id} is already installed")
@@ -74,7 +82,8 @@ def host_plan(
     switch = PlannedStage(
         name="switch",
         notes=[
-            *([f"run the release command: {spec.release}"] if spec.release else []),
+            *([setup.note] if setup.note else []),
+            *([f"run the release command: {spec.release}"] if spec.release and release_cmd else []),
             f"start {app.program('web', slot)} on {app.socket(slot)}",
             f"health check GET {spec.healthcheck.request_path} on that socket "
             f"(timeout {spec.healthcheck.timeout:g} s)",

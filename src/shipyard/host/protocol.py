@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 class Message(BaseModel):
@@ -96,6 +96,7 @@ class StateReply(Reply):
     slot: str | None
     installed: list[str]
     config_keys: list[str]
+    setup_done: bool = False  # the spec's one-time setup is recorded as done here
 
 
 class LockParams(Message):
@@ -182,13 +183,19 @@ class ConfigPut(AppRequest[Done]):
 class StageReply(Reply):
     slot: str
     previous: str | None
+    notes: list[str] = []  # what the deploying machine should tell (the setup's fate)
 
 
 class Stage(AppRequest[StageReply]):
+    """Start `release` beside the serving one. `release_cmd`: run the spec's commands here
+    (setup on the first deploy, then release); `setup_done_on`: the host on which the setup is
+    done for the whole target, to record here instead of running it."""
+
     op: Literal["stage"] = "stage"
     release: str
     action: str = "deploy"
     release_cmd: bool = False
+    setup_done_on: str | None = None
 
 
 class CommitReply(Reply):
@@ -304,6 +311,8 @@ class Plan(SpecRequest[PlanReply]):
 
     op: Literal["plan"] = "plan"
     release: str
+    release_cmd: bool = True  # as for Stage
+    setup_done_on: str | None = None
 
 
 # --- load balancer --------------------------------------------------------------------------

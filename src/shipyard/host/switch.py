@@ -59,6 +59,7 @@ class Switch:
         listen: str,
         live: tuple[str, str] | None,
         run_release_command: bool,
+        run_setup: bool = False,
         run_as: str | None = None,
         servers: Servers = SERVERS,
         nginx_check_timeout: float = NGINX_CHECK_TIMEOUT,
@@ -76,6 +77,8 @@ class Switch:
         self.listen = listen
         self.live = live
         self.run_release_command = run_release_command
+        self.run_setup = run_setup  # the app's first deploy here: its setup command runs once
+        self.setup_ran = False  # the setup command ran and succeeded in this stage
         self.run_as = run_as
         if app.host.system_nginx and not self.spec.domains:
             raise DeployError(
@@ -94,7 +97,8 @@ class Switch:
         return self.commit()
 
     def stage(self) -> None:
-        """Everything before traffic moves: env, release command, new server up and healthy.
+        """Everything before traffic moves: env, setup and release commands, new server up
+        and healthy.
 
         A failure here leaves the serving release untouched and nothing of the new one running.
         """
@@ -102,8 +106,22 @@ class Switch:
             self.warm_reused = True
         else:
             self._write_env()
+            if self.run_setup and self.spec.setup:
+                self._one_off(
+                    self.spec.setup,
+                    what="the setup command",
+                    hint="Nothing was switched: the serving release, if any, keeps serving. The "
+                    "setup command has not succeeded, so the next deploy runs it again: fix it "
+                    "and deploy again.",
+                )
+                self.setup_ran = True
             if self.run_release_command and self.spec.release:
-                self._release_command()
+                self._one_off(
+                    self.spec.release,
+                    what="the release command",
+                    hint="Nothing was switched: the serving release keeps serving. Fix the "
+                    "command (try it with 'shipyard run -- ...') and deploy again.",
+                )
             self._start_new()
         try:
             self._check_new_socket()
@@ -203,22 +221,18 @@ class Switch:
             )
         )
 
-    def _release_command(self) -> None:
+    def _one_off(self, command: str, *, what: str, hint: str) -> None:
+        """Run the spec's setup or release command in the new release's environment."""
         argv = (
             *(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
             str(self.app.host.launcher),
             str(self.app.env_file(self.slot)),
             str(self.app.release(self.release_id)),
-            *shlex.split(self.spec.release),
+            *shlex.split(command),
         )
         result = self.conn.run(Command(argv, timeout=RELEASE_COMMAND_TIMEOUT))
         if not result.ok:
-            raise CommandFailed(
-                result,
-                what=f"the release command failed ({self.spec.release})",
-                hint="Nothing was switched: the serving release keeps serving. Fix the command "
-                "(try it with 'shipyard run -- ...') and deploy again.",
-            )
+            raise CommandFailed(result, what=f"{what} failed ({command})", hint=hint)
 
     def _start_new(self) -> None:
         conf = render.program_conf(

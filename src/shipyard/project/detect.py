@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import SpecError
+from shipyard.project.commands import propose_commands
 
 SKIP_DIRS = {
     ".git",
@@ -55,7 +56,9 @@ class Detected:
     tests_enabled: bool = True
     test_requirements: list[str] = field(default_factory=lambda: ["pytest"])
     requirements: str = "auto"
+    setup: str = ""
     release: str = ""
+    why: dict[str, str] = field(default_factory=dict)  # "setup"/"release" -> why proposed
     secrets: list[str] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -100,6 +103,15 @@ def detect(project: Path) -> Detected:
         "dependencies"
     ):
         notes.append("no dependencies declared (uv.lock, requirements.txt or [project])")
+    commands = propose_commands(
+        project, best.framework, best.entry.split(":")[0], _python_files(best.package_dir)
+    )
+    why: dict[str, str] = {}
+    for key, found in (("setup", commands.setup), ("release", commands.release)):
+        if found is not None:
+            why[key] = found.why
+            notes.append(f'proposed {key} = "{found.command}": {found.why}')
+    notes += commands.notes
     return Detected(
         name=normalise_name(str(meta.get("name") or project.resolve().name)),
         entry=best.entry,
@@ -110,7 +122,9 @@ def detect(project: Path) -> Detected:
         tests_enabled=tests_enabled,
         test_requirements=test_requirements,
         requirements=requirements,
-        release=_release_command(best),
+        setup=commands.setup.command if commands.setup else "",
+        release=commands.release.command if commands.release else "",
+        why=why,
         secrets=_secret_variables(best.package_dir),
         alternatives=[c.entry for c in candidates[1:5]],
         notes=notes,
@@ -205,20 +219,6 @@ def _static(project: Path, best: Candidate) -> dict[str, str]:
     if best.framework in ("flask", "quart") and static.is_dir():
         return {"/static": static.relative_to(project).as_posix()}
     return {}
-
-
-def _release_command(best: Candidate) -> str:
-    if best.framework != "flask":
-        return ""
-    package = best.entry.split(":")[0].split(".")[0]
-    for path in best.package_dir.rglob("*.py"):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue
-        if '"init-db"' in text or "'init-db'" in text:
-            return f"flask --app {package} init-db"
-    return ""
 
 
 SECRET_ENV_RE = re.compile(

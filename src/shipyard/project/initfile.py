@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ def render_spec_toml(found: Detected) -> str:
     lines += _line(Spec, "kind", found.kind, True)
     lines += _line(Spec, "listen", "127.0.0.1:8080", False)
     lines += _line(Spec, "keep", 5, False)
-    lines += _line(Spec, "release", found.release, bool(found.release))
+    for key, command in (("setup", found.setup), ("release", found.release)):
+        lines += _line(Spec, key, command, bool(command))
+        if key in found.why:
+            why = textwrap.wrap(f"proposed: {found.why[key]}", 94)
+            lines[-1:-1] = [f"# {line}" for line in why]
     lines += _line(Spec, "persistent", [], False)
     lines.append("# Flask's instance folder persists without configuration.")
     lines += ["", "[server]"]

@@ -26,7 +26,7 @@ shipyard links to the app's `shared/var`.
 ```toml
 name = "flaskr"
 entry = "flaskr:create_app()"
-release = "flask --app flaskr init-db"
+setup = "flask --app flaskr init-db"
 
 [static]
 "/static" = "flaskr/static"

@@ -197,8 +197,8 @@ class TargetSpec(_Strict):
     )
     release_on: Literal["first", "each"] = Field(
         default="first",
-        description="Run the release command on the first host only (a shared database) or on "
-        "each host (data kept per host).",
+        description="Run the release command (and, on the first deploy, the setup command) on "
+        "the first host only (a shared database) or on each host (data kept per host).",
     )
     nginx: Literal["managed", "system"] = Field(
         default="managed",
@@ -288,9 +288,16 @@ class Spec(_Strict):
         "interpreter of that version that runs, from pythonX.Y on PATH, /usr/bin, "
         "/usr/local/bin, uv's managed ones, then python3) or a path; empty: shipyard's own.",
     )
+    setup: str = Field(
+        default="",
+        description="One-time command (e.g. creating the database) run only on the app's first "
+        "deploy on a target, before `release`, against the new release before it serves; once "
+        "it has succeeded it never runs again there (`destroy --purge` forgets it).",
+    )
     release: str = Field(
         default="",
-        description="Command run once per deploy against the new release before it serves.",
+        description="Command run on every deploy against the new release before it serves, "
+        "e.g. migrations: it must be safe to repeat (one-time work goes in `setup`).",
     )
     static: dict[str, str] = Field(
         default_factory=dict, description="URL prefix -> directory in the project, served by nginx."
@@ -340,9 +347,9 @@ class Spec(_Strict):
     def _listen(cls, value: str) -> str:
         return check_listen(value)
 
-    @field_validator("release")
+    @field_validator("setup", "release")
     @classmethod
-    def _release(cls, value: str) -> str:
+    def _one_off_command(cls, value: str) -> str:
         return _check_command(value) if value else value
 
     @field_validator("env")

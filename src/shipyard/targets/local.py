@@ -205,6 +205,7 @@ class LocalTarget:
                     finish=later.append,
                     window=self._window(),
                     lock=lock,
+                    progress=progress,
                 )
             with progress.stage("prune"):
                 ops.prune_releases(app, state, spec.keep)
