@@ -45,6 +45,7 @@ class FakeHost:
     received: list[list[str]] = field(default_factory=list)  # each receive's payload paths
     platform: str = "linux-x86_64"
     python: str = "3.11.2"
+    workdir: str = ""  # where its live release runs, when not the release itself (a tree)
 
 
 @dataclass
@@ -90,7 +91,11 @@ class FakeAgent:
     def _app_state(self) -> p.StateReply:
         s = self.state
         return p.StateReply(
-            live=s.live, slot=s.slot, installed=list(s.installed), config_keys=sorted(s.config)
+            live=s.live,
+            slot=s.slot,
+            installed=list(s.installed),
+            config_keys=sorted(s.config),
+            workdir=s.workdir,
         )
 
     def _hello(self, request: p.Hello, files: list[wire.FileEntry]) -> p.HelloReply:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import re
+import shutil
 import subprocess
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from shipyard.errors import BuildError
+from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 
 # Never part of a release: environments, caches, build output, and dev data (Flask's instance/).
 ALWAYS_EXCLUDED = (
@@ -32,12 +39,117 @@ ALWAYS_EXCLUDED = (
 )
 
 
-def source_files(project: Path, exclude: list[str]) -> list[Path]:
-    """Files under `project`, relative to it, sorted; git's ignore rules apply in a checkout."""
+# Also kept out of a source tree deployed as it is (not of a wheel's inputs): a dotenv file
+# holds the developer's own settings and secrets.
+TREE_EXCLUDED = (".env",)
+
+
+def source_files(project: Path, exclude: Sequence[str], keep_out: Sequence[str] = ()) -> list[Path]:
+    """Files under `project`, relative to it, sorted.
+
+    In a git work tree, those git lists: tracked, and untracked ones it does not ignore;
+    elsewhere every file but those the project's .gitignore names. Never ALWAYS_EXCLUDED or
+    the `exclude` globs, nor anything at or under the paths of `keep_out` (the app's
+    persistent data, which is no part of a release).
+    """
     patterns = (*ALWAYS_EXCLUDED, *exclude)
     listed = _git_files(project)
-    candidates = listed if listed is not None else _walk(project, patterns)
-    return sorted(p for p in candidates if not _excluded(p, patterns) and (project / p).is_file())
+    if listed is None:
+        listed = _walk(project, patterns, Gitignore.parse(_read(project / ".gitignore")))
+    out = tuple(PurePosixPath(p) for p in keep_out)
+    return sorted(
+        p
+        for p in listed
+        if not _excluded(p, patterns) and not _under(p, out) and (project / p).is_file()
+    )
+
+
+def _under(path: Path, roots: tuple[PurePosixPath, ...]) -> bool:
+    posix = PurePosixPath(path.as_posix())
+    return any(posix == root or root in posix.parents for root in roots)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+@dataclass(frozen=True)
+class _Rule:
+    regex: re.Pattern[str]
+    negate: bool
+    dir_only: bool
+    anchored: bool  # matched against the whole relative path, else against the name
+
+    def matches(self, path: PurePosixPath, is_dir: bool) -> bool:
+        if self.dir_only and not is_dir:
+            return False
+        return self.regex.match(path.as_posix() if self.anchored else path.name) is not None
+
+
+@dataclass(frozen=True)
+class Gitignore:
+    """The rules of the .gitignore at the root of a project that is not a git work tree:
+    globs ('*', '?', '[...]', '**'), patterns anchored by a '/', directory-only ones ending
+    in '/', and '!' exceptions; the last rule that matches decides. In a work tree git's own
+    rules apply; these are their common part."""
+
+    rules: tuple[_Rule, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Gitignore:
+        rules = []
+        for raw in text.splitlines():
+            line = raw.rstrip()
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            line = line[1:] if negate or line.startswith("\\") else line
+            dir_only = line.endswith("/")
+            line = line.rstrip("/")
+            anchored = "/" in line
+            line = line.lstrip("/")
+            if line:
+                rules.append(_Rule(_glob(line), negate, dir_only, anchored))
+        return cls(tuple(rules))
+
+    def ignores(self, path: PurePosixPath, is_dir: bool) -> bool:
+        """The last rule that matches decides (a file under an ignored directory is never
+        seen: the walk does not enter it)."""
+        ignored = False
+        for rule in self.rules:
+            if rule.matches(path, is_dir):
+                ignored = not rule.negate
+        return ignored
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A gitignore glob as a regex: '*' and '?' stop at '/', '**' does not."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        char = pattern[i]
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 1
+        elif char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        elif char == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+            i = end
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
 
 
 def _git_files(project: Path) -> list[Path] | None:
@@ -56,12 +168,18 @@ def _git_files(project: Path) -> list[Path] | None:
     return [Path(name) for name in proc.stdout.decode().split("\0") if name]
 
 
-def _walk(project: Path, patterns: tuple[str, ...]) -> list[Path]:
+def _walk(project: Path, patterns: tuple[str, ...], ignore: Gitignore) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(project):
-        rel_root = Path(root).relative_to(project)
-        dirs[:] = [d for d in dirs if not _matches(d, patterns)]
-        found += [rel_root / name for name in files]
+        rel_root = PurePosixPath(Path(root).relative_to(project).as_posix())
+        dirs[:] = [
+            d
+            for d in dirs
+            if not _matches(d, patterns) and not ignore.ignores(rel_root / d, is_dir=True)
+        ]
+        found += [
+            Path(rel_root / name) for name in files if not ignore.ignores(rel_root / name, False)
+        ]
     return found
 
 
@@ -99,3 +217,30 @@ def git_sha(project: Path) -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def copy_files(project: Path, files: Sequence[Path], dest: Path) -> dict[str, str]:
+    """Copy `files` (relative to `project`) into `dest`, as they are (mode and times); the
+    sha256 of each, by its relative path. A build reads the copy, so it never writes into
+    the user's tree (setuptools' build/ and *.egg-info/)."""
+    digests = {}
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(project / rel, target)
+        digests[rel.as_posix()] = hashlib.sha256(target.read_bytes()).hexdigest()
+    return digests
+
+
+def build_choice(project: Path, setting: str) -> BuildChoice:
+    """Wheel or tree, for the spec's build.mode and the project's packaging files."""
+    texts = {}
+    for name in PACKAGING_FILES:
+        path = project / name
+        if path.is_file():
+            try:
+                texts[name] = path.read_text(encoding="utf-8", errors="replace")
+            except OSError as err:
+                raise BuildError(f"cannot read {path}: {err.strerror or err}.") from None
+    has_uv_lock = (project / "uv.lock").is_file()
+    return choose_build(setting, texts, has_uv_lock, str(project / "pyproject.toml"))

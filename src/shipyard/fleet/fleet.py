@@ -306,7 +306,10 @@ def deploy(
             ready = pool.submit(_prepare, fleet, agents, spec, lock_wait)
             with reporter.stage("build"):
                 artifact = builder.build(conn, project, spec, fleet.cache, inputs)
-                reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
+                reporter.note(
+                    f"artifact {artifact.id}: {artifact.manifest.holds}"
+                    + (" (reused)" if artifact.reused else "")
+                )
             hellos = ready.result()
             reporter.done(f"connect + lock {len(fleet.hosts)} host(s)", time.monotonic() - started)
             web = fleet.web
@@ -965,12 +968,13 @@ def follow_logs(
                     pipe.close()
 
 
-def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
-    """What a deploy of `release` would do on each web host, read there (changes nothing)."""
+def plans(spec: Spec, fleet: Fleet, release: str, *, tree: bool = False) -> dict[str, Plan]:
+    """What a deploy of `release` would do on each web host, read there (changes nothing);
+    `tree`: the release is the project's source tree."""
 
     def one(host: RemoteHost) -> Plan:
         with sessions(fleet, [host]) as agents:
-            said = agents[host.name].call(p.Plan(spec=spec, release=release))
+            said = agents[host.name].call(p.Plan(spec=spec, release=release, tree=tree))
         return said.plan.model_copy(update={"host": host.name})
 
     found, failures = each(fleet.web, one, fleet.target.parallel, "plan")
@@ -1001,7 +1005,7 @@ def run_argv(spec: Spec, fleet: Fleet, command: list[str], host_name: str | None
                 *as_user(host.app_user),
                 str(layout.launcher),
                 str(app.env_file(state.slot)),
-                str(app.release(state.live)),
+                state.workdir or str(app.release(state.live)),
                 *command,
             ),
             sudo=True,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class Message(BaseModel):
@@ -96,6 +96,7 @@ class StateReply(Reply):
     slot: str | None
     installed: list[str]
     config_keys: list[str]
+    workdir: str = ""  # where the live release runs (its tree, or itself); "" when none
 
 
 class LockParams(Message):
@@ -300,6 +301,7 @@ class Plan(SpecRequest[PlanReply]):
 
     op: Literal["plan"] = "plan"
     release: str
+    tree: bool = False  # the release is the project's source tree, not a wheel
 
 
 # --- load balancer --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import SpecError
+from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 
 SKIP_DIRS = {
     ".git",
@@ -44,6 +45,9 @@ class Candidate:
     package_dir: Path
 
 
+WHEEL = BuildChoice("wheel", "")
+
+
 @dataclass(frozen=True)
 class Detected:
     name: str
@@ -59,6 +63,9 @@ class Detected:
     secrets: list[str] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    build: BuildChoice = WHEEL
+    persistent: list[str] = field(default_factory=list)
+    persistent_files: list[str] = field(default_factory=list)
 
 
 def normalise_name(raw: str) -> str:
@@ -100,6 +107,8 @@ def detect(project: Path) -> Detected:
         "dependencies"
     ):
         notes.append("no dependencies declared (uv.lock, requirements.txt or [project])")
+    build = _build_choice(project)
+    persistent, persistent_files = _data_beside_code(project, best) if build.is_tree else ([], [])
     return Detected(
         name=normalise_name(str(meta.get("name") or project.resolve().name)),
         entry=best.entry,
@@ -114,7 +123,49 @@ def detect(project: Path) -> Detected:
         secrets=_secret_variables(best.package_dir),
         alternatives=[c.entry for c in candidates[1:5]],
         notes=notes,
+        build=build,
+        persistent=persistent,
+        persistent_files=persistent_files,
     )
+
+
+def _build_choice(project: Path) -> BuildChoice:
+    texts = {
+        name: (project / name).read_text(encoding="utf-8", errors="replace")
+        for name in PACKAGING_FILES
+        if (project / name).is_file()
+    }
+    has_uv_lock = (project / "uv.lock").is_file()
+    return choose_build("auto", texts, has_uv_lock, str(project / "pyproject.toml"))
+
+
+# What apps run from their tree commonly write beside their code: Flask's instance folder,
+# uploaded and media files.
+DATA_DIRS = ("instance", "uploads", "media")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _data_beside_code(project: Path, best: Candidate) -> tuple[list[str], list[str]]:
+    """The directories and files a source-tree app keeps its data in, to persist: those of
+    DATA_DIRS the project has, Flask's instance folder (beside the app's code when it runs
+    from its tree), SQLite databases at the top, and Django's default one."""
+    dirs = [name for name in DATA_DIRS if (project / name).is_dir()]
+    if best.framework in ("flask", "quart") and "instance" not in dirs:
+        dirs.insert(0, "instance")
+    files = sorted(p.name for p in project.iterdir() if p.is_file() and _is_sqlite(p))
+    if best.framework.startswith("django") and "db.sqlite3" not in files:
+        settings = best.package_dir / "settings.py"
+        text = settings.read_text(encoding="utf-8", errors="replace") if settings.is_file() else ""
+        files += ["db.sqlite3"] if "db.sqlite3" in text else []
+    return dirs, files
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
 
 
 def _read_pyproject(project: Path) -> dict[str, Any]:

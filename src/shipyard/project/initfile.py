@@ -50,8 +50,10 @@ def render_spec_toml(found: Detected) -> str:
     lines += _line(Spec, "listen", "127.0.0.1:8080", False)
     lines += _line(Spec, "keep", 5, False)
     lines += _line(Spec, "release", found.release, bool(found.release))
-    lines += _line(Spec, "persistent", [], False)
-    lines.append("# Flask's instance folder persists without configuration.")
+    lines += _line(Spec, "persistent", found.persistent, bool(found.persistent))
+    lines += _line(Spec, "persistent_files", found.persistent_files, bool(found.persistent_files))
+    if not found.build.is_tree:
+        lines.append("# Flask's instance folder persists without configuration.")
     lines += ["", "[server]"]
     lines += _line(ServerSpec, "type", found.server, True)
     lines += _line(ServerSpec, "workers", 0, False)
@@ -63,6 +65,9 @@ def render_spec_toml(found: Detected) -> str:
     lines += _line(HealthcheckSpec, "path", "/", False)
     lines += ["", "[build]"]
     lines += _line(BuildSpec, "requirements", found.requirements, True)
+    lines += _line(BuildSpec, "mode", "auto", False)
+    if found.build.reason:
+        lines.append(f"# auto: {found.build.reason}")
     lines += ["", f"# {_describe(Spec, 'static')}", "[static]"]
     lines += [f"{toml_value(prefix)} = {toml_value(d)}" for prefix, d in found.static.items()]
     lines += ["", f"# {_describe(Spec, 'env')}", "[env]"]
@@ -71,6 +76,20 @@ def render_spec_toml(found: Detected) -> str:
     text = "\n".join(lines) + "\n"
     tomllib.loads(text)  # never write a file that does not parse
     return text
+
+
+def init_summary(found: Detected) -> list[str]:
+    """What `init` chose that the user should know: the build mode and why, what it made
+    persistent, and its notes."""
+    lines = [f"build: {found.build.reason}"] if found.build.reason else []
+    kept = [f"{d}/" for d in found.persistent] + found.persistent_files
+    if kept:
+        lines.append(
+            f"persistent: {', '.join(kept)} (beside the code; kept in shared/data across "
+            "releases, never shipped)"
+        )
+    lines += [f"note: {note}" for note in found.notes]
+    return lines
 
 
 def write_spec(project: Path, text: str, *, force: bool) -> Path:
