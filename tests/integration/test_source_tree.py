@@ -84,6 +84,109 @@ while True:
     ".gitignore": "db.sqlite3\n*.log\n__pycache__/\n",
 }
 
+# A Django site laid out as `django-admin startproject` makes it (trimmed), with one app: no
+# packaging, flake8's settings in setup.cfg, templates beside BASE_DIR, SQLite in BASE_DIR.
+DJANGO_SITE = {
+    "requirements.txt": "django>=4.2,<6\n",
+    "setup.cfg": "[flake8]\nmax-line-length = 100\n",
+    "manage.py": """\
+#!/usr/bin/env python
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
+""",
+    "mysite/__init__.py": "",
+    "mysite/settings.py": """\
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "notes"]
+MIDDLEWARE = []
+ROOT_URLCONF = "mysite.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+    }
+]
+WSGI_APPLICATION = "mysite.wsgi.application"
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
+}
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+""",
+    "mysite/urls.py": """\
+from django.urls import path
+
+from notes import views
+
+urlpatterns = [path("", views.index), path("notes", views.notes)]
+""",
+    "mysite/wsgi.py": """\
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+application = get_wsgi_application()
+""",
+    "notes/__init__.py": "",
+    "notes/models.py": """\
+from django.db import models
+
+
+class Note(models.Model):
+    text = models.CharField(max_length=100)
+""",
+    "notes/migrations/__init__.py": "",
+    "notes/migrations/0001_initial.py": """\
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    initial = True
+    dependencies = []
+    operations = [
+        migrations.CreateModel(
+            name="Note",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("text", models.CharField(max_length=100)),
+            ],
+        )
+    ]
+""",
+    "notes/views.py": """\
+from django.http import HttpResponse
+from django.shortcuts import render
+
+from notes.models import Note
+
+HEADING = "notes"
+
+
+def index(request):
+    return render(request, "index.html", {"heading": HEADING})
+
+
+def notes(request):
+    Note.objects.create(text="seen")
+    return HttpResponse(str(Note.objects.count()), content_type="text/plain")
+""",
+    "templates/index.html": "<h1>{{ heading }}</h1>\n",
+}
+
 PACKAGED_APP = {
     "pyproject.toml": """\
 [build-system]
@@ -214,6 +317,46 @@ def test_a_flat_app_deploys_as_its_tree_and_runs_in_place(
     assert (status, body) == (200, "<p>second</p>") and second != release
     assert deployment.get("/visits")[:2] == (200, "3")  # the database outlived its release
     _wait_for_body(deployment, "/worker", f"second in {second}")
+
+
+def test_a_django_site_runs_manage_py_in_its_tree_and_keeps_its_database(
+    bare_deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = bare_deployment
+    project = deployment.project
+    _write(project, DJANGO_SITE)
+    code, _, err = deployment.cli("init", "--yes", str(project), capsys=capsys)
+    assert code == 0, err
+    assert "build: no packaging metadata" in err and "persistent: db.sqlite3 (" in err
+    spec = project / "shipyard.toml"
+    generated = spec.read_text()
+    assert 'entry = "mysite.wsgi:application"' in generated
+    assert 'release = "python manage.py migrate --noinput"' in generated
+    assert 'DJANGO_SECRET_KEY = "generate"' in generated
+    _set_listen(spec, deployment.port)
+    before = _snapshot(project)
+
+    code, _, err = deployment.cli("deploy", str(project), capsys=capsys)
+    assert code == 0, err
+    status, body, release = deployment.get("/")
+    assert (status, body) == (200, "<h1>notes</h1>\n") and release
+    # the release command made the tables in shared/data, through the tree's link
+    assert deployment.get("/notes")[:2] == (200, "1")
+    assert deployment.get("/notes")[:2] == (200, "2")
+    app = deployment.app("app")
+    assert (app.data / "db.sqlite3").is_file()
+    count = "from notes.models import Note; print(Note.objects.count())"
+    # (Django 5.2's shell says first what it imported for you)
+    assert _run(project, "python", "manage.py", "shell", "-c", count).splitlines()[-1] == "2"
+    assert not (project / "db.sqlite3").exists() and _snapshot(project) == before
+
+    views = project / "notes" / "views.py"
+    views.write_text(views.read_text().replace('HEADING = "notes"', 'HEADING = "second"'))
+    code, _, err = deployment.cli("deploy", str(project), capsys=capsys)
+    assert code == 0, err
+    status, body, second = deployment.get("/")
+    assert (status, body) == (200, "<h1>second</h1>\n") and second != release
+    assert deployment.get("/notes")[:2] == (200, "3")
 
 
 def test_a_packaged_app_is_still_a_wheel_and_leaves_no_build_output(

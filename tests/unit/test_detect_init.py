@@ -193,6 +193,7 @@ def test_a_django_site_keeps_its_default_sqlite_database(tmp_path: Path) -> None
     found = detect(project)
     assert found.build.is_tree
     assert (found.persistent, found.persistent_files) == (["media"], ["db.sqlite3"])
+    assert found.release == "python manage.py migrate --noinput"
 
 
 def test_a_packaged_app_is_a_wheel_and_persists_nothing_beside_its_code(tmp_path: Path) -> None:

@@ -109,6 +109,9 @@ def detect(project: Path) -> Detected:
         notes.append("no dependencies declared (uv.lock, requirements.txt or [project])")
     build = _build_choice(project)
     persistent, persistent_files = _data_beside_code(project, best) if build.is_tree else ([], [])
+    release = _release_command(best)
+    if build.is_tree and best.framework.startswith("django") and (project / "manage.py").is_file():
+        release = "python manage.py migrate --noinput"  # manage.py is there: it runs in place
     return Detected(
         name=normalise_name(str(meta.get("name") or project.resolve().name)),
         entry=best.entry,
@@ -119,7 +122,7 @@ def detect(project: Path) -> Detected:
         tests_enabled=tests_enabled,
         test_requirements=test_requirements,
         requirements=requirements,
-        release=_release_command(best),
+        release=release,
         secrets=_secret_variables(best.package_dir),
         alternatives=[c.entry for c in candidates[1:5]],
         notes=notes,
