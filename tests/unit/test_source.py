@@ -37,6 +37,25 @@ def test_environments_caches_and_dev_data_are_not_source(tmp_path: Path) -> None
     assert files == {"app/__init__.py", "app/static/s.css", "pyproject.toml"}
 
 
+def test_venvs_and_build_output_go_but_a_package_of_their_name_stays(tmp_path: Path) -> None:
+    _tree(
+        tmp_path,
+        [
+            "myapp/__init__.py",
+            "myapp/env/__init__.py",  # the app's own subpackage, not a venv
+            "myapp/build/steps.py",
+            "env/bin/python",
+            "build/lib/myapp/__init__.py",
+            "backend/.env-tools/pyvenv.cfg",  # a venv by its marker, whatever its name
+            "backend/.env-tools/lib/site.py",
+        ],
+    )
+    expected = {"myapp/__init__.py", "myapp/env/__init__.py", "myapp/build/steps.py"}
+    assert {p.as_posix() for p in source_files(tmp_path, [])} == expected
+    _git(tmp_path, "init", "-q")  # listed by git (nothing ignored), filtered the same
+    assert {p.as_posix() for p in source_files(tmp_path, [])} == expected
+
+
 def test_the_hash_changes_with_content_and_names_only(tmp_path: Path) -> None:
     _tree(tmp_path, ["a.py", "b.py"])
     files = source_files(tmp_path, [])

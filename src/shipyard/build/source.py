@@ -15,13 +15,11 @@ from pathlib import Path, PurePosixPath
 from shipyard.errors import BuildError
 from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 
-# Never part of a release: environments, caches, build output, and dev data (Flask's instance/).
+# Never part of a release, wherever they are: environments, caches, build output.
 ALWAYS_EXCLUDED = (
     ".git",
     ".hg",
     ".venv",
-    "venv",
-    "env",
     "__pycache__",
     "*.pyc",
     ".pytest_cache",
@@ -30,13 +28,14 @@ ALWAYS_EXCLUDED = (
     ".tox",
     ".nox",
     "node_modules",
-    "dist",
-    "build",
     "*.egg-info",
     ".shipyard",
-    "instance",
     ".coverage",
 )
+# Nor these directories at the project's top, where venvs, build output and dev data (Flask's
+# instance/) are made: deeper down they may be the app's own packages (myapp/env/). Any
+# directory with a pyvenv.cfg is a venv, wherever it is.
+TOP_EXCLUDED = ("venv", "env", "build", "dist", "instance")
 
 
 # Also kept out of a source tree deployed as it is (not of a wheel's inputs): a dotenv file
@@ -56,11 +55,17 @@ def source_files(project: Path, exclude: Sequence[str], keep_out: Sequence[str] 
     listed = _git_files(project)
     if listed is None:
         listed = _walk(project, patterns, Gitignore.parse(_read(project / ".gitignore")))
-    out = tuple(PurePosixPath(p) for p in keep_out)
+    out = (
+        *(PurePosixPath(p) for p in keep_out),
+        *(PurePosixPath(p.parent.as_posix()) for p in listed if p.name == "pyvenv.cfg"),
+    )
     return sorted(
         p
         for p in listed
-        if not _excluded(p, patterns) and not _under(p, out) and (project / p).is_file()
+        if not _excluded(p, patterns)
+        and not (len(p.parts) > 1 and p.parts[0] in TOP_EXCLUDED)
+        and not _under(p, out)
+        and (project / p).is_file()
     )
 
 
@@ -168,6 +173,9 @@ def _git_files(project: Path) -> list[Path] | None:
     return [Path(name) for name in proc.stdout.decode().split("\0") if name]
 
 
+TOP = PurePosixPath(".")
+
+
 def _walk(project: Path, patterns: tuple[str, ...], ignore: Gitignore) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(project):
@@ -175,7 +183,10 @@ def _walk(project: Path, patterns: tuple[str, ...], ignore: Gitignore) -> list[P
         dirs[:] = [
             d
             for d in dirs
-            if not _matches(d, patterns) and not ignore.ignores(rel_root / d, is_dir=True)
+            if not _matches(d, patterns)
+            and not (rel_root == TOP and d in TOP_EXCLUDED)
+            and not os.path.isfile(os.path.join(root, d, "pyvenv.cfg"))
+            and not ignore.ignores(rel_root / d, is_dir=True)
         ]
         found += [
             Path(rel_root / name) for name in files if not ignore.ignores(rel_root / name, False)
