@@ -125,13 +125,15 @@ DATABASES = {
 }
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
 """,
     "mysite/urls.py": """\
 from django.urls import path
 
 from notes import views
 
-urlpatterns = [path("", views.index), path("notes", views.notes)]
+urlpatterns = [path("", views.index), path("notes", views.notes), path("css", views.css)]
 """,
     "mysite/wsgi.py": """\
 import os
@@ -168,6 +170,7 @@ class Migration(migrations.Migration):
     ]
 """,
     "notes/views.py": """\
+from django.conf import settings
 from django.http import HttpResponse
 from django.shortcuts import render
 
@@ -183,8 +186,15 @@ def index(request):
 def notes(request):
     Note.objects.create(text="seen")
     return HttpResponse(str(Note.objects.count()), content_type="text/plain")
+
+
+def css(request):  # as a manifest storage reads STATIC_ROOT/staticfiles.json at run time
+    return HttpResponse((settings.STATIC_ROOT / "site.css").read_text())
 """,
     "templates/index.html": "<h1>{{ heading }}</h1>\n",
+    # collectstatic's output, ignored by git as it usually is
+    "staticfiles/site.css": "h1 { color: teal }\n",
+    ".gitignore": "staticfiles/\ndb.sqlite3\n",
 }
 
 PACKAGED_APP = {
@@ -333,6 +343,7 @@ def test_a_django_site_runs_manage_py_in_its_tree_and_keeps_its_database(
     assert 'entry = "mysite.wsgi:application"' in generated
     assert 'release = "python manage.py migrate --noinput"' in generated
     assert 'DJANGO_SECRET_KEY = "generate"' in generated
+    assert '"/static" = "staticfiles"' in generated
     _set_listen(spec, deployment.port)
     before = _snapshot(project)
 
@@ -343,6 +354,9 @@ def test_a_django_site_runs_manage_py_in_its_tree_and_keeps_its_database(
     # the release command made the tables in shared/data, through the tree's link
     assert deployment.get("/notes")[:2] == (200, "1")
     assert deployment.get("/notes")[:2] == (200, "2")
+    css = "h1 { color: teal }\n"
+    assert deployment.get("/static/site.css")[:2] == (200, css)  # nginx serves it
+    assert deployment.get("/css")[:2] == (200, css)  # and the app finds it in its tree
     app = deployment.app("app")
     assert (app.data / "db.sqlite3").is_file()
     count = "from notes.models import Note; print(Note.objects.count())"

@@ -182,8 +182,12 @@ def test_a_django_site_keeps_its_default_sqlite_database(tmp_path: Path) -> None
             "manage.py": "",
             "setup.cfg": "[flake8]\nmax-line-length = 100\n",
             "media/a.png": "",
+            "staticfiles/site.css": "",
             "mysite/__init__.py": "",
-            "mysite/settings.py": "DATABASES = {'default': {'NAME': BASE_DIR / 'db.sqlite3'}}\n",
+            "mysite/settings.py": (
+                "DATABASES = {'default': {'NAME': BASE_DIR / 'db.sqlite3'}}\n"
+                "STATIC_URL = 'assets/'\nSTATIC_ROOT = BASE_DIR / 'staticfiles'\n"
+            ),
             "mysite/wsgi.py": (
                 "from django.core.wsgi import get_wsgi_application\n"
                 "application = get_wsgi_application()\n"
@@ -194,6 +198,7 @@ def test_a_django_site_keeps_its_default_sqlite_database(tmp_path: Path) -> None
     assert found.build.is_tree
     assert (found.persistent, found.persistent_files) == (["media"], ["db.sqlite3"])
     assert found.release == "python manage.py migrate --noinput"
+    assert found.static == {"/assets": "staticfiles"}  # collectstatic's, served by nginx
 
 
 def test_a_packaged_app_is_a_wheel_and_persists_nothing_beside_its_code(tmp_path: Path) -> None:

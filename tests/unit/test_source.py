@@ -7,7 +7,13 @@ import os
 import subprocess
 from pathlib import Path
 
-from shipyard.build.source import TREE_EXCLUDED, copy_files, hash_files, source_files
+from shipyard.build.source import (
+    TREE_EXCLUDED,
+    copy_files,
+    hash_files,
+    source_files,
+    with_dirs,
+)
 
 
 def _tree(root: Path, names: list[str]) -> None:
@@ -153,6 +159,17 @@ def test_a_dir_only_pattern_leaves_a_file_of_that_name(tmp_path: Path) -> None:
     _tree(tmp_path, ["logs/a.txt", "src/logs", "x.py"])
     (tmp_path / ".gitignore").write_text("logs/\n")
     assert {p.as_posix() for p in source_files(tmp_path, [])} == {".gitignore", "src/logs", "x.py"}
+
+
+def test_a_tree_keeps_the_static_files_it_collected_even_when_ignored(tmp_path: Path) -> None:
+    _tree(tmp_path, ["manage.py", "staticfiles/staticfiles.json", "staticfiles/__pycache__/x"])
+    (tmp_path / ".gitignore").write_text("staticfiles/\n")
+    files = with_dirs(tmp_path, source_files(tmp_path, []), ["staticfiles"])
+    assert [p.as_posix() for p in files] == [
+        ".gitignore",
+        "manage.py",
+        "staticfiles/staticfiles.json",
+    ]
 
 
 def test_copy_files_copies_as_they_are_and_digests_each(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ from shipyard.build.source import (
     git_sha,
     hash_files,
     source_files,
+    with_dirs,
 )
 from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
@@ -94,6 +95,7 @@ def gather_inputs(
     if choice.is_tree:  # the app's data beside its code is no part of a release
         keep_out = [*spec.persistent, *spec.persistent_files]
         files = source_files(project, [*spec.build.exclude, *TREE_EXCLUDED], keep_out)
+        files = with_dirs(project, files, list(spec.static.values()), keep_out)
     else:
         files = source_files(project, spec.build.exclude)
     extra = render.server_packages(spec)

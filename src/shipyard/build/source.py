@@ -69,6 +69,21 @@ def source_files(project: Path, exclude: Sequence[str], keep_out: Sequence[str] 
     )
 
 
+def with_dirs(
+    project: Path, files: Sequence[Path], dirs: Sequence[str], keep_out: Sequence[str] = ()
+) -> list[Path]:
+    """`files` and every file under `dirs` (relative to `project`) but those under
+    `keep_out`, sorted: collected static files git ignores are still what the app reads at
+    run time (Django's manifest of them)."""
+    found = set(files)
+    out = tuple(PurePosixPath(p) for p in keep_out)
+    for directory in dirs:
+        for root, subdirs, names in os.walk(project / directory):
+            subdirs[:] = [d for d in subdirs if d != "__pycache__"]
+            found.update(Path(root, name).relative_to(project) for name in names)
+    return sorted(p for p in found if not _under(p, out))
+
+
 def _under(path: Path, roots: tuple[PurePosixPath, ...]) -> bool:
     posix = PurePosixPath(path.as_posix())
     return any(posix == root or root in posix.parents for root in roots)

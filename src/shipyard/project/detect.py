@@ -258,7 +258,23 @@ def _static(project: Path, best: Candidate) -> dict[str, str]:
     static = best.package_dir / "static"
     if best.framework in ("flask", "quart") and static.is_dir():
         return {"/static": static.relative_to(project).as_posix()}
+    if best.framework.startswith("django"):
+        return _django_static(project, best.package_dir / "settings.py")
     return {}
+
+
+STATIC_ROOT_RE = re.compile(r"""^STATIC_ROOT\s*=\s*BASE_DIR\s*/\s*["']([\w\-./]+)["']""", re.M)
+STATIC_URL_RE = re.compile(r"""^STATIC_URL\s*=\s*["']/?([\w\-./]*?)/?["']""", re.M)
+
+
+def _django_static(project: Path, settings: Path) -> dict[str, str]:
+    """Where `collectstatic` put the files (STATIC_ROOT under BASE_DIR, the project), served
+    at STATIC_URL; only once it has run."""
+    text = settings.read_text(encoding="utf-8", errors="replace") if settings.is_file() else ""
+    root, url = STATIC_ROOT_RE.search(text), STATIC_URL_RE.search(text)
+    if root is None or not (project / root.group(1)).is_dir():
+        return {}
+    return {"/" + (url.group(1) if url and url.group(1) else "static"): root.group(1)}
 
 
 def _release_command(best: Candidate) -> str:
