@@ -121,7 +121,8 @@ def build_wheel(
     (setuptools' build/ and *.egg-info/) never lands in the user's tree, and the wheel holds
     exactly the files the artifact id is a hash of.
     """
-    with tempfile.TemporaryDirectory(prefix="shipyard-source-") as tmp:
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".source-", dir=cache) as tmp:
         copy_files(project, files, Path(tmp))
         return _build_wheel(conn, project, Path(tmp), out, cache, python)
 
