@@ -124,7 +124,8 @@ class BuildSpec(_Strict):
         description="What the release holds: 'wheel' (the app built as a package, PEP 517), "
         "'tree' (its source files, run in place), or 'auto': a wheel when the project has "
         "packaging metadata (pyproject [build-system] or [project], setup.py, setup.cfg "
-        "[metadata]), else its tree.",
+        "[metadata]), else its tree; also a tree: a uv app ([project] and uv.lock, no "
+        "[build-system]), [tool.uv] package = false, [tool.poetry] package-mode = false.",
     )
 
 
