@@ -43,6 +43,13 @@ def visits() -> str:
     return str(count)
 
 
+@app.get("/instance")
+def instance() -> str:
+    Path(app.instance_path).mkdir(exist_ok=True)
+    (Path(app.instance_path) / "note").write_text("kept")
+    return (Path(app.instance_path) / "note").read_text()
+
+
 @app.get("/worker")
 def worker() -> tuple[str, int]:
     path = Path("uploads") / "worker.txt"
@@ -98,6 +105,7 @@ def test_a_flat_app_runs_from_its_tree_as_the_app_user(
     assert (status, body) == (200, "<p>from the tree</p>") and release
     assert _get(host.address, "/visits")[:2] == (200, "1")
     assert _get(host.address, "/visits")[:2] == (200, "2")
+    assert _get(host.address, "/instance")[:2] == (200, "kept")  # the app user may write it
     deadline = time.monotonic() + 20
     while _get(host.address, "/worker")[:2] != (200, release):
         assert time.monotonic() < deadline, _get(host.address, "/worker")

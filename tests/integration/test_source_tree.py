@@ -51,6 +51,15 @@ def worker() -> tuple[str, int]:
     return (path.read_text(), 200) if path.exists() else ("not yet", 404)
 
 
+@app.get("/instance")
+def instance() -> str:
+    Path(app.instance_path).mkdir(exist_ok=True)  # as Flask's tutorial makes it
+    path = Path(app.instance_path) / "count"
+    count = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(count))
+    return str(count)
+
+
 @app.get("/visits")
 def visits() -> str:
     db = sqlite3.connect("db.sqlite3")
@@ -288,7 +297,8 @@ def test_a_flat_app_deploys_as_its_tree_and_runs_in_place(
     code, out, err = deployment.cli("init", "--yes", str(project), capsys=capsys)
     assert code == 0 and out.strip() == f"wrote {(project / 'shipyard.toml').resolve()}", err
     assert "build: no packaging metadata" in err and "deploying the source tree" in err
-    assert "persistent: instance/, uploads/, db.sqlite3 (" in err
+    assert "persistent: uploads/, db.sqlite3 (" in err
+    assert "persistent: instance/ (Flask's instance folder, without configuration)" in err
     spec = project / "shipyard.toml"
     _set_listen(spec, deployment.port)
     spec.write_text(spec.read_text() + '\n[processes]\nworker = "python worker.py"\n')
@@ -303,7 +313,9 @@ def test_a_flat_app_deploys_as_its_tree_and_runs_in_place(
     _wait_for_body(deployment, "/worker", f"hello from helpers in {release}")
     assert deployment.get("/visits")[:2] == (200, "1")  # a fresh database: the dev's stayed
     assert deployment.get("/visits")[:2] == (200, "2")
+    assert deployment.get("/instance")[:2] == (200, "1")
     app = deployment.app("app")
+    assert (app.var / "app-instance" / "count").read_text() == "1"
     tree = app.release(release) / "src"
     assert _run(project, "python", "-c", "import os, helpers; print(os.getcwd())") == str(tree)
     assert (tree / "db.sqlite3").is_symlink() and (app.data / "db.sqlite3").is_file()
@@ -326,6 +338,7 @@ def test_a_flat_app_deploys_as_its_tree_and_runs_in_place(
     status, body, second = deployment.get("/")
     assert (status, body) == (200, "<p>second</p>") and second != release
     assert deployment.get("/visits")[:2] == (200, "3")  # the database outlived its release
+    assert deployment.get("/instance")[:2] == (200, "2")  # and so did the instance folder
     _wait_for_body(deployment, "/worker", f"second in {second}")
 
 

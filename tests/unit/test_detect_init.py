@@ -161,17 +161,18 @@ def test_a_flat_app_deploys_as_its_tree_with_its_data_kept(tmp_path: Path) -> No
     assert found.entry == "app:app"
     assert found.build.is_tree
     assert found.build.reason.startswith("no packaging metadata")
-    # Flask's instance folder is beside the app's code when it runs from its tree
-    assert found.persistent == ["instance", "uploads"]
+    assert found.persistent == ["uploads"]
     assert found.persistent_files == ["notes.db"]  # a SQLite file by its header, not its name
     spec = parse_spec(tomllib.loads(render_spec_toml(found)), project / "shipyard.toml")
-    assert spec.persistent == ["instance", "uploads"]
+    assert spec.persistent == ["uploads"]
     assert spec.persistent_files == ["notes.db"]
     assert spec.build.mode == "auto"
-    assert init_summary(found)[:2] == [
+    assert init_summary(found)[:3] == [
         f"build: {found.build.reason}",
-        "persistent: instance/, uploads/, notes.db (beside the code; kept in shared/data "
-        "across releases, never shipped)",
+        "persistent: uploads/, notes.db (beside the code; kept in shared/data across releases, "
+        "never shipped)",
+        # Flask's instance folder, beside the code in a tree, needs no entry
+        "persistent: instance/ (Flask's instance folder, without configuration)",
     ]
 
 

@@ -138,9 +138,27 @@ def test_a_source_tree_runs_in_place_with_its_data_linked_beside_it(tmp_path: Pa
     assert MakeDirs((data / "var", tree / "var")) in steps
     assert Chown("web", (data / "var",)) in steps
     assert MakeDirs((data / "media/avatars", tree / "media")) in steps
+    # Flask's instance folder beside the code persists without configuration, where an
+    # installed app's is kept; made before the app user is given shared/var
+    instance = Path("/srv/sy/site/shared/var/app-instance")
+    assert links[f"{tree}/instance"] == str(instance)
+    made = next(s for s in steps if isinstance(s, MakeDirs))
+    assert instance in made.paths
+    assert steps.index(made) < steps.index(Chown("web", (app.var, app.run), recursive=True))
     # the tree's modules are compiled into the release: the app user cannot write there
     assert steps[-2] == CompileTree(tree, release / "venv")
     assert steps.index(CompileVenv(release / "venv")) < len(steps) - 2
+
+
+def test_an_instance_folder_the_spec_persists_is_linked_as_the_spec_says(tmp_path: Path) -> None:
+    spec = Spec.model_validate({"name": "site", "entry": "app:app", "persistent": ["instance"]})
+    app = HostLayout(Path("/srv/sy")).app("site")
+    steps = install_steps(spec, app, _tree_artifact(tmp_path), Path("/cache/wheels"), PYTHON)
+    links = [(str(s.link), s.target) for s in steps if isinstance(s, Symlink)]
+    instance = "/srv/sy/site/releases/abc123/src/instance"
+    assert [target for link, target in links if link == instance] == [
+        "/srv/sy/site/shared/data/instance"
+    ]
 
 
 def test_a_source_tree_s_release_has_its_tree_on_the_path() -> None:

@@ -113,9 +113,13 @@ def install_steps(
     site = site_packages_in(venv, python.minor)
     # addsitedir, not a bare path: the layer's own .pth files are processed too
     pth = f"import site; site.addsitedir({str(layer / site.relative_to(venv))!r})\n"
+    workdir = app.workdir(rid, manifest.is_tree)
+    instance = tree_instance(spec, app) if manifest.is_tree else None
     steps: list[InstallStep] = [
         RemoveTree(release),
-        MakeDirs((release, app.var, app.data, app.logs, app.run)),
+        MakeDirs(
+            (release, app.var, app.data, app.logs, app.run, *([instance] if instance else []))
+        ),
         LinkTree(_artifact_entries(artifact), release),
         *(_owned_by(run_as, app) if run_as else []),
         MakeVenv(python, venv),
@@ -130,7 +134,9 @@ def install_steps(
         # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases
         Symlink(str(app.var), _posix(venv / "var")),
     ]
-    steps += _persistent_links(spec, app, app.workdir(rid, manifest.is_tree), run_as)
+    if instance is not None:  # and an app run from its tree beside its code: the same place
+        steps.append(Symlink(str(instance), _posix(workdir / "instance")))
+    steps += _persistent_links(spec, app, workdir, run_as)
     for name, content in render.server_conf_files(spec, app, rid).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
     # Compiled now, not by the app at each start: the app user cannot write into its release.
@@ -140,6 +146,15 @@ def install_steps(
         steps.append(CompileTree(app.workdir(rid, tree=True), venv))
     steps.append(Upload(b"", _posix(release / COMPLETE)))
     return steps
+
+
+def tree_instance(spec: Spec, app: AppLayout) -> Path | None:
+    """Where a source tree's `instance/` is kept: where Flask keeps an installed app's
+    instance folder (shared/var/<module>-instance), so it persists without configuration
+    and is the same data in either mode; None when the spec makes it persistent itself."""
+    if Path("instance") in {Path(p) for p in (*spec.persistent, *spec.persistent_files)}:
+        return None
+    return app.var / f"{spec.module}-instance"
 
 
 def _persistent_links(

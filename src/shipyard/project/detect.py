@@ -142,19 +142,16 @@ def _build_choice(project: Path) -> BuildChoice:
     return choose_build("auto", texts, has_uv_lock, str(project / "pyproject.toml"))
 
 
-# What apps run from their tree commonly write beside their code: Flask's instance folder,
-# uploaded and media files.
-DATA_DIRS = ("instance", "uploads", "media")
+# What apps run from their tree commonly write beside their code: uploaded and media files.
+DATA_DIRS = ("uploads", "media")
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 def _data_beside_code(project: Path, best: Candidate) -> tuple[list[str], list[str]]:
     """The directories and files a source-tree app keeps its data in, to persist: those of
-    DATA_DIRS the project has, Flask's instance folder (beside the app's code when it runs
-    from its tree), SQLite databases at the top, and Django's default one."""
+    DATA_DIRS the project has, SQLite databases at the top, and Django's default one.
+    (instance/, Flask's, persists without configuration: host/release.py tree_instance.)"""
     dirs = [name for name in DATA_DIRS if (project / name).is_dir()]
-    if best.framework in ("flask", "quart") and "instance" not in dirs:
-        dirs.insert(0, "instance")
     files = sorted(p.name for p in project.iterdir() if p.is_file() and _is_sqlite(p))
     if best.framework.startswith("django") and "db.sqlite3" not in files:
         settings = best.package_dir / "settings.py"

@@ -52,8 +52,7 @@ def render_spec_toml(found: Detected) -> str:
     lines += _line(Spec, "release", found.release, bool(found.release))
     lines += _line(Spec, "persistent", found.persistent, bool(found.persistent))
     lines += _line(Spec, "persistent_files", found.persistent_files, bool(found.persistent_files))
-    if not found.build.is_tree:
-        lines.append("# Flask's instance folder persists without configuration.")
+    lines.append("# Flask's instance folder persists without configuration.")
     lines += ["", "[server]"]
     lines += _line(ServerSpec, "type", found.server, True)
     lines += _line(ServerSpec, "workers", 0, False)
@@ -88,6 +87,8 @@ def init_summary(found: Detected) -> list[str]:
             f"persistent: {', '.join(kept)} (beside the code; kept in shared/data across "
             "releases, never shipped)"
         )
+    if found.build.is_tree and found.framework in ("flask", "quart"):
+        lines.append("persistent: instance/ (Flask's instance folder, without configuration)")
     lines += [f"note: {note}" for note in found.notes]
     return lines
 
