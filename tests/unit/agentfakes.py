@@ -13,7 +13,7 @@ from hostkit import LISTEN
 
 from shipyard.host import agent, wire
 from shipyard.host import protocol as p
-from shipyard.host.artifact import MANIFEST, SPEC, Manifest, WheelRef
+from shipyard.host.artifact import MANIFEST, SPEC, TREE, Manifest, WheelRef
 from shipyard.host.layout import HostLayout
 from shipyard.spec.model import Spec
 
@@ -45,16 +45,24 @@ def artifact_tree(
     deps: dict[str, bytes] | None = None,
     app_wheel: bytes = b"the app's wheel",
     created: str = "2026-01-01T00:00:00Z",
+    tree: dict[str, bytes] | None = None,
 ) -> Path:
     """What the deploying machine sends for a release, as files under `root`: the dependency
-    wheels under wheels/, the artifact (manifest, spec, app wheel) under artifact/."""
+    wheels under wheels/, the artifact (manifest, spec, app wheel or, with `tree`, the app's
+    source files in src/) under artifact/."""
     deps = deps or {}
     (root / "wheels").mkdir(parents=True, exist_ok=True)
     for name, content in deps.items():
         (root / "wheels" / name).write_bytes(content)
     artifact = root / "artifact"
-    (artifact / "app").mkdir(parents=True, exist_ok=True)
-    (artifact / "app" / APP_WHEEL).write_bytes(app_wheel)
+    wheel: WheelRef | None = None
+    for rel, content in (tree or {}).items():
+        (artifact / TREE / rel).parent.mkdir(parents=True, exist_ok=True)
+        (artifact / TREE / rel).write_bytes(content)
+    if tree is None:
+        (artifact / "app").mkdir(parents=True, exist_ok=True)
+        (artifact / "app" / APP_WHEEL).write_bytes(app_wheel)
+        wheel = WheelRef(APP_WHEEL, wire.sha256_of(artifact / "app" / APP_WHEEL))
     manifest = Manifest(
         id=release_id,
         app=spec.name,
@@ -63,8 +71,9 @@ def artifact_tree(
         source_sha256="s",
         lock_sha256="l",
         git_sha="abc123",
-        app_wheel=WheelRef(APP_WHEEL, wire.sha256_of(artifact / "app" / APP_WHEEL)),
+        app_wheel=wheel,
         wheels=[WheelRef(name, wire.sha256_of(root / "wheels" / name)) for name in deps],
+        tree={rel: wire.sha256_of(artifact / TREE / rel) for rel in tree or {}},
     )
     (artifact / MANIFEST).write_text(manifest.to_json())
     (artifact / SPEC).write_text(spec.model_dump_json())

@@ -49,6 +49,7 @@ class FakeHost:
     setup: SetupRecord | None = None  # the app's setup is recorded as done here
     setup_runs: int = 0  # times its setup command ran here
     setup_fails: bool = False
+    workdir: str = ""  # where its live release runs, when not the release itself (a tree)
 
 
 @dataclass
@@ -100,6 +101,7 @@ class FakeAgent:
             installed=list(s.installed),
             config_keys=sorted(s.config),
             setup_done=s.setup is not None,
+            workdir=s.workdir,
         )
 
     def _hello(self, request: p.Hello, files: list[wire.FileEntry]) -> p.HelloReply:

@@ -18,8 +18,9 @@ def make_spec(**fields: Any) -> Spec:
     return Spec.model_validate({**raw, **fields})
 
 
-def put_release(app: AppLayout, release_id: str, spec: Spec) -> None:
-    """An installed release: its spec, its manifest and its completeness mark."""
+def put_release(app: AppLayout, release_id: str, spec: Spec, *, tree: bool = False) -> None:
+    """An installed release: its spec, its manifest and its completeness mark; with `tree`,
+    of an app deployed as its source tree."""
     release = app.release(release_id)
     release.mkdir(parents=True)
     (release / "spec.json").write_text(spec.model_dump_json())
@@ -31,7 +32,7 @@ def put_release(app: AppLayout, release_id: str, spec: Spec) -> None:
         source_sha256="s",
         lock_sha256="l",
         git_sha="",
-        app_wheel=WheelRef(f"{spec.name}-1.0-py3-none-any.whl", "x"),
+        app_wheel=None if tree else WheelRef(f"{spec.name}-1.0-py3-none-any.whl", "x"),
     )
     (release / "manifest.json").write_text(manifest.to_json())
     (release / COMPLETE).write_text("")

@@ -28,7 +28,7 @@ from shipyard.host import protocol as p
 from shipyard.host.artifact import MANIFEST, SPEC
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.release import load_config
-from shipyard.host.state import load_state
+from shipyard.host.state import load_state, save_state
 from shipyard.spec.model import Spec
 
 APP = "flaskr"
@@ -330,12 +330,37 @@ def test_an_artifact_whose_wheels_are_not_on_the_host_is_refused(
     (tree / "artifact" / "app" / APP_WHEEL).write_bytes(b"not what the manifest says")
     session = fake_session(host)
     artifact_only = {e.path for e in entries(tree) if e.path.startswith("artifact/")}
-    with pytest.raises(DeployError, match="missing or mismatched wheels") as refused:
+    with pytest.raises(DeployError, match="missing or mismatched files") as refused:
         handle_with_files(session, p.Receive(release="r1"), entries(tree, artifact_only))
     assert refused.value.message == (
-        f"release r1: missing or mismatched wheels on this host: {DEP}, {APP_WHEEL}."
+        f"release r1: missing or mismatched files on this host: {DEP}, {APP_WHEEL}."
     )
     assert refused.value.hint == "Deploy again: the missing files are sent again."
+
+
+def test_a_source_tree_artifact_is_checked_file_by_file(host: FakeHost, tmp_path: Path) -> None:
+    files = {"app.py": b"import helpers", "templates/index.html": b"<p>hi</p>"}
+    tree = artifact_tree(tmp_path / "sent", "r1", SPEC_, tree=files)
+    (tree / "artifact" / "src" / "templates" / "index.html").write_bytes(b"changed on the way")
+    with pytest.raises(DeployError, match="missing or mismatched files") as refused:
+        handle_with_files(fake_session(host), p.Receive(release="r1"), entries(tree))
+    assert refused.value.message.endswith("on this host: src/templates/index.html.")
+
+
+def test_state_says_where_the_live_release_runs(host: FakeHost) -> None:
+    app = _app(host)
+    session = fake_session(host)
+    assert session.handle(p.State(app=APP)) == p.StateReply(
+        live=None, slot=None, installed=[], config_keys=[]
+    )
+    put_release(app, "r1", SPEC_, tree=True)
+    put_release(app, "r2", SPEC_)
+    for live, workdir in (("r1", app.release("r1") / "src"), ("r2", app.release("r2"))):
+        state = load_state(app)
+        state.live, state.slot = live, "blue"
+        save_state(app, state)
+        reply = session.handle(p.State(app=APP))
+        assert isinstance(reply, p.StateReply) and reply.workdir == str(workdir)
 
 
 def _receive_r1_then_r2_reusing(host: FakeHost, tmp_path: Path, session: agent.Session) -> p.Reply:
@@ -716,6 +741,7 @@ def test_main_serves_a_session_with_replies_on_stdout_and_prints_on_stderr(
             "installed": [],
             "config_keys": [],
             "setup_done": False,
+            "workdir": "",
         },
     ]
     assert lingered == [(HostLayout(tmp_path).runtime, 30.0)]

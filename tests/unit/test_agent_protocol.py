@@ -150,6 +150,7 @@ def test_serve_answers_errors_as_models_and_goes_on_after_a_shipyard_error(
         "installed": [],
         "config_keys": [],
         "setup_done": False,
+        "workdir": "",
     }
 
 
@@ -194,11 +195,14 @@ def test_the_client_parses_replies_into_their_models_and_errors_into_remote_erro
     assert raised.value.message == "web1 (lock): held"
 
 
+OTHER = p.PROTOCOL_VERSION + 1  # an agent of the next protocol
+
+
 @pytest.mark.parametrize(
     ("raw", "theirs"),
     [
         # an agent of another version that answered the hello in its own shape
-        ({"ok": True, "protocol": 9, "version": "9", "shape": "new"}, 9),
+        ({"ok": True, "protocol": OTHER, "version": "9", "shape": "new"}, OTHER),
         # one whose hello has our shape but another version
         (None, 7),
         # an older agent that cannot read the request
@@ -234,10 +238,9 @@ def test_an_agent_stream_of_another_version_is_a_mismatch_over_a_real_pipe(
     tmp_path: Path,
 ) -> None:
     """A stand-in agent process that reads the hello and answers as the next protocol would."""
-    theirs = p.PROTOCOL_VERSION + 1
     script = (
         "import sys, json; sys.stdin.readline();"
-        f"print(json.dumps({{'ok': True, **{_hello_body(protocol=theirs)!r}}}), flush=True)"
+        f"print(json.dumps({{'ok': True, **{_hello_body(protocol=OTHER)!r}}}), flush=True)"
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", script],
@@ -247,7 +250,7 @@ def test_an_agent_stream_of_another_version_is_a_mismatch_over_a_real_pipe(
     )
     session = Agent(fake_remote("web1", tmp_path, "web"), proc)  # no stderr thread: closed here
     try:
-        with pytest.raises(ProtocolMismatch, match=f"web1: its agent speaks protocol {theirs}"):
+        with pytest.raises(ProtocolMismatch, match=f"web1: its agent speaks protocol {OTHER}"):
             session.call(p.Hello())
     finally:
         session.close()

@@ -42,8 +42,13 @@ def test_unpinned_requirement_is_an_error() -> None:
 )
 def test_auto_source_prefers_the_lock(tmp_path: Path, files: list[str], expected: str) -> None:
     for name in files:
-        (tmp_path / name).write_text("")
+        (tmp_path / name).write_text('[project]\nname = "x"\n' if name == "pyproject.toml" else "")
     assert requirement_source(tmp_path, "auto")[0] == expected
+
+
+def test_a_pyproject_of_tool_settings_only_declares_no_dependencies(tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.ruff]\nline-length = 100\n")
+    assert requirement_source(tmp_path, "auto") == ("none", None)
 
 
 def test_a_named_requirements_file_must_exist(tmp_path: Path) -> None:

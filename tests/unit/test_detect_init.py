@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tomllib
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from shipyard.errors import SpecError, UsageError
 from shipyard.project.detect import detect, normalise_name
-from shipyard.project.initfile import render_spec_toml, toml_value, write_spec
+from shipyard.project.initfile import init_summary, render_spec_toml, toml_value, write_spec
 from shipyard.spec.model import parse_spec
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "flask-factory"
@@ -291,12 +292,53 @@ def test_alembic_is_a_release_command_for_any_framework(tmp_path: Path) -> None:
     assert found.why["release"].startswith("alembic.ini: ")
 
 
-def test_django_migrate_is_a_release_command(tmp_path: Path) -> None:
+FLAT_FLASK = {
+    "requirements.txt": "flask\n",
+    "app.py": "from flask import Flask\nimport helpers\napp = Flask(__name__)\n",
+    "helpers.py": "def greeting():\n    return 'hi'\n",
+    "templates/index.html": "{{ greeting }}",
+    "uploads/.gitkeep": "",
+    "Thumbs.db": "not a database",
+}
+
+
+def test_a_flat_app_deploys_as_its_tree_with_its_data_kept(tmp_path: Path) -> None:
+    project = _write(tmp_path / "site", FLAT_FLASK)
+    sqlite3.connect(project / "notes.db").execute("create table t (x)").connection.commit()
+    found = detect(project)
+    assert found.entry == "app:app"
+    assert found.build.is_tree
+    assert found.build.reason.startswith("no packaging metadata")
+    assert found.persistent == ["uploads"]
+    assert found.persistent_files == ["notes.db"]  # a SQLite file by its header, not its name
+    spec = parse_spec(tomllib.loads(render_spec_toml(found)), project / "shipyard.toml")
+    assert spec.persistent == ["uploads"]
+    assert spec.persistent_files == ["notes.db"]
+    assert spec.build.mode == "auto"
+    assert init_summary(found)[:3] == [
+        f"build: {found.build.reason}",
+        "persistent: uploads/, notes.db (beside the code; kept in shared/data across releases, "
+        "never shipped)",
+        # Flask's instance folder, beside the code in a tree, needs no entry
+        "persistent: instance/ (Flask's instance folder, without configuration)",
+    ]
+
+
+def test_a_django_site_migrates_on_release_and_keeps_its_sqlite_database(
+    tmp_path: Path,
+) -> None:
     project = _write(
         tmp_path / "site",
         {
             "manage.py": "",
+            "setup.cfg": "[flake8]\nmax-line-length = 100\n",
+            "media/a.png": "",
+            "staticfiles/site.css": "",
             "mysite/__init__.py": "",
+            "mysite/settings.py": (
+                "DATABASES = {'default': {'NAME': BASE_DIR / 'db.sqlite3'}}\n"
+                "STATIC_URL = 'assets/'\nSTATIC_ROOT = BASE_DIR / 'staticfiles'\n"
+            ),
             "mysite/wsgi.py": (
                 "from django.core.wsgi import get_wsgi_application\n"
                 "application = get_wsgi_application()\n"
@@ -308,3 +350,21 @@ def test_django_migrate_is_a_release_command(tmp_path: Path) -> None:
     assert "Django" in found.why["release"]
     spec = parse_spec(tomllib.loads(render_spec_toml(found)), project / "shipyard.toml")
     assert (spec.setup, spec.release) == ("", "python manage.py migrate --noinput")
+    assert found.build.is_tree
+    assert (found.persistent, found.persistent_files) == (["media"], ["db.sqlite3"])
+    assert found.release == "python manage.py migrate --noinput"
+    assert found.static == {"/assets": "staticfiles"}  # collectstatic's, served by nginx
+
+
+def test_a_packaged_app_is_a_wheel_and_persists_nothing_beside_its_code(tmp_path: Path) -> None:
+    project = tmp_path / "example"
+    shutil.copytree(
+        EXAMPLE, project, ignore=shutil.ignore_patterns("shipyard.toml", ".pytest_cache")
+    )
+    (project / "uploads").mkdir()
+    found = detect(project)
+    assert not found.build.is_tree
+    assert found.build.reason == "pyproject.toml has [build-system]: deploying it as a wheel"
+    assert (found.persistent, found.persistent_files) == ([], [])
+    assert init_summary(found)[0] == f"build: {found.build.reason}"
+    assert "# Flask's instance folder persists without configuration." in render_spec_toml(found)

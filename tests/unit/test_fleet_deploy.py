@@ -58,7 +58,7 @@ def test_a_deploy_builds_tests_installs_and_switches_every_host(tmp_path: Path) 
     # built once, for this machine; the tests ran, and said so
     assert build.platforms == [None] and build.calls.count("build") == 1
     assert "tests" in build.calls and "12 passed" in reporter.notes
-    assert f"artifact {NEW}" in reporter.notes
+    assert f"artifact {NEW}: the wheel flaskr-1.0-py3-none-any.whl" in reporter.notes
     assert f"sent {outcome.sent_bytes} bytes in all" in reporter.notes
     assert {h.lock for h in world.requests(p.Hello)} == {p.LockParams(action="deploy", wait=7)}
     assert "connect + lock 2 host(s)" in reporter.timings and reporter.warnings == []

@@ -425,6 +425,13 @@ def test_run_argv_runs_in_the_live_release_on_the_chosen_host(tmp_path: Path) ->
         fleets.run_argv(SPEC, make_fleet(tmp_path, idle), ["true"], None)
 
 
+def test_run_argv_runs_in_a_source_tree_where_the_host_says(tmp_path: Path) -> None:
+    tree = f"/srv/shipyard/flaskr/releases/{OLD}/src"
+    world = _world("web1", web1=FakeHost(live=OLD, slot="blue", installed=[OLD], workdir=tree))
+    argv = fleets.run_argv(SPEC, make_fleet(tmp_path, world), ["python", "manage.py"], None)
+    assert f" {tree} python manage.py" in " ".join(argv)
+
+
 # --- open_current: an agent of another protocol is synced like an out-of-date one ----------------
 
 

@@ -75,6 +75,16 @@ def _removed_and_added(diff: str) -> tuple[list[str], list[str]]:
     )
 
 
+def test_a_source_tree_s_plan_runs_it_in_its_tree(host: FakeHost) -> None:
+    app = _app(host)
+    plan = host_plan(_machine(host), SPEC, "r1", None, tree=True)
+    files = _files(plan)
+    env = files[str(app.env_file("blue"))].diff.splitlines()
+    assert f"+PYTHONPATH={app.release('r1') / 'src'}" in env
+    _, program = _removed_and_added(files[str(app.program_file("blue"))].diff)
+    assert f"directory = {app.release('r1') / 'src'}" in program
+
+
 def test_a_first_deploy_plan_installs_and_writes_every_file_new(host: FakeHost) -> None:
     app = _app(host)
     _set_config(app, {"SECRET_KEY": "hunter2"})

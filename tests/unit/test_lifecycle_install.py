@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from fakes import FakeHost
 from fleetfakes import make_artifact
-from hostkit import LISTEN, make_spec
+from hostkit import LISTEN, make_spec, put_release
 
 from shipyard.errors import DeployError, HostError
 from shipyard.host import lifecycle
@@ -195,6 +195,7 @@ def _deployed(host: FakeHost) -> tuple[AppLayout, AppState]:
 
 def test_run_argv_runs_the_command_in_the_live_release_as_the_app_user(host: FakeHost) -> None:
     app, state = _deployed(host)
+    put_release(app, "r1", SPEC)
     app.env_file("green").parent.mkdir(parents=True)
     app.env_file("green").write_text("A=1\n")
     argv = lifecycle.run_argv(app, state, ["flask", "shell"], run_as="app")
@@ -213,6 +214,15 @@ def test_run_argv_runs_the_command_in_the_live_release_as_the_app_user(host: Fak
         str(host.layout.launcher),
         str(app.env_file("green")),
     ]
+
+
+def test_run_argv_runs_a_source_tree_s_command_in_its_tree(host: FakeHost) -> None:
+    app, state = _deployed(host)
+    put_release(app, "r1", SPEC, tree=True)
+    app.env_file("green").parent.mkdir(parents=True)
+    app.env_file("green").write_text("A=1\n")
+    argv = lifecycle.run_argv(app, state, ["python", "manage.py", "migrate"])
+    assert argv[2:] == [str(app.release("r1") / "src"), "python", "manage.py", "migrate"]
 
 
 def test_run_argv_refuses_without_the_apps_environment_or_a_live_release(

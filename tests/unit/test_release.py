@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from shipyard.host.artifact import Artifact, Manifest, WheelRef
-from shipyard.host.bytecode import CompileVenv
-from shipyard.host.filesteps import LinkTree, RemoveTree
+from shipyard.host.bytecode import CompileTree, CompileVenv
+from shipyard.host.filesteps import Chown, LinkTree, MakeDirs, RemoveTree
 from shipyard.host.layout import HostLayout
 from shipyard.host.python import PythonInfo
 from shipyard.host.release import (
@@ -90,6 +90,83 @@ def test_install_makes_an_offline_venv_and_links_persistent_data(tmp_path: Path)
     uploads = [s for s in steps if isinstance(s, Upload)]
     assert uploads[-1].dest == PurePosixPath("/srv/sy/flaskr/releases/abc123/.complete")
     assert any(u.dest.name == "gunicorn.conf.py" for u in uploads)
+
+
+def _tree_artifact(tmp_path: Path) -> Artifact:
+    (tmp_path / "src").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "manifest.json").write_text("{}")
+    manifest = Manifest(
+        id="abc123",
+        app="site",
+        created="t",
+        python="3.11.2",
+        source_sha256="s",
+        lock_sha256="l",
+        git_sha="",
+        app_wheel=None,
+        tree={"app.py": "a", "helpers.py": "h"},
+    )
+    return Artifact(tmp_path, manifest, reused=False)
+
+
+def test_a_source_tree_runs_in_place_with_its_data_linked_beside_it(tmp_path: Path) -> None:
+    spec = Spec.model_validate(
+        {
+            "name": "site",
+            "entry": "app:app",
+            "persistent": ["uploads", "media/avatars"],
+            "persistent_files": ["db.sqlite3", "var/cache.db"],
+        }
+    )
+    app = HostLayout(Path("/srv/sy")).app("site")
+    artifact = _tree_artifact(tmp_path)
+    assert artifact.manifest.is_tree and artifact.manifest.version == ""
+    steps = install_steps(spec, app, artifact, Path("/cache/wheels"), PYTHON, run_as="web")
+    release = Path("/srv/sy/site/releases/abc123")
+    tree = release / "src"
+    # the tree is linked in with the rest of the artifact; no wheel to install into the venv
+    assert LinkTree((tmp_path / "manifest.json", tmp_path / "src"), release) in steps
+    assert not any(isinstance(s, InstallWheel) for s in steps)
+    assert MakeVenv(PYTHON, release / "venv") in steps
+    data = Path("/srv/sy/site/shared/data")
+    links = {str(s.link): s.target for s in steps if isinstance(s, Symlink)}
+    assert links[f"{tree}/uploads"] == f"{data}/uploads"
+    assert links[f"{tree}/media/avatars"] == f"{data}/media/avatars"
+    # a file's link dangles until the app makes the file, in a directory of the app user's
+    assert links[f"{tree}/db.sqlite3"] == f"{data}/db.sqlite3"
+    assert links[f"{tree}/var/cache.db"] == f"{data}/var/cache.db"
+    assert MakeDirs((data / "var", tree / "var")) in steps
+    assert Chown("web", (data / "var",)) in steps
+    assert MakeDirs((data / "media/avatars", tree / "media")) in steps
+    # Flask's instance folder beside the code persists without configuration, where an
+    # installed app's is kept; made before the app user is given shared/var
+    instance = Path("/srv/sy/site/shared/var/app-instance")
+    assert links[f"{tree}/instance"] == str(instance)
+    made = next(s for s in steps if isinstance(s, MakeDirs))
+    assert instance in made.paths
+    assert steps.index(made) < steps.index(Chown("web", (app.var, app.run), recursive=True))
+    # the tree's modules are compiled into the release: the app user cannot write there
+    assert steps[-2] == CompileTree(tree, release / "venv")
+    assert steps.index(CompileVenv(release / "venv")) < len(steps) - 2
+
+
+def test_an_instance_folder_the_spec_persists_is_linked_as_the_spec_says(tmp_path: Path) -> None:
+    spec = Spec.model_validate({"name": "site", "entry": "app:app", "persistent": ["instance"]})
+    app = HostLayout(Path("/srv/sy")).app("site")
+    steps = install_steps(spec, app, _tree_artifact(tmp_path), Path("/cache/wheels"), PYTHON)
+    links = [(str(s.link), s.target) for s in steps if isinstance(s, Symlink)]
+    instance = "/srv/sy/site/releases/abc123/src/instance"
+    assert [target for link, target in links if link == instance] == [
+        "/srv/sy/site/shared/data/instance"
+    ]
+
+
+def test_a_source_tree_s_release_has_its_tree_on_the_path() -> None:
+    spec = Spec.model_validate({"name": "site", "entry": "app:app"})
+    app = HostLayout(Path("/srv/sy")).app("site")
+    env = app_environment(spec, app, "abc", {}, tree=True)
+    assert env["PYTHONPATH"] == "/srv/sy/site/releases/abc/src"
+    assert env["PATH"].startswith("/srv/sy/site/releases/abc/venv/bin:")
 
 
 def test_environment_layers_spec_then_config_then_shipyards_own() -> None:

@@ -89,6 +89,16 @@ def test_program_includes_extra_processes_and_escapes_percent(spec: Spec, host: 
     assert "--rate 5%%" in text
 
 
+def test_a_source_tree_s_processes_run_in_its_tree(spec: Spec, host: HostLayout) -> None:
+    worker = with_changes(spec, processes={"worker": "python worker.py"})
+    text = render.program_conf(worker, host.app("flaskr"), "abc", "blue", host.launcher, tree=True)
+    tree = "/srv/sy/flaskr/releases/abc/src"
+    launch = f"/srv/sy/.shipyard/bin/shipyard-exec /srv/sy/flaskr/shared/env.blue {tree} "
+    assert f"command = {launch}/srv/sy/flaskr/releases/abc/venv/bin/gunicorn --config" in text
+    assert f"command = {launch}python worker.py\n" in text
+    assert text.count(f"directory = {tree}\n") == 2
+
+
 def test_gunicorn_conf_disables_the_shared_control_socket(spec: Spec, host: HostLayout) -> None:
     files = render.server_conf_files(spec, host.app("flaskr"), "abc")
     conf = files["gunicorn.conf.py"]

@@ -97,6 +97,22 @@ def test_the_release_command_runs_in_the_new_release_before_it_starts(host: Fake
     assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
 
 
+def test_a_source_tree_s_release_runs_in_its_tree_with_it_on_the_path(host: FakeHost) -> None:
+    app = host.layout.app(APP)
+    spec = make_spec(release="python manage.py migrate", processes={"worker": "python worker.py"})
+    put_release(app, "r1", spec, tree=True)
+    launcher = str(app.host.launcher)
+    host.conn.answer((launcher,))
+    _switch(host, app, "r1", release_command=True).stage()
+    tree = str(app.release("r1") / "src")
+    prefix = (launcher, str(app.env_file("blue")), tree)
+    assert host.conn.commands == [(*prefix, "python", "manage.py", "migrate")]
+    assert f"PYTHONPATH={tree}\n" in host.conn.text(app.env_file("blue"))
+    program = host.conn.text(app.program_file("blue"))
+    assert f"{' '.join(prefix)} python worker.py\n" in program
+    assert program.count(f"directory = {tree}\n") == 2
+
+
 def test_a_failed_release_command_switches_nothing(host: FakeHost) -> None:
     app = _app(host, make_spec(release="flask --app flaskr init-db"))
     _live_on_blue(host, app)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import tempfile
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shipyard.build.source import copy_files
 from shipyard.build.tools import fail, uv
 from shipyard.errors import BuildError
 from shipyard.host.steps import Connection
@@ -109,22 +112,42 @@ def extra_build_requires(
     return extra
 
 
-def build_wheel(conn: Connection, project: Path, out: Path, cache: Path, python: str) -> Path:
-    """Build the project's wheel into `out` and return it."""
+def build_wheel(
+    conn: Connection, project: Path, files: Sequence[Path], out: Path, cache: Path, python: str
+) -> Path:
+    """Build the project's wheel into `out` and return it.
+
+    The backend runs on a copy of the project's source `files`, so that what it writes
+    (setuptools' build/ and *.egg-info/) never lands in the user's tree, and the wheel holds
+    exactly the files the artifact id is a hash of.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".source-", dir=cache) as tmp:
+        copy_files(project, files, Path(tmp))
+        return _build_wheel(conn, project, Path(tmp), out, cache, python)
+
+
+def _build_wheel(
+    conn: Connection, project: Path, source: Path, out: Path, cache: Path, python: str
+) -> Path:
     from pyproject_hooks import BuildBackendHookCaller, quiet_subprocess_runner  # builder only
 
     requires, backend, backend_path = build_system(project)
     env = build_env(conn, cache, python, requires)
     hooks = BuildBackendHookCaller(
-        str(project),
+        str(source),
         backend,
         backend_path=backend_path,
         python_executable=str(env / "bin" / "python"),
         runner=quiet_subprocess_runner,
     )
     out.mkdir(parents=True, exist_ok=True)
+    hint = (
+        "Check [build-system] in pyproject.toml and the files it packages. An app that is "
+        "not meant to be a package deploys as its source tree with build.mode = 'tree'."
+    )
     try:
-        extra = extra_build_requires(hooks, project, env, backend, backend_path)
+        extra = extra_build_requires(hooks, source, env, backend, backend_path)
         missing = [r for r in extra if r not in requires]
         if missing:  # e.g. setuptools asks for "wheel": added to this environment once
             install(conn, env, missing)
@@ -134,12 +157,12 @@ def build_wheel(conn: Connection, project: Path, out: Path, cache: Path, python:
         raise BuildError(
             f"cannot build the app's wheel from {project} (backend {backend}):\n"
             + "\n".join(f"  | {line}" for line in output),
-            hint="Check [build-system] in pyproject.toml and the files it packages.",
+            hint=hint,
         ) from None
     except Exception as err:  # the backend is missing or broken: pyproject_hooks' own errors
         raise BuildError(
             f"cannot build the app's wheel from {project} (backend {backend}): {err}.",
-            hint="Check [build-system] in pyproject.toml.",
+            hint=hint,
         ) from None
     wheel = out / name
     if not wheel.is_file():

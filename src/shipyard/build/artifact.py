@@ -1,4 +1,5 @@
-"""The release artifact: app wheel, pinned lock, wheel list, static files and a manifest."""
+"""The release artifact: the app (its wheel, or its source tree), pinned lock, wheel list,
+static files and a manifest."""
 
 from __future__ import annotations
 
@@ -14,7 +15,15 @@ from shipyard import __version__
 from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
 from shipyard.build.platforms import Platform
-from shipyard.build.source import git_sha, hash_files, source_files
+from shipyard.build.source import (
+    TREE_EXCLUDED,
+    build_choice,
+    copy_files,
+    git_sha,
+    hash_files,
+    source_files,
+    with_dirs,
+)
 from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
 from shipyard.host import render
@@ -22,6 +31,7 @@ from shipyard.host.artifact import (
     LOCK,
     MANIFEST,
     SPEC,
+    TREE,
     Artifact,
     Manifest,
     WheelRef,
@@ -32,7 +42,10 @@ from shipyard.host.python import PythonInfo, find_python
 from shipyard.host.state import now
 from shipyard.host.steps import Connection
 from shipyard.host.wire import sha256_of
+from shipyard.spec.buildmode import BuildChoice
 from shipyard.spec.model import Spec
+
+WHEEL = BuildChoice("wheel", "")
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class BuildInputs:
     python: PythonInfo
     spec: Spec
     platform: Platform | None = None  # None: this machine's
+    files: tuple[Path, ...] = ()  # the source files, relative to the project
+    choice: BuildChoice = WHEEL  # the app as a wheel, or as its tree
 
     @property
     def foreign_platform(self) -> Platform | None:
@@ -62,6 +77,8 @@ class BuildInputs:
             digest.update(part.encode() + b"\0")
         if self.foreign_platform is not None:  # this machine's: the ids stay as they were
             digest.update(self.foreign_platform.key.encode())
+        if self.choice.is_tree:  # likewise for wheels
+            digest.update(b"tree\0")
         return digest.hexdigest()[:12]
 
 
@@ -74,10 +91,17 @@ def gather_inputs(
 ) -> BuildInputs:
     """What the artifact is built from; for hosts of another platform with `platform`."""
     python = find_python(spec.python)
-    files = source_files(project, spec.build.exclude)
+    choice = build_choice(project, spec.build.mode)
+    if choice.is_tree:  # the app's data beside its code is no part of a release
+        keep_out = [*spec.persistent, *spec.persistent_files]
+        files = source_files(project, [*spec.build.exclude, *TREE_EXCLUDED], keep_out)
+        files = with_dirs(project, files, list(spec.static.values()), keep_out)
+    else:
+        files = source_files(project, spec.build.exclude)
     extra = render.server_packages(spec)
     lock = compile_lock(conn, project, spec.build.requirements, extra, python, cache, platform)
-    return BuildInputs(hash_files(project, files), lock, python, spec, platform)
+    source = hash_files(project, files)
+    return BuildInputs(source, lock, python, spec, platform, tuple(files), choice)
 
 
 def build(
@@ -92,8 +116,16 @@ def build(
     artifacts_dir(cache).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{artifact_id}.", dir=artifacts_dir(cache)) as tmp:
         work = Path(tmp)
-        app_wheel = build_wheel(conn, project, work / "app", cache, inputs.python.executable)
-        _check_installs_there(app_wheel, inputs)
+        app_wheel: WheelRef | None = None
+        tree: dict[str, str] = {}
+        if inputs.choice.is_tree:
+            tree = copy_files(project, inputs.files, work / TREE)
+        else:
+            wheel = build_wheel(
+                conn, project, inputs.files, work / "app", cache, inputs.python.executable
+            )
+            _check_installs_there(wheel, inputs)
+            app_wheel = WheelRef(wheel.name, sha256_of(wheel))
         static = _collect_static(project, spec, work / "static")
         (work / LOCK).write_text(inputs.lock)
         (work / SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
@@ -105,12 +137,13 @@ def build(
             source_sha256=inputs.source_sha256,
             lock_sha256=hashlib.sha256(inputs.lock.encode()).hexdigest(),
             git_sha=git_sha(project),
-            app_wheel=WheelRef(app_wheel.name, sha256_of(app_wheel)),
+            app_wheel=app_wheel,
             wheels=sorted(
                 (WheelRef(w.name, sha256_of(w)) for w in wheels.values()), key=lambda w: w.file
             ),
             static=static,
             platform=inputs.foreign_platform.describe() if inputs.foreign_platform else "",
+            tree=tree,
         )
         (work / MANIFEST).write_text(manifest.to_json())
         work.chmod(0o755)

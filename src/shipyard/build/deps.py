@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,19 @@ def requirement_source(project: Path, setting: str) -> tuple[str, Path | None]:
     for name, kind in (("uv.lock", "uv.lock"), ("requirements.txt", "requirements")):
         if (project / name).is_file():
             return kind, project / name
-    if (project / "pyproject.toml").is_file():
+    if _has_project_table(project / "pyproject.toml"):
         return "pyproject", project / "pyproject.toml"
     return "none", None
+
+
+def _has_project_table(pyproject: Path) -> bool:
+    """A pyproject.toml that only configures tools ([tool.*]) declares no dependencies."""
+    try:
+        return "project" in tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return True  # uv reads it, and says what is wrong with it
 
 
 def lock_key(

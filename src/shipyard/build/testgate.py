@@ -42,6 +42,8 @@ def run_tests(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: 
         "VIRTUAL_ENV": str(venv),
         "PYTHONPATH": str(import_root),
         "PYTHONDONTWRITEBYTECODE": "1",
+        # nor pytest's cache: a deploy leaves the project's tree as it found it
+        "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:cacheprovider".strip(),
         **spec.env,
     }
     argv = tuple(shlex.split(spec.tests.command))

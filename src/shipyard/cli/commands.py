@@ -105,7 +105,7 @@ def cli() -> None:
 def init(project: Path, yes: bool, force: bool) -> None:
     """Detect the app and write a commented shipyard.toml."""
     from shipyard.project.detect import detect
-    from shipyard.project.initfile import render_spec_toml, write_spec
+    from shipyard.project.initfile import init_summary, render_spec_toml, write_spec
 
     root = _project(project)
     detected = detect(root)
@@ -116,8 +116,8 @@ def init(project: Path, yes: bool, force: bool) -> None:
             click.echo("Nothing written (pass --yes to write it).", err=True)
             return
     path = write_spec(root, text, force=force)
-    for note in detected.notes:
-        click.echo(f"note: {note}", err=True)
+    for line in init_summary(detected):
+        click.echo(line, err=True)
     click.echo(f"wrote {path}")
 
 
@@ -144,7 +144,9 @@ def build(project: Path) -> None:
     with reporter.stage("build"):
         inputs = artifacts.gather_inputs(LocalConnection(), root, spec, cache)
         built = artifacts.build(LocalConnection(), root, spec, cache, inputs)
-    reporter.note(f"{built.path}" + (" (unchanged)" if built.reused else ""))
+    reporter.note(
+        f"{built.path}: {built.manifest.holds}" + (" (unchanged)" if built.reused else "")
+    )
     click.echo(built.id)
 
 

@@ -308,7 +308,10 @@ def deploy(
             ready = pool.submit(_prepare, fleet, agents, spec, lock_wait)
             with reporter.stage("build"):
                 artifact = builder.build(conn, project, spec, fleet.cache, inputs)
-                reporter.note(f"artifact {artifact.id}" + (" (reused)" if artifact.reused else ""))
+                reporter.note(
+                    f"artifact {artifact.id}: {artifact.manifest.holds}"
+                    + (" (reused)" if artifact.reused else "")
+                )
             hellos = ready.result()
             reporter.done(f"connect + lock {len(fleet.hosts)} host(s)", time.monotonic() - started)
             web = fleet.web
@@ -1031,8 +1034,9 @@ def follow_logs(
             emit(f"{host.name} (logs ended with exit code {proc.returncode})")
 
 
-def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
-    """What a deploy of `release` would do on each web host, read there (changes nothing).
+def plans(spec: Spec, fleet: Fleet, release: str, *, tree: bool = False) -> dict[str, Plan]:
+    """What a deploy of `release` would do on each web host, read there (changes nothing);
+    `tree`: the release is the project's source tree.
     The hosts' states come first: which host runs the release and setup commands depends on
     all of them, as in a deploy."""
     with sessions(fleet, fleet.web) as agents:
@@ -1055,6 +1059,7 @@ def plans(spec: Spec, fleet: Fleet, release: str) -> dict[str, Plan]:
                 p.Plan(
                     spec=spec,
                     release=release,
+                    tree=tree,
                     release_cmd=here,
                     setup_done_on=setup_on if here else setup_on or first,
                 )
@@ -1089,7 +1094,7 @@ def run_argv(spec: Spec, fleet: Fleet, command: list[str], host_name: str | None
                 *as_user(host.app_user),
                 str(layout.launcher),
                 str(app.env_file(state.slot)),
-                str(app.release(state.live)),
+                state.workdir or str(app.release(state.live)),
                 *command,
             ),
             sudo=True,

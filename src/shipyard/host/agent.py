@@ -33,13 +33,19 @@ from shipyard.events import Silent
 from shipyard.host import lifecycle as ops
 from shipyard.host import protocol as p
 from shipyard.host import render, resident, wire
-from shipyard.host.artifact import MANIFEST, SPEC, load_artifact
+from shipyard.host.artifact import MANIFEST, SPEC, TREE, load_artifact
 from shipyard.host.diskspace import disk_full
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection, replace_symlink, write_atomic
 from shipyard.host.protocol import PROTOCOL_VERSION, Reply, Request
 from shipyard.host.python import local_libc
-from shipyard.host.release import config_upload, installed_releases, load_config, release_spec
+from shipyard.host.release import (
+    config_upload,
+    installed_releases,
+    load_config,
+    release_spec,
+    release_workdir,
+)
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.setup_command import load_setup
 from shipyard.host.state import app_lock, load_state, save_state
@@ -199,18 +205,23 @@ class Session:
         return failed
 
     def _check_artifact(self, release: str, index: dict[str, str]) -> None:
-        """Every wheel the manifest names is in the store with the manifest's digest."""
+        """Every wheel the manifest names is in the store with the manifest's digest, and
+        the app's own wheel or tree is in the artifact with its digests."""
         artifact = load_artifact(self.host.artifacts / release)
-        wrong = [w.file for w in artifact.manifest.wheels if index.get(w.file) != w.sha256]
-        app_wheel = artifact.path / "app" / artifact.manifest.app_wheel.file
-        if (
-            not app_wheel.is_file()
-            or wire.sha256_of(app_wheel) != artifact.manifest.app_wheel.sha256
-        ):
-            wrong.append(artifact.manifest.app_wheel.file)
+        manifest = artifact.manifest
+        wrong = [w.file for w in manifest.wheels if index.get(w.file) != w.sha256]
+        own = (  # shown name -> (path in the artifact, sha256)
+            {manifest.app_wheel.file: (f"app/{manifest.app_wheel.file}", manifest.app_wheel.sha256)}
+            if manifest.app_wheel is not None
+            else {f"{TREE}/{rel}": (f"{TREE}/{rel}", sha) for rel, sha in manifest.tree.items()}
+        )
+        for name, (rel, sha256) in own.items():
+            path = artifact.path / rel
+            if not path.is_file() or wire.sha256_of(path) != sha256:
+                wrong.append(name)
         if wrong:
             raise DeployError(
-                f"release {release}: missing or mismatched wheels on this host: "
+                f"release {release}: missing or mismatched files on this host: "
                 f"{', '.join(wrong[:5])}.",
                 hint="Deploy again: the missing files are sent again.",
             )
@@ -227,12 +238,15 @@ class Session:
     def state(self, request: p.State) -> p.StateReply:
         app = self.app(request.app)
         state = load_state(app)
+        installed = installed_releases(app)
+        live = state.live if state.live in installed else None
         return p.StateReply(
             live=state.live,
             slot=state.slot,
-            installed=installed_releases(app),
+            installed=installed,
             config_keys=sorted(load_config(app)),
             setup_done=load_setup(app) is not None,
+            workdir=str(release_workdir(app, live)) if live else "",
         )
 
     def install(self, request: p.Install) -> p.Done:
@@ -356,6 +370,7 @@ class Session:
             name="",
             release_cmd=request.release_cmd,
             setup_on=request.setup_done_on,
+            tree=request.tree,
         )
         return p.PlanReply(plan=plan)
 

@@ -15,6 +15,7 @@ from shipyard import __version__
 MANIFEST = "manifest.json"
 LOCK = "requirements.lock"
 SPEC = "spec.json"
+TREE = "src"  # a source-tree artifact's copy of the project's files
 
 
 @dataclass(frozen=True)
@@ -32,11 +33,29 @@ class Manifest:
     source_sha256: str
     lock_sha256: str
     git_sha: str
-    app_wheel: WheelRef
+    app_wheel: WheelRef | None  # None: the app is its source tree, in TREE
     wheels: list[WheelRef] = field(default_factory=list)
     static: dict[str, str] = field(default_factory=dict)  # URL prefix -> dir in the artifact
     shipyard: str = __version__
     platform: str = ""  # "linux-aarch64 (glibc 2.36)" when built for another platform
+    tree: dict[str, str] = field(default_factory=dict)  # path in TREE -> sha256
+
+    @property
+    def is_tree(self) -> bool:
+        """The release runs the project's files in place, from its copy of the tree."""
+        return self.app_wheel is None
+
+    @property
+    def holds(self) -> str:
+        """What the release runs, as progress notes say it."""
+        if self.app_wheel is None:
+            return f"the source tree ({len(self.tree)} files)"
+        return f"the wheel {self.app_wheel.file}"
+
+    @property
+    def version(self) -> str:
+        """The app wheel's version; a tree has none of its own."""
+        return self.app_wheel.file.split("-")[1] if self.app_wheel else ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
@@ -44,7 +63,7 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         raw: dict[str, Any] = json.loads(text)
-        raw["app_wheel"] = WheelRef(**raw["app_wheel"])
+        raw["app_wheel"] = WheelRef(**raw["app_wheel"]) if raw["app_wheel"] else None
         raw["wheels"] = [WheelRef(**w) for w in raw["wheels"]]
         return cls(**raw)
 

@@ -101,6 +101,35 @@ class CompileVenv:
             compile_files(ctx.conn, self.venv, missing)
 
 
+@dataclass(frozen=True)
+class CompileTree:
+    """Compile a source tree's modules where the release has them: the app, which may not
+    write there (an ssh host's app user), would otherwise compile them at every start."""
+
+    tree: Path
+    venv: Path
+
+    def command(self) -> Command:
+        return Command(
+            (str(self.venv / "bin" / "python"), "-m", "compileall", "-q", str(self.tree)),
+            timeout=600,
+        )
+
+    def __str__(self) -> str:
+        return str(self.command())
+
+    def run(self, ctx: InstallContext) -> None:
+        site = site_packages(self.venv)
+        if site is None or cache_tag(site) != sys.implementation.cache_tag:
+            ctx.conn.run(self.command())  # a module that does not compile fails on import
+            return
+        for path in sorted(self.tree.rglob("*.py")):
+            try:
+                py_compile.compile(str(path), doraise=True)
+            except py_compile.PyCompileError:
+                continue  # not imported, maybe (a script for another Python): left as it is
+
+
 def unpack_dependency_bytecode(store: Path, artifact: Artifact, venv: Path) -> int:
     site = site_packages(venv)
     if site is None:

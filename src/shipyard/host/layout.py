@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shipyard.errors import UsageError
+from shipyard.host.artifact import TREE
 
 # Linux unix socket paths must fit sockaddr_un.sun_path (108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
@@ -128,6 +129,11 @@ class AppLayout:
 
     def venv(self, release_id: str) -> Path:
         return self.release(release_id) / "venv"
+
+    def workdir(self, release_id: str, tree: bool) -> Path:
+        """Where the release's processes run, with it on PYTHONPATH: its copy of the source
+        tree, or (a wheel's release) the release itself."""
+        return self.release(release_id) / TREE if tree else self.release(release_id)
 
     @property
     def layers(self) -> Path:

@@ -37,6 +37,7 @@ from shipyard.host.release import (
     load_config,
     prune_layers,
     release_spec,
+    release_workdir,
     remove_layer,
     remove_release,
 )
@@ -154,7 +155,7 @@ def record_installed(state: AppState, artifact: Artifact) -> None:
             ReleaseRecord(
                 id=artifact.id,
                 created=artifact.manifest.created,
-                version=artifact.manifest.app_wheel.file.split("-")[1],
+                version=artifact.manifest.version,
                 git_sha=artifact.manifest.git_sha,
             )
         )
@@ -572,7 +573,7 @@ def run_argv(
             f"cannot read the app's environment {env_file}.",
             hint="Run shipyard as the user that deployed the app.",
         )
-    argv = [str(app.host.launcher), str(env_file), str(app.release(release_id)), *command]
+    argv = [str(app.host.launcher), str(env_file), str(release_workdir(app, release_id)), *command]
     return [*as_user(run_as), *argv]
 
 

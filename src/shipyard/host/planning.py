@@ -31,6 +31,7 @@ def host_plan(
     earlier: list[PlannedStage] | None = None,
     release_cmd: bool = True,
     setup_on: str | None = None,
+    tree: bool = False,
 ) -> Plan:
     """The plan for `release_id` here. `install_steps`: the steps that would install it, when
     the deploying machine knows them (its artifact is built); None: described in words.
@@ -55,14 +56,16 @@ def host_plan(
             "from the wheel store, link persistent data"
         )
     config = load_config(app)
-    env = app_environment(spec, app, release_id, config)
+    env = app_environment(spec, app, release_id, config, tree)
     # the spec's env and shipyard's own: no secrets
     shown = {key: value for key, value in env.items() if key not in config}
     static = {
         prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
         for i, (prefix, d) in enumerate(sorted(spec.static.items()))
     }
-    program = render.program_conf(spec, app, release_id, slot, app.host.launcher, machine.run_as)
+    program = render.program_conf(
+        spec, app, release_id, slot, app.host.launcher, machine.run_as, tree
+    )
     site = render.site_conf(spec, app, release_id, slot, static, machine.listen, nginx)
     configure = PlannedStage(
         name="configure",

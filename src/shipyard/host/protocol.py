@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 
 class Message(BaseModel):
@@ -97,6 +97,7 @@ class StateReply(Reply):
     installed: list[str]
     config_keys: list[str]
     setup_done: bool = False  # the spec's one-time setup is recorded as done here
+    workdir: str = ""  # where the live release runs (its tree, or itself); "" when none
 
 
 class LockParams(Message):
@@ -313,6 +314,7 @@ class Plan(SpecRequest[PlanReply]):
     release: str
     release_cmd: bool = True  # as for Stage
     setup_done_on: str | None = None
+    tree: bool = False  # the release is the project's source tree, not a wheel
 
 
 # --- load balancer --------------------------------------------------------------------------

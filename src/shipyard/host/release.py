@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from shipyard.errors import ShipyardError
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
-from shipyard.host.bytecode import CompileVenv
+from shipyard.host.bytecode import CompileTree, CompileVenv
 from shipyard.host.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
 from shipyard.host.layout import AppLayout
 from shipyard.host.python import PythonInfo
@@ -30,7 +30,7 @@ from shipyard.spec.model import Spec
 COMPLETE = ".complete"
 # What installs a release: steps any connection runs, and those the installer runs in its own
 # process (filesteps.py, venvs.py, bytecode.py); each runs itself with `run(InstallContext)`.
-InstallStep = Step | FileStep | MakeVenv | InstallWheel | LinkScripts | CompileVenv
+InstallStep = Step | FileStep | MakeVenv | InstallWheel | LinkScripts | CompileVenv | CompileTree
 LAYER_FILE = "layer"  # in a release: the id of the dependency layer its venv uses
 LAYER_PTH = "_shipyard_layer.pth"
 
@@ -98,8 +98,9 @@ def install_steps(
     python: PythonInfo,
     run_as: str | None = None,
 ) -> list[InstallStep]:
-    """Unpack the artifact into releases/<id>, make its venv (the app, on top of its layer),
-    link persistent data. The layer must be complete (layer_steps).
+    """Unpack the artifact into releases/<id>, make its venv (the app's wheel, or nothing
+    for a source tree, on top of its layer), link persistent data. The layer must be
+    complete (layer_steps).
 
     The venv is made in place (a venv cannot be moved), so completeness is a marker file
     written last; an incomplete directory is removed and redone.
@@ -113,31 +114,66 @@ def install_steps(
     site = site_packages_in(venv, python.minor)
     # addsitedir, not a bare path: the layer's own .pth files are processed too
     pth = f"import site; site.addsitedir({str(layer / site.relative_to(venv))!r})\n"
+    workdir = app.workdir(rid, manifest.is_tree)
+    instance = tree_instance(spec, app) if manifest.is_tree else None
     steps: list[InstallStep] = [
         RemoveTree(release),
-        MakeDirs((release, app.var, app.data, app.logs, app.run)),
+        MakeDirs(
+            (release, app.var, app.data, app.logs, app.run, *([instance] if instance else []))
+        ),
         LinkTree(_artifact_entries(artifact), release),
         *(_owned_by(run_as, app) if run_as else []),
         MakeVenv(python, venv),
         Upload(pth.encode(), _posix(site / LAYER_PTH)),
-        InstallWheel((release / "app" / manifest.app_wheel.file,), venv, python.minor),
+    ]
+    if manifest.app_wheel is not None:  # a tree needs none: it is on PYTHONPATH as it is
+        wheel = release / "app" / manifest.app_wheel.file
+        steps.append(InstallWheel((wheel,), venv, python.minor))
+    steps += [
         LinkScripts(layer / "bin", venv / "bin"),
         Upload(f"{layer_name}\n".encode(), _posix(release / LAYER_FILE)),
         # Flask keeps its instance folder at <venv>/var/<name>-instance: keep it across releases
         Symlink(str(app.var), _posix(venv / "var")),
     ]
-    for directory in spec.persistent:
-        link = release / directory
-        steps.append(MakeDirs((app.data / directory, link.parent)))
-        if run_as:
-            steps.append(Chown(run_as, (app.data / directory,)))
-        steps.append(Symlink(str(app.data / directory), _posix(link)))
+    if instance is not None:  # and an app run from its tree beside its code: the same place
+        steps.append(Symlink(str(instance), _posix(workdir / "instance")))
+    steps += _persistent_links(spec, app, workdir, run_as)
     for name, content in render.server_conf_files(spec, app, rid).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
     # Compiled now, not by the app at each start: the app user cannot write into its release.
     # Bytecode of unchanged files is linked from the previous release first (bytecode.py).
     steps.append(CompileVenv(venv))
+    if manifest.is_tree:
+        steps.append(CompileTree(app.workdir(rid, tree=True), venv))
     steps.append(Upload(b"", _posix(release / COMPLETE)))
+    return steps
+
+
+def tree_instance(spec: Spec, app: AppLayout) -> Path | None:
+    """Where a source tree's `instance/` is kept: where Flask keeps an installed app's
+    instance folder (shared/var/<module>-instance), so it persists without configuration
+    and is the same data in either mode; None when the spec makes it persistent itself."""
+    if Path("instance") in {Path(p) for p in (*spec.persistent, *spec.persistent_files)}:
+        return None
+    return app.var / f"{spec.module}-instance"
+
+
+def _persistent_links(
+    spec: Spec, app: AppLayout, workdir: Path, run_as: str | None
+) -> list[InstallStep]:
+    """Each persistent directory and file, where the app looks for it (beside its code, in
+    its working directory), is a link to its place in shared/data. A file's link may dangle
+    until the app makes it: SQLite follows the link, and keeps its journal beside the file."""
+    steps: list[InstallStep] = []
+    for path, is_dir in [(d, True) for d in spec.persistent] + [
+        (f, False) for f in spec.persistent_files
+    ]:
+        link, kept = workdir / path, app.data / path
+        where = kept if is_dir else kept.parent
+        steps.append(MakeDirs((where, link.parent)))
+        if run_as:
+            steps.append(Chown(run_as, (where,)))
+        steps.append(Symlink(str(kept), _posix(link)))
     return steps
 
 
@@ -158,16 +194,22 @@ def static_dirs(app: AppLayout, release_id: str) -> dict[str, Path]:
     return {prefix: app.release(release_id) / "static" / d for prefix, d in manifest.static.items()}
 
 
+def release_workdir(app: AppLayout, release_id: str) -> Path:
+    """Where an installed release runs (AppLayout.workdir), as its manifest says."""
+    return app.workdir(release_id, release_manifest(app, release_id).is_tree)
+
+
 def app_environment(
-    spec: Spec, app: AppLayout, release_id: str, config: dict[str, str]
+    spec: Spec, app: AppLayout, release_id: str, config: dict[str, str], tree: bool = False
 ) -> dict[str, str]:
-    """What the app's processes, its release command and `shipyard run` see."""
+    """What the app's processes, its release command and `shipyard run` see; a source
+    tree's release has its tree on the path."""
     venv = app.venv(release_id)
     env = {"FLASK_APP": spec.entry, **spec.env, **config}
     env.update(
         PATH=f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
         VIRTUAL_ENV=str(venv),
-        PYTHONPATH=str(app.release(release_id)),
+        PYTHONPATH=str(app.workdir(release_id, tree)),
         PYTHONUNBUFFERED="1",
         SHIPYARD_APP=spec.name,
         SHIPYARD_RELEASE=release_id,

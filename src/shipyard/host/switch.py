@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
 from shipyard.host import crash_output, drain, health, render
 from shipyard.host.layout import AppLayout
-from shipyard.host.release import app_environment, release_spec, static_dirs
+from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
 from shipyard.host.runtime import ReloadHandle
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.steps import Command, Connection, Symlink, Upload
@@ -73,6 +73,7 @@ class Switch:
         self.app = app
         self.release_id = release_id
         self.spec = release_spec(app, release_id)
+        self.tree = release_manifest(app, release_id).is_tree  # runs in its source tree
         self.config = config
         self.listen = listen
         self.live = live
@@ -211,7 +212,7 @@ class Switch:
         self._stop_slot(self.slot)
 
     def _write_env(self) -> None:
-        env = app_environment(self.spec, self.app, self.release_id, self.config)
+        env = app_environment(self.spec, self.app, self.release_id, self.config, self.tree)
         self.conn.put(
             Upload(
                 render.env_file(env),
@@ -227,7 +228,7 @@ class Switch:
             *(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
             str(self.app.host.launcher),
             str(self.app.env_file(self.slot)),
-            str(self.app.release(self.release_id)),
+            str(self.app.workdir(self.release_id, self.tree)),
             *shlex.split(command),
         )
         result = self.conn.run(Command(argv, timeout=RELEASE_COMMAND_TIMEOUT))
@@ -236,7 +237,13 @@ class Switch:
 
     def _start_new(self) -> None:
         conf = render.program_conf(
-            self.spec, self.app, self.release_id, self.slot, self.app.host.launcher, self.run_as
+            self.spec,
+            self.app,
+            self.release_id,
+            self.slot,
+            self.app.host.launcher,
+            self.run_as,
+            self.tree,
         )
         # The idle slot may still be finishing requests from the release retired just before.
         for process in ("web", *sorted(self.spec.processes)):

@@ -11,6 +11,7 @@ from typing import Any
 
 from shipyard.errors import SpecError
 from shipyard.project.commands import propose_commands
+from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 
 SKIP_DIRS = {
     ".git",
@@ -45,6 +46,9 @@ class Candidate:
     package_dir: Path
 
 
+WHEEL = BuildChoice("wheel", "")
+
+
 @dataclass(frozen=True)
 class Detected:
     name: str
@@ -62,6 +66,9 @@ class Detected:
     secrets: list[str] = field(default_factory=list)
     alternatives: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    build: BuildChoice = WHEEL
+    persistent: list[str] = field(default_factory=list)
+    persistent_files: list[str] = field(default_factory=list)
 
 
 def normalise_name(raw: str) -> str:
@@ -103,6 +110,8 @@ def detect(project: Path) -> Detected:
         "dependencies"
     ):
         notes.append("no dependencies declared (uv.lock, requirements.txt or [project])")
+    build = _build_choice(project)
+    persistent, persistent_files = _data_beside_code(project, best) if build.is_tree else ([], [])
     commands = propose_commands(
         project, best.framework, best.entry.split(":")[0], _python_files(best.package_dir)
     )
@@ -128,7 +137,46 @@ def detect(project: Path) -> Detected:
         secrets=_secret_variables(best.package_dir),
         alternatives=[c.entry for c in candidates[1:5]],
         notes=notes,
+        build=build,
+        persistent=persistent,
+        persistent_files=persistent_files,
     )
+
+
+def _build_choice(project: Path) -> BuildChoice:
+    texts = {
+        name: (project / name).read_text(encoding="utf-8", errors="replace")
+        for name in PACKAGING_FILES
+        if (project / name).is_file()
+    }
+    has_uv_lock = (project / "uv.lock").is_file()
+    return choose_build("auto", texts, has_uv_lock, str(project / "pyproject.toml"))
+
+
+# What apps run from their tree commonly write beside their code: uploaded and media files.
+DATA_DIRS = ("uploads", "media")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _data_beside_code(project: Path, best: Candidate) -> tuple[list[str], list[str]]:
+    """The directories and files a source-tree app keeps its data in, to persist: those of
+    DATA_DIRS the project has, SQLite databases at the top, and Django's default one.
+    (instance/, Flask's, persists without configuration: host/release.py tree_instance.)"""
+    dirs = [name for name in DATA_DIRS if (project / name).is_dir()]
+    files = sorted(p.name for p in project.iterdir() if p.is_file() and _is_sqlite(p))
+    if best.framework.startswith("django") and "db.sqlite3" not in files:
+        settings = best.package_dir / "settings.py"
+        text = settings.read_text(encoding="utf-8", errors="replace") if settings.is_file() else ""
+        files += ["db.sqlite3"] if "db.sqlite3" in text else []
+    return dirs, files
+
+
+def _is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return False
 
 
 def _read_pyproject(project: Path) -> dict[str, Any]:
@@ -218,7 +266,23 @@ def _static(project: Path, best: Candidate) -> dict[str, str]:
     static = best.package_dir / "static"
     if best.framework in ("flask", "quart") and static.is_dir():
         return {"/static": static.relative_to(project).as_posix()}
+    if best.framework.startswith("django"):
+        return _django_static(project, best.package_dir / "settings.py")
     return {}
+
+
+STATIC_ROOT_RE = re.compile(r"""^STATIC_ROOT\s*=\s*BASE_DIR\s*/\s*["']([\w\-./]+)["']""", re.M)
+STATIC_URL_RE = re.compile(r"""^STATIC_URL\s*=\s*["']/?([\w\-./]*?)/?["']""", re.M)
+
+
+def _django_static(project: Path, settings: Path) -> dict[str, str]:
+    """Where `collectstatic` put the files (STATIC_ROOT under BASE_DIR, the project), served
+    at STATIC_URL; only once it has run."""
+    text = settings.read_text(encoding="utf-8", errors="replace") if settings.is_file() else ""
+    root, url = STATIC_ROOT_RE.search(text), STATIC_URL_RE.search(text)
+    if root is None or not (project / root.group(1)).is_dir():
+        return {}
+    return {"/" + (url.group(1) if url and url.group(1) else "static"): root.group(1)}
 
 
 SECRET_ENV_RE = re.compile(

@@ -55,7 +55,8 @@ def render_spec_toml(found: Detected) -> str:
         if key in found.why:
             why = textwrap.wrap(f"proposed: {found.why[key]}", 94)
             lines[-1:-1] = [f"# {line}" for line in why]
-    lines += _line(Spec, "persistent", [], False)
+    lines += _line(Spec, "persistent", found.persistent, bool(found.persistent))
+    lines += _line(Spec, "persistent_files", found.persistent_files, bool(found.persistent_files))
     lines.append("# Flask's instance folder persists without configuration.")
     lines += ["", "[server]"]
     lines += _line(ServerSpec, "type", found.server, True)
@@ -68,6 +69,9 @@ def render_spec_toml(found: Detected) -> str:
     lines += _line(HealthcheckSpec, "path", "/", False)
     lines += ["", "[build]"]
     lines += _line(BuildSpec, "requirements", found.requirements, True)
+    lines += _line(BuildSpec, "mode", "auto", False)
+    if found.build.reason:
+        lines.append(f"# auto: {found.build.reason}")
     lines += ["", f"# {_describe(Spec, 'static')}", "[static]"]
     lines += [f"{toml_value(prefix)} = {toml_value(d)}" for prefix, d in found.static.items()]
     lines += ["", f"# {_describe(Spec, 'env')}", "[env]"]
@@ -76,6 +80,22 @@ def render_spec_toml(found: Detected) -> str:
     text = "\n".join(lines) + "\n"
     tomllib.loads(text)  # never write a file that does not parse
     return text
+
+
+def init_summary(found: Detected) -> list[str]:
+    """What `init` chose that the user should know: the build mode and why, what it made
+    persistent, and its notes."""
+    lines = [f"build: {found.build.reason}"] if found.build.reason else []
+    kept = [f"{d}/" for d in found.persistent] + found.persistent_files
+    if kept:
+        lines.append(
+            f"persistent: {', '.join(kept)} (beside the code; kept in shared/data across "
+            "releases, never shipped)"
+        )
+    if found.build.is_tree and found.framework in ("flask", "quart"):
+        lines.append("persistent: instance/ (Flask's instance folder, without configuration)")
+    lines += [f"note: {note}" for note in found.notes]
+    return lines
 
 
 def write_spec(project: Path, text: str, *, force: bool) -> Path:

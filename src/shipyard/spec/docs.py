@@ -21,7 +21,17 @@ generated from the spec models by `scripts/gen_spec_docs.py`, and a unit test ke
 Secrets never go in the spec: list their names under `[secrets]` and set them with
 `shipyard config set KEY=VALUE`. They are stored 0600 and shown masked. Flask's instance
 folder persists without configuration: it lives under each release venv's `var/`, which
-shipyard links to the app's `shared/var`.
+shipyard links to the app's `shared/var`, and for an app run from its tree, in `instance/`
+beside its code, which is linked to the same place.
+
+A project without packaging metadata (no `[project]` or `[build-system]` in pyproject.toml,
+no setup.py, no setup.cfg `[metadata]`) is deployed as its source tree (`build.mode`): the
+release runs in its copy of the tree, with it on `PYTHONPATH`, so `manage.py`, `python
+worker.py` and files opened by relative path work as they do on your machine. What such an
+app writes beside its code must be listed to survive a release: `persistent` directories
+(`uploads/`, `media/`) and `persistent_files` (a SQLite database). Each is a link from the
+tree into `shared/data/`, and is left out of the release; `shipyard init` lists the usual
+ones it finds.
 
 ```toml
 name = "flaskr"

@@ -159,6 +159,14 @@ class BuildSpec(_Strict):
     exclude: list[str] = Field(
         default_factory=list, description="Extra glob patterns left out of the source hash."
     )
+    mode: Literal["auto", "tree", "wheel"] = Field(
+        default="auto",
+        description="What the release holds: 'wheel' (the app built as a package, PEP 517), "
+        "'tree' (its source files, run in place), or 'auto': a wheel when the project has "
+        "packaging metadata (pyproject [build-system] or [project], setup.py, setup.cfg "
+        "[metadata]), else its tree; also a tree: a uv app ([project] and uv.lock, no "
+        "[build-system]), [tool.uv] package = false, [tool.poetry] package-mode = false.",
+    )
 
 
 class TargetSpec(_Strict):
@@ -304,7 +312,13 @@ class Spec(_Strict):
     )
     persistent: list[str] = Field(
         default_factory=list,
-        description="Directories (relative to the release) that survive deploys and rollbacks.",
+        description="Directories (relative to the app's working directory: the release, or "
+        "its copy of the source tree) that survive deploys and rollbacks, kept in shared/data.",
+    )
+    persistent_files: list[str] = Field(
+        default_factory=list,
+        description="Files (relative, like `persistent`) that survive deploys and rollbacks, "
+        "e.g. a SQLite database 'db.sqlite3': each is a link into shared/data.",
     )
     env: dict[str, str] = Field(
         default_factory=dict, description="Plain environment variables; secrets go in `config set`."
@@ -375,12 +389,25 @@ class Spec(_Strict):
             _check_relative(directory)
         return value
 
-    @field_validator("persistent")
+    @field_validator("persistent", "persistent_files")
     @classmethod
     def _persistent(cls, value: list[str]) -> list[str]:
         for directory in value:
             _check_relative(directory)
         return value
+
+    @model_validator(mode="after")
+    def _persistent_apart(self) -> Spec:
+        """Each persistent path is one link in the release: none twice, none inside another."""
+        paths = [Path(p) for p in (*self.persistent, *self.persistent_files)]
+        for index, path in enumerate(paths):
+            for other in paths[index + 1 :]:
+                if other == path or path in other.parents or other in path.parents:
+                    raise ValueError(
+                        f"persistent paths {path.as_posix()!r} and {other.as_posix()!r} overlap: "
+                        "list each once, and none inside another"
+                    )
+        return self
 
     @field_validator("processes")
     @classmethod

@@ -143,7 +143,8 @@ class LocalTarget:
             steps = [str(step) for step in found]
         tests = spec.tests.command if spec.tests.enabled and not skip_tests else None
         earlier = build_stages(tests, release_id, (built / MANIFEST).is_file())
-        return [host_plan(machine, spec, release_id, steps, earlier=earlier)]
+        tree = inputs.choice.is_tree
+        return [host_plan(machine, spec, release_id, steps, earlier=earlier, tree=tree)]
 
     def deploy(self, progress: Progress, *, skip_tests: bool, lock_wait: float) -> Deployed:
         """Test, build, install, release command, switch, record, prune."""
@@ -173,7 +174,7 @@ class LocalTarget:
                 with progress.stage("build"):
                     artifact = artifacts.build(machine.conn, self.project, spec, self.cache, inputs)
                     progress.note(
-                        f"artifact {artifact.id}"
+                        f"artifact {artifact.id}: {artifact.manifest.holds}"
                         + (" (unchanged, reused)" if artifact.reused else "")
                     )
                 fresh = not is_installed(app, artifact.id)

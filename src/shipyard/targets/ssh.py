@@ -73,7 +73,7 @@ class SSHTarget:
         built = (artifacts.artifacts_dir(self.cache) / release_id / MANIFEST).is_file()
         tests = spec.tests.command if spec.tests.enabled and not skip_tests else None
         earlier = build_stages(tests, release_id, built)
-        plans = fleets.plans(spec, self.fleet, release_id)
+        plans = fleets.plans(spec, self.fleet, release_id, tree=inputs.choice.is_tree)
         ordered = [plans[host.name] for host in self.fleet.web]
         for plan in ordered:
             plan.stages[:0] = [stage.model_copy(deep=True) for stage in earlier]

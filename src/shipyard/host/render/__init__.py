@@ -174,12 +174,14 @@ def program_conf(
     slot: str,
     launcher: Path,
     user: str | None = None,
+    tree: bool = False,
 ) -> str:
-    """Supervisor programs of one slot: the web server plus any extra processes."""
-    release_dir = app.release(release_id)
+    """Supervisor programs of one slot: the web server plus any extra processes, each run
+    in the release's working directory (a source tree's release: its tree)."""
+    workdir = app.workdir(release_id, tree)
     venv = app.venv(release_id)
     env_file = app.env_file(slot)
-    prefix = (str(launcher), str(env_file), str(release_dir))
+    prefix = (str(launcher), str(env_file), str(workdir))
     processes = [
         ProcessConf(
             name=app.program("web", slot),
@@ -208,7 +210,7 @@ def program_conf(
         release=release_id,
         slot=slot,
         processes=processes,
-        directory=release_dir,
+        directory=workdir,
         environment=",".join(f'{k}="{_supervisor_escape(v)}"' for k, v in environment.items()),
         stopwaitsecs=spec.server.graceful_timeout + 5,
         user=user,
