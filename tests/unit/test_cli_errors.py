@@ -150,3 +150,48 @@ def test_destroying_an_app_that_is_not_there_says_so(
     assert code == 0, err
     assert out.strip() == "app web is not on local: nothing to destroy"
     assert not (project / "home").exists()  # and nothing was made to find that out
+
+
+INJECTIONS = [
+    # a `domains` value that would close server_name and add a location of its own
+    ('domains = ["a.example; location /x { return 200 \\"owned\\"; }"]', "domains:"),
+    ('domains = ["a.example\\nlocation /x { return 200 owned; }"]', "domains:"),
+    ('domains = ["-bad.example"]', "domains:"),
+    ('[targets.local]\nbase_dir = "/srv/x; }"', "base_dir"),
+    ('[targets.local]\nbase_dir = "/srv/x\\ny"', "base_dir"),
+    ('[targets.local]\nbase_dir = "/srv/%(here)s"', "base_dir"),  # supervisor interpolation
+    ('release = "migrate\\u0000now"', "release:"),
+    ('persistent = ["data\\u0000"]', "persistent:"),
+]
+
+
+@pytest.mark.parametrize(("line", "names"), INJECTIONS)
+def test_values_that_would_change_a_rendered_config_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], line: str, names: str
+) -> None:
+    (tmp_path / "shipyard.toml").write_text(f'name = "web"\nentry = "web:app"\n{line}\n')
+    code, _, err = run_cli(["check", str(tmp_path)], capsys)
+    assert code == 1, err
+    assert names in err and "shipyard.toml" in err
+    assert "Traceback" not in err and "internal error" not in err
+
+
+def test_plain_domains_wildcards_and_a_host_placeholder_pass(tmp_path: Path) -> None:
+    from shipyard.spec.model import parse_spec
+
+    raw = {
+        "name": "web",
+        "entry": "web:app",
+        "domains": ["app.example.com", "*.example.com", "localhost", "10.0.0.7"],
+        "targets": {"prod": {"hosts": ["web1"], "base_dir": "/srv/shipyard/{host}"}},
+    }
+    spec = parse_spec(raw, tmp_path / "shipyard.toml")
+    assert spec.domains[1] == "*.example.com"
+
+
+def test_a_base_dir_from_the_environment_is_checked_too(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHIPYARD_HOME", str(project / "with space"))
+    code, _, err = run_cli(["status", str(project)], capsys)
+    assert code == 2 and "SHIPYARD_HOME" in err and "Traceback" not in err

@@ -260,6 +260,8 @@ class TargetSpec(_Strict):
             check_listen(self.listen)
         if self.type == "ssh" and self.base_dir and not self.base_dir.startswith("/"):
             raise ValueError(f"base_dir {self.base_dir!r} must be an absolute path on the hosts")
+        if self.base_dir:  # `{host}` is ours: each host's name, checked as a host
+            check_config_path(self.base_dir.replace("{host}", "host"), "base_dir")
         if self.app_user and not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", self.app_user):
             raise ValueError(f"app_user {self.app_user!r} is not a valid user name")
         return self
@@ -380,6 +382,13 @@ class Spec(_Strict):
             check_env_pair(key, "")
         return value
 
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            check_domain(domain)
+        return value
+
     @field_validator("static")
     @classmethod
     def _static(cls, value: dict[str, str]) -> dict[str, str]:
@@ -475,6 +484,8 @@ def check_env_pair(key: str, value: str) -> None:
 
 
 def _check_command(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("holds a NUL character")
     try:
         parts = shlex.split(value)
     except ValueError as err:
@@ -484,7 +495,37 @@ def _check_command(value: str) -> str:
     return value
 
 
+# A host name per RFC 1123 (labels of letters, digits and inner hyphens), or a wildcard's
+# first label: nginx's server_name takes nothing else from us, so nothing can end its line.
+DOMAIN_RE = re.compile(
+    r"^(\*\.)?(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?$"
+)
+# Characters that nginx or supervisord read as syntax (or interpolation), and any control
+# character: a path holding one would change the rendered files' meaning.
+CONFIG_SYNTAX = re.compile(r"[\x00-\x20\x7f;{}\"'\\$#%`]")
+
+
+def check_domain(domain: str) -> str:
+    if len(domain) > 253 or not DOMAIN_RE.match(domain):
+        raise ValueError(
+            f"domain {domain!r} is not a host name (letters, digits, hyphens and dots, "
+            "optionally starting with '*.' as a wildcard)"
+        )
+    return domain
+
+
+def check_config_path(path: str, what: str) -> str:
+    if (bad := CONFIG_SYNTAX.search(path)) is not None:
+        raise ValueError(
+            f"{what} {path!r} holds {bad.group()!r}: a path written into nginx and supervisor "
+            "configs may not hold spaces, control characters or any of ; { } \" ' \\ $ # % `"
+        )
+    return path
+
+
 def _check_relative(directory: str) -> None:
+    if "\x00" in directory or any(ord(c) < 32 for c in directory):
+        raise ValueError(f"directory {directory!r} holds a control character")
     path = Path(directory)
     if path.is_absolute() or ".." in path.parts or not directory.strip():
         raise ValueError(f"directory {directory!r} must be a relative path inside the project")

@@ -34,7 +34,7 @@ from shipyard.host.state import app_lock, load_state, save_state
 from shipyard.host.status import app_status
 from shipyard.host.switch import listen_url
 from shipyard.plan import Plan, build_stages
-from shipyard.spec.model import Spec
+from shipyard.spec.model import Spec, check_config_path
 from shipyard.targets.base import (
     Background,
     Checked,
@@ -72,6 +72,13 @@ class LocalTarget:
         base = (
             Path(target.base_dir).expanduser().absolute() if target.base_dir else default_base_dir()
         )
+        try:
+            check_config_path(str(base), "the base directory")
+        except ValueError as err:
+            source = f"targets.{name}.base_dir" if target.base_dir else "SHIPYARD_HOME (or HOME)"
+            raise UsageError(
+                f"{err}.", hint=f"It comes from {source}: choose a plain path there."
+            ) from None
         self.project = project
         self.spec = spec
         self.name = name
