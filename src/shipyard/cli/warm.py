@@ -69,6 +69,8 @@ def serve(path_text: str, import_path: list[str]) -> None:
         return  # another server is starting or running
     os.ftruncate(lock, 0)
     os.write(lock, f"{os.getpid()}\n".encode())  # who serves, for whoever must stop it
+    with contextlib.suppress(OSError):  # the log (stderr, appended to) holds this server's only
+        os.ftruncate(2, 0)
     if not _preload():
         return
     import gc
