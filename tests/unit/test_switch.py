@@ -356,3 +356,20 @@ def test_an_app_without_domains_cannot_use_the_system_nginx(tmp_path: Path) -> N
     app = _app(host)
     with pytest.raises(DeployError, match=r"has no `domains`"):
         _switch(host, app, "r1")
+
+
+def test_a_release_command_that_cannot_import_the_app_says_it_is_the_app(host: FakeHost) -> None:
+    app = _app(host, make_spec(release="flask --app flaskr db upgrade"))
+    _live_on_blue(host, app)
+    traceback = (
+        "Traceback (most recent call last):\n"
+        '  File "/r/flaskr/__init__.py", line 3, in <module>\n'
+        "    import reportlab\n"
+        "ModuleNotFoundError: No module named 'reportlab'\n"
+    )
+    host.conn.answer((str(app.host.launcher),), exit_code=1, stdout=traceback)
+    with pytest.raises(CommandFailed, match=r"could not load the app") as failed:
+        _switch(host, app, "r2", ("r1", "blue"), release_command=True).stage()
+    assert failed.value.hint is not None
+    assert "ModuleNotFoundError: No module named 'reportlab'" in failed.value.hint
+    assert "not the command's" in failed.value.hint and "Fix the command" not in failed.value.hint

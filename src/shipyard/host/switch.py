@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from collections.abc import Iterable
@@ -233,6 +234,14 @@ class Switch:
         )
         result = self.conn.run(Command(argv, timeout=RELEASE_COMMAND_TIMEOUT))
         if not result.ok:
+            if (broken := app_load_error(result.stdout + result.stderr)) is not None:
+                what = f"{what} ({command}) could not load the app"
+                hint = (
+                    f"The app's code failed as the command imported it ({broken}): see the "
+                    "traceback above. That is the app's (or a dependency's) error, not the "
+                    "command's. Fix it and deploy again; nothing was switched."
+                )
+                raise CommandFailed(result, what=what, hint=hint)
             raise CommandFailed(result, what=f"{what} failed ({command})", hint=hint)
 
     def _start_new(self) -> None:
@@ -373,6 +382,20 @@ class Switch:
     def _stop_slot(self, slot: str) -> None:
         self.conn.remove(_posix(self.app.program_file(slot)))
         self.supervisor.update()
+
+
+# The last line of a Python traceback that says the app's own code could not be loaded.
+_LOAD_ERROR = re.compile(
+    r"^((?:ModuleNotFoundError|ImportError|SyntaxError|IndentationError|NameError)\b.*)$", re.M
+)
+
+
+def app_load_error(output: str) -> str | None:
+    """The error line when `output` ends in a traceback of the app failing to load."""
+    if "Traceback (most recent call last)" not in output:
+        return None
+    found = _LOAD_ERROR.findall(output)
+    return found[-1].strip() if found else None
 
 
 def retire_slot(
