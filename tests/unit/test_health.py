@@ -218,3 +218,25 @@ def test_wait_until_retries_server_errors_until_the_deadline() -> None:
     last = health.wait_until(lambda: DEFAULT.judge(500), 0.05)
     assert not last.ok
     assert last.detail == "no healthy answer within 0.05 s; last: HTTP 500 (healthy is below 500)"
+
+
+def test_a_hung_app_does_not_stretch_the_wait_past_its_timeout(tmp_path: Path) -> None:
+    """A server that accepts and never answers: each probe would wait PROBE_TIMEOUT; inside a
+    wait, none outlasts the wait's own timeout, so the message's figure holds."""
+    import socket as stdsocket
+    import time
+
+    from shipyard.host import health
+
+    path = tmp_path / "hung.sock"
+    with stdsocket.socket(stdsocket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen(8)
+        healthy = health.Healthy.of(HealthcheckSpec())
+        started = time.monotonic()
+        probe = health.wait_until(
+            lambda: health.probe_socket(path, "/", "localhost", healthy), timeout=0.5
+        )
+        waited = time.monotonic() - started
+    assert not probe.ok and "within 0.5 s" in probe.detail
+    assert waited < health.PROBE_TIMEOUT  # one hung probe alone would take that long

@@ -7,6 +7,7 @@ import socket as stdsocket
 import struct
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +17,17 @@ from shipyard.spec.model import HealthcheckSpec
 POLL_INTERVAL = 0.03
 GIVE_UP_INTERVAL = 0.2
 PROBE_TIMEOUT = 5.0
+# When a wait_until runs, when it ends: no probe inside it may outlast it (a hung app would
+# otherwise stretch the wait by a probe's timeout). A context variable: the resident agent
+# serves sessions in threads.
+_DEADLINE: ContextVar[float | None] = ContextVar("health_deadline", default=None)
+
+
+def _probe_timeout() -> float:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return PROBE_TIMEOUT
+    return max(0.05, min(PROBE_TIMEOUT, deadline - time.monotonic()))
 
 
 @dataclass(frozen=True)
@@ -62,7 +74,7 @@ class _UnixConnection(http.client.HTTPConnection):
     """HTTP over a unix socket: the stdlib client (the agent starts fast without httpx)."""
 
     def __init__(self, path: str) -> None:
-        super().__init__("localhost", timeout=PROBE_TIMEOUT)
+        super().__init__("localhost", timeout=_probe_timeout())
         self.unix_path = path
 
     def connect(self) -> None:
@@ -97,7 +109,7 @@ def probe_uwsgi_socket(socket: Path, path: str, host_header: str, healthy: Healt
     )
     try:
         with stdsocket.socket(stdsocket.AF_UNIX, stdsocket.SOCK_STREAM) as conn:
-            conn.settimeout(5.0)
+            conn.settimeout(_probe_timeout())
             conn.connect(str(socket))
             conn.sendall(struct.pack("<BHB", 0, len(body), 0) + body)
             head = conn.recv(4096).decode("latin-1")
@@ -112,7 +124,7 @@ def probe_uwsgi_socket(socket: Path, path: str, host_header: str, healthy: Healt
 def probe_url(url: str, host_header: str, healthy: Healthy) -> Probe:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(
-        parts.hostname or "127.0.0.1", parts.port or 80, timeout=PROBE_TIMEOUT
+        parts.hostname or "127.0.0.1", parts.port or 80, timeout=_probe_timeout()
     )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return _probe(conn, target, host_header, healthy)
@@ -142,6 +154,19 @@ def wait_until(
     poll would make the wait cost more CPU exactly when it is scarcest.
     """
     deadline = time.monotonic() + timeout
+    token = _DEADLINE.set(deadline)
+    try:
+        return _poll(check, timeout, deadline, give_up)
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _poll(
+    check: Callable[[], Probe],
+    timeout: float,
+    deadline: float,
+    give_up: Callable[[], str | None] | None,
+) -> Probe:
     last = Probe(False, "not checked yet")
     next_give_up = time.monotonic()
     while True:
