@@ -12,6 +12,8 @@ from shipyard.build.tools import uv_bin
 from shipyard.errors import BuildError
 from shipyard.host.local import LocalConnection
 from shipyard.host.python import find_python
+from shipyard.project.detect import detect
+from shipyard.project.initfile import init_summary
 
 # What flask 3.1.2 brings, as the index has it now pinned below the top level (a warm cache
 # answers these without the network).
@@ -287,3 +289,35 @@ def test_poetry_lock_comes_before_requirements_txt(tmp_path: Path) -> None:
     _poetry(tmp_path)
     (tmp_path / "requirements.txt").write_text("flask\n")
     assert requirement_source(tmp_path, "auto") == ("poetry.lock", tmp_path / "poetry.lock")
+
+
+@pytest.mark.parametrize(
+    ("files", "line"),
+    [
+        (
+            ["uv.lock", "requirements.txt"],
+            "dependencies: pinned from uv.lock (a lock: exact versions; preferred over "
+            "requirements.txt, pyproject.toml)",
+        ),
+        (
+            ["requirements.txt"],
+            "dependencies: pinned from requirements.txt (no lock file; "
+            "preferred over pyproject.toml)",
+        ),
+        ([], "dependencies: pinned from pyproject.toml (the dependencies pyproject declares)"),
+    ],
+)
+def test_init_names_the_input_and_why(tmp_path: Path, files: list[str], line: str) -> None:
+    project = _app(tmp_path / "project", _pyproject_of(tmp_path))
+    for name in files:
+        (project / name).write_text("")
+    summary = init_summary(detect(project))
+    assert line in summary
+
+
+def test_init_says_when_no_dependencies_are_declared(tmp_path: Path) -> None:
+    summary = init_summary(detect(_app(tmp_path / "project")))
+    assert (
+        "dependencies: none declared (no uv.lock, poetry.lock, requirements.txt or [project])"
+        in summary
+    )

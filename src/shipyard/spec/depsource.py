@@ -24,6 +24,9 @@ class DepSource:
         return "no dependencies" if self.kind == "none" else self.file
 
 
+NO_DEPS = DepSource("none", "", "no uv.lock, poetry.lock, requirements.txt or [project]")
+
+
 def kind_of(file: str) -> str:
     """The kind of a file named by `build.requirements`."""
     name = file.rsplit("/", 1)[-1]
@@ -51,4 +54,4 @@ def choose_source(present: set[str], has_project_deps: bool) -> DepSource:
         return DepSource(kind, file, why)
     if has_project_deps:
         return DepSource("pyproject", "pyproject.toml", "the dependencies pyproject declares")
-    return DepSource("none", "", "no uv.lock, poetry.lock, requirements.txt or [project]")
+    return NO_DEPS
