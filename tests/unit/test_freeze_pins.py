@@ -8,16 +8,20 @@ from pathlib import Path
 import pytest
 from agentfakes import fake_session
 from fakes import FakeHost
+from fleetfakes import FakeFleet, example_spec, make_fleet
+from fleetfakes import FakeHost as FleetHost
 from hostkit import make_spec, put_release
 
 from shipyard.cli import views
 from shipyard.errors import DeployError, UsageError
+from shipyard.fleet.fleet import FleetError
 from shipyard.host import protocol as p
 from shipyard.host.artifact import Manifest, WheelRef
 from shipyard.host.freeze import live_pins
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.state import AppState, save_state
 from shipyard.targets.base import Frozen, FrozenPin
+from shipyard.targets.ssh import SSHTarget
 
 WHEELS = [
     WheelRef("MarkupSafe-3.0.4-cp311-cp311-manylinux_2_17_x86_64.whl", "aa"),
@@ -85,3 +89,29 @@ def test_hosts_that_differ_need_host() -> None:
     assert views.frozen(found, hashes=False, host="web2").splitlines()[1:] == ["flask==3.1.2"]
     with pytest.raises(UsageError, match=r"--host 'web3' is not a web host"):
         views.frozen(found, hashes=False, host="web3")
+
+
+def _ssh_target(tmp_path: Path, world: FakeFleet) -> SSHTarget:
+    target = SSHTarget(tmp_path, example_spec(), "prod", tmp_path / "cache")
+    target._fleet = make_fleet(tmp_path, world, lb="lb1")
+    return target
+
+
+def test_an_ssh_target_asks_each_web_host_s_agent(tmp_path: Path) -> None:
+    world = FakeFleet(
+        {"web1": FleetHost(live="r1"), "web2": FleetHost(live="r22"), "lb1": FleetHost()}
+    )
+    found = _ssh_target(tmp_path, world).freeze()
+    assert found == [
+        Frozen("web1", "r1", [FrozenPin("flask", "3.1.2", "ab")]),
+        Frozen("web2", "r22", [FrozenPin("flask", "3.1.3", "ab")]),
+    ]
+    assert world.requests(p.Freeze) == [p.Freeze(app="flaskr")] * 2  # never the lb
+    with pytest.raises(UsageError, match="different releases"):
+        views.frozen(found, hashes=False, host=None)
+
+
+def test_an_ssh_target_not_deployed_says_where(tmp_path: Path) -> None:
+    world = FakeFleet({"web1": FleetHost(), "lb1": FleetHost()})
+    with pytest.raises(FleetError, match=r"web1.*not deployed"):
+        _ssh_target(tmp_path, world).freeze()
