@@ -90,6 +90,21 @@ def _pip_freeze_of_a_wheel(project: Path) -> None:
     )
 
 
+def _pip_freeze_in_a_git_checkout(project: Path) -> None:
+    """pip freeze names an editable app in a git work tree by its remote: never fetched."""
+    _pip_freeze(project)
+    text = (project / "requirements.txt").read_text()
+    line = "-e git+https://git.example.invalid/team/myapp.git@0123abcd#egg=myapp"
+    (project / "requirements.txt").write_text(text.replace(f"-e {project}", line))
+
+
+def _pip_freeze_included(project: Path) -> None:
+    """The frozen file included by another, beside a constraint."""
+    _pip_freeze(project)
+    (project / "requirements.txt").rename(project / "frozen.txt")
+    (project / "requirements.txt").write_text("-r frozen.txt\n-c frozen.txt\n")
+
+
 def _uv_lock(project: Path) -> None:
     _pep621(project)
     done = subprocess.run(
@@ -229,7 +244,16 @@ def _poetry(project: Path) -> None:
 
 @pytest.mark.parametrize(
     "make",
-    [_pep621, _requirements, _pip_freeze, _pip_freeze_of_a_wheel, _uv_lock, _poetry],
+    [
+        _pep621,
+        _requirements,
+        _pip_freeze,
+        _pip_freeze_of_a_wheel,
+        _pip_freeze_in_a_git_checkout,
+        _pip_freeze_included,
+        _uv_lock,
+        _poetry,
+    ],
     ids=lambda make: make.__name__.strip("_"),
 )
 def test_every_input_gives_the_same_pins(tmp_path: Path, make: object) -> None:
@@ -254,6 +278,17 @@ def test_a_local_dependency_is_refused_in_one_paragraph(tmp_path: Path) -> None:
     assert "not pinned with '=='" not in message
     (project / "requirements.txt").write_text(f"flask==3.1.2\nmylib @ file://{lib}\n")
     with pytest.raises(BuildError, match=r"'mylib @ file://.*' is a local path or URL"):
+        _pins(project, tmp_path / "cache")
+
+
+def test_a_git_dependency_is_refused_before_uv_fetches_it(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    _pip_freeze(project)
+    (project / "base.txt").write_text(
+        "-e git+https://git.example.invalid/team/other.git#egg=other\n"
+    )
+    (project / "requirements.txt").write_text("flask==3.1.2\n-r base.txt\n")
+    with pytest.raises(BuildError, match=r"^base\.txt: the dependency '-e git\+https://git"):
         _pins(project, tmp_path / "cache")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from shipyard.build.directrefs import included_files, without_the_project
+from shipyard.build.directrefs import included_files, prepared_requirements, without_the_project
 from shipyard.build.platforms import Platform
 from shipyard.build.poetry import poetry_inputs
 from shipyard.build.tools import fail, uv
@@ -155,6 +155,9 @@ def compile_lock(
                 "poetry.lock to read their versions from.",
                 hint="Run 'poetry lock' in the project (shipyard deploys the versions it pins).",
             )
+        elif kind == "requirements" and path is not None:
+            own = _project_name(project)
+            inputs.append(prepared_requirements(path, project, own, Path(tmp) / "requirements"))
         elif path is not None:
             inputs.append(path)
         result = conn.run(
@@ -184,6 +187,16 @@ def compile_lock(
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(lock)
     return lock
+
+
+def _project_name(project: Path) -> str:
+    """The app's distribution name (pyproject's [project] or [tool.poetry]); "" when none."""
+    try:
+        data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return ""
+    poetry = data.get("tool", {}).get("poetry", {})
+    return str(data.get("project", {}).get("name") or poetry.get("name") or "")
 
 
 def _declares_project(pyproject: Path) -> bool:

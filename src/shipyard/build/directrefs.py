@@ -57,6 +57,76 @@ def included_files(path: Path, seen: frozenset[Path] = frozenset()) -> list[Path
     return found
 
 
+def prepared_requirements(path: Path, project: Path, name: str, out: Path) -> Path:
+    """`path` for uv, without the app's own lines; refused before uv runs (which would fetch a
+    git or URL dependency to read it) when any other line is a path or URL.
+
+    Unchanged files are passed as they are; a file with the app's line (or including one that
+    has it) is written again into `out`, its includes made absolute.
+    """
+    return _prepared(path.resolve(), project, name, out, frozenset())
+
+
+def _prepared(path: Path, project: Path, name: str, out: Path, seen: frozenset[Path]) -> Path:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return path  # uv reads it, and says what is wrong with it
+    lines: list[str] = []
+    changed = False
+    for line in logical_lines(text):
+        include = _INCLUDE.match(line)
+        if include is not None and "://" not in include.group(1):
+            other = (path.parent / include.group(1)).resolve()
+            flag = "-c" if line.startswith(("-c", "--constraint")) else "-r"
+            if other in seen or other == path:
+                continue  # uv would loop on it as pip does not: read it once
+            prepared = _prepared(other, project, name, out, seen | {path})
+            changed |= prepared != other
+            lines.append(f"{flag} {prepared}")
+            continue
+        target = _direct_reference(line)
+        if target is not None and _names_the_project(line, target, name, project, path):
+            changed = True
+            continue
+        if target is not None:
+            raise _refused(path.name, line)
+        lines.append(line)
+    if not changed:
+        return path
+    out.mkdir(parents=True, exist_ok=True)
+    copy = out / f"{len(list(out.iterdir()))}-{path.name}"
+    copy.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return copy
+
+
+def _names_the_project(line: str, target: str, name: str, project: Path, source: Path) -> bool:
+    """`-e .`, `app @ file:///...`, or pip freeze's `-e git+https://...#egg=app` of the app."""
+    if _is_the_project(target, project, source):
+        return True
+    if not name:
+        return False
+    egg = re.search(r"#(?:.*&)?egg=([A-Za-z0-9._-]+)", target)
+    named = egg.group(1) if egg else line.split("@", 1)[0].strip() if " @ " in line else ""
+    return _canonical(named) == _canonical(name)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _refused(where: str, line: str) -> BuildError:
+    return BuildError(
+        f"{where}: the dependency {line.strip()!r} is a local path or URL, not a version "
+        "pinned from a package index; shipyard installs the hosts offline from wheels of "
+        "pinned versions (name==version) and does not build local or editable dependencies "
+        "into a release.",
+        hint="Publish the package to an index (a private one works: --index-url or "
+        "--extra-index-url in the file) and pin it with '==', or move its code into the app. "
+        "A line for the app itself (-e . or its own path) is fine: it is skipped.",
+    )
+
+
 def without_the_project(lock: str, project: Path, source: Path | None) -> str:
     """The compiled lock without the project's own line; any other direct reference is refused."""
     kept: list[str] = []
@@ -67,16 +137,7 @@ def without_the_project(lock: str, project: Path, source: Path | None) -> str:
             continue
         if _is_the_project(target, project, source):
             continue
-        where = source.name if source is not None else "the dependencies"
-        raise BuildError(
-            f"{where}: the dependency {line.strip()!r} is a local path or URL, not a version "
-            "pinned from a package index; shipyard installs the hosts offline from wheels of "
-            "pinned versions (name==version) and does not build local or editable dependencies "
-            "into a release.",
-            hint="Publish the package to an index (a private one works: --index-url or "
-            "--extra-index-url in the file) and pin it with '==', or move its code into the app. "
-            "A line for the app itself (-e . or its own path) is fine: it is skipped.",
-        )
+        raise _refused(source.name if source is not None else "the dependencies", line)
     return "".join(f"{line}\n" for line in kept)
 
 
