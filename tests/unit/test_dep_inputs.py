@@ -242,6 +242,19 @@ def _poetry(project: Path) -> None:
     (project / "poetry.lock").write_text(POETRY_LOCK)
 
 
+def _poetry2(project: Path) -> None:
+    """A Poetry 2 project: PEP 621 [project] dependencies, versions in poetry.lock."""
+    _app(
+        project,
+        '[project]\nname = "myapp"\nversion = "1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["flask (>=3.1,<4.0)"]\n\n'
+        '[tool.poetry.group.dev.dependencies]\npytest = "^8.3"\n\n'
+        '[build-system]\nrequires = ["poetry-core>=2.0"]\n'
+        'build-backend = "poetry.core.masonry.api"\n',
+    )
+    (project / "poetry.lock").write_text(POETRY_LOCK)
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -253,6 +266,7 @@ def _poetry(project: Path) -> None:
         _pip_freeze_included,
         _uv_lock,
         _poetry,
+        _poetry2,
     ],
     ids=lambda make: make.__name__.strip("_"),
 )
