@@ -224,6 +224,12 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
     )
     listed = prod.ok("releases", "--target", "prod", "--json")
     assert new and old[2] and new in listed.stdout and old[2] in listed.stdout
+    # freeze: the live (rolled back) release's pins, as each host's lock has them
+    frozen = prod.ok("freeze", "--target", "prod").stdout.splitlines()
+    assert frozen[0] == f"# the live release {old[2]} (shipyard freeze)"
+    for host in prod.fleet.web:
+        lock = host.base_dir / "flaskr" / "releases" / str(old[2]) / "requirements.lock"
+        assert frozen[1:] == sorted(line for line in lock.read_text().splitlines() if line)
     logs = prod.ok("logs", "--target", "prod", "--process", "access", "-n", "5")
     assert {line.split()[0] for line in logs.stdout.splitlines()} == {
         h.name for h in prod.fleet.web

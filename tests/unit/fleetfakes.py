@@ -213,6 +213,16 @@ class FakeAgent:
             ]
         )
 
+    def _freeze(self, request: p.Freeze, files: list[wire.FileEntry]) -> p.FreezeReply:
+        if self.state.live is None:
+            raise RemoteError(
+                self.name,
+                "freeze",
+                p.ErrorDetail(type="DeployError", message="not deployed", exit_code=1),
+            )
+        pin = p.FrozenPin(name="flask", version=f"3.1.{len(self.state.live)}", sha256="ab")
+        return p.FreezeReply(release=self.state.live, pins=[pin])
+
     def _plan(self, request: p.Plan, files: list[wire.FileEntry]) -> p.PlanReply:
         plan = DeployPlan(app=request.spec.name, host="", release=request.release, stages=[])
         return p.PlanReply(plan=plan)

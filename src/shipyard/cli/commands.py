@@ -200,6 +200,31 @@ def releases(project: Path, target: str, as_json: bool) -> None:
 @cli.command()
 @project_arg
 @target_opt
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+@click.option("--hashes", is_flag=True, help="Add each wheel's --hash=sha256 (pip's hash mode).")
+@click.option("--host", "host_name", help="The host to ask (ssh targets; when they differ).")
+def freeze(
+    project: Path, target: str, output: Path | None, hashes: bool, host_name: str | None
+) -> None:
+    """The live release's exact pins, as a requirements.txt (pip freeze of what runs)."""
+    with _target(project, target) as opened:
+        found = opened.freeze()
+    text = views.frozen(found, hashes=hashes, host=host_name)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write {output}: {err.strerror}.") from None
+    views.frozen_written(found, output, host_name)
+
+
+@cli.command()
+@project_arg
+@target_opt
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(project: Path, target: str, as_json: bool) -> None:
     """The live release, its processes and its health; exit 1 when not healthy."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 
 from shipyard.cli.ui import error_console, escape, out_console
-from shipyard.errors import ShipyardError
+from shipyard.errors import ShipyardError, UsageError
 from shipyard.targets.dirs import default_cache_dir
 
 if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads their fields
@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads the
         ConfigChanged,
         Deployed,
         Destroyed,
+        Frozen,
         HostReleases,
         ProcessesChanged,
         Provisioned,
@@ -122,6 +123,41 @@ def releases(found: list[HostReleases], as_json: bool) -> None:
                 "yes" if row.on_disk else "no",
             )
     out_console().print(table)
+
+
+def _one_frozen(found: list[Frozen], host: str | None) -> Frozen:
+    """The release whose pins to show: the one every host runs, or the one --host names."""
+    if host is not None:
+        chosen = [f for f in found if f.host == host]
+        if not chosen:
+            raise UsageError(
+                f"--host {host!r} is not a web host of the target.",
+                hint=f"Its web hosts: {', '.join(f.host for f in found)}.",
+            )
+        return chosen[0]
+    if len({(f.release, tuple(f.pins)) for f in found}) > 1:
+        live = ", ".join(f"{f.host}: {f.release}" for f in found)
+        raise UsageError(
+            f"the hosts run different releases ({live}).",
+            hint="Pass --host to freeze one of them, or deploy so that they agree.",
+        )
+    return found[0]
+
+
+def frozen(found: list[Frozen], *, hashes: bool, host: str | None) -> str:
+    """A requirements.txt of the live release: name==version, sorted, with hashes if asked."""
+    one = _one_frozen(found, host)
+    lines = [f"# the live release {one.release} (shipyard freeze)"]
+    for pin in one.pins:
+        lines.append(f"{pin} \\\n    --hash=sha256:{pin.sha256}" if hashes else str(pin))
+    return "\n".join(lines) + "\n"
+
+
+def frozen_written(found: list[Frozen], output: Path, host: str | None) -> None:
+    one = _one_frozen(found, host)
+    error_console().print(
+        f"wrote {escape(str(output))}: {len(one.pins)} pins of release {escape(one.release)}"
+    )
 
 
 def status(report: Status, as_json: bool) -> None:

@@ -105,6 +105,7 @@ class Session:
             p.Destroy: self.destroy,
             p.Status: self.status,
             p.Releases: self.releases,
+            p.Freeze: self.freeze,
             p.Plan: self.plan,
             p.Lb: self.lb,
             p.LbRemove: self.lb_remove,
@@ -355,6 +356,11 @@ class Session:
                 for r in reversed(state.releases)
             ]
         )
+
+    def freeze(self, request: p.Freeze) -> p.FreezeReply:
+        from shipyard.host.freeze import live_pins
+
+        return live_pins(self.app(request.app))
 
     def plan(self, request: p.Plan) -> p.PlanReply:
         """What a deploy of `release` would do here; reads, changes nothing."""

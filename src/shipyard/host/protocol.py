@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
 
 class Message(BaseModel):
@@ -303,6 +303,23 @@ class Releases(AppRequest[ReleasesReply]):
     op: Literal["releases"] = "releases"
 
 
+class FrozenPin(Message):
+    name: str  # canonical
+    version: str
+    sha256: str  # of the wheel the release installed
+
+
+class FreezeReply(Reply):
+    release: str
+    pins: list[FrozenPin]  # by name
+
+
+class Freeze(AppRequest[FreezeReply]):
+    """The live release's pinned dependencies, from its manifest."""
+
+    op: Literal["freeze"] = "freeze"
+
+
 class PlanReply(Reply):
     plan: DeployPlan
 
@@ -364,6 +381,7 @@ AnyRequest = Annotated[
         Destroy,
         Status,
         Releases,
+        Freeze,
         Plan,
         Lb,
         LbRemove,

@@ -12,6 +12,7 @@ from typing import Any
 from shipyard.errors import SpecError
 from shipyard.project.commands import propose_commands
 from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
+from shipyard.spec.depsource import AUTO_ORDER, NO_DEPS, DepSource, choose_source
 
 SKIP_DIRS = {
     ".git",
@@ -67,6 +68,7 @@ class Detected:
     alternatives: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     build: BuildChoice = WHEEL
+    deps: DepSource = NO_DEPS
     persistent: list[str] = field(default_factory=list)
     persistent_files: list[str] = field(default_factory=list)
 
@@ -106,10 +108,9 @@ def detect(project: Path) -> Detected:
         (list(extras[k]) for k in ("test", "tests", "dev") if k in extras), ["pytest"]
     )
     requirements = "auto"
-    if not any((project / f).is_file() for f in ("uv.lock", "requirements.txt")) and not meta.get(
-        "dependencies"
-    ):
-        notes.append("no dependencies declared (uv.lock, requirements.txt or [project])")
+    present = {file for file, _ in AUTO_ORDER if (project / file).is_file()}
+    poetry = pyproject.get("tool", {}).get("poetry", {})
+    deps = choose_source(present, bool(meta.get("dependencies") or poetry.get("dependencies")))
     build = _build_choice(project)
     persistent, persistent_files = _data_beside_code(project, best) if build.is_tree else ([], [])
     commands = propose_commands(
@@ -138,6 +139,7 @@ def detect(project: Path) -> Detected:
         alternatives=[c.entry for c in candidates[1:5]],
         notes=notes,
         build=build,
+        deps=deps,
         persistent=persistent,
         persistent_files=persistent_files,
     )

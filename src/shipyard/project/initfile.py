@@ -83,8 +83,8 @@ def render_spec_toml(found: Detected) -> str:
 
 
 def init_summary(found: Detected) -> list[str]:
-    """What `init` chose that the user should know: the build mode and why, what it made
-    persistent, and its notes."""
+    """What `init` chose that the user should know: the build mode and why, where the
+    dependency pins come from and why, what it made persistent, and its notes."""
     lines = [f"build: {found.build.reason}"] if found.build.reason else []
     kept = [f"{d}/" for d in found.persistent] + found.persistent_files
     if kept:
@@ -94,6 +94,10 @@ def init_summary(found: Detected) -> list[str]:
         )
     if found.build.is_tree and found.framework in ("flask", "quart"):
         lines.append("persistent: instance/ (Flask's instance folder, without configuration)")
+    if found.deps.kind == "none":
+        lines.append(f"dependencies: none declared ({found.deps.why})")
+    else:
+        lines.append(f"dependencies: pinned from {found.deps.file} ({found.deps.why})")
     lines += [f"note: {note}" for note in found.notes]
     return lines
 

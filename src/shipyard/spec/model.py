@@ -153,8 +153,8 @@ class BuildSpec(_Strict):
 
     requirements: str = Field(
         default="auto",
-        description="'auto' (uv.lock, then requirements.txt, then pyproject dependencies), "
-        "'pyproject', or a path to a requirements file.",
+        description="'auto' (uv.lock, then poetry.lock, then requirements.txt, then pyproject "
+        "dependencies), 'pyproject', or a path to a requirements file, uv.lock or poetry.lock.",
     )
     exclude: list[str] = Field(
         default_factory=list, description="Extra glob patterns left out of the source hash."

@@ -100,6 +100,25 @@ class HostReleases:
 
 
 @dataclass(frozen=True)
+class FrozenPin:
+    name: str
+    version: str
+    sha256: str  # of the wheel the release installed
+
+    def __str__(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """The pinned dependencies of the release live on `host`."""
+
+    host: str
+    release: str
+    pins: list[FrozenPin]
+
+
+@dataclass(frozen=True)
 class HostProblem:
     host: str
     problem: str  # "" when the host is ready
@@ -162,6 +181,10 @@ class Target(Protocol):
     def status(self) -> Status: ...
 
     def releases(self) -> list[HostReleases]: ...
+
+    def freeze(self) -> list[Frozen]:
+        """The live release's exact pins, per web host."""
+        ...
 
     def logs(
         self, process: str | None, lines: int, follow: bool, emit: Callable[[str], None]

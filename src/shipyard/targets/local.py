@@ -16,6 +16,7 @@ from shipyard.host import lifecycle as ops
 from shipyard.host import logs as applogs
 from shipyard.host import runtime
 from shipyard.host.artifact import MANIFEST, load_artifact, wheel_store
+from shipyard.host.freeze import live_pins
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection
 from shipyard.host.planning import host_plan
@@ -41,6 +42,8 @@ from shipyard.targets.base import (
     ConfigChanged,
     Deployed,
     Destroyed,
+    Frozen,
+    FrozenPin,
     HostProblem,
     HostReleases,
     HostStatus,
@@ -268,6 +271,11 @@ class LocalTarget:
             for r in reversed(state.releases)
         ]
         return [HostReleases(LOCAL, rows)]
+
+    def freeze(self) -> list[Frozen]:
+        found = live_pins(self.app)
+        pins = [FrozenPin(pin.name, pin.version, pin.sha256) for pin in found.pins]
+        return [Frozen(LOCAL, found.release, pins)]
 
     def logs(
         self, process: str | None, lines: int, follow: bool, emit: Callable[[str], None]

@@ -21,6 +21,8 @@ from shipyard.targets.base import (
     ConfigChanged,
     Deployed,
     Destroyed,
+    Frozen,
+    FrozenPin,
     HostProblem,
     HostReleases,
     HostStatus,
@@ -137,6 +139,15 @@ class SSHTarget:
                 ],
             )
             for host, rows in per_host.items()
+        ]
+
+    def freeze(self) -> list[Frozen]:
+        done = fleets.each_web(self.fleet, p.Freeze(app=self.spec.name))
+        return [
+            Frozen(
+                host, reply.release, [FrozenPin(x.name, x.version, x.sha256) for x in reply.pins]
+            )
+            for host, reply in done.items()
         ]
 
     def logs(
