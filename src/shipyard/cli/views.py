@@ -144,6 +144,9 @@ def status(report: Status, as_json: bool) -> None:
             hosts.add_row(host.host, "lb", "-", "-", f"agent {escape(host.agent_version)}")
         else:
             health = "[green]healthy[/]" if host.healthy else "[red]unhealthy[/]"
+            if host.down:
+                down = ", ".join(f"{p.name} {p.state}" for p in host.down)
+                health += f" [red]processes down: {escape(down)}[/]"
             hosts.add_row(
                 host.host,
                 host.role,
@@ -155,7 +158,8 @@ def status(report: Status, as_json: bool) -> None:
     processes = Table("host", "process", "state", "pid", "description")
     for host in report.hosts:
         for proc in host.processes:
-            processes.add_row(host.host, proc.name, proc.state, str(proc.pid), proc.description)
+            state = proc.state if proc.state == "RUNNING" else f"[red]{proc.state}[/]"
+            processes.add_row(host.host, proc.name, state, str(proc.pid), proc.description)
     if processes.row_count:
         console.print(processes)
 

@@ -21,7 +21,7 @@ from shipyard.errors import (
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health
+from shipyard.host import health, programs
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.python import find_python
@@ -304,8 +304,8 @@ def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
         return
     supervisor = target.servers.supervisor(target.host)
     if supervisor.is_running():
-        processes = release_spec(app, warm.release).processes
-        retire_slot(target.conn, supervisor, app, processes, warm.slot)
+        names = programs.slot_programs(app, release_spec(app, warm.release), warm.slot)
+        retire_slot(target.conn, supervisor, app, warm.slot, names)
     state.warm = None
     save_state(app, state)
 
@@ -506,7 +506,7 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
 def _programs(app: AppLayout, state: AppState) -> list[str]:
     assert state.live is not None and state.slot is not None
     spec = release_spec(app, state.live)
-    return [app.program(p, state.slot) for p in ("web", *sorted(spec.processes))]
+    return programs.slot_programs(app, spec, state.slot)
 
 
 def destroy(spec: Spec, target: Machine, purge: bool) -> bool:

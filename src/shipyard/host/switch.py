@@ -9,17 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
-from shipyard.host import crash_output, drain, health, render
+from shipyard.host import crash_output, drain, health, programs, render
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
 from shipyard.host.runtime import ReloadHandle
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.steps import Command, Connection, Symlink, Upload
-from shipyard.host.supervisor import FAILED_STATES, SupervisorClient
+from shipyard.host.supervisor import FAILED_STATES, ProcessInfo, SupervisorClient
 from shipyard.spec.model import ServerType, Spec
 
 RELEASE_COMMAND_TIMEOUT = 1800
 NGINX_CHECK_TIMEOUT = 10.0
+# Past the longest `startsecs`: how long supervisord may take to report a process RUNNING.
+WORKER_START_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ class Switch:
             )
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
-        self._log_offset = 0
+        self._log_offsets: dict[str, int] = {}
         self.warm_reused = False  # staged by reusing the idle slot's running release
         self._retiring: tuple[str, ReloadHandle] | None = None
         self._open_after_drain: bool | None = None  # once the old slot's drain is waited for
@@ -126,6 +128,7 @@ class Switch:
             self._start_new()
         try:
             self._check_new_socket()
+            self._check_workers()
         except BaseException:
             self.abort()
             raise
@@ -173,7 +176,7 @@ class Switch:
 
     def _idle_slot_runs(self) -> bool:
         """Every process of the release runs on the idle slot (kept warm since it served)."""
-        names = [self.app.program(p, self.slot) for p in ("web", *sorted(self.spec.processes))]
+        names = programs.slot_programs(self.app, self.spec, self.slot)
         infos = [self.supervisor.process(name) for name in names]
         return all(info is not None and info.state == "RUNNING" for info in infos)
 
@@ -245,19 +248,50 @@ class Switch:
             self.run_as,
             self.tree,
         )
+        names = programs.slot_programs(self.app, self.spec, self.slot)
         # The idle slot may still be finishing requests from the release retired just before.
-        for process in ("web", *sorted(self.spec.processes)):
-            self.supervisor.wait_stopped(
-                self.app.program(process, self.slot), self.spec.server.graceful_timeout + 10
-            )
+        for name in names:
+            self.supervisor.wait_stopped(name, self.spec.server.graceful_timeout + 10)
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
         self.conn.remove(_posix(self.app.socket(self.slot)))
-        log = self.conn.read(_posix(self.app.app_log("web", self.slot)))
-        self._log_offset = len(log) if log else 0
+        for instance in programs.instances(self.spec):
+            log = self.conn.read(_posix(self.app.app_log(instance.name, self.slot)))
+            self._log_offsets[instance.name] = len(log) if log else 0
         self.supervisor.update()
         # A group whose config did not change since it was retired is loaded but stopped.
-        for process in ("web", *sorted(self.spec.processes)):
-            self.supervisor.start(self.app.program(process, self.slot))
+        for name in names:
+            self.supervisor.start(name)
+
+    def _check_workers(self) -> None:
+        """Every extra process stays up past its `startsecs` (supervisor's RUNNING), checked
+        before traffic moves: one that crash-loops fails the deploy with nothing switched."""
+        pending = {i.name: i for i in programs.workers(self.spec)}
+        longest = max((self.spec.processes[i.kind].startsecs for i in pending.values()), default=0)
+        deadline = time.monotonic() + longest + WORKER_START_GRACE
+        while pending:
+            for name, instance in list(pending.items()):
+                info = self.supervisor.process(self.app.program(name, self.slot))
+                if info is not None and info.state == "RUNNING":
+                    del pending[name]
+                elif info is None or info.state in FAILED_STATES:
+                    self._worker_failed(instance, info)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                late = next(iter(pending.values()))
+                program = self.app.program(late.name, self.slot)
+                self._worker_failed(late, self.supervisor.process(program))
+            time.sleep(0.1)
+
+    def _worker_failed(self, instance: programs.Instance, info: ProcessInfo | None) -> None:
+        state = f"{info.state}: {info.description}" if info else "its program is gone"
+        tail = crash_output.excerpt(self._settled_output(instance.name))
+        raise DeployError(
+            f"release {self.release_id}: process {instance.name} did not stay up ({state}).\n"
+            + "\n".join(f"  | {line}" for line in tail),
+            hint="Nothing was switched: the serving release keeps serving. See the process's "
+            f"output above (full log: {self.app.app_log(instance.name, self.slot)}).",
+        )
 
     def _check_new_socket(self) -> None:
         program = self.app.program("web", self.slot)
@@ -288,7 +322,7 @@ class Switch:
             give_up=crashed,
         )
         if not probe.ok:
-            tail = crash_output.excerpt(self._settled_output())
+            tail = crash_output.excerpt(self._settled_output("web"))
             raise HealthCheckFailed(
                 f"release {self.release_id} failed its health check (GET {check.request_path} on "
                 f"{self.app.socket(self.slot)}): {probe.detail}.\n"
@@ -297,22 +331,23 @@ class Switch:
                 f"output above (full log: {self.app.app_log('web', self.slot)}).",
             )
 
-    def _settled_output(self, limit: float = 2.0) -> str:
+    def _settled_output(self, instance: str, limit: float = 2.0) -> str:
         """The new server's output since it started, once supervisord has written all of it.
 
         supervisord may report a process as exited before it has drained the dead process's
         pipe into the log file, so read until the file stops growing.
         """
-        path = _posix(self.app.app_log("web", self.slot))
+        path = _posix(self.app.app_log(instance, self.slot))
+        offset = self._log_offsets.get(instance, 0)
         deadline = time.monotonic() + limit
         log = self.conn.read(path) or b""
         while time.monotonic() < deadline:
             time.sleep(0.1)
             again = self.conn.read(path) or b""
-            if len(again) == len(log) and len(log) > self._log_offset:
+            if len(again) == len(log) and len(log) > offset:
                 break
             log = again
-        return log[self._log_offset :].decode(errors="replace")
+        return log[offset:].decode(errors="replace")
 
     def _point_nginx_at(self, slot: str, release_id: str) -> ReloadHandle:
         previous = self.conn.read(_posix(self.app.site_file))
@@ -368,7 +403,10 @@ class Switch:
         self._stop_slot(self.slot)
 
     def _retire_slot(self, slot: str) -> None:
-        retire_slot(self.conn, self.supervisor, self.app, self.spec.processes, slot)
+        # the old slot runs the processes of the release it served, not of this one
+        spec = release_spec(self.app, self.live[0]) if self.live else self.spec
+        names = programs.slot_programs(self.app, spec, slot)
+        retire_slot(self.conn, self.supervisor, self.app, slot, names)
 
     def _stop_slot(self, slot: str) -> None:
         self.conn.remove(_posix(self.app.program_file(slot)))
@@ -379,8 +417,8 @@ def retire_slot(
     conn: Connection,
     supervisor: SupervisorClient,
     app: AppLayout,
-    processes: Iterable[str],
     slot: str,
+    names: Iterable[str],
 ) -> None:
     """Stop a slot gracefully in the background: nginx no longer sends it requests, and the
     ones it has finish within its graceful timeout. Its group is removed by the next update,
@@ -388,8 +426,8 @@ def retire_slot(
     (secrets among them) may have been changed or unset since, and the next start of the
     slot writes a new one."""
     conn.remove(_posix(app.program_file(slot)))
-    for process in ("web", *sorted(processes)):
-        supervisor.retire(app.program(process, slot))
+    for name in names:
+        supervisor.retire(name)
     conn.remove(_posix(app.env_file(slot)))
 
 

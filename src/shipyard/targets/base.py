@@ -67,7 +67,12 @@ class HostStatus:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (self.role == "lb" or self.healthy)
+        return self.error is None and (self.role == "lb" or (self.healthy and not self.down))
+
+    @property
+    def down(self) -> list[Process]:
+        """The processes that should be running and are not (crash-looping, stopped)."""
+        return [p for p in self.processes if p.state != "RUNNING"]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 
 from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.programs import workers
 from shipyard.spec.model import ServerType, Spec
 
 _TEMPLATES = jinja2.PackageLoader("shipyard.host.render", "templates")
@@ -165,6 +166,7 @@ class ProcessConf:
     command: str
     log: Path
     stopsignal: str
+    startsecs: int = 1
 
 
 def program_conf(
@@ -190,13 +192,15 @@ def program_conf(
             stopsignal="INT" if spec.server.type is ServerType.UWSGI else "TERM",
         )
     ]
-    for name, command in sorted(spec.processes.items()):
+    for instance in workers(spec):
+        process = spec.processes[instance.kind]
         processes.append(
             ProcessConf(
-                name=app.program(name, slot),
-                command=_supervisor_command((*prefix, *shlex.split(command))),
-                log=app.app_log(name, slot),
+                name=app.program(instance.name, slot),
+                command=_supervisor_command((*prefix, *shlex.split(process.command))),
+                log=app.app_log(instance.name, slot),
                 stopsignal="TERM",
+                startsecs=process.startsecs,
             )
         )
     environment = {
