@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads the
         Provisioned,
         Restarted,
         RolledBack,
+        Scaled,
         Status,
     )
 
@@ -102,6 +103,12 @@ def restarted(result: Restarted) -> None:
     click.echo(f"release {result.release} restarted on {where}")
 
 
+def scaled(result: Scaled) -> None:
+    counts = " ".join(f"{k}={v}" for k, v in sorted(result.scale.items()))
+    restarted = f"; release {result.restarted} restarted" if result.restarted else ""
+    click.echo(f"scale {counts} on {', '.join(result.hosts)}{restarted}")
+
+
 def releases(found: list[HostReleases], as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([asdict(host) for host in found], indent=2))
@@ -155,6 +162,10 @@ def status(report: Status, as_json: bool) -> None:
                 f"{health} ({escape(host.health)})",
             )
     console.print(hosts)
+    for host in report.hosts:
+        if host.scale:
+            counts = " ".join(f"{k}={v}" for k, v in sorted(host.scale.items()))
+            console.print(f"{escape(host.host)}: scale {escape(counts)} (shipyard scale)")
     processes = Table("host", "process", "state", "pid", "description")
     for host in report.hosts:
         for proc in host.processes:

@@ -41,6 +41,7 @@ from shipyard.host.release import (
     remove_layer,
     remove_release,
 )
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.setup_command import SetupRecord, save_setup, setup_for
 from shipyard.host.state import (
@@ -505,7 +506,7 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
 
 def _programs(app: AppLayout, state: AppState) -> list[str]:
     assert state.live is not None and state.slot is not None
-    spec = release_spec(app, state.live)
+    spec = scaled(release_spec(app, state.live), load_scale(app))
     return programs.slot_programs(app, spec, state.slot)
 
 

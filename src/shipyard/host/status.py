@@ -7,6 +7,7 @@ from typing import Any
 from shipyard.host import health, programs
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import release_spec
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.state import load_state
 from shipyard.host.supervisor import Supervisor
 from shipyard.host.switch import host_header, listen_url
@@ -19,7 +20,7 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
     supervisor = Supervisor(target.host.supervisor_socket)
     running = supervisor.is_running()
     # the live release is checked as it was built, not as the spec in the tree says now
-    live_spec = release_spec(app, state.live) if state.live else spec
+    live_spec = scaled(release_spec(app, state.live) if state.live else spec, load_scale(app))
     # the live slot's programs, each of which should be running, and the managed nginx
     expected = (
         programs.slot_programs(app, live_spec, state.slot) if state.live and state.slot else []
@@ -52,4 +53,5 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
         "healthy": probe.ok and probe.release == state.live,
         "health": probe.detail,
         "serving_release": probe.release,
+        "scale": load_scale(app),
     }

@@ -13,6 +13,7 @@ from shipyard.host import crash_output, drain, health, programs, render
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
 from shipyard.host.runtime import ReloadHandle
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.steps import Command, Connection, Symlink, Upload
 from shipyard.host.supervisor import FAILED_STATES, ProcessInfo, SupervisorClient
@@ -74,7 +75,8 @@ class Switch:
         self.supervisor = supervisor
         self.app = app
         self.release_id = release_id
-        self.spec = release_spec(app, release_id)
+        self.scale = load_scale(app)  # `shipyard scale` counts, over the release's own
+        self.spec = scaled(release_spec(app, release_id), self.scale)
         self.tree = release_manifest(app, release_id).is_tree  # runs in its source tree
         self.config = config
         self.listen = listen
@@ -238,8 +240,27 @@ class Switch:
         if not result.ok:
             raise CommandFailed(result, what=f"{what} failed ({command})", hint=hint)
 
-    def _start_new(self) -> None:
-        conf = render.program_conf(
+    def rescale(self) -> None:
+        """Give the slot this switch runs on (made with `live` naming the other one: the live
+        slot) the counts of the scale: new instances start, dropped ones stop gracefully, and
+        the web server, whose program did not change, is left alone. Fails like a deploy
+        when a new instance does not stay up."""
+        self.conn.put(
+            Upload(self._program_conf().encode(), _posix(self.app.program_file(self.slot)))
+        )
+        self._note_log_offsets()
+        self.supervisor.update()
+        for name in programs.slot_programs(self.app, self.spec, self.slot):
+            self.supervisor.start(name)
+        self._check_workers()
+
+    def _note_log_offsets(self) -> None:
+        for instance in programs.instances(self.spec):
+            log = self.conn.read(_posix(self.app.app_log(instance.name, self.slot)))
+            self._log_offsets[instance.name] = len(log) if log else 0
+
+    def _program_conf(self) -> str:
+        return render.program_conf(
             self.spec,
             self.app,
             self.release_id,
@@ -247,16 +268,18 @@ class Switch:
             self.app.host.launcher,
             self.run_as,
             self.tree,
+            self.scale.get("web"),
         )
+
+    def _start_new(self) -> None:
+        conf = self._program_conf()
         names = programs.slot_programs(self.app, self.spec, self.slot)
         # The idle slot may still be finishing requests from the release retired just before.
         for name in names:
             self.supervisor.wait_stopped(name, self.spec.server.graceful_timeout + 10)
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
         self.conn.remove(_posix(self.app.socket(self.slot)))
-        for instance in programs.instances(self.spec):
-            log = self.conn.read(_posix(self.app.app_log(instance.name, self.slot)))
-            self._log_offsets[instance.name] = len(log) if log else 0
+        self._note_log_offsets()
         self.supervisor.update()
         # A group whose config did not change since it was retired is loaded but stopped.
         for name in names:
@@ -404,7 +427,7 @@ class Switch:
 
     def _retire_slot(self, slot: str) -> None:
         # the old slot runs the processes of the release it served, not of this one
-        spec = release_spec(self.app, self.live[0]) if self.live else self.spec
+        spec = scaled(release_spec(self.app, self.live[0]), self.scale) if self.live else self.spec
         names = programs.slot_programs(self.app, spec, slot)
         retire_slot(self.conn, self.supervisor, self.app, slot, names)
 

@@ -43,6 +43,13 @@ class Restarted:
 
 
 @dataclass(frozen=True)
+class Scaled:
+    scale: dict[str, int]  # the counts now set (the same on every host)
+    hosts: list[str]
+    restarted: str | None = None  # the release restarted (web scaled), if any
+
+
+@dataclass(frozen=True)
 class Process:
     name: str
     state: str
@@ -62,6 +69,7 @@ class HostStatus:
     health: str = ""
     serving_release: str | None = None
     processes: list[Process] = field(default_factory=list)
+    scale: dict[str, int] = field(default_factory=dict)  # set with `shipyard scale`
     error: str | None = None
     agent_version: str = ""
 
@@ -163,6 +171,10 @@ class Target(Protocol):
     def rollback(self, progress: Progress, *, to: str | None, lock_wait: float) -> RolledBack: ...
 
     def restart(self, progress: Progress, *, lock_wait: float) -> Restarted: ...
+
+    def scale(self, progress: Progress, changes: dict[str, int], *, lock_wait: float) -> Scaled:
+        """Set process counts (`web`: the app server's workers), kept across deploys."""
+        ...
 
     def status(self) -> Status: ...
 

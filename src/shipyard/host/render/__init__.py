@@ -9,8 +9,8 @@ from pathlib import Path
 
 import jinja2
 
+from shipyard.host import programs
 from shipyard.host.layout import AppLayout, HostLayout
-from shipyard.host.programs import workers
 from shipyard.spec.model import ServerType, Spec
 
 _TEMPLATES = jinja2.PackageLoader("shipyard.host.render", "templates")
@@ -177,6 +177,7 @@ def program_conf(
     launcher: Path,
     user: str | None = None,
     tree: bool = False,
+    workers: int | None = None,
 ) -> str:
     """Supervisor programs of one slot: the web server plus any extra processes, each run
     in the release's working directory (a source tree's release: its tree)."""
@@ -187,12 +188,14 @@ def program_conf(
     processes = [
         ProcessConf(
             name=app.program("web", slot),
-            command=_supervisor_command((*prefix, *server_argv(spec, app, release_id, slot))),
+            command=_supervisor_command(
+                (*prefix, *server_argv(spec, app, release_id, slot, workers))
+            ),
             log=app.app_log("web", slot),
             stopsignal="INT" if spec.server.type is ServerType.UWSGI else "TERM",
         )
     ]
-    for instance in workers(spec):
+    for instance in programs.workers(spec):
         process = spec.processes[instance.kind]
         processes.append(
             ProcessConf(
@@ -221,16 +224,29 @@ def program_conf(
     )
 
 
-def server_argv(spec: Spec, app: AppLayout, release_id: str, slot: str) -> tuple[str, ...]:
+def server_argv(
+    spec: Spec, app: AppLayout, release_id: str, slot: str, workers: int | None = None
+) -> tuple[str, ...]:
+    """The app server's command; `workers` (set by `shipyard scale web=N`) overrides the
+    count its config file in the release was written with."""
     venv = app.venv(release_id)
     socket = app.socket(slot)
     release_dir = app.release(release_id)
     if spec.server.type is ServerType.UWSGI:
-        return (f"{venv}/bin/uwsgi", "--ini", f"{release_dir}/uwsgi.ini", "--socket", str(socket))
+        scale = ("--processes", str(workers)) if workers else ()
+        return (
+            f"{venv}/bin/uwsgi",
+            "--ini",
+            f"{release_dir}/uwsgi.ini",
+            *scale,
+            "--socket",
+            str(socket),
+        )
     return (
         f"{venv}/bin/gunicorn",
         "--config",
         f"{release_dir}/gunicorn.conf.py",
+        *(("--workers", str(workers)) if workers else ()),
         "--bind",
         f"unix:{socket}",
         spec.entry,
