@@ -9,9 +9,10 @@ import pytest
 from fakes import FakeHost
 from hostkit import LISTEN, make_spec, put_release
 
-from shipyard.errors import DeployError, SpecError
+from shipyard.errors import DeployError, ShipyardError, SpecError, UsageError
 from shipyard.host import programs, render
 from shipyard.host.layout import HostLayout
+from shipyard.host.scale import check_changes, load_scale, scale_upload, scaled
 from shipyard.host.switch import Switch
 from shipyard.spec.model import ProcessSpec, parse_spec
 from shipyard.targets.base import HostStatus, Process
@@ -118,3 +119,36 @@ def test_status_is_not_ok_while_a_process_is_down() -> None:
     assert HostStatus("h", healthy=True, processes=[up]).ok
     broken = HostStatus("h", healthy=True, processes=[up, down])
     assert not broken.ok and broken.down == [down]
+
+
+def test_the_scale_is_kept_beside_the_config_and_applied_over_the_spec(host: FakeHost) -> None:
+    app = host.layout.app("flaskr")
+    spec = make_spec(processes={"worker": "rq worker", "clock": "python clock.py"})
+    assert load_scale(app) == {}
+    app.shared.mkdir(parents=True)
+    upload = scale_upload(app, {"worker": 3, "web": 2})
+    app.scale_file.write_bytes(upload.content)
+    scale = load_scale(app)
+    over = scaled(spec, {**scale, "gone": 4})  # a process the release no longer has: ignored
+    assert (over.server.workers, over.processes["worker"].count) == (2, 3)
+    assert over.processes["clock"].count == 1 and spec.processes["worker"].count == 1
+    argv = render.server_argv(over, app, "abc", "blue", scale["web"])
+    assert argv[argv.index("--workers") + 1] == "2"
+    assert "--workers" not in render.server_argv(spec, app, "abc", "blue")
+    app.scale_file.write_text('{"worker": "three"}')
+    with pytest.raises(ShipyardError, match=r"scale.json is corrupt"):
+        load_scale(app)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"celery": 2}, r"no such process \(known: web, worker\)"),
+        ({"web": 0}, r"cannot scale web to 0: from 1 to 64"),
+        ({"worker": 65}, r"cannot scale worker to 65"),
+    ],
+)
+def test_scale_names_and_counts_are_checked(changes: dict[str, int], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        check_changes(make_spec(processes={"worker": "rq worker"}), changes)
+    check_changes(make_spec(processes={"worker": "rq worker"}), {"worker": 0, "web": 4})
