@@ -12,7 +12,7 @@ from hostkit import LISTEN, make_spec, put_release
 from shipyard.errors import DeployError, ShipyardError, SpecError, UsageError
 from shipyard.host import programs, render
 from shipyard.host.layout import HostLayout
-from shipyard.host.scale import check_changes, load_scale, scale_upload, scaled
+from shipyard.host.scale import check_changes, load_scale, save_scale, scaled
 from shipyard.host.switch import Switch
 from shipyard.spec.model import ProcessSpec, parse_spec
 from shipyard.targets.base import HostStatus, Process
@@ -125,9 +125,7 @@ def test_the_scale_is_kept_beside_the_config_and_applied_over_the_spec(host: Fak
     app = host.layout.app("flaskr")
     spec = make_spec(processes={"worker": "rq worker", "clock": "python clock.py"})
     assert load_scale(app) == {}
-    app.shared.mkdir(parents=True)
-    upload = scale_upload(app, {"worker": 3, "web": 2})
-    app.scale_file.write_bytes(upload.content)
+    save_scale(app, {"worker": 3, "web": 2})
     scale = load_scale(app)
     over = scaled(spec, {**scale, "gone": 4})  # a process the release no longer has: ignored
     assert (over.server.workers, over.processes["worker"].count) == (2, 3)

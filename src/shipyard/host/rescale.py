@@ -10,7 +10,7 @@ from shipyard.events import Progress
 from shipyard.host.layout import AppLayout
 from shipyard.host.lifecycle import DEFAULT_LOCK_WAIT, Machine, switch
 from shipyard.host.release import load_config, release_spec
-from shipyard.host.scale import check_changes, load_scale, scale_upload, scaled
+from shipyard.host.scale import check_changes, load_scale, save_scale, scaled
 from shipyard.host.state import AppState, app_lock, load_state
 from shipyard.host.supervisor import SupervisorClient
 from shipyard.host.switch import Switch
@@ -40,7 +40,7 @@ def scale(
         check_changes(live_spec, changes)
         before = load_scale(app)
         after = {**before, **changes}
-        target.conn.put(scale_upload(app, after))
+        save_scale(app, after)
         if state.live is None or state.slot is None:
             return Rescaled(after, None)  # the next deploy starts with these counts
         web = scaled(live_spec, before).server.workers != scaled(live_spec, after).server.workers
@@ -53,7 +53,7 @@ def scale(
             with progress.stage(f"scale: {_shown(changes)} on the live slot"):
                 _on_live_slot(target, supervisor, app, state).rescale()
         except BaseException:
-            target.conn.put(scale_upload(app, before))
+            save_scale(app, before)
             if not web:  # back to the counts that ran; the web server was never touched
                 with contextlib.suppress(ShipyardError):
                     _on_live_slot(target, supervisor, app, state).rescale()

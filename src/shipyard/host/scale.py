@@ -4,11 +4,10 @@ and applied over the spec's own (`server.workers`, `processes.NAME.count`)."""
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath
 
 from shipyard.errors import ShipyardError, UsageError
 from shipyard.host.layout import AppLayout
-from shipyard.host.steps import Upload
+from shipyard.host.local import write_atomic
 from shipyard.spec.model import Spec
 
 MAX_COUNT = 64
@@ -28,9 +27,10 @@ def load_scale(app: AppLayout) -> dict[str, int]:
     return {str(k): v for k, v in raw.items()}
 
 
-def scale_upload(app: AppLayout, scale: dict[str, int]) -> Upload:
+def save_scale(app: AppLayout, scale: dict[str, int]) -> None:
+    """Written like state.json, by the code that runs on the host."""
     content = json.dumps(dict(sorted(scale.items())), indent=2) + "\n"
-    return Upload(content.encode(), PurePosixPath(app.scale_file), mode=0o644)
+    write_atomic(app.scale_file, content.encode(), 0o644)
 
 
 def check_changes(spec: Spec, changes: dict[str, int]) -> None:
