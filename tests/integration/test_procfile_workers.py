@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -57,6 +58,18 @@ def _pid(d: Deployment, capsys: pytest.CaptureFixture[str], name: str) -> int:
     return int(next(p["pid"] for p in processes if p["name"] == name))
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def test_a_procfile_app_with_a_worker(
     bare_deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,6 +104,16 @@ def test_a_procfile_app_with_a_worker(
     while {int(p.name.split("-")[1]) for p in d.base.rglob("heartbeat-*")} < pids:
         assert time.monotonic() < deadline, "the two workers did not both beat"
         time.sleep(0.2)
+
+    # web=N: the app server's workers, on a fresh slot; the workers' scale goes with it
+    code, out, err = d.cli("scale", "web=3", "--dir", str(d.project), capsys=capsys)
+    assert code == 0, err
+    assert "restarted" in out
+    code, states = _status(d, capsys)
+    old, slot = slot, next(name for name in states if "-web-" in name).rsplit("-", 1)[1]
+    assert code == 0 and slot != old and len(states) == 3
+    master = _pid(d, capsys, f"app-web-{slot}")
+    assert len(_children(master)) == 3
 
     # a release whose worker crashes at start: nothing switched, the old one serves
     (d.project / "app.py").write_text(HEROKU_APP["app.py"].replace('"one"', '"two"'))
