@@ -233,14 +233,14 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
         setup = json.loads((host.base_dir / "flaskr" / "shared" / "setup.json").read_text())
         assert (setup["how"], setup["release"]) == ("ran", old[2]), host.name
     # a scale is set on every host, kept beside the config, and shown by status
-    scaled = prod.ok("scale", "--target", "prod", "--dir", str(prod.path), "web=2")
-    assert "scale web=2 on" in scaled.stdout and "restarted" in scaled.stdout, scaled.stdout
+    scaled = prod.ok("scale", "--target", "prod", "web=3")
+    assert "scale web=3 on" in scaled.stdout and "restarted" in scaled.stdout, scaled.stdout
     status = prod.ok("status", "--target", "prod", "--json")
     rows = {row["host"]: row for row in json.loads(status.stdout)["hosts"]}
     for host in prod.fleet.web:
-        assert rows[host.name]["healthy"] and rows[host.name]["scale"] == {"web": 2}, host.name
+        assert rows[host.name]["healthy"] and rows[host.name]["scale"] == {"web": 3}, host.name
         assert json.loads((host.base_dir / "flaskr" / "shared" / "scale.json").read_text()) == {
-            "web": 2
+            "web": 3
         }
 
 
