@@ -116,7 +116,8 @@ def test_a_worker_that_crash_loops_fails_the_deploy_with_its_output_and_nothing_
 def test_status_is_not_ok_while_a_process_is_down() -> None:
     up = Process("flaskr-web-blue", "RUNNING", 10, "pid 10, uptime 0:01:00")
     down = Process("flaskr-worker-blue", "FATAL", 0, "Exited too quickly")
-    assert HostStatus("h", healthy=True, processes=[up]).ok
+    starting = Process("flaskr-worker-1-blue", "STARTING", 11, "")  # not up for startsecs yet
+    assert HostStatus("h", healthy=True, processes=[up, starting]).ok
     broken = HostStatus("h", healthy=True, processes=[up, down])
     assert not broken.ok and broken.down == [down]
 

@@ -98,6 +98,8 @@ def test_a_web_line_that_runs_the_app_itself_is_explained_and_the_code_s_entry_u
     found = detect(project)
     assert (found.entry, found.server) == ("app:app", "uvicorn")
     assert any("`python app.py` cannot be used as is" in note for note in found.notes)
+    text = render_spec_toml(found)
+    assert "\n# [processes]\n" in text and "\n[processes]\n" not in text  # none to write
 
 
 def test_an_asgi_app_served_by_uvicorn_from_a_package(tmp_path: Path) -> None:

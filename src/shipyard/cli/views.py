@@ -169,7 +169,7 @@ def status(report: Status, as_json: bool) -> None:
     processes = Table("host", "process", "state", "pid", "description")
     for host in report.hosts:
         for proc in host.processes:
-            state = proc.state if proc.state == "RUNNING" else f"[red]{proc.state}[/]"
+            state = f"[red]{proc.state}[/]" if proc in host.down else proc.state
             processes.add_row(host.host, proc.name, state, str(proc.pid), proc.description)
     if processes.row_count:
         console.print(processes)

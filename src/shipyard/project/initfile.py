@@ -74,8 +74,12 @@ def render_spec_toml(found: Detected) -> str:
         lines.append(f"# auto: {found.build.reason}")
     lines += ["", f"# {_describe(Spec, 'static')}", "[static]"]
     lines += [f"{toml_value(prefix)} = {toml_value(d)}" for prefix, d in found.static.items()]
-    lines += ["", f"# {_describe(Spec, 'processes')}", "[processes]"]
-    lines += [f"{name} = {toml_value(command)}" for name, command in found.processes.items()]
+    lines += ["", f"# {_describe(Spec, 'processes')}"]
+    if found.processes:  # from the Procfile
+        lines.append("[processes]")
+        lines += [f"{name} = {toml_value(command)}" for name, command in found.processes.items()]
+    else:
+        lines += ["# [processes]", '# worker = "python worker.py"']
     lines += ["", f"# {_describe(Spec, 'env')}", "[env]"]
     lines += ["", f"# {_describe(Spec, 'secrets')}", "[secrets]"]
     lines += [f'{name} = "generate"' for name in found.secrets] or ['# SECRET_KEY = "generate"']

@@ -42,6 +42,9 @@ class Restarted:
     slot: str = ""
 
 
+UP_STATES = ("RUNNING", "STARTING")
+
+
 @dataclass(frozen=True)
 class Scaled:
     scale: dict[str, int]  # the counts now set (the same on every host)
@@ -79,8 +82,11 @@ class HostStatus:
 
     @property
     def down(self) -> list[Process]:
-        """The processes that should be running and are not (crash-looping, stopped)."""
-        return [p for p in self.processes if p.state != "RUNNING"]
+        """The processes that should be running and are not (crash-looping, stopped). One
+        STARTING is up: it has not yet been up for its `startsecs` (the web server, right
+        after a start that its health check already passed; a worker supervisord restarts,
+        which ends RUNNING or, crash-looping, BACKOFF and FATAL)."""
+        return [p for p in self.processes if p.state not in UP_STATES]
 
 
 @dataclass(frozen=True)
