@@ -238,6 +238,16 @@ def test_rollback_status_releases_and_logs(prod: Project) -> None:
     for host in prod.fleet.web:
         setup = json.loads((host.base_dir / "flaskr" / "shared" / "setup.json").read_text())
         assert (setup["how"], setup["release"]) == ("ran", old[2]), host.name
+    # a scale is set on every host, kept beside the config, and shown by status
+    scaled = prod.ok("scale", "--target", "prod", "web=3")
+    assert "scale web=3 on" in scaled.stdout and "restarted" in scaled.stdout, scaled.stdout
+    status = prod.ok("status", "--target", "prod", "--json")
+    rows = {row["host"]: row for row in json.loads(status.stdout)["hosts"]}
+    for host in prod.fleet.web:
+        assert rows[host.name]["healthy"] and rows[host.name]["scale"] == {"web": 3}, host.name
+        assert json.loads((host.base_dir / "flaskr" / "shared" / "scale.json").read_text()) == {
+            "web": 3
+        }
 
 
 def test_config_set_and_run_reach_every_host(prod: Project) -> None:

@@ -803,3 +803,31 @@ def test_the_agent_site_conf_uses_the_combined_log_format_under_the_system_nginx
     session.handle(_lb("r1"))
     site = (sites / "shipyard-flaskr.conf").read_text()
     assert f"access_log {_app(host).access_log} combined;" in site
+
+
+def test_scale_adds_worker_instances_on_the_live_slot_and_restarts_for_web(
+    host: FakeHost,
+) -> None:
+    spec = make_spec(processes={"worker": "rq worker"})
+    session = fake_session(host)
+    _installed(session, host, "r1", spec=spec)
+    _deploy(session, "r1")
+    session.close()  # scale takes the app's lock itself
+    session = fake_session(host)
+    reply = session.handle(p.Scale(spec=spec, changes={"worker": 3}))
+    assert reply == p.ScaleReply(scale={"worker": 3}, restarted=None)
+    workers = ["flaskr-worker-blue", "flaskr-worker-1-blue", "flaskr-worker-2-blue"]
+    assert [host.supervisor.state(name) for name in workers] == ["RUNNING"] * 3
+    assert "supervisor start flaskr-web-green" not in host.journal  # web left alone
+    host.supervisor.crash("flaskr-worker-3-blue", "KeyError: 'REDIS_URL'\n")
+    with pytest.raises(DeployError, match=r"process worker-3 did not stay up"):
+        session.handle(p.Scale(spec=spec, changes={"worker": 4}))
+    assert "flaskr-worker-3-blue" not in host.supervisor.programs  # undone
+    reply = session.handle(p.Scale(spec=spec, changes={"web": 3}))
+    assert reply == p.ScaleReply(scale={"web": 3, "worker": 3}, restarted="r1")
+    green = host.conn.text(_app(host).program_file("green"))
+    assert "gunicorn.conf.py --workers 3 --bind" in green
+    assert green.count("[program:flaskr-worker") == 3
+    status = session.handle(p.Status(spec=spec))
+    assert isinstance(status, p.StatusReply) and status.scale == {"web": 3, "worker": 3}
+    session.close()

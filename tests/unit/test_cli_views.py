@@ -28,6 +28,7 @@ from shipyard.targets.base import (
     ReleaseRow,
     Restarted,
     RolledBack,
+    Scaled,
     Status,
 )
 
@@ -71,6 +72,10 @@ class FakeTarget:
     def restart(self, progress: Progress, *, lock_wait: float) -> Restarted:
         self._note("restart", lock_wait)
         return Restarted("r2", HOSTS)
+
+    def scale(self, progress: Progress, changes: dict[str, int], *, lock_wait: float) -> Scaled:
+        self._note("scale", changes)
+        return Scaled(changes, HOSTS, "r2" if "web" in changes else None)
 
     def status(self) -> Status:
         self._note("status")
@@ -192,12 +197,40 @@ def test_unhealthy_status_exits_1(
     assert code == 1 and "unhealthy" in out and "web1" in out
 
 
+def test_a_process_down_makes_status_exit_1(
+    opened: list[FakeTarget], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def status(self: FakeTarget) -> Status:
+        procs = [
+            Process("a-web-blue", "RUNNING", 42, "pid 42, uptime 0:01:00"),
+            Process("a-worker-blue", "BACKOFF", 0, "Exited too quickly"),
+        ]
+        host = HostStatus("web1", release="r2", slot="blue", healthy=True, processes=procs)
+        return Status("a", "prod", "http://lb/", [host])
+
+    monkeypatch.setattr(FakeTarget, "status", status)
+    code, out, _ = cli(["status"], capsys)
+    assert code == 1 and "processes down: a-worker-blue BACKOFF" in out
+
+
+def test_scale_reads_name_count_pairs(
+    opened: list[FakeTarget], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = cli(["scale", "worker=three"], capsys)
+    assert code != 0 and "cannot read 'worker=three' as a count" in err
+
+
 def test_the_other_verbs_each_call_their_target_method(
     opened: list[FakeTarget], capsys: pytest.CaptureFixture[str]
 ) -> None:
     expected = {
         ("rollback", "--to", "r1"): ("rollback", "r1", "release r1 is live again on web1, web2"),
         ("restart",): ("restart", 120.0, "release r2 restarted on web1, web2"),
+        ("scale", "worker=3", "web=2"): (
+            "scale",
+            {"worker": 3, "web": 2},
+            "scale web=2 worker=3 on web1, web2; release r2 restarted",
+        ),
         ("releases",): ("releases", None, "r2"),
         ("logs", "-n", "3"): ("logs", (None, 3, False), "web1 [access] GET /"),
         ("config", "set", "A=1"): ("config_set", {"A": "1"}, "set A on web1, web2"),

@@ -198,6 +198,27 @@ def releases(project: Path, target: str, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("counts", nargs=-1, required=True, metavar="NAME=N...")
+@dir_opt
+@target_opt
+@wait_opt
+def scale(counts: tuple[str, ...], project: Path, target: str, lock_wait: float) -> None:
+    """Set how many of each process run, e.g. `scale worker=3 web=2` (web: the app server's
+    workers, restarted with zero downtime); kept across deploys."""
+    changes: dict[str, int] = {}
+    for item in counts:
+        name, sep, count = item.partition("=")
+        if not sep or not name or not count.isdigit():
+            raise UsageError(
+                f"cannot read {item!r} as a count.",
+                hint="Give NAME=N pairs: 'shipyard scale web=2 worker=3'.",
+            )
+        changes[name] = int(count)
+    with _target(project, target) as opened:
+        views.scaled(opened.scale(Reporter(), changes, lock_wait=lock_wait))
+
+
+@cli.command()
 @project_arg
 @target_opt
 @click.option(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads the
         Provisioned,
         Restarted,
         RolledBack,
+        Scaled,
         Status,
     )
 
@@ -101,6 +102,12 @@ def rolled_back(result: RolledBack, took: float) -> None:
 def restarted(result: Restarted) -> None:
     where = f"slot {result.slot}" if result.slot else ", ".join(result.hosts)
     click.echo(f"release {result.release} restarted on {where}")
+
+
+def scaled(result: Scaled) -> None:
+    counts = " ".join(f"{k}={v}" for k, v in sorted(result.scale.items()))
+    restarted = f"; release {result.restarted} restarted" if result.restarted else ""
+    click.echo(f"scale {counts} on {', '.join(result.hosts)}{restarted}")
 
 
 def releases(found: list[HostReleases], as_json: bool) -> None:
@@ -180,6 +187,9 @@ def status(report: Status, as_json: bool) -> None:
             hosts.add_row(host.host, "lb", "-", "-", f"agent {escape(host.agent_version)}")
         else:
             health = "[green]healthy[/]" if host.healthy else "[red]unhealthy[/]"
+            if host.down:
+                down = ", ".join(f"{p.name} {p.state}" for p in host.down)
+                health += f" [red]processes down: {escape(down)}[/]"
             hosts.add_row(
                 host.host,
                 host.role,
@@ -188,10 +198,15 @@ def status(report: Status, as_json: bool) -> None:
                 f"{health} ({escape(host.health)})",
             )
     console.print(hosts)
+    for host in report.hosts:
+        if host.scale:
+            counts = " ".join(f"{k}={v}" for k, v in sorted(host.scale.items()))
+            console.print(f"{escape(host.host)}: scale {escape(counts)} (shipyard scale)")
     processes = Table("host", "process", "state", "pid", "description")
     for host in report.hosts:
         for proc in host.processes:
-            processes.add_row(host.host, proc.name, proc.state, str(proc.pid), proc.description)
+            state = f"[red]{proc.state}[/]" if proc in host.down else proc.state
+            processes.add_row(host.host, proc.name, state, str(proc.pid), proc.description)
     if processes.row_count:
         console.print(processes)
 

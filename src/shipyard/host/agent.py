@@ -100,6 +100,7 @@ class Session:
             p.Abort: self.abort,
             p.RollbackTarget: self.rollback_target,
             p.Restart: self.restart,
+            p.Scale: self.scale,
             p.Start: self.start,
             p.Stop: self.stop,
             p.Destroy: self.destroy,
@@ -331,6 +332,12 @@ class Session:
             lock_wait=request.wait,
         )
         return p.RestartReply(outcome=p.CommitReply(**asdict(outcome)) if outcome else None)
+
+    def scale(self, request: p.Scale) -> p.ScaleReply:
+        from shipyard.host.rescale import scale
+
+        done = scale(request.spec, self.target, request.changes, self.reporter, request.wait)
+        return p.ScaleReply(scale=done.scale, restarted=done.restarted)
 
     def start(self, request: p.Start) -> p.ProcessesReply:
         return p.ProcessesReply(processes=ops.start(request.spec, self.target))

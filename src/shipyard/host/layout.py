@@ -174,6 +174,11 @@ class AppLayout:
         return self.shared / "config.json"
 
     @property
+    def scale_file(self) -> Path:
+        """Process counts set with `shipyard scale`, kept across deploys."""
+        return self.shared / "scale.json"
+
+    @property
     def setup_file(self) -> Path:
         """The record that the spec's one-time setup command is done (kept with the data)."""
         return self.shared / "setup.json"

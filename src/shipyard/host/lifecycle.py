@@ -21,7 +21,7 @@ from shipyard.errors import (
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health
+from shipyard.host import health, programs
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.python import find_python
@@ -41,6 +41,7 @@ from shipyard.host.release import (
     remove_layer,
     remove_release,
 )
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.setup_command import SetupRecord, save_setup, setup_for
 from shipyard.host.state import (
@@ -304,8 +305,8 @@ def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
         return
     supervisor = target.servers.supervisor(target.host)
     if supervisor.is_running():
-        processes = release_spec(app, warm.release).processes
-        retire_slot(target.conn, supervisor, app, processes, warm.slot)
+        names = programs.slot_programs(app, release_spec(app, warm.release), warm.slot)
+        retire_slot(target.conn, supervisor, app, warm.slot, names)
     state.warm = None
     save_state(app, state)
 
@@ -505,8 +506,8 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
 
 def _programs(app: AppLayout, state: AppState) -> list[str]:
     assert state.live is not None and state.slot is not None
-    spec = release_spec(app, state.live)
-    return [app.program(p, state.slot) for p in ("web", *sorted(spec.processes))]
+    spec = scaled(release_spec(app, state.live), load_scale(app))
+    return programs.slot_programs(app, spec, state.slot)
 
 
 def destroy(spec: Spec, target: Machine, purge: bool) -> bool:

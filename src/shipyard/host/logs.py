@@ -8,6 +8,8 @@ from pathlib import Path
 
 from shipyard.errors import UsageError
 from shipyard.host.layout import SLOTS, AppLayout
+from shipyard.host.programs import instances
+from shipyard.host.scale import load_scale, scaled
 from shipyard.spec.model import Spec
 
 FOLLOW_INTERVAL = 0.25
@@ -16,7 +18,7 @@ FOLLOW_INTERVAL = 0.25
 def log_files(app: AppLayout, spec: Spec, process: str | None) -> dict[str, Path]:
     """Label -> file for the logs asked for (all of them when `process` is None)."""
     files: dict[str, Path] = {}
-    for name in ("web", *sorted(spec.processes)):
+    for name in (i.name for i in instances(scaled(spec, load_scale(app)))):
         for slot in SLOTS:
             files[f"{name}-{slot}"] = app.app_log(name, slot)
     files["access"] = app.access_log

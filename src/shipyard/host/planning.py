@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from shipyard.host import render
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import app_environment, is_installed, load_config
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.setup_command import setup_for
 from shipyard.host.state import load_state
 from shipyard.host.steps import Connection
@@ -63,9 +64,11 @@ def host_plan(
         prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
         for i, (prefix, d) in enumerate(sorted(spec.static.items()))
     }
+    scale = load_scale(app)  # the deploy runs with the host's `shipyard scale` counts
     program = render.program_conf(
-        spec, app, release_id, slot, app.host.launcher, machine.run_as, tree
-    )
+        scaled(spec, scale), app, release_id, slot, app.host.launcher, machine.run_as, tree,
+        scale.get("web"),
+    )  # fmt: skip
     site = render.site_conf(spec, app, release_id, slot, static, machine.listen, nginx)
     configure = PlannedStage(
         name="configure",

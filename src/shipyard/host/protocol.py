@@ -237,6 +237,17 @@ class Restart(SpecRequest[RestartReply]):
     wait: float = 0
 
 
+class ScaleReply(Reply):
+    scale: dict[str, int]  # the counts now set on the host
+    restarted: str | None  # the release restarted on a fresh slot (web scaled), if any
+
+
+class Scale(SpecRequest[ScaleReply]):
+    op: Literal["scale"] = "scale"
+    changes: dict[str, int]
+    wait: float = 0
+
+
 class ProcessesReply(Reply):
     processes: list[str]
 
@@ -276,6 +287,7 @@ class StatusReply(Reply):
     healthy: bool
     health: str
     serving_release: str | None
+    scale: dict[str, int] = {}
 
 
 class Status(SpecRequest[StatusReply]):
@@ -376,6 +388,7 @@ AnyRequest = Annotated[
         Abort,
         RollbackTarget,
         Restart,
+        Scale,
         Start,
         Stop,
         Destroy,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.host import health
+from shipyard.host import health, programs
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import release_spec
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.state import load_state
 from shipyard.host.supervisor import Supervisor
 from shipyard.host.switch import host_header, listen_url
@@ -18,14 +19,23 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
     state = load_state(app)
     supervisor = Supervisor(target.host.supervisor_socket)
     running = supervisor.is_running()
-    prefix = f"{spec.name}-"
+    # the live release is checked as it was built, not as the spec in the tree says now
+    live_spec = scaled(release_spec(app, state.live) if state.live else spec, load_scale(app))
+    # the live slot's programs, each of which should be running, and the managed nginx
+    expected = (
+        programs.slot_programs(app, live_spec, state.slot) if state.live and state.slot else []
+    )
+    found = {p.name: p for p in (supervisor.processes() if running else [])}
     processes = [
         {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
-        for p in (supervisor.processes() if running else [])
-        if p.name.startswith(prefix) or p.name == "nginx"
+        for p in found.values()
+        if p.name == "nginx"
+    ] + [
+        {"name": name, "state": "ABSENT", "pid": 0, "description": "not loaded in supervisord"}
+        if (p := found.get(name)) is None
+        else {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
+        for name in (expected if running else [])
     ]
-    # the live release is checked as it was built, not as the spec in the tree says now
-    live_spec = release_spec(app, state.live) if state.live else spec
     url = listen_url(target.listen, live_spec.healthcheck.request_path)
     probe = (
         health.probe_url(url, host_header(live_spec), health.Healthy.of(live_spec.healthcheck))
@@ -43,4 +53,5 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
         "healthy": probe.ok and probe.release == state.live,
         "health": probe.detail,
         "serving_release": probe.release,
+        "scale": load_scale(app),
     }

@@ -10,17 +10,20 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
-from shipyard.host import crash_output, drain, health, render
+from shipyard.host import crash_output, drain, health, programs, render
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
 from shipyard.host.runtime import ReloadHandle
+from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.steps import Command, Connection, Symlink, Upload
-from shipyard.host.supervisor import FAILED_STATES, SupervisorClient
+from shipyard.host.supervisor import FAILED_STATES, ProcessInfo, SupervisorClient
 from shipyard.spec.model import ServerType, Spec
 
 RELEASE_COMMAND_TIMEOUT = 1800
 NGINX_CHECK_TIMEOUT = 10.0
+# Past the longest `startsecs`: how long supervisord may take to report a process RUNNING.
+WORKER_START_GRACE = 5.0
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,8 @@ class Switch:
         self.supervisor = supervisor
         self.app = app
         self.release_id = release_id
-        self.spec = release_spec(app, release_id)
+        self.scale = load_scale(app)  # `shipyard scale` counts, over the release's own
+        self.spec = scaled(release_spec(app, release_id), self.scale)
         self.tree = release_manifest(app, release_id).is_tree  # runs in its source tree
         self.config = config
         self.listen = listen
@@ -89,7 +93,7 @@ class Switch:
             )
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
-        self._log_offset = 0
+        self._log_offsets: dict[str, int] = {}
         self.warm_reused = False  # staged by reusing the idle slot's running release
         self._retiring: tuple[str, ReloadHandle] | None = None
         self._open_after_drain: bool | None = None  # once the old slot's drain is waited for
@@ -127,6 +131,7 @@ class Switch:
             self._start_new()
         try:
             self._check_new_socket()
+            self._check_workers()
         except BaseException:
             self.abort()
             raise
@@ -174,7 +179,7 @@ class Switch:
 
     def _idle_slot_runs(self) -> bool:
         """Every process of the release runs on the idle slot (kept warm since it served)."""
-        names = [self.app.program(p, self.slot) for p in ("web", *sorted(self.spec.processes))]
+        names = programs.slot_programs(self.app, self.spec, self.slot)
         infos = [self.supervisor.process(name) for name in names]
         return all(info is not None and info.state == "RUNNING" for info in infos)
 
@@ -244,8 +249,27 @@ class Switch:
                 raise CommandFailed(result, what=what, hint=hint)
             raise CommandFailed(result, what=f"{what} failed ({command})", hint=hint)
 
-    def _start_new(self) -> None:
-        conf = render.program_conf(
+    def rescale(self) -> None:
+        """Give the slot this switch runs on (made with `live` naming the other one: the live
+        slot) the counts of the scale: new instances start, dropped ones stop gracefully, and
+        the web server, whose program did not change, is left alone. Fails like a deploy
+        when a new instance does not stay up."""
+        self.conn.put(
+            Upload(self._program_conf().encode(), _posix(self.app.program_file(self.slot)))
+        )
+        self._note_log_offsets()
+        self.supervisor.update()
+        for name in programs.slot_programs(self.app, self.spec, self.slot):
+            self.supervisor.start(name)
+        self._check_workers()
+
+    def _note_log_offsets(self) -> None:
+        for instance in programs.instances(self.spec):
+            log = self.conn.read(_posix(self.app.app_log(instance.name, self.slot)))
+            self._log_offsets[instance.name] = len(log) if log else 0
+
+    def _program_conf(self) -> str:
+        return render.program_conf(
             self.spec,
             self.app,
             self.release_id,
@@ -253,20 +277,53 @@ class Switch:
             self.app.host.launcher,
             self.run_as,
             self.tree,
+            self.scale.get("web"),
         )
+
+    def _start_new(self) -> None:
+        conf = self._program_conf()
+        names = programs.slot_programs(self.app, self.spec, self.slot)
         # The idle slot may still be finishing requests from the release retired just before.
-        for process in ("web", *sorted(self.spec.processes)):
-            self.supervisor.wait_stopped(
-                self.app.program(process, self.slot), self.spec.server.graceful_timeout + 10
-            )
+        for name in names:
+            self.supervisor.wait_stopped(name, self.spec.server.graceful_timeout + 10)
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
         self.conn.remove(_posix(self.app.socket(self.slot)))
-        log = self.conn.read(_posix(self.app.app_log("web", self.slot)))
-        self._log_offset = len(log) if log else 0
+        self._note_log_offsets()
         self.supervisor.update()
         # A group whose config did not change since it was retired is loaded but stopped.
-        for process in ("web", *sorted(self.spec.processes)):
-            self.supervisor.start(self.app.program(process, self.slot))
+        for name in names:
+            self.supervisor.start(name)
+
+    def _check_workers(self) -> None:
+        """Every extra process stays up past its `startsecs` (supervisor's RUNNING), checked
+        before traffic moves: one that crash-loops fails the deploy with nothing switched."""
+        pending = {i.name: i for i in programs.workers(self.spec)}
+        longest = max((self.spec.processes[i.kind].startsecs for i in pending.values()), default=0)
+        deadline = time.monotonic() + longest + WORKER_START_GRACE
+        while pending:
+            for name, instance in list(pending.items()):
+                info = self.supervisor.process(self.app.program(name, self.slot))
+                if info is not None and info.state == "RUNNING":
+                    del pending[name]
+                elif info is None or info.state in FAILED_STATES:
+                    self._worker_failed(instance, info)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                late = next(iter(pending.values()))
+                program = self.app.program(late.name, self.slot)
+                self._worker_failed(late, self.supervisor.process(program))
+            time.sleep(0.1)
+
+    def _worker_failed(self, instance: programs.Instance, info: ProcessInfo | None) -> None:
+        state = f"{info.state}: {info.description}" if info else "its program is gone"
+        tail = crash_output.excerpt(self._settled_output(instance.name))
+        raise DeployError(
+            f"release {self.release_id}: process {instance.name} did not stay up ({state}).\n"
+            + "\n".join(f"  | {line}" for line in tail),
+            hint="Nothing was switched: the serving release keeps serving. See the process's "
+            f"output above (full log: {self.app.app_log(instance.name, self.slot)}).",
+        )
 
     def _check_new_socket(self) -> None:
         program = self.app.program("web", self.slot)
@@ -297,7 +354,7 @@ class Switch:
             give_up=crashed,
         )
         if not probe.ok:
-            tail = crash_output.excerpt(self._settled_output())
+            tail = crash_output.excerpt(self._settled_output("web"))
             raise HealthCheckFailed(
                 f"release {self.release_id} failed its health check (GET {check.request_path} on "
                 f"{self.app.socket(self.slot)}): {probe.detail}.\n"
@@ -306,22 +363,23 @@ class Switch:
                 f"output above (full log: {self.app.app_log('web', self.slot)}).",
             )
 
-    def _settled_output(self, limit: float = 2.0) -> str:
+    def _settled_output(self, instance: str, limit: float = 2.0) -> str:
         """The new server's output since it started, once supervisord has written all of it.
 
         supervisord may report a process as exited before it has drained the dead process's
         pipe into the log file, so read until the file stops growing.
         """
-        path = _posix(self.app.app_log("web", self.slot))
+        path = _posix(self.app.app_log(instance, self.slot))
+        offset = self._log_offsets.get(instance, 0)
         deadline = time.monotonic() + limit
         log = self.conn.read(path) or b""
         while time.monotonic() < deadline:
             time.sleep(0.1)
             again = self.conn.read(path) or b""
-            if len(again) == len(log) and len(log) > self._log_offset:
+            if len(again) == len(log) and len(log) > offset:
                 break
             log = again
-        return log[self._log_offset :].decode(errors="replace")
+        return log[offset:].decode(errors="replace")
 
     def _point_nginx_at(self, slot: str, release_id: str) -> ReloadHandle:
         previous = self.conn.read(_posix(self.app.site_file))
@@ -377,7 +435,10 @@ class Switch:
         self._stop_slot(self.slot)
 
     def _retire_slot(self, slot: str) -> None:
-        retire_slot(self.conn, self.supervisor, self.app, self.spec.processes, slot)
+        # the old slot runs the processes of the release it served, not of this one
+        spec = scaled(release_spec(self.app, self.live[0]), self.scale) if self.live else self.spec
+        names = programs.slot_programs(self.app, spec, slot)
+        retire_slot(self.conn, self.supervisor, self.app, slot, names)
 
     def _stop_slot(self, slot: str) -> None:
         self.conn.remove(_posix(self.app.program_file(slot)))
@@ -402,8 +463,8 @@ def retire_slot(
     conn: Connection,
     supervisor: SupervisorClient,
     app: AppLayout,
-    processes: Iterable[str],
     slot: str,
+    names: Iterable[str],
 ) -> None:
     """Stop a slot gracefully in the background: nginx no longer sends it requests, and the
     ones it has finish within its graceful timeout. Its group is removed by the next update,
@@ -411,8 +472,8 @@ def retire_slot(
     (secrets among them) may have been changed or unset since, and the next start of the
     slot writes a new one."""
     conn.remove(_posix(app.program_file(slot)))
-    for process in ("web", *sorted(processes)):
-        supervisor.retire(app.program(process, slot))
+    for name in names:
+        supervisor.retire(name)
     conn.remove(_posix(app.env_file(slot)))
 
 

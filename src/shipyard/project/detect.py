@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import SpecError
-from shipyard.project.commands import propose_commands
+from shipyard.project import procfile
+from shipyard.project.commands import Commands, Proposed, propose_commands
 from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 from shipyard.spec.depsource import AUTO_ORDER, NO_DEPS, DepSource, choose_source
 
@@ -71,6 +72,8 @@ class Detected:
     deps: DepSource = NO_DEPS
     persistent: list[str] = field(default_factory=list)
     persistent_files: list[str] = field(default_factory=list)
+    processes: dict[str, str] = field(default_factory=dict)
+    workers: int = 0
 
 
 def normalise_name(raw: str) -> str:
@@ -86,6 +89,13 @@ def detect(project: Path) -> Detected:
     meta: dict[str, Any] = pyproject.get("project", {})
     root = project / "src" if (project / "src").is_dir() else project
     candidates = sorted(_candidates(root), key=lambda c: (c.rank, c.entry))
+    found_procfile = procfile.read(project)
+    web = found_procfile.web if found_procfile else None
+    if web is not None and web.entry:
+        # the Procfile says how the app is served: its entry comes first
+        kept = [c for c in candidates if c.entry != web.entry]
+        framework = next((c.framework for c in candidates if c.entry == web.entry), "python")
+        candidates = [Candidate(web.entry, framework, -1, root), *kept]
     if not candidates:
         raise SpecError(
             f"found no web app in {project}: looked for `app = Flask(...)`/`FastAPI(...)`/"
@@ -97,6 +107,9 @@ def detect(project: Path) -> Detected:
     best = candidates[0]
     notes: list[str] = []
     kind = "asgi" if best.framework in ASGI_FRAMEWORKS else "wsgi"
+    server = "uvicorn" if kind == "asgi" else "gunicorn"
+    if web is not None and web.entry:
+        kind, server = web.kind, web.server
     static = _static(project, best)
     tests_enabled = any((project / d).is_dir() for d in ("tests", "test")) or any(
         project.glob("test_*.py")
@@ -116,6 +129,8 @@ def detect(project: Path) -> Detected:
     commands = propose_commands(
         project, best.framework, best.entry.split(":")[0], _python_files(best.package_dir)
     )
+    if found_procfile is not None:
+        commands = _with_procfile(commands, found_procfile)
     why: dict[str, str] = {}
     for key, found in (("setup", commands.setup), ("release", commands.release)):
         if found is not None:
@@ -127,7 +142,7 @@ def detect(project: Path) -> Detected:
         entry=best.entry,
         framework=best.framework,
         kind=kind,
-        server="uvicorn" if kind == "asgi" else "gunicorn",
+        server=server,
         static=static,
         tests_enabled=tests_enabled,
         test_requirements=test_requirements,
@@ -142,7 +157,19 @@ def detect(project: Path) -> Detected:
         deps=deps,
         persistent=persistent,
         persistent_files=persistent_files,
+        processes=found_procfile.processes if found_procfile else {},
+        workers=web.workers if web is not None else 0,
     )
+
+
+def _with_procfile(commands: Commands, found: procfile.Procfile) -> Commands:
+    """The Procfile's release line, as the author wrote it, over what the code suggests."""
+    setup, release = commands.setup, commands.release
+    if found.setup:
+        setup = Proposed(found.setup, "the Procfile's release line; it creates the database")
+    if found.release:
+        release = Proposed(found.release, "the Procfile's release line (every deploy)")
+    return Commands(setup, release, [*commands.notes, *found.notes])
 
 
 def _build_choice(project: Path) -> BuildChoice:

@@ -60,7 +60,7 @@ def render_spec_toml(found: Detected) -> str:
     lines.append("# Flask's instance folder persists without configuration.")
     lines += ["", "[server]"]
     lines += _line(ServerSpec, "type", found.server, True)
-    lines += _line(ServerSpec, "workers", 0, False)
+    lines += _line(ServerSpec, "workers", found.workers, bool(found.workers))
     lines += ["", "[tests]"]
     lines += _line(TestsSpec, "enabled", found.tests_enabled, True)
     lines += _line(TestsSpec, "requirements", found.test_requirements, True)
@@ -74,6 +74,12 @@ def render_spec_toml(found: Detected) -> str:
         lines.append(f"# auto: {found.build.reason}")
     lines += ["", f"# {_describe(Spec, 'static')}", "[static]"]
     lines += [f"{toml_value(prefix)} = {toml_value(d)}" for prefix, d in found.static.items()]
+    lines += ["", f"# {_describe(Spec, 'processes')}"]
+    if found.processes:  # from the Procfile
+        lines.append("[processes]")
+        lines += [f"{name} = {toml_value(command)}" for name, command in found.processes.items()]
+    else:
+        lines += ["# [processes]", '# worker = "python worker.py"']
     lines += ["", f"# {_describe(Spec, 'env')}", "[env]"]
     lines += ["", f"# {_describe(Spec, 'secrets')}", "[secrets]"]
     lines += [f'{name} = "generate"' for name in found.secrets] or ['# SECRET_KEY = "generate"']

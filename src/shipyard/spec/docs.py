@@ -8,7 +8,15 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from shipyard.spec.model import BuildSpec, HealthcheckSpec, ServerSpec, Spec, TargetSpec, TestsSpec
+from shipyard.spec.model import (
+    BuildSpec,
+    HealthcheckSpec,
+    ProcessSpec,
+    ServerSpec,
+    Spec,
+    TargetSpec,
+    TestsSpec,
+)
 
 INTRO = """\
 # The shipyard spec
@@ -54,6 +62,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[tests]", TestsSpec),
     ("[healthcheck]", HealthcheckSpec),
     ("[build]", BuildSpec),
+    ("[processes.NAME] (a table; a bare command string is `command` alone)", ProcessSpec),
 ]
 
 

@@ -112,6 +112,31 @@ class TestsSpec(_Strict):
         return _check_command(value)
 
 
+class ProcessSpec(_Strict):
+    """A long-running process beside the web server, e.g. a queue worker."""
+
+    command: str = Field(description="The command, run in the release's environment.")
+    count: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description="How many of it run; 0 keeps it configured but stopped "
+        "(`shipyard scale NAME=N` overrides it on the hosts).",
+    )
+    startsecs: int = Field(
+        default=2,
+        ge=1,
+        le=60,
+        description="Seconds it must stay up after a start to count as started: one that "
+        "exits sooner is crash-looping, and fails the deploy.",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        return _check_command(value)
+
+
 class HealthcheckSpec(_Strict):
     """How a new release proves it is up before it takes traffic.
 
@@ -332,9 +357,10 @@ class Spec(_Strict):
         "set with `shipyard config set` before a deploy; 'generate' ones get a random value "
         "once, kept in the app's config (0600).",
     )
-    processes: dict[str, str] = Field(
+    processes: dict[str, ProcessSpec] = Field(
         default_factory=dict,
-        description="Extra long-running processes, e.g. worker = 'celery ...'.",
+        description="Extra long-running processes: a command, e.g. worker = 'celery ...', "
+        "or a table, worker = { command = 'celery ...', count = 2 }.",
     )
     server: ServerSpec = Field(default_factory=ServerSpec)
     tests: TestsSpec = Field(default_factory=TestsSpec)
@@ -418,17 +444,19 @@ class Spec(_Strict):
                     )
         return self
 
-    @field_validator("processes")
+    @field_validator("processes", mode="before")
     @classmethod
-    def _processes(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, command in value.items():
-            if not PROCESS_NAME_RE.match(name) or name in RESERVED_PROCESSES:
+    def _processes(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if not PROCESS_NAME_RE.match(str(name)) or name in RESERVED_PROCESSES:
                 raise ValueError(
                     f"process name {name!r} must be lowercase letters, digits and '_' "
                     f"and not one of {sorted(RESERVED_PROCESSES)}"
                 )
-            _check_command(command)
-        return value
+        # a bare command string is the short form of { command = "..." }
+        return {k: {"command": v} if isinstance(v, str) else v for k, v in value.items()}
 
     @model_validator(mode="after")
     def _system_nginx_needs_domains(self) -> Spec:

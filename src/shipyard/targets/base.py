@@ -42,6 +42,16 @@ class Restarted:
     slot: str = ""
 
 
+UP_STATES = ("RUNNING", "STARTING")
+
+
+@dataclass(frozen=True)
+class Scaled:
+    scale: dict[str, int]  # the counts now set (the same on every host)
+    hosts: list[str]
+    restarted: str | None = None  # the release restarted (web scaled), if any
+
+
 @dataclass(frozen=True)
 class Process:
     name: str
@@ -62,12 +72,21 @@ class HostStatus:
     health: str = ""
     serving_release: str | None = None
     processes: list[Process] = field(default_factory=list)
+    scale: dict[str, int] = field(default_factory=dict)  # set with `shipyard scale`
     error: str | None = None
     agent_version: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (self.role == "lb" or self.healthy)
+        return self.error is None and (self.role == "lb" or (self.healthy and not self.down))
+
+    @property
+    def down(self) -> list[Process]:
+        """The processes that should be running and are not (crash-looping, stopped). One
+        STARTING is up: it has not yet been up for its `startsecs` (the web server, right
+        after a start that its health check already passed; a worker supervisord restarts,
+        which ends RUNNING or, crash-looping, BACKOFF and FATAL)."""
+        return [p for p in self.processes if p.state not in UP_STATES]
 
 
 @dataclass(frozen=True)
@@ -177,6 +196,10 @@ class Target(Protocol):
     def rollback(self, progress: Progress, *, to: str | None, lock_wait: float) -> RolledBack: ...
 
     def restart(self, progress: Progress, *, lock_wait: float) -> Restarted: ...
+
+    def scale(self, progress: Progress, changes: dict[str, int], *, lock_wait: float) -> Scaled:
+        """Set process counts (`web`: the app server's workers), kept across deploys."""
+        ...
 
     def status(self) -> Status: ...
 

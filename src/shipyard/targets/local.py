@@ -53,6 +53,7 @@ from shipyard.targets.base import (
     ReleaseRow,
     Restarted,
     RolledBack,
+    Scaled,
     Status,
 )
 from shipyard.targets.dirs import default_base_dir
@@ -240,6 +241,12 @@ class LocalTarget:
             )
         return Restarted(outcome.release, [LOCAL], outcome.slot)
 
+    def scale(self, progress: Progress, changes: dict[str, int], *, lock_wait: float) -> Scaled:
+        from shipyard.host.rescale import scale
+
+        done = scale(self.spec, self.machine, changes, progress, lock_wait)
+        return Scaled(done.scale, [LOCAL], done.restarted)
+
     # --- what is there ------------------------------------------------------------------------
 
     def status(self) -> Status:
@@ -252,6 +259,7 @@ class LocalTarget:
             health=report["health"],
             serving_release=report["serving_release"],
             processes=[Process(**proc) for proc in report["processes"]],
+            scale=report["scale"],
         )
         return Status(self.spec.name, self.name, report["url"], [host])
 

@@ -32,6 +32,7 @@ from shipyard.targets.base import (
     ReleaseRow,
     Restarted,
     RolledBack,
+    Scaled,
     Status,
 )
 
@@ -120,6 +121,12 @@ class SSHTarget:
         releases = {reply.outcome.release for reply in done.values() if reply.outcome}
         return Restarted(", ".join(sorted(releases)), list(done))
 
+    def scale(self, progress: Progress, changes: dict[str, int], *, lock_wait: float) -> Scaled:
+        done = fleets.each_web(self.fleet, p.Scale(spec=self.spec, changes=changes, wait=lock_wait))
+        scales = [reply.scale for reply in done.values()]
+        restarted = {reply.restarted for reply in done.values() if reply.restarted}
+        return Scaled(scales[0] if scales else {}, list(done), ", ".join(sorted(restarted)) or None)
+
     def status(self) -> Status:
         hosts = []
         for row in fleets.status(self.spec, self.fleet):
@@ -207,4 +214,5 @@ def _host_status(row: HostReport) -> HostStatus:
         health=web.health,
         serving_release=web.serving_release,
         processes=[Process(x.name, x.state, x.pid, x.description) for x in web.processes],
+        scale=web.scale,
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from shipyard.host import programs
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.spec.model import ServerType, Spec
 
@@ -165,6 +166,7 @@ class ProcessConf:
     command: str
     log: Path
     stopsignal: str
+    startsecs: int = 1
 
 
 def program_conf(
@@ -175,6 +177,7 @@ def program_conf(
     launcher: Path,
     user: str | None = None,
     tree: bool = False,
+    workers: int | None = None,
 ) -> str:
     """Supervisor programs of one slot: the web server plus any extra processes, each run
     in the release's working directory (a source tree's release: its tree)."""
@@ -185,18 +188,22 @@ def program_conf(
     processes = [
         ProcessConf(
             name=app.program("web", slot),
-            command=_supervisor_command((*prefix, *server_argv(spec, app, release_id, slot))),
+            command=_supervisor_command(
+                (*prefix, *server_argv(spec, app, release_id, slot, workers))
+            ),
             log=app.app_log("web", slot),
             stopsignal="INT" if spec.server.type is ServerType.UWSGI else "TERM",
         )
     ]
-    for name, command in sorted(spec.processes.items()):
+    for instance in programs.workers(spec):
+        process = spec.processes[instance.kind]
         processes.append(
             ProcessConf(
-                name=app.program(name, slot),
-                command=_supervisor_command((*prefix, *shlex.split(command))),
-                log=app.app_log(name, slot),
+                name=app.program(instance.name, slot),
+                command=_supervisor_command((*prefix, *shlex.split(process.command))),
+                log=app.app_log(instance.name, slot),
                 stopsignal="TERM",
+                startsecs=process.startsecs,
             )
         )
     environment = {
@@ -217,16 +224,29 @@ def program_conf(
     )
 
 
-def server_argv(spec: Spec, app: AppLayout, release_id: str, slot: str) -> tuple[str, ...]:
+def server_argv(
+    spec: Spec, app: AppLayout, release_id: str, slot: str, workers: int | None = None
+) -> tuple[str, ...]:
+    """The app server's command; `workers` (set by `shipyard scale web=N`) overrides the
+    count its config file in the release was written with."""
     venv = app.venv(release_id)
     socket = app.socket(slot)
     release_dir = app.release(release_id)
     if spec.server.type is ServerType.UWSGI:
-        return (f"{venv}/bin/uwsgi", "--ini", f"{release_dir}/uwsgi.ini", "--socket", str(socket))
+        scale = ("--processes", str(workers)) if workers else ()
+        return (
+            f"{venv}/bin/uwsgi",
+            "--ini",
+            f"{release_dir}/uwsgi.ini",
+            *scale,
+            "--socket",
+            str(socket),
+        )
     return (
         f"{venv}/bin/gunicorn",
         "--config",
         f"{release_dir}/gunicorn.conf.py",
+        *(("--workers", str(workers)) if workers else ()),
         "--bind",
         f"unix:{socket}",
         spec.entry,
