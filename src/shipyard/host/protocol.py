@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 
 class Message(BaseModel):
