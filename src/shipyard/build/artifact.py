@@ -15,7 +15,6 @@ from shipyard import __version__
 from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
 from shipyard.build.platforms import Platform
-from shipyard.build.static import static_files
 from shipyard.build.source import (
     TREE_EXCLUDED,
     build_choice,
@@ -25,6 +24,7 @@ from shipyard.build.source import (
     source_files,
     with_dirs,
 )
+from shipyard.build.static import static_files
 from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
 from shipyard.host import render

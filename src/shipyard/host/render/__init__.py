@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,7 @@ def site_conf(
     nginx: NginxBinary,
 ) -> str:
     """The app's server block, pointing at the socket of `slot`."""
-    static = sorted(
-        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
-        key=lambda item: -len(item[0]),
-    )
+    static = _static_locations(static_dirs)
     is_uwsgi = spec.server.type is ServerType.UWSGI
     return _render(
         "site.conf.j2",
@@ -119,10 +117,7 @@ def lb_conf(
     log_format: str = "shipyard",
 ) -> str:
     """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
-    static = sorted(
-        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
-        key=lambda item: -len(item[0]),
-    )
+    static = _static_locations(static_dirs)
     return _render(
         "lb.conf.j2",
         app=spec.name,
@@ -143,6 +138,32 @@ def lb_conf(
 
 def _location(prefix: str) -> str:
     return prefix if prefix.endswith("/") else prefix + "/"
+
+
+@dataclass(frozen=True)
+class StaticLocation:
+    prefix: str  # ends with '/'
+    directory: str  # ends with '/'
+
+    @property
+    def never_served(self) -> str:
+        """A regex for the URIs under `prefix` nginx answers 404 to, though a file may be
+        there: a path segment that starts with '.' (.env, .git/, .htpasswd, vim's .x.swp),
+        or an editor backup, swap file or merge leftover (x~, #x#, x.swp, x.swo, x.bak,
+        x.orig); the build leaves the same names out of a release (build/static.py)."""
+        end = "(?:/|$)"
+        return (
+            f"^{re.escape(self.prefix)}(?:.*/)?(?:\\.|#[^/]*#{end})"
+            f"|~{end}|\\.(?:swp|swo|bak|orig){end}"
+        )
+
+
+def _static_locations(static_dirs: dict[str, Path]) -> list[StaticLocation]:
+    """The longest prefix first."""
+    return sorted(
+        (StaticLocation(_location(p), f"{d}/") for p, d in static_dirs.items()),
+        key=lambda loc: -len(loc.prefix),
+    )
 
 
 def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> str:
