@@ -267,8 +267,11 @@ def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 8)
 
 
-def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, str]:
-    """The app server's own config files, written into the release directory."""
+def server_conf_files(
+    spec: Spec, app: AppLayout, release_id: str, socket_mode: int = 0o660
+) -> dict[str, str]:
+    """The app server's own config files, written into the release directory; its socket
+    gets `socket_mode` (nginx's workers reach it as its owner or through its group)."""
     workers = spec.server.workers or default_workers()
     if spec.server.type is ServerType.UWSGI:
         module, attribute = spec.entry.split(":", 1)
@@ -288,6 +291,7 @@ def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, 
                 shim=app.release(release_id) / "shipyard_wsgi.py",
                 venv=app.venv(release_id),
                 timeout=spec.server.timeout,
+                socket_mode=f"{socket_mode:o}",
             ),
         }
     worker_class = ""
@@ -304,6 +308,7 @@ def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, 
             worker_class=worker_class,
             timeout=spec.server.timeout,
             graceful_timeout=spec.server.graceful_timeout,
+            umask=f"0o{0o777 & ~socket_mode:03o}",
         )
     }
 
