@@ -3,6 +3,7 @@ nginx's workers do not run as root."""
 
 from __future__ import annotations
 
+import http.client
 import os
 import pwd
 import stat
@@ -61,6 +62,11 @@ def test_socket_data_and_logs_are_closed_and_nginx_workers_are_not_root(
     assert code == 0, err
     assert deployment.get("/health")[0] == 200
     assert deployment.get("/static/style.css")[0] == 200
+    # a body too big for nginx's buffers goes through its temp dir, which its workers write
+    conn = http.client.HTTPConnection("127.0.0.1", deployment.port, timeout=10)
+    conn.request("POST", "/health", body=b"x" * 1_000_000)
+    assert conn.getresponse().status < 500
+    conn.close()
 
     app = deployment.app("flaskr")
     state = load_state(app)
