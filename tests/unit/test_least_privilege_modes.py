@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from shipyard.errors import DeployError
 from shipyard.host import nginx_workers, render
 from shipyard.host.artifact import Artifact, Manifest
 from shipyard.host.filesteps import MakeFiles, SetMode
@@ -148,3 +149,18 @@ def test_set_mode_and_make_files(tmp_path: Path) -> None:
     MakeFiles(0o640, (log, shared / "error.log")).run(CTX)
     assert log.read_text() == "kept\n" and stat.S_IMODE(log.stat().st_mode) == 0o640
     assert stat.S_IMODE((shared / "error.log").stat().st_mode) & 0o007 == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a directory of another group needs root")
+def test_apps_of_one_base_whose_users_differ_in_group_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nginx_workers, "reachable", lambda path, user, group: True)
+    (tmp_path / "one" / "shared" / "run").mkdir(parents=True)
+    (tmp_path / "two" / "shared" / "run").mkdir(parents=True)
+    assert managed_workers(tmp_path, None) == Workers("www-data", "root")
+    os.chown(tmp_path / "one" / "shared" / "run", 0, grp.getgrnam("nogroup").gr_gid)
+    with pytest.raises(DeployError, match=r"different groups: one and this one \(root\)"):
+        managed_workers(tmp_path, None)
+    with pytest.raises(DeployError, match=r"different groups: two and this one \(nogroup\)"):
+        managed_workers(tmp_path, "nobody")  # now 'two', root's, is the odd one out

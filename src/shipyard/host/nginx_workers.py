@@ -10,6 +10,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from shipyard.errors import DeployError
+
 # A dedicated user for the workers of shipyard's own nginx when shipyard runs as root: the
 # first that exists (Debian's, nginx.org's, anyone's).
 WORKER_USERS = ("www-data", "nginx", "nobody")
@@ -53,7 +55,33 @@ def managed_workers(base: Path, run_as: str | None) -> Workers | None:
     user = next((name for name in WORKER_USERS if _user_exists(name)), None)
     if user is None or not reachable(base, user, group):
         return Workers("root", "root")
+    _check_one_group(base, group)
     return Workers(user, group)
+
+
+def _check_one_group(base: Path, group: str) -> None:
+    """One nginx serves every app under `base`, and its workers have one group: each app's
+    socket dir (shared/run, the app user's) must be of it, or that app would answer 502."""
+    gid = grp.getgrnam(group).gr_gid
+    others = sorted(
+        run.parent.parent.name for run in base.glob("*/shared/run") if _gid(run) not in (gid, None)
+    )
+    if others:
+        raise DeployError(
+            f"the apps under {base} would run as users of different groups: "
+            f"{', '.join(others)} and this one ({group}). One nginx serves them all, and its "
+            "workers reach an app's socket through that app's group.",
+            hint="Give these apps the same app_user, or this one a base directory of its own "
+            "(SHIPYARD_HOME, or the target's base_dir). Nothing was switched: what served "
+            "still serves.",
+        )
+
+
+def _gid(path: Path) -> int | None:
+    try:
+        return path.stat().st_gid
+    except OSError:
+        return None
 
 
 def system_nginx_user(conf_text: str) -> str:
