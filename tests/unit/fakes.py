@@ -395,7 +395,7 @@ class FakeHost:
     @property
     def servers(self) -> Servers:
         return Servers(
-            ensure_runtime=lambda conn, host: self.supervisor,
+            ensure_runtime=lambda conn, host, run_as: self.supervisor,
             supervisor=lambda host: self.supervisor,
             stop_runtime=self._stop_runtime,
             reload_nginx=self.nginx.reload,

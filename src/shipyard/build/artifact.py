@@ -24,6 +24,7 @@ from shipyard.build.source import (
     source_files,
     with_dirs,
 )
+from shipyard.build.static import static_files
 from shipyard.build.wheels import compatible_tags, fill_store
 from shipyard.errors import BuildError
 from shipyard.host import render
@@ -185,7 +186,11 @@ def _collect_static(project: Path, spec: Spec, out: Path) -> dict[str, str]:
                 hint="Fix `static` in the spec, or create the directory.",
             )
         name = f"{index}-{Path(directory).name}"
-        shutil.copytree(source, out / name, ignore=shutil.ignore_patterns("__pycache__"))
+        (out / name).mkdir(parents=True)
+        for rel in static_files(project, directory):
+            target = out / name / rel.relative_to(directory)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(project / rel, target)
         mapping[prefix] = name
     return mapping
 

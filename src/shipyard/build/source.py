@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
 from shipyard.build.gitignore import Gitignore
+from shipyard.build.static import static_files
 from shipyard.errors import BuildError
 from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 
@@ -71,15 +72,15 @@ def source_files(project: Path, exclude: Sequence[str], keep_out: Sequence[str] 
 def with_dirs(
     project: Path, files: Sequence[Path], dirs: Sequence[str], keep_out: Sequence[str] = ()
 ) -> list[Path]:
-    """`files` and every file under `dirs` (relative to `project`) but those under
-    `keep_out`, sorted: collected static files git ignores are still what the app reads at
-    run time (Django's manifest of them)."""
-    found = set(files)
-    out = tuple(PurePosixPath(p) for p in keep_out)
+    """`files`, with what is under `dirs` (relative to `project`) replaced by the files a
+    release serves from them (build/static.py), but those under `keep_out`, sorted:
+    collected static files git ignores are still what the app reads at run time (Django's
+    manifest of them), and what it may serve itself (WhiteNoise), so no hidden file."""
+    roots = tuple(PurePosixPath(Path(d).as_posix()) for d in dirs)
+    found = {p for p in files if not _under(p, roots)}
     for directory in dirs:
-        for root, subdirs, names in os.walk(project / directory):
-            subdirs[:] = [d for d in subdirs if d != "__pycache__"]
-            found.update(Path(root, name).relative_to(project) for name in names)
+        found.update(static_files(project, directory))
+    out = tuple(PurePosixPath(p) for p in keep_out)
     return sorted(p for p in found if not _under(p, out))
 
 

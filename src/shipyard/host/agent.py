@@ -275,7 +275,9 @@ class Session:
         self.lock(p.Lock(app=app.name, action=request.action))
         wire.safe_relative(request.release)
         state = load_state(app)
-        supervisor = self.target.servers.ensure_runtime(self.target.conn, self.host)
+        supervisor = self.target.servers.ensure_runtime(
+            self.target.conn, self.host, self.target.run_as
+        )
         told = Silent()
         switch = ops.stage(
             self.target,
@@ -407,7 +409,9 @@ class Session:
             if serving is not None
             else {}
         )
-        supervisor = self.target.servers.ensure_runtime(self.target.conn, self.host)
+        supervisor = self.target.servers.ensure_runtime(
+            self.target.conn, self.host, self.target.run_as
+        )
         app.logs.mkdir(parents=True, exist_ok=True)
         content = render.lb_conf(
             request.spec,
@@ -460,7 +464,7 @@ class Session:
         app.site_file.unlink(missing_ok=True)
         servers = self.target.servers
         if had_site and servers.supervisor(self.host).is_running():
-            supervisor = servers.ensure_runtime(self.target.conn, self.host)
+            supervisor = servers.ensure_runtime(self.target.conn, self.host, self.target.run_as)
             servers.reload_nginx(self.target.conn, self.host, supervisor)
         shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
         shutil.rmtree(app.root, ignore_errors=True)

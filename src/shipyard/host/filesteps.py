@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -152,4 +153,58 @@ def _own(path: Path, uid: int, gid: int) -> None:
         os.lchown(path, uid, gid)
 
 
-FileStep = RemoveTree | MakeDirs | LinkTree | Chown
+@dataclass(frozen=True)
+class SetMode:
+    """Set paths' mode (`chmod MODE`), and with `group_of` give them that user's primary
+    group (`chgrp`)."""
+
+    mode: int
+    paths: tuple[Path, ...]
+    group_of: str | None = None
+
+    def __str__(self) -> str:
+        chgrp = f"chgrp {self.group_of}'s group and " if self.group_of else ""
+        return f"{chgrp}chmod {self.mode:o} " + " ".join(map(str, self.paths))
+
+    def run(self, ctx: InstallContext) -> None:
+        try:
+            gid = pwd.getpwnam(self.group_of).pw_gid if self.group_of else -1
+        except KeyError:
+            raise DeployError(
+                f"cannot {self}: there is no user {self.group_of} on this host.",
+                hint="Run 'shipyard provision' for this target: it creates the app user.",
+            ) from None
+        try:
+            for path in self.paths:
+                info = os.lstat(path)
+                if gid != -1 and info.st_gid != gid:
+                    os.lchown(path, -1, gid)
+                if info.st_mode & 0o7777 != self.mode:
+                    os.chmod(path, self.mode)
+        except OSError as err:
+            raise _failed(str(self), err) from None
+
+
+@dataclass(frozen=True)
+class MakeFiles:
+    """Make files that are missing, empty, with `mode`; take other users' access from those
+    that are there (what a process creates later keeps its mode: nginx's logs)."""
+
+    mode: int
+    paths: tuple[Path, ...]
+
+    def __str__(self) -> str:
+        return f"make files {self.mode:o} " + " ".join(map(str, self.paths))
+
+    def run(self, ctx: InstallContext) -> None:
+        try:
+            for path in self.paths:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self.mode))
+                mode = stat.S_IMODE(os.lstat(path).st_mode)
+                if mode & 0o007:
+                    os.chmod(path, mode & ~0o007)
+        except OSError as err:
+            raise _failed(str(self), err) from None
+
+
+FileStep = RemoveTree | MakeDirs | LinkTree | Chown | SetMode | MakeFiles

@@ -378,7 +378,7 @@ def rollback(
         release_id = rollback_target(app, state, to)
         later: list[Callable[[], None]] = []
         with progress.stage(f"switch to {release_id}"):
-            supervisor = target.servers.ensure_runtime(target.conn, target.host)
+            supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
             outcome = switch(
                 target,
                 supervisor,
@@ -443,7 +443,7 @@ def restart(
                 target.conn.put(config_upload(app, config))
             return None
         with progress.stage(f"{action}: start {state.live} with the new settings"):
-            supervisor = target.servers.ensure_runtime(target.conn, target.host)
+            supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
             outcome = switch(
                 target, supervisor, app, state.live, state, action, release_cmd=False, config=config
             )
@@ -471,7 +471,7 @@ def start(spec: Spec, target: Machine) -> list[str]:
         raise UsageError(
             f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
         )
-    supervisor = target.servers.ensure_runtime(target.conn, target.host)
+    supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
     names = _programs(app, state)
     for name in names:
         supervisor.start(name)

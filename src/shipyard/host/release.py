@@ -20,8 +20,17 @@ from shipyard.errors import ShipyardError
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
 from shipyard.host.bytecode import CompileTree, CompileVenv
-from shipyard.host.filesteps import Chown, FileStep, LinkTree, MakeDirs, RemoveTree
+from shipyard.host.filesteps import (
+    Chown,
+    FileStep,
+    LinkTree,
+    MakeDirs,
+    MakeFiles,
+    RemoveTree,
+    SetMode,
+)
 from shipyard.host.layout import AppLayout
+from shipyard.host.nginx_workers import socket_mode
 from shipyard.host.python import PythonInfo
 from shipyard.host.steps import Step, Symlink, Upload
 from shipyard.host.venvs import InstallWheel, LinkScripts, MakeVenv, site_packages_in
@@ -123,6 +132,7 @@ def install_steps(
         ),
         LinkTree(_artifact_entries(artifact), release),
         *(_owned_by(run_as, app) if run_as else []),
+        *_private(app, run_as),
         MakeVenv(python, venv),
         Upload(pth.encode(), _posix(site / LAYER_PTH)),
     ]
@@ -138,7 +148,7 @@ def install_steps(
     if instance is not None:  # and an app run from its tree beside its code: the same place
         steps.append(Symlink(str(instance), _posix(workdir / "instance")))
     steps += _persistent_links(spec, app, workdir, run_as)
-    for name, content in render.server_conf_files(spec, app, rid).items():
+    for name, content in render.server_conf_files(spec, app, rid, socket_mode()).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
     # Compiled now, not by the app at each start: the app user cannot write into its release.
     # Bytecode of unchanged files is linked from the previous release first (bytecode.py).
@@ -182,6 +192,20 @@ def _owned_by(run_as: str, app: AppLayout) -> list[InstallStep]:
     return [
         Chown(run_as, (app.var, app.run), recursive=True),
         Chown(run_as, (app.data, app.logs)),
+    ]
+
+
+def _private(app: AppLayout, run_as: str | None) -> list[InstallStep]:
+    """Nothing of shared/ is open to other local users. nginx's workers (the app's group, or
+    the app's own user) only pass through shared/ and run/ to the socket; data, the
+    instance folder and logs are the app user's alone (nginx's master, root or this user,
+    opens its logs)."""
+    return [
+        SetMode(0o750, (app.shared,), group_of=run_as),
+        SetMode(0o750, (app.run,)),
+        SetMode(0o700, (app.data, app.var, app.logs)),
+        # nginx -t creates them before its master would, with this process's umask
+        MakeFiles(0o640, (app.access_log, app.error_log)),
     ]
 
 

@@ -14,6 +14,14 @@ from typing import Protocol
 from shipyard.errors import CommandFailed, DeployError, HostError
 from shipyard.host import render
 from shipyard.host.layout import SYSTEM_NGINX_PIDFILE, HostLayout
+from shipyard.host.nginx_workers import (
+    SYSTEM_NGINX_CONF,
+    Workers,
+    app_group,
+    is_member,
+    managed_workers,
+    system_nginx_user,
+)
 from shipyard.host.render import NginxBinary
 from shipyard.host.steps import Command, Connection, Upload, execute
 from shipyard.host.supervisor import Supervisor, SupervisorClient
@@ -40,9 +48,12 @@ def find_nginx(host: str = "local") -> NginxBinary:
     )
 
 
-def runtime_files(host: HostLayout, nginx: NginxBinary) -> list[Upload]:
-    """The files of the runtime itself; rewriting an unchanged one is skipped by the caller."""
-    run_as = "root root" if os.geteuid() == 0 else None
+def runtime_files(
+    host: HostLayout, nginx: NginxBinary, workers: Workers | None = None
+) -> list[Upload]:
+    """The files of the runtime itself; rewriting an unchanged one is skipped by the caller.
+    `workers`: who the managed nginx's workers run as (None: shipyard's own user)."""
+    run_as = workers.directive if workers else None
     files = [
         Upload(render.launcher_script(), _posix(host.launcher), mode=0o755),
         Upload(render.supervisord_conf(host, nginx, None).encode(), _posix(host.supervisor_conf)),
@@ -53,12 +64,18 @@ def runtime_files(host: HostLayout, nginx: NginxBinary) -> list[Upload]:
     return files
 
 
-def ensure_runtime(conn: Connection, host: HostLayout) -> Supervisor:
-    """Make the base's supervisord and nginx run with current configs; return the client."""
+def ensure_runtime(conn: Connection, host: HostLayout, run_as: str | None = None) -> Supervisor:
+    """Make the base's supervisord and nginx run with current configs; return the client.
+    `run_as`: the app user (when shipyard runs as root), whose socket nginx must reach."""
     nginx = find_nginx(conn.host)
     managed = [] if host.system_nginx else [host.nginx_sites, host.nginx_dir / "tmp"]
     conn.make_dirs([_posix(d) for d in (host.logs, host.programs, host.wheels, *managed)])
-    changed = write_if_changed(conn, runtime_files(host, nginx))
+    workers = None
+    if host.system_nginx:
+        _let_system_nginx_in(conn, run_as)
+    else:
+        workers = managed_workers(host.base, run_as)
+    changed = write_if_changed(conn, runtime_files(host, nginx, workers))
     supervisor = Supervisor(host.supervisor_socket, conn.host)
     if not supervisor.is_running():
         test_nginx(conn, host, nginx)
@@ -69,6 +86,36 @@ def ensure_runtime(conn: Connection, host: HostLayout) -> Supervisor:
     if _posix(host.supervisor_conf) in changed:
         supervisor.update()
     return supervisor
+
+
+def _let_system_nginx_in(conn: Connection, run_as: str | None) -> None:
+    """The host's nginx reaches the app's socket (0660) through the app's group: its worker
+    user joins that group (new workers, started at the next reload, have it)."""
+    if os.geteuid() != 0:
+        return
+    group = app_group(run_as)
+    try:
+        user = system_nginx_user(SYSTEM_NGINX_CONF.read_text())
+    except OSError:
+        user = "www-data"
+    if group == "root":
+        raise HostError(
+            conn.host,
+            f"the app would run as root, and the host's nginx (as {user}) could only reach its "
+            "socket if it joined the root group.",
+            hint="Set the target's app_user to a user of its own (default 'shipyard').",
+        )
+    try:
+        if is_member(user, group):
+            return
+    except KeyError:
+        raise HostError(
+            conn.host,
+            f"the host's nginx runs as {user} (its `user` in {SYSTEM_NGINX_CONF}), "
+            "which does not exist.",
+            hint="Fix nginx's configuration, then deploy again.",
+        ) from None
+    execute(conn, Command(("usermod", "--append", "--groups", group, user), timeout=60))
 
 
 def write_if_changed(conn: Connection, uploads: list[Upload]) -> set[PurePosixPath]:

@@ -43,7 +43,9 @@ def connect_supervisor(host: HostLayout) -> SupervisorClient:
 
 @dataclass(frozen=True)
 class Servers:
-    ensure_runtime: Callable[[Connection, HostLayout], SupervisorClient] = runtime.ensure_runtime
+    ensure_runtime: Callable[[Connection, HostLayout, str | None], SupervisorClient] = (
+        runtime.ensure_runtime
+    )
     supervisor: Callable[[HostLayout], SupervisorClient] = connect_supervisor
     stop_runtime: Callable[[HostLayout], bool] = runtime.stop_runtime
     reload_nginx: Reloader = runtime.reload_nginx

@@ -203,7 +203,7 @@ class LocalTarget:
             ops.record_installed(state, artifact)
             save_state(app, state)
             with progress.stage("runtime"):
-                supervisor = runtime.ensure_runtime(machine.conn, machine.host)
+                supervisor = runtime.ensure_runtime(machine.conn, machine.host, machine.run_as)
             later: list[Callable[[], None]] = []  # run after the stages: none shows progress
             with progress.stage("release + switch"):
                 outcome = ops.switch(

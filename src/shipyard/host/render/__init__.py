@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,10 +84,7 @@ def site_conf(
     nginx: NginxBinary,
 ) -> str:
     """The app's server block, pointing at the socket of `slot`."""
-    static = sorted(
-        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
-        key=lambda item: -len(item[0]),
-    )
+    static = _static_locations(static_dirs)
     is_uwsgi = spec.server.type is ServerType.UWSGI
     return _render(
         "site.conf.j2",
@@ -120,10 +118,7 @@ def lb_conf(
     log_format: str = "shipyard",
 ) -> str:
     """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
-    static = sorted(
-        ((_location(prefix), f"{directory}/") for prefix, directory in static_dirs.items()),
-        key=lambda item: -len(item[0]),
-    )
+    static = _static_locations(static_dirs)
     return _render(
         "lb.conf.j2",
         app=spec.name,
@@ -144,6 +139,32 @@ def lb_conf(
 
 def _location(prefix: str) -> str:
     return prefix if prefix.endswith("/") else prefix + "/"
+
+
+@dataclass(frozen=True)
+class StaticLocation:
+    prefix: str  # ends with '/'
+    directory: str  # ends with '/'
+
+    @property
+    def never_served(self) -> str:
+        """A regex for the URIs under `prefix` nginx answers 404 to, though a file may be
+        there: a path segment that starts with '.' (.env, .git/, .htpasswd, vim's .x.swp),
+        or an editor backup, swap file or merge leftover (x~, #x#, x.swp, x.swo, x.bak,
+        x.orig); the build leaves the same names out of a release (build/static.py)."""
+        end = "(?:/|$)"
+        return (
+            f"^{re.escape(self.prefix)}(?:.*/)?(?:\\.|#[^/]*#{end})"
+            f"|~{end}|\\.(?:swp|swo|bak|orig){end}"
+        )
+
+
+def _static_locations(static_dirs: dict[str, Path]) -> list[StaticLocation]:
+    """The longest prefix first."""
+    return sorted(
+        (StaticLocation(_location(p), f"{d}/") for p, d in static_dirs.items()),
+        key=lambda loc: -len(loc.prefix),
+    )
 
 
 def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> str:
@@ -266,8 +287,11 @@ def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 8)
 
 
-def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, str]:
-    """The app server's own config files, written into the release directory."""
+def server_conf_files(
+    spec: Spec, app: AppLayout, release_id: str, socket_mode: int = 0o660
+) -> dict[str, str]:
+    """The app server's own config files, written into the release directory; its socket
+    gets `socket_mode` (nginx's workers reach it as its owner or through its group)."""
     workers = spec.server.workers or default_workers()
     if spec.server.type is ServerType.UWSGI:
         module, attribute = spec.entry.split(":", 1)
@@ -287,6 +311,7 @@ def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, 
                 shim=app.release(release_id) / "shipyard_wsgi.py",
                 venv=app.venv(release_id),
                 timeout=spec.server.timeout,
+                socket_mode=f"{socket_mode:o}",
             ),
         }
     worker_class = ""
@@ -303,6 +328,7 @@ def server_conf_files(spec: Spec, app: AppLayout, release_id: str) -> dict[str, 
             worker_class=worker_class,
             timeout=spec.server.timeout,
             graceful_timeout=spec.server.graceful_timeout,
+            umask=f"0o{0o777 & ~socket_mode:03o}",
         )
     }
 
