@@ -44,8 +44,9 @@ def scale(
         if state.live is None or state.slot is None:
             return Rescaled(after, None)  # the next deploy starts with these counts
         web = scaled(live_spec, before).server.workers != scaled(live_spec, after).server.workers
+        supervisor: SupervisorClient | None = None
         try:
-            supervisor = target.servers.ensure_runtime(target.conn, target.host)
+            supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
             if web:
                 with progress.stage(f"scale: start {state.live} with {after['web']} web workers"):
                     switch(target, supervisor, app, state.live, state, "scale", release_cmd=False)
@@ -54,7 +55,8 @@ def scale(
                 _on_live_slot(target, supervisor, app, state).rescale()
         except BaseException:
             save_scale(app, before)
-            if not web:  # back to the counts that ran; the web server was never touched
+            if not web and supervisor is not None:  # back to the counts that ran; the web
+                # server was never touched
                 with contextlib.suppress(ShipyardError):
                     _on_live_slot(target, supervisor, app, state).rescale()
             raise
