@@ -12,14 +12,21 @@ from pathlib import Path
 import pytest
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def warm_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The warm servers' sockets of this run (cli/warm.py), never the user's own; the
-    servers the tests left are stopped at the end."""
+    """The warm servers' sockets of this run (cli/warm.py), never the user's own, from the
+    session's start (fixtures of wider scope run the program too); the servers the tests
+    left are stopped at the end."""
     path = tmp_path_factory.mktemp("warm")
     path.chmod(0o700)
+    before = os.environ.get("SHIPYARD_WARM_DIR")
+    os.environ["SHIPYARD_WARM_DIR"] = str(path)
     yield path
     stop_warm_servers(path)
+    if before is None:
+        os.environ.pop("SHIPYARD_WARM_DIR", None)
+    else:
+        os.environ["SHIPYARD_WARM_DIR"] = before
 
 
 def stop_warm_servers(directory: Path) -> None:
