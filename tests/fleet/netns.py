@@ -133,6 +133,26 @@ class Host:
         sessions = _descendants(proc.pid) if drop_sessions else []
         _kill([proc.pid, *sessions], reap=[proc])
 
+    def limit_inbound(self, rate: str | None) -> None:
+        """Shape what the host receives to `rate` (tc's units: "2mbit"), or lift the limit
+        (None): a slow link, so a transfer to it lasts long enough to be cut."""
+        hub = self.fleet.hub_namespace
+        _run(["ip", "netns", "exec", hub, "tc", "qdisc", "del", "dev", self.name, "root"],
+             check=False)  # fmt: skip
+        if rate is not None:
+            _run(
+                ["ip", "netns", "exec", hub, "tc", "qdisc", "add", "dev", self.name, "root",
+                 "tbf", "rate", rate, "burst", "32kbit", "latency", "2s"]
+            )  # fmt: skip
+
+    def in_mounts(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        """Run argv in the mount namespace the host's processes see (sshd's: `ip netns exec`
+        gave it one of its own), for mounts only the host sees, such as a small disk."""
+        pid = self.sshd_pid
+        if pid is None:
+            raise FleetError(f"{self.name}: sshd is stopped")
+        return _run(["nsenter", "-t", str(pid), "-m", *argv])
+
     def replace_host_key(self) -> None:
         """Give sshd a brand-new host key, as a reinstalled host (or an impostor) would have:
         the fleet's known_hosts no longer matches, so strict checking refuses the host."""
@@ -233,6 +253,11 @@ class Fleet:
     @property
     def lb(self) -> Host | None:
         return self.hosts.get("lb1")
+
+    @property
+    def hub_namespace(self) -> str:
+        """The namespace of the bridge, where each host's link has its other end."""
+        return self._hub
 
     @property
     def namespaces(self) -> list[str]:

@@ -421,11 +421,22 @@ class Agent:
             return unreachable(self.host.name, b"".join(self._stderr).decode(errors="replace"))
         said = b"".join(self._stderr).decode(errors="replace").strip().splitlines()[-8:]
         detail = "\n".join(f"  | {line}" for line in said) or "  | (nothing)"
+        if op == "commit":  # the agent goes on with the switch without us
+            hint = (
+                "That host finishes its switch on its own, or undoes it if it fails, so it "
+                "serves one release either way (`shipyard status` shows which). Re-run the "
+                "command once the host is reachable: hosts already on the new release are "
+                "skipped."
+            )
+        else:
+            hint = (
+                "On that host, a release that was staged and not switched is stopped again and "
+                "the serving one keeps serving. Re-run the command once the host is reachable."
+            )
         return HostError(
             self.host.name,
             f"lost the connection during '{op}' (exit {self.proc.returncode}); it said:\n{detail}",
-            hint="On that host, a release that was staged and not switched is stopped again and "
-            "the serving one keeps serving. Re-run the command once the host is reachable.",
+            hint=hint,
         )
 
     def close(self) -> None:
