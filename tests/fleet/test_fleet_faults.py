@@ -20,7 +20,9 @@ import pytest
 from netns import Fleet, FleetFactory, Host
 from project import SHIPYARD, Project, make_project
 
-pytestmark = pytest.mark.slow
+from faultreport import error_message, record
+
+pytestmark = [pytest.mark.slow, pytest.mark.fault]
 
 APP = "flaskr"
 
@@ -51,19 +53,6 @@ def recorded_live(host: Host, *, over_ssh: bool = False) -> str | None:
         text = path.read_text()
     live = json.loads(text).get("live")
     return str(live) if live else None
-
-
-def error_message(stderr: str) -> str:
-    """The error's paragraph as the user reads it, without the progress lines before it."""
-    _, found, rest = stderr.partition("error: ")
-    return " ".join((found + rest).split())[:300]
-
-
-def report(case: str, **fields: object) -> None:
-    """One row of the fault table (bench/reliability.py), when the run collects them."""
-    if path := os.environ.get("SHIPYARD_FAULT_REPORT"):
-        with Path(path).open("a") as out:
-            out.write(json.dumps({"suite": "fleet", "case": case, **fields}) + "\n")
 
 
 @pytest.fixture
@@ -133,8 +122,9 @@ def test_a_host_unreachable_at_the_start_is_named_and_nothing_switches(
     assert "Traceback" not in failed.stderr
     # web1 did not move either: one release across the fleet
     assert serving_everywhere(fleet) == {"web1": before, "web2": before}
-    report(
-        "host unreachable at the start",
+    record(
+        "a host unreachable at the start",
+        target="ssh fleet of 2",
         exit_code=failed.returncode,
         message=error_message(failed.stderr),
         serving_after="every host its previous release",
@@ -174,8 +164,9 @@ def test_a_connection_cut_mid_upload_is_reported_and_leaves_nothing_half_receive
     while any(incoming.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(incoming.iterdir()), list(incoming.iterdir())
-    report(
-        "connection cut mid-upload",
+    record(
+        "the connection to a host cut mid-upload",
+        target="ssh fleet of 2",
         exit_code=deploy.returncode,
         message=error_message(err),
         serving_after="every host its previous release",
@@ -214,8 +205,9 @@ def test_a_connection_cut_mid_switch_leaves_each_host_serving_and_a_rerun_conver
     if deploy.returncode != 0:  # the cut came before web2's reply
         assert "web2" in err and "Traceback" not in err, err
         assert "finishes its switch on its own" in err, err
-    report(
-        "connection cut mid-switch",
+    record(
+        "the connection to a host cut mid-switch",
+        target="ssh fleet of 2",
         exit_code=deploy.returncode,
         message=error_message(err),
         serving_after=", ".join(
@@ -259,8 +251,9 @@ def test_a_host_whose_disk_is_full_is_named_and_the_fleet_keeps_its_release(
         assert "web2" in failed.stderr and "no space left" in failed.stderr, failed.stderr
         assert "Traceback" not in failed.stderr and "internal error" not in failed.stderr
         assert serving_everywhere(fleet) == {"web1": before, "web2": before}
-    report(
+    record(
         "a host's disk full",
+        target="ssh fleet of 2",
         exit_code=failed.returncode,
         message=error_message(failed.stderr),
         serving_after="every host its previous release",

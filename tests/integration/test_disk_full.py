@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from faultreport import error_message, record
+
 if TYPE_CHECKING:
     from conftest import Deployment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fault]
 
 
 @contextlib.contextmanager
@@ -70,6 +72,13 @@ def test_a_full_disk_fails_the_deploy_clearly_and_the_live_release_keeps_serving
         assert "Traceback" not in err and "internal error" not in err
         status, body, _ = deployment.get("/")
         assert status == 200 and "after the disk was full" not in body
+        record(
+            "the base dir's disk full during a deploy",
+            target="local",
+            exit_code=code,
+            message=error_message(err),
+            serving_after="the previous release",
+        )
     code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
     assert code == 0, err
     assert "after the disk was full" in deployment.get("/")[1]

@@ -44,7 +44,9 @@ class ServerType(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has real booleans, integers and strings, so `workers = true` or
+    # `keep = "5"` is a mistake to name, not a value to coerce (enums take their names)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class ServerSpec(_Strict):
@@ -52,6 +54,7 @@ class ServerSpec(_Strict):
 
     type: ServerType = Field(
         default=ServerType.GUNICORN,
+        strict=False,
         description="App server: gunicorn, uvicorn (ASGI, as gunicorn's uvicorn worker) or uwsgi.",
     )
     workers: int = Field(
@@ -145,7 +148,7 @@ class HealthcheckSpec(_Strict):
     key set makes the check strict: only the listed statuses count.
     """
 
-    path: Annotated[str, Field(pattern=r"^/\S*$")] | None = Field(
+    path: str | None = Field(
         default=None,
         description="URL path requested. Unset: `/`, where any status below 500 counts as "
         "healthy (a 404 proves the app loaded), unless `status` is set.",
@@ -153,12 +156,20 @@ class HealthcheckSpec(_Strict):
     timeout: float = Field(
         default=30, gt=0, le=600, description="Seconds to wait for a good answer."
     )
-    status: list[int] | None = Field(
+    status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
         default=None,
+        min_length=1,
         description="HTTP statuses that count as healthy. Unset: "
         + ", ".join(map(str, STRICT_STATUSES))
         + " when `path` is set; any status below 500 when neither is.",
     )
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"/[^\s\x00-\x1f\x7f]*", value):
+            raise ValueError("must start with '/' and hold no spaces or control characters")
+        return value
 
     @property
     def request_path(self) -> str:
@@ -301,7 +312,9 @@ class Spec(_Strict):
     entry: str = Field(
         description="Entry point: 'pkg.module:app' or an app factory 'pkg:create_app()'."
     )
-    kind: AppKind = Field(default=AppKind.WSGI, description="wsgi or asgi (detected by `init`).")
+    kind: AppKind = Field(
+        default=AppKind.WSGI, strict=False, description="wsgi or asgi (detected by `init`)."
+    )
     listen: str = Field(
         default="127.0.0.1:8080", description="Address nginx listens on: 'host:port'."
     )
