@@ -85,6 +85,10 @@ BAD_INPUTS = (
     BadInput("NUL in `release`", top='release = "flask --app flaskr init-db\\u0000"'),
     BadInput("NUL in `persistent`", top='persistent = ["data\\u0000x"]'),
     BadInput(
+        "a process command with a line break (a supervisor section after it)",
+        tables="[processes]\nworker = \"echo 'a\\n[program:evil]\\ncommand=/bin/sh'\"",
+    ),
+    BadInput(
         "NUL in the health path",
         replace=('path = "/health"', 'path = "/hea\\u0000lth"'),
     ),

@@ -527,6 +527,13 @@ def check_env_pair(key: str, value: str) -> None:
 def _check_command(value: str) -> str:
     if "\x00" in value:
         raise ValueError("holds a NUL character")
+    if bad := re.search(r"[\x01-\x08\x0a-\x1f\x7f]", value):
+        # supervisor's and the env's files are line-based: a line break would start a new
+        # entry there; `&&` or a script in the project does what several lines would
+        raise ValueError(
+            f"holds the control character {bad.group()!r}: a command is one line (join steps "
+            "with '&&', or put them in a script in the project)"
+        )
     try:
         parts = shlex.split(value)
     except ValueError as err:
