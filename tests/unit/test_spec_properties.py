@@ -98,3 +98,36 @@ def test_config_set_of_any_argument_exits_cleanly(
     _, err = capsys.readouterr()
     assert exit_info.value.code in (0, 1, 2), err
     assert "Traceback" not in err and "internal error" not in err
+
+
+# Verbs that only read or refuse when the app was never deployed here; `deploy`, `start`
+# and the like would build and start servers, and `logs -f` follows forever.
+VERBS = [
+    ["status"], ["releases"], ["rollback"], ["freeze"], ["check"], ["scale"], ["stop"],
+    ["destroy"], ["config", "list"], ["config", "get"], ["config", "unset"], ["run"],
+]  # fmt: skip
+OPTIONS = ["--target", "-t", "--to", "--wait", "--host", "--json", "--yes", "--purge",
+           "--reveal", "--hashes", "-o", "--dir", "--", "-h"]  # fmt: skip
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from(VERBS), st.lists(st.sampled_from(OPTIONS) | TEXT, max_size=5))
+def test_any_command_line_exits_cleanly(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    verb: list[str],
+    args: list[str],
+) -> None:
+    """Any arguments to any verb: a result, a usage error or a clear error, never exit 70."""
+    monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shipyard.toml").write_text('name = "web"\nentry = "web:app"\n')
+    with pytest.raises(SystemExit) as exit_info:
+        main([*verb, *args])
+    _, err = capsys.readouterr()
+    assert exit_info.value.code in (0, 1, 2), err
+    assert "Traceback" not in err and "internal error" not in err
