@@ -106,7 +106,8 @@ BAD_INPUTS = (
         replace=('"/static" = "flaskr/static"', '"/static" = "../../etc"'),
     ),
     BadInput("a spec that is not TOML", prepare=_spec_text('name = "flaskr\nentry = ')),
-    BadInput("`config set` without `=`", argv=("config", "set", "NOEQUALS")),
+    BadInput("`config set` of a lone KEY with nothing on stdin", argv=("config", "set", "KEY")),
+    BadInput("`config set` of a lone KEY beside pairs", argv=("config", "set", "A=1", "KEY")),
     BadInput("`config set` of a name that is no variable", argv=("config", "set", "1BAD=x")),
     BadInput("`scale` to a negative count", argv=("scale", "web=-1")),
     BadInput("`scale` of a process the app does not have", argv=("scale", "nope=2")),
@@ -173,7 +174,14 @@ def try_input(case: BadInput, work: Path) -> Tried:
     if case.argv[0] not in ("config", "scale") and "/nonexistent/app" not in case.argv:
         argv.append(str(project))
     proc = subprocess.run(
-        argv, cwd=project, env=env, capture_output=True, text=True, timeout=120, check=False
+        argv,
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     output = proc.stderr or proc.stdout
     return Tried(

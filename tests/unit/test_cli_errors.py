@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from pathlib import Path
 
 import pytest
@@ -74,16 +76,38 @@ def test_run_before_any_deploy(project: Path, capsys: pytest.CaptureFixture[str]
     [
         ("1BAD=x", "must be letters, digits and '_'"),
         ("PATH=/x", "set by shipyard itself"),
-        ("NOEQUALS", "is not KEY=VALUE"),
+        ("NOEQUALS", "no value for NOEQUALS on stdin"),
     ],
 )
 def test_config_set_rejects_bad_pairs(
-    project: Path, capsys: pytest.CaptureFixture[str], pair: str, message: str
+    project: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pair: str,
+    message: str,
 ) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
     code, _, err = run_cli(["config", "set", "--dir", str(project), pair], capsys)
     assert code == 2
     assert message in err
     assert not (project / "home" / "web" / "shared" / "config.json").exists()
+
+
+def test_a_lone_key_among_pairs_is_refused(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(["config", "set", "--dir", str(project), "A=1", "TOKEN"], capsys)
+    assert code == 2 and "is not KEY=VALUE" in err and "stdin" in err
+
+
+def test_a_lone_key_takes_its_value_from_stdin_so_no_command_line_shows_it(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("line one\nline two\n"))
+    code, out, _ = run_cli(["config", "set", "--dir", str(project), "TOKEN"], capsys)
+    assert code == 0 and "set TOKEN" in out and "line" not in out
+    code, out, _ = run_cli(["config", "list", "--dir", str(project), "--json", "--reveal"], capsys)
+    assert json.loads(out)["TOKEN"]["value"] == "line one\nline two"  # the final newline goes
 
 
 def test_config_set_before_deploy_stores_the_value_privately(

@@ -307,16 +307,23 @@ def config() -> None:
 @dir_opt
 @target_opt
 def config_set(pairs: tuple[str, ...], project: Path, target: str) -> None:
-    """Set variables; the app restarts with them, with zero downtime."""
+    """Set variables; the app restarts with them, with zero downtime.
+
+    A lone KEY takes its value from stdin, or from a prompt that does not echo it, so a
+    secret is never on a command line (where `ps` and shell history would show it)."""
     from shipyard.spec.model import check_env_pair
 
     updates = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise UsageError(
-                f"{pair!r} is not KEY=VALUE.", hint="Example: shipyard config set DEBUG=0"
-            )
+            if len(pairs) > 1:
+                raise UsageError(
+                    f"{pair!r} is not KEY=VALUE.",
+                    hint="Give KEY=VALUE pairs, or a single KEY alone to read its value from "
+                    'stdin: printf %s "$TOKEN" | shipyard config set API_TOKEN',
+                )
+            value = _secret_value(key)
         try:
             check_env_pair(key, value)
         except ValueError as err:
@@ -325,6 +332,22 @@ def config_set(pairs: tuple[str, ...], project: Path, target: str) -> None:
     with _target(project, target) as opened:
         changed = opened.config_set(Reporter(), updates)
     views.config_changed("set", changed)
+
+
+def _secret_value(key: str) -> str:
+    """KEY's value from a prompt that does not echo (a terminal), else all of stdin without
+    its final newline."""
+    if sys.stdin.isatty():
+        value: str = click.prompt(f"Value of {key}", hide_input=True, err=True)
+        return value
+    value = sys.stdin.read().removesuffix("\n")
+    if not value:
+        raise UsageError(
+            f"no value for {key} on stdin.",
+            hint=f'Pipe it in (printf %s "$VALUE" | shipyard config set {key}), or give '
+            f"{key}=VALUE.",
+        )
+    return value
 
 
 @config.command(name="unset")
