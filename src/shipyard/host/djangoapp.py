@@ -20,11 +20,12 @@ def django_environment(spec: Spec, app: AppLayout, release_id: str) -> dict[str,
     if spec.django is None:
         return {}
     settings = WRAPPER_MODULE if spec.django.wrap else spec.django.settings
+    static = app.release(release_id) / "static" / STATIC_DIR
     return {
         "DJANGO_SETTINGS_MODULE": settings,
         "DJANGO_ALLOWED_HOSTS": ",".join(allowed_hosts(spec)),
         "DJANGO_CSRF_TRUSTED_ORIGINS": ",".join(trusted_origins(spec)),
-        "DJANGO_STATIC_ROOT": str(app.release(release_id) / "static" / STATIC_DIR),
+        **({"DJANGO_STATIC_ROOT": str(static)} if spec.django.collectstatic else {}),
         "DJANGO_MEDIA_ROOT": str(app.media),
         "DJANGO_MEDIA_URL": spec.django.media_url,
         "DJANGO_DATA_DIR": str(app.data),
