@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from shipyard.build.django_static import inputs_key
 from shipyard.errors import SpecError
 from shipyard.host import render
 from shipyard.host.artifact import Artifact, Manifest
@@ -356,3 +357,29 @@ def test_hashed_names_are_cached_for_a_year_and_uploads_never_run_as_pages() -> 
     assert "immutable" not in media_block
     assert "Content-Security-Policy \"default-src 'none'; sandbox\" always;" in media_block
     assert "X-Content-Type-Options nosniff always;" in media_block
+
+
+# --- the build ---------------------------------------------------------------------------
+
+
+def test_a_code_only_change_keeps_the_static_inputs_and_others_do_not(tmp_path: Path) -> None:
+    """The collected set is reused, without running Django, only while what it can depend
+    on is unchanged."""
+    project = _startproject(tmp_path / "mysite")
+    _write(project, {"notes/views.py": "X = 1\n", "notes/apps.py": "", "notes/static/a.css": ""})
+    files = sorted(p.relative_to(project) for p in project.rglob("*") if p.is_file())
+    spec = _spec()
+
+    def key() -> str:
+        return inputs_key(project, files, spec, "django==5.2\n", PYTHON)
+
+    first = key()
+    (project / "notes" / "views.py").write_text("X = 2\n")  # code only
+    assert key() == first
+    for changed in ("notes/static/a.css", "mysite/settings.py", "notes/apps.py"):
+        before = key()
+        (project / changed).write_text((project / changed).read_text() + "# changed\n")
+        assert key() != before, changed
+    assert inputs_key(project, files, spec, "django==5.2.1\n", PYTHON) != key()  # the pins
+    media = _spec(django={"settings": "mysite.settings", "media_url": "/up/"})
+    assert inputs_key(project, files, media, "django==5.2\n", PYTHON) != key()

@@ -132,7 +132,9 @@ def build(
         static = _collect_static(project, spec, work / "static")
         if spec.django is not None and spec.django.collectstatic:
             code = work / TREE if inputs.choice.is_tree else _import_root(project, spec)
-            static.update(_collect_django(conn, spec, code, cache, inputs, work / "static"))
+            static.update(
+                _collect_django(conn, project, spec, code, cache, inputs, work / "static")
+            )
         (work / LOCK).write_text(inputs.lock)
         (work / SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
         manifest = Manifest(
@@ -205,11 +207,18 @@ def _import_root(project: Path, spec: Spec) -> Path:
 
 
 def _collect_django(
-    conn: Connection, spec: Spec, code: Path, cache: Path, inputs: BuildInputs, out: Path
+    conn: Connection,
+    project: Path,
+    spec: Spec,
+    code: Path,
+    cache: Path,
+    inputs: BuildInputs,
+    out: Path,
 ) -> dict[str, str]:
     """Django's collected static files in the artifact, served at STATIC_URL (when that is
     a path of this site, not another host's URL)."""
-    collected = django_static.collect(conn, spec, code, cache, inputs.lock, inputs.python)
+    key = django_static.inputs_key(project, inputs.files, spec, inputs.lock, inputs.python)
+    collected = django_static.collect(conn, spec, code, cache, inputs.lock, inputs.python, key)
     if collected.directory is None:
         return {}
     django_static.link_into(collected.directory, out / STATIC_DIR)

@@ -3,16 +3,19 @@
 `collectstatic` runs on the deploying machine, in a venv of the app's pinned dependencies,
 with the release's settings module, into a directory of the build: never into the user's
 tree. Its output is kept by the digest of what the static finders find (paths and contents),
-the storage and STATIC_URL, so a code-only change reuses it instead of hashing every file
-again.
+the storage and STATIC_URL. And a build whose static inputs are those of an earlier one
+reuses that one's set without running Python at all (inputs_key): a code-only change costs
+no Django start-up.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +79,32 @@ class Collected:
     directory: Path | None  # the collected files; None: staticfiles is not installed
 
 
+def inputs_key(
+    project: Path, files: Sequence[Path], spec: Spec, lock: str, python: PythonInfo
+) -> str:
+    """What the collected set can depend on, short of running the project: the pins (every
+    installed app's static files), the spec's env and [django], and of the project's files
+    every one but Python modules, and those Python modules that say what is collected: the
+    settings' package, the apps' AppConfigs (apps.py), storage classes (*storage*.py)."""
+    assert spec.django is not None
+    settings_dir = Path(*spec.django.settings.split(".")[:-1])
+    digest = hashlib.sha256(f"{lock}\0{python.minor}\0".encode())
+    digest.update(spec.django.model_dump_json().encode() + json.dumps(spec.env).encode())
+    for rel in sorted(files):
+        python_module = rel.suffix == ".py"
+        says = rel.name == "apps.py" or "storage" in rel.name or _under(rel, settings_dir)
+        if python_module and not says:
+            continue
+        digest.update(rel.as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256((project / rel).read_bytes()).digest())
+    return digest.hexdigest()[:24]
+
+
+def _under(rel: Path, directory: Path) -> bool:
+    src = Path("src")
+    return rel.parent in (directory, src / directory) or directory in rel.parents
+
+
 def build_env(spec: Spec) -> dict[str, str]:
     """What a Django project's settings see at build and test time, before the spec's env."""
     return {"DJANGO_SECRET_KEY": BUILD_SECRET_KEY} if spec.django is not None else {}
@@ -88,9 +117,32 @@ def collect(
     cache: Path,
     lock: str,
     python: PythonInfo,
+    inputs: str = "",
 ) -> Collected:
     """Collect the static files of the project whose importable code is at `code`; the
-    directory returned is in the cache (link or copy it, never change it)."""
+    directory returned is in the cache (link or copy it, never change it). `inputs`: the
+    inputs_key of this build, under which an earlier build's result is found."""
+    assert spec.django is not None
+    store = cache / "django-static"
+    remembered = store / "inputs" / inputs if inputs else None
+    if remembered is not None and remembered.is_file():
+        told = json.loads(remembered.read_text())
+        kept = store / told["key"] if told["key"] else None
+        if kept is None or (kept / ".complete").exists():
+            if kept is not None:
+                os.utime(kept)
+            return Collected(told["static_url"], kept)
+    collected = _collect(conn, spec, code, cache, lock, python)
+    if remembered is not None:
+        remembered.parent.mkdir(parents=True, exist_ok=True)
+        key = collected.directory.name if collected.directory else ""
+        remembered.write_text(json.dumps({"static_url": collected.static_url, "key": key}))
+    return collected
+
+
+def _collect(
+    conn: Connection, spec: Spec, code: Path, cache: Path, lock: str, python: PythonInfo
+) -> Collected:
     assert spec.django is not None
     venv = cache / "buildenvs" / env_key(lock, [], python)
     ensure_venv(conn, venv, lock, python, cache, [], "the build venv (collectstatic)")
@@ -164,6 +216,9 @@ def _prune(store: Path) -> None:
     )
     for old in sets[:-KEPT]:
         shutil.rmtree(old, ignore_errors=True)
+    remembered = sorted((store / "inputs").glob("*"), key=lambda p: p.stat().st_mtime)
+    for old in remembered[: -KEPT * 8]:
+        old.unlink(missing_ok=True)
 
 
 def link_into(collected: Path, dest: Path) -> None:
