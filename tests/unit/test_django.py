@@ -20,7 +20,7 @@ from shipyard.host.djangoapp import allowed_hosts, django_environment, trusted_o
 from shipyard.host.filesteps import MakeDirs, SetMode
 from shipyard.host.layout import HostLayout
 from shipyard.host.python import PythonInfo
-from shipyard.host.release import app_environment, install_steps
+from shipyard.host.release import app_environment, install_steps, planned_static_dirs
 from shipyard.host.render import NginxBinary
 from shipyard.host.steps import Upload
 from shipyard.project.detect import detect
@@ -383,3 +383,24 @@ def test_a_code_only_change_keeps_the_static_inputs_and_others_do_not(tmp_path: 
     assert inputs_key(project, files, spec, "django==5.2.1\n", PYTHON) != key()  # the pins
     media = _spec(django={"settings": "mysite.settings", "media_url": "/up/"})
     assert inputs_key(project, files, media, "django==5.2\n", PYTHON) != key()
+
+
+def test_a_plan_shows_the_collected_files_where_the_serving_release_has_them(
+    tmp_path: Path,
+) -> None:
+    """Before the build, STATIC_URL is known from the serving release's manifest."""
+    app = HostLayout(tmp_path).app("mysite")
+    spec = _spec(static={"/robots": "public"})
+    assert planned_static_dirs(spec, app, "new", None) == {
+        "/robots": app.release("new") / "static" / "0-public",
+        "/media/": app.media,
+    }
+    live = app.release("old")
+    live.mkdir(parents=True)
+    (live / ".complete").touch()
+    manifest = Manifest("old", "mysite", "t", "3.11.2", "s", "l", "", None)
+    manifest = Manifest(**{**manifest.__dict__, "static": {"/assets/": "django-static"}})
+    (live / "manifest.json").write_text(manifest.to_json())
+    assert planned_static_dirs(spec, app, "new", "old")["/assets/"] == (
+        app.release("new") / "static" / "django-static"
+    )

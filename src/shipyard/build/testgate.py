@@ -54,7 +54,16 @@ def run_tests(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: 
         )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    lines = result.stdout.strip().splitlines()
+    return _summary(result.stdout, result.stderr)
+
+
+def _summary(stdout: str, stderr: str) -> str:
+    """The suite's last word: pytest's on stdout; unittest's (Django's `manage.py test`)
+    "Ran N tests in T" on stderr, where it writes its report."""
+    ran = [line for line in stderr.splitlines() if line.startswith("Ran ")]
+    if ran:
+        return f"{ran[-1]}: OK"
+    lines = stdout.strip().splitlines()
     return lines[-1] if lines else "passed"
 
 

@@ -20,7 +20,7 @@ from shipyard.errors import ShipyardError
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
 from shipyard.host.bytecode import CompileTree, CompileVenv
-from shipyard.host.djangoapp import WRAPPER_MODULE, django_environment
+from shipyard.host.djangoapp import STATIC_DIR, WRAPPER_MODULE, django_environment
 from shipyard.host.filesteps import (
     Chown,
     FileStep,
@@ -237,6 +237,25 @@ def static_dirs(app: AppLayout, release_id: str) -> dict[str, Path]:
     found = {p: app.release(release_id) / "static" / d for p, d in manifest.static.items()}
     spec = release_spec(app, release_id)
     if spec.django is not None:
+        found[spec.django.media_url] = app.media
+    return found
+
+
+def planned_static_dirs(
+    spec: Spec, app: AppLayout, release_id: str, live: str | None
+) -> dict[str, Path]:
+    """What static_dirs() will be once `release_id` of `spec` is installed, for a plan made
+    before its build: the spec's dirs, a Django project's uploads, and its collected files
+    at the prefix the serving release has them (STATIC_URL, known once built)."""
+    if is_installed(app, release_id):
+        return static_dirs(app, release_id)
+    static = app.release(release_id) / "static"
+    found = {
+        p: static / f"{i}-{Path(d).name}" for i, (p, d) in enumerate(sorted(spec.static.items()))
+    }
+    if spec.django is not None:
+        served = release_manifest(app, live).static if live and is_installed(app, live) else {}
+        found |= {p: static / d for p, d in served.items() if d == STATIC_DIR}
         found[spec.django.media_url] = app.media
     return found
 
