@@ -11,9 +11,11 @@ import tomllib
 from pathlib import Path, PurePosixPath
 
 import pytest
+from fakes import FakeHost, Removed
+from hostkit import LISTEN, make_spec, put_release
 
 from shipyard.build.django_static import inputs_key
-from shipyard.errors import SpecError
+from shipyard.errors import CommandFailed, SpecError
 from shipyard.host import render
 from shipyard.host.artifact import Artifact, Manifest
 from shipyard.host.djangoapp import allowed_hosts, django_environment, trusted_origins
@@ -23,6 +25,7 @@ from shipyard.host.python import PythonInfo
 from shipyard.host.release import app_environment, install_steps, planned_static_dirs
 from shipyard.host.render import NginxBinary
 from shipyard.host.steps import Upload
+from shipyard.host.switch import Switch
 from shipyard.project.detect import detect
 from shipyard.project.initfile import init_summary, render_spec_toml
 from shipyard.spec.model import Spec, parse_spec
@@ -404,3 +407,56 @@ def test_a_plan_shows_the_collected_files_where_the_serving_release_has_them(
     assert planned_static_dirs(spec, app, "new", "old")["/assets/"] == (
         app.release("new") / "static" / "django-static"
     )
+
+
+# --- the switch --------------------------------------------------------------------------
+
+
+def _django_switch(host: FakeHost, release_id: str, live: tuple[str, str] | None) -> Switch:
+    app = host.layout.app("flaskr")
+    for rid in ("r1", "r2"):
+        if not app.release(rid).exists():
+            put_release(app, rid, make_spec(**DJANGO_FIELDS), tree=True)
+    return Switch(
+        host.conn,
+        host.supervisor,
+        app,
+        release_id,
+        config={"DJANGO_SECRET_KEY": "s3"},
+        listen=LISTEN,
+        live=live,
+        run_release_command=True,
+        servers=host.servers,
+        nginx_check_timeout=0.05,
+    )
+
+
+DJANGO_FIELDS: dict[str, object] = {
+    "release": "python manage.py migrate --noinput",
+    "django": {"settings": "mysite.settings"},
+}
+
+
+def test_a_django_release_migrates_as_its_server_starts_and_serves_after(tmp_path: Path) -> None:
+    host = FakeHost(HostLayout(tmp_path))
+    app = host.layout.app("flaskr")
+    host.conn.answer((str(app.host.launcher),))
+    _django_switch(host, "r1", None).run()
+    assert host.conn.commands[0][-4:] == ("python", "manage.py", "migrate", "--noinput")
+    assert host.nginx.release_served() == "r1"
+    env = host.conn.text(app.env_file("blue"))
+    assert "DJANGO_SETTINGS_MODULE=shipyard_django_settings\n" in env
+
+
+def test_a_failed_migrate_stops_the_started_slot_and_switches_nothing(tmp_path: Path) -> None:
+    host = FakeHost(HostLayout(tmp_path))
+    app = host.layout.app("flaskr")
+    host.conn.answer((str(app.host.launcher),))
+    _django_switch(host, "r1", None).run()
+    host.conn.answer((str(app.host.launcher),), exit_code=1, stdout="no such column: x")
+    with pytest.raises(CommandFailed, match="the release command failed") as failed:
+        _django_switch(host, "r2", ("r1", "blue")).stage()
+    assert "no such column: x" in failed.value.message
+    assert Removed(PurePosixPath(app.program_file("green"))) in host.conn.recorded
+    assert "flaskr-web-green" not in host.supervisor.programs
+    assert host.nginx.release_served() == "r1"
