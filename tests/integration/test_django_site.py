@@ -209,10 +209,8 @@ def test_the_django_example_keeps_its_data_and_uploads_across_deploys_and_rollba
     _served_by_nginx_for_a_year(browser, css.group(1))  # the same name in every release
 
 
-def test_a_project_startproject_made_deploys_with_no_glue(
-    bare_deployment: Deployment, capsys: pytest.CaptureFixture[str]
-) -> None:
-    deployment = bare_deployment
+def _startproject(deployment: Deployment) -> Path:
+    """`django-admin startproject mysite`, for real, with only a requirements.txt added."""
     django_admin = Path(sys.executable).with_name("django-admin")
     assert django_admin.is_file(), "the [test] extra installs Django"
     parent = deployment.project.parent
@@ -221,6 +219,14 @@ def test_a_project_startproject_made_deploys_with_no_glue(
     )
     project = parent / "mysite"
     (project / "requirements.txt").write_text(f"django=={version('django')}\n")
+    return project
+
+
+def test_a_project_startproject_made_deploys_with_no_glue(
+    bare_deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = bare_deployment
+    project = _startproject(deployment)
 
     code, _, err = deployment.cli("init", "--yes", str(project), capsys=capsys)
     assert code == 0, err
@@ -239,3 +245,27 @@ def test_a_project_startproject_made_deploys_with_no_glue(
     assert "body" in _served_by_nginx_for_a_year(browser, css.group(1))
     # migrate ran as the release command, into the kept database
     assert (deployment.app("mysite").data / "db.sqlite3").is_file()
+
+
+def test_settings_that_need_a_variable_at_build_time_say_so_and_deploy_nothing(
+    bare_deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment = bare_deployment
+    project = _startproject(deployment)
+    settings = project / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + 'import os\nREDIS = os.environ["REDIS_URL"]\n')
+    code, _, err = deployment.cli("init", "--yes", str(project), capsys=capsys)
+    assert code == 0, err
+    spec = project / "shipyard.toml"
+    spec.write_text(f'listen = "127.0.0.1:{deployment.port}"\n' + spec.read_text())
+
+    code, _, err = deployment.cli("deploy", "--skip-tests", str(project), capsys=capsys)
+    assert code == 1, err  # a clear error, not an internal one
+    assert "collectstatic could not run at build time" in err and "KeyError: 'REDIS_URL'" in err
+    assert "put what the settings need at import time in [env]" in err
+    assert not deployment.app("mysite").releases.exists()
+
+    spec.write_text(spec.read_text().replace("[env]\n", '[env]\nREDIS_URL = "redis://x"\n'))
+    code, _, err = deployment.cli("deploy", "--skip-tests", str(project), capsys=capsys)
+    assert code == 0, err
+    assert deployment.get("/admin/login/")[0] == 200

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from shipyard.build.buildenv import ensure_venv, env_key
 from shipyard.build.tools import fail
+from shipyard.errors import BuildError
 from shipyard.host import render
 from shipyard.host.djangoapp import STATIC_DIR, WRAPPER_MODULE
 from shipyard.host.python import PythonInfo
@@ -171,10 +172,11 @@ def _collect(
         }
         argv = (str(venv / "bin" / "python"), "-c", SCRIPT, str(store))
         result = conn.run(Command(argv, cwd=str(code), env=env, timeout=COLLECT_TIMEOUT))
-        if not result.ok:
-            raise fail(
-                result,
-                f"collectstatic could not run with the settings {settings}",
+        if not result.ok:  # (the script itself is no news to the user: its output is)
+            raise BuildError(
+                f"collectstatic could not run at build time with the settings {settings} "
+                f"(wrapping {spec.django.settings}; exit {result.exit_code}):\n"
+                f"{result.output_tail(40)}",
                 hint=_hint(spec, result.exit_code),
             )
         line = next((x for x in reversed(result.stdout.splitlines()) if x.startswith(MARKER)), None)
