@@ -45,7 +45,8 @@ def test_site_points_at_the_slot_socket_and_serves_static(spec: Spec, host: Host
     assert "location /static/ {" in text
     assert "alias /srv/sy/flaskr/releases/abc/static/0-static/;" in text
     assert "expires 1h;" in text
-    assert text.count("add_header X-Shipyard-Release abc always;") == 3  # static, /, @websocket
+    # static, its hashed names, /, @websocket
+    assert text.count("add_header X-Shipyard-Release abc always;") == 4
     assert "listen 127.0.0.1:8080;" in text
     assert "uwsgi_pass" not in text
 

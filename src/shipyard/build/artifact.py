@@ -12,6 +12,7 @@ from pathlib import Path
 from packaging.utils import parse_wheel_filename
 
 from shipyard import __version__
+from shipyard.build import django_static
 from shipyard.build.appwheel import build_wheel
 from shipyard.build.deps import Pin, compile_lock, parse_pins
 from shipyard.build.platforms import Platform
@@ -39,6 +40,7 @@ from shipyard.host.artifact import (
     load_artifact,
     wheel_store,
 )
+from shipyard.host.djangoapp import STATIC_DIR
 from shipyard.host.python import PythonInfo, find_python
 from shipyard.host.state import now
 from shipyard.host.steps import Connection
@@ -128,6 +130,11 @@ def build(
             _check_installs_there(wheel, inputs)
             app_wheel = WheelRef(wheel.name, sha256_of(wheel))
         static = _collect_static(project, spec, work / "static")
+        if spec.django is not None and spec.django.collectstatic:
+            code = work / TREE if inputs.choice.is_tree else _import_root(project, spec)
+            static.update(
+                _collect_django(conn, project, spec, code, cache, inputs, work / "static")
+            )
         (work / LOCK).write_text(inputs.lock)
         (work / SPEC).write_text(spec.model_dump_json(indent=2) + "\n")
         manifest = Manifest(
@@ -193,6 +200,40 @@ def _collect_static(project: Path, spec: Spec, out: Path) -> dict[str, str]:
             shutil.copy2(project / rel, target)
         mapping[prefix] = name
     return mapping
+
+
+def _import_root(project: Path, spec: Spec) -> Path:
+    return project / "src" if (project / "src" / spec.top_package).is_dir() else project
+
+
+def _collect_django(
+    conn: Connection,
+    project: Path,
+    spec: Spec,
+    code: Path,
+    cache: Path,
+    inputs: BuildInputs,
+    out: Path,
+) -> dict[str, str]:
+    """Django's collected static files in the artifact, served at STATIC_URL (when that is
+    a path of this site, not another host's URL)."""
+    key = django_static.inputs_key(project, inputs.files, spec, inputs.lock, inputs.python)
+    collected = django_static.collect(conn, spec, code, cache, inputs.lock, inputs.python, key)
+    if collected.directory is None:
+        return {}
+    django_static.link_into(collected.directory, out / STATIC_DIR)
+    prefix = collected.static_url
+    if not prefix.startswith("/"):
+        return {}
+    taken = {p.rstrip("/") for p in spec.static}
+    if prefix.rstrip("/") in taken or not prefix.rstrip("/"):
+        raise BuildError(
+            f"Django's STATIC_URL {prefix!r} is also a prefix of [static] in the spec (or '/'): "
+            "nginx would serve two directories there.",
+            hint="Remove that [static] entry: shipyard collects Django's static files itself "
+            "(or set django.collectstatic = false to serve your own).",
+        )
+    return {prefix: STATIC_DIR}
 
 
 def prune_artifacts(cache: Path, keep: int) -> None:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import shutil
 from pathlib import Path
 
 from shipyard.build.artifact import BuildInputs
-from shipyard.build.tools import fail, uv
+from shipyard.build.buildenv import ensure_venv, env_key
+from shipyard.build.django_static import build_env
 from shipyard.errors import TestsFailed
-from shipyard.host.artifact import wheel_store
 from shipyard.host.steps import Command, Connection
 from shipyard.spec.model import Spec
 
@@ -19,9 +18,7 @@ TEST_TIMEOUT = 1800
 
 
 def test_env_key(inputs: BuildInputs, spec: Spec) -> str:
-    digest = hashlib.sha256(f"{inputs.lock}\0{sorted(spec.tests.requirements)}".encode())
-    digest.update(inputs.python.minor.encode())
-    return digest.hexdigest()[:16]
+    return env_key(inputs.lock, spec.tests.requirements, inputs.python)
 
 
 def passed_marker(cache: Path, inputs: BuildInputs, spec: Spec) -> Path:
@@ -44,6 +41,7 @@ def run_tests(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: 
         "PYTHONDONTWRITEBYTECODE": "1",
         # nor pytest's cache: a deploy leaves the project's tree as it found it
         "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:cacheprovider".strip(),
+        **build_env(spec),
         **spec.env,
     }
     argv = tuple(shlex.split(spec.tests.command))
@@ -56,43 +54,20 @@ def run_tests(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: 
         )
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()
-    lines = result.stdout.strip().splitlines()
+    return _summary(result.stdout, result.stderr)
+
+
+def _summary(stdout: str, stderr: str) -> str:
+    """The suite's last word: pytest's on stdout; unittest's (Django's `manage.py test`)
+    "Ran N tests in T" on stderr, where it writes its report."""
+    ran = [line for line in stderr.splitlines() if line.startswith("Ran ")]
+    if ran:
+        return f"{ran[-1]}: OK"
+    lines = stdout.strip().splitlines()
     return lines[-1] if lines else "passed"
 
 
 def _ensure_test_venv(conn: Connection, spec: Spec, cache: Path, inputs: BuildInputs) -> Path:
     venv = cache / "testenvs" / test_env_key(inputs, spec)
-    complete = venv / ".complete.v2"  # v2: with bytecode
-    if complete.exists():
-        return venv
-    shutil.rmtree(venv, ignore_errors=True)
-    created = conn.run(uv("venv", "--quiet", "--python", inputs.python.executable, str(venv)))
-    if not created.ok:
-        raise fail(created, "cannot create the test venv")
-    lock = venv / "requirements.lock"
-    lock.write_text(inputs.lock)
-    installed = conn.run(
-        uv(
-            "pip",
-            "install",
-            "--quiet",
-            "--python",
-            str(venv / "bin" / "python"),
-            "--find-links",
-            str(wheel_store(cache)),
-            "-r",
-            str(lock),
-            *spec.tests.requirements,
-        )
-    )
-    if not installed.ok:
-        raise fail(installed, "cannot install the test requirements")
-    # The tests run with PYTHONDONTWRITEBYTECODE (nothing lands in the project), so the venv's
-    # own bytecode is made once here: it halves every later test run.
-    compiled = conn.run(
-        Command((str(venv / "bin" / "python"), "-m", "compileall", "-q", str(venv / "lib")))
-    )
-    if not compiled.ok:
-        raise fail(compiled, "cannot compile the test venv")
-    complete.touch()
-    return venv
+    requirements = spec.tests.requirements
+    return ensure_venv(conn, venv, inputs.lock, inputs.python, cache, requirements, "the test venv")

@@ -161,6 +161,12 @@ class AppLayout:
         return self.shared / "data"
 
     @property
+    def media(self) -> Path:
+        """A Django project's uploads (MEDIA_ROOT), served by nginx: apart from data/, which
+        nginx's workers never read."""
+        return self.shared / "media"
+
+    @property
     def logs(self) -> Path:
         return self.shared / "logs"
 

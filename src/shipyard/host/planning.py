@@ -12,7 +12,12 @@ from pathlib import Path, PurePosixPath
 
 from shipyard.host import render
 from shipyard.host.lifecycle import Machine
-from shipyard.host.release import app_environment, is_installed, load_config
+from shipyard.host.release import (
+    app_environment,
+    is_installed,
+    load_config,
+    planned_static_dirs,
+)
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.setup_command import setup_for
 from shipyard.host.state import load_state
@@ -60,10 +65,7 @@ def host_plan(
     env = app_environment(spec, app, release_id, config, tree)
     # the spec's env and shipyard's own: no secrets
     shown = {key: value for key, value in env.items() if key not in config}
-    static = {
-        prefix: app.release(release_id) / "static" / f"{i}-{Path(d).name}"
-        for i, (prefix, d) in enumerate(sorted(spec.static.items()))
-    }
+    static = planned_static_dirs(spec, app, release_id, state.live)
     scale = load_scale(app)  # the deploy runs with the host's `shipyard scale` counts
     program = render.program_conf(
         scaled(spec, scale), app, release_id, slot, app.host.launcher, machine.run_as, tree,

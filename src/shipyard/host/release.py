@@ -20,6 +20,7 @@ from shipyard.errors import ShipyardError
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, SPEC, Artifact, Manifest
 from shipyard.host.bytecode import CompileTree, CompileVenv
+from shipyard.host.djangoapp import STATIC_DIR, WRAPPER_MODULE, django_environment
 from shipyard.host.filesteps import (
     Chown,
     FileStep,
@@ -148,6 +149,7 @@ def install_steps(
     if instance is not None:  # and an app run from its tree beside its code: the same place
         steps.append(Symlink(str(instance), _posix(workdir / "instance")))
     steps += _persistent_links(spec, app, workdir, run_as)
+    steps += _django_steps(spec, app, site, run_as)
     for name, content in render.server_conf_files(spec, app, rid, socket_mode()).items():
         steps.append(Upload(content.encode(), _posix(release / name)))
     # Compiled now, not by the app at each start: the app user cannot write into its release.
@@ -187,6 +189,21 @@ def _persistent_links(
     return steps
 
 
+def _django_steps(spec: Spec, app: AppLayout, site: Path, run_as: str | None) -> list[InstallStep]:
+    """A Django release's settings module (in its venv, so every process of the release
+    imports it) and its uploads' directory, which nginx's workers read (shared/media)."""
+    if spec.django is None:
+        return []
+    steps: list[InstallStep] = [MakeDirs((app.media,))]
+    if run_as:
+        steps.append(Chown(run_as, (app.media,)))
+    steps.append(SetMode(0o750, (app.media,)))
+    if spec.django.wrap:
+        wrapper = render.django_settings_module(spec.django.settings)
+        steps.append(Upload(wrapper.encode(), _posix(site / f"{WRAPPER_MODULE}.py")))
+    return steps
+
+
 def _owned_by(run_as: str, app: AppLayout) -> list[InstallStep]:
     """What the app writes belongs to the app user; its code stays root's, read-only to it."""
     return [
@@ -214,8 +231,33 @@ def _artifact_entries(artifact: Artifact) -> tuple[Path, ...]:
 
 
 def static_dirs(app: AppLayout, release_id: str) -> dict[str, Path]:
+    """What nginx serves itself, by URL prefix: the release's static files, and a Django
+    project's uploads (kept across releases)."""
     manifest = release_manifest(app, release_id)
-    return {prefix: app.release(release_id) / "static" / d for prefix, d in manifest.static.items()}
+    found = {p: app.release(release_id) / "static" / d for p, d in manifest.static.items()}
+    spec = release_spec(app, release_id)
+    if spec.django is not None:
+        found[spec.django.media_url] = app.media
+    return found
+
+
+def planned_static_dirs(
+    spec: Spec, app: AppLayout, release_id: str, live: str | None
+) -> dict[str, Path]:
+    """What static_dirs() will be once `release_id` of `spec` is installed, for a plan made
+    before its build: the spec's dirs, a Django project's uploads, and its collected files
+    at the prefix the serving release has them (STATIC_URL, known once built)."""
+    if is_installed(app, release_id):
+        return static_dirs(app, release_id)
+    static = app.release(release_id) / "static"
+    found = {
+        p: static / f"{i}-{Path(d).name}" for i, (p, d) in enumerate(sorted(spec.static.items()))
+    }
+    if spec.django is not None:
+        served = release_manifest(app, live).static if live and is_installed(app, live) else {}
+        found |= {p: static / d for p, d in served.items() if d == STATIC_DIR}
+        found[spec.django.media_url] = app.media
+    return found
 
 
 def release_workdir(app: AppLayout, release_id: str) -> Path:
@@ -229,7 +271,12 @@ def app_environment(
     """What the app's processes, its release command and `shipyard run` see; a source
     tree's release has its tree on the path."""
     venv = app.venv(release_id)
-    env = {"FLASK_APP": spec.entry, **spec.env, **config}
+    env = {
+        "FLASK_APP": spec.entry,
+        **django_environment(spec, app, release_id),
+        **spec.env,
+        **config,
+    }
     env.update(
         PATH=f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
         VIRTUAL_ENV=str(venv),

@@ -6,6 +6,7 @@ import re
 import shlex
 import time
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -121,14 +122,12 @@ class Switch:
                     "and deploy again.",
                 )
                 self.setup_ran = True
-            if self.run_release_command and self.spec.release:
-                self._one_off(
-                    self.spec.release,
-                    what="the release command",
-                    hint="Nothing was switched: the serving release keeps serving. Fix the "
-                    "command (try it with 'shipyard run -- ...') and deploy again.",
-                )
-            self._start_new()
+            if self.run_release_command and self.spec.release and self.spec.django is not None:
+                self._start_new_while_releasing()
+            else:
+                if self.run_release_command and self.spec.release:
+                    self._release_command()
+                self._start_new()
         try:
             self._check_new_socket()
             self._check_workers()
@@ -227,6 +226,29 @@ class Switch:
                 owner=self.run_as,
             )
         )
+
+    def _release_command(self) -> None:
+        self._one_off(
+            self.spec.release,
+            what="the release command",
+            hint="Nothing was switched: the serving release keeps serving. Fix the "
+            "command (try it with 'shipyard run -- ...') and deploy again.",
+        )
+
+    def _start_new_while_releasing(self) -> None:
+        """A Django release's server starts while its release command (`migrate`) runs:
+        Django touches no database as it starts, and the new slot takes no request, not
+        even the health check, before the command has succeeded; if it fails, the slot
+        is stopped (docs/django.md)."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            releasing = pool.submit(self._release_command)
+            try:
+                self._start_new()
+            finally:
+                failed = releasing.exception()
+        if failed is not None:
+            self.abort()
+            raise failed
 
     def _one_off(self, command: str, *, what: str, hint: str) -> None:
         """Run the spec's setup or release command in the new release's environment."""

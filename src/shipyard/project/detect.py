@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from shipyard.errors import SpecError
-from shipyard.project import procfile
+from shipyard.project import djangodetect, procfile
 from shipyard.project.commands import Commands, Proposed, propose_commands
+from shipyard.project.djangodetect import DjangoFound, asgi_first, module_file, settings_module
 from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 from shipyard.spec.depsource import AUTO_ORDER, NO_DEPS, DepSource, choose_source
 
@@ -36,7 +37,7 @@ SKIP_DIRS = {
 MAX_DEPTH = 4
 MAX_FILES = 2000
 APP_CLASSES = {"Flask": "flask", "Quart": "quart", "FastAPI": "fastapi", "Starlette": "starlette"}
-ASGI_FRAMEWORKS = {"fastapi", "starlette", "quart"}
+ASGI_FRAMEWORKS = {"fastapi", "starlette", "quart", "django-asgi"}
 FACTORY_NAMES = ("create_app", "make_app")
 
 
@@ -74,6 +75,8 @@ class Detected:
     persistent_files: list[str] = field(default_factory=list)
     processes: dict[str, str] = field(default_factory=dict)
     workers: int = 0
+    tests_command: str = ""  # empty: the spec's default
+    django: DjangoFound | None = None
 
 
 def normalise_name(raw: str) -> str:
@@ -88,7 +91,7 @@ def detect(project: Path) -> Detected:
     pyproject = _read_pyproject(project)
     meta: dict[str, Any] = pyproject.get("project", {})
     root = project / "src" if (project / "src").is_dir() else project
-    candidates = sorted(_candidates(root), key=lambda c: (c.rank, c.entry))
+    candidates = sorted(_django_ranked(root, _candidates(root)), key=lambda c: (c.rank, c.entry))
     found_procfile = procfile.read(project)
     web = found_procfile.web if found_procfile else None
     if web is not None and web.entry:
@@ -129,6 +132,15 @@ def detect(project: Path) -> Detected:
     commands = propose_commands(
         project, best.framework, best.entry.split(":")[0], _python_files(best.package_dir)
     )
+    django = _django_found(project, root, best) if best.framework.startswith("django") else None
+    tests_command = ""
+    secrets = _secret_variables(best.package_dir)
+    if django is not None:
+        tests_enabled, tests_command, test_requirements = django.tests
+        secrets = sorted({*secrets, "DJANGO_SECRET_KEY"})
+        notes = [n for n in notes if not n.startswith("no tests found")]
+        if not tests_enabled:
+            notes.append("no tests found: the test gate is off (tests.enabled = false)")
     if found_procfile is not None:
         commands = _with_procfile(commands, found_procfile)
     why: dict[str, str] = {}
@@ -150,7 +162,7 @@ def detect(project: Path) -> Detected:
         setup=commands.setup.command if commands.setup else "",
         release=commands.release.command if commands.release else "",
         why=why,
-        secrets=_secret_variables(best.package_dir),
+        secrets=secrets,
         alternatives=[c.entry for c in candidates[1:5]],
         notes=notes,
         build=build,
@@ -159,6 +171,8 @@ def detect(project: Path) -> Detected:
         persistent_files=persistent_files,
         processes=found_procfile.processes if found_procfile else {},
         workers=web.workers if web is not None else 0,
+        tests_command=tests_command,
+        django=django,
     )
 
 
@@ -189,12 +203,16 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 def _data_beside_code(project: Path, best: Candidate) -> tuple[list[str], list[str]]:
     """The directories and files a source-tree app keeps its data in, to persist: those of
-    DATA_DIRS the project has, SQLite databases at the top, and Django's default one.
+    DATA_DIRS the project has (a Django project's media/ is its MEDIA_ROOT's), SQLite
+    databases at the top, and Django's default one.
     (instance/, Flask's, persists without configuration: host/release.py tree_instance.)"""
-    dirs = [name for name in DATA_DIRS if (project / name).is_dir()]
+    django = best.framework.startswith("django")
+    # a Django project's uploads are MEDIA_ROOT's, kept in shared/media (host/djangoapp.py)
+    dirs = [n for n in DATA_DIRS if (project / n).is_dir() and not (django and n == "media")]
     files = sorted(p.name for p in project.iterdir() if p.is_file() and _is_sqlite(p))
-    if best.framework.startswith("django") and "db.sqlite3" not in files:
-        settings = best.package_dir / "settings.py"
+    if django and "db.sqlite3" not in files:
+        root = project / "src" if (project / "src").is_dir() else project
+        settings = _django_settings(project, root, best)
         text = settings.read_text(encoding="utf-8", errors="replace") if settings.is_file() else ""
         files += ["db.sqlite3"] if "db.sqlite3" in text else []
     return dirs, files
@@ -265,8 +283,32 @@ def _candidates(root: Path) -> list[Candidate]:
                         found.append(Candidate(entry, APP_CLASSES[callee], 2, path.parent))
                     elif callee in ("get_wsgi_application", "get_asgi_application"):
                         kind = "django-asgi" if "asgi" in callee else "django"
-                        found.append(Candidate(f"{module}:{target.id}", kind, 3, path.parent))
+                        rank = 4 if kind == "django-asgi" else 3  # _django_ranked decides
+                        found.append(Candidate(f"{module}:{target.id}", kind, rank, path.parent))
     return found
+
+
+def _django_ranked(root: Path, candidates: list[Candidate]) -> list[Candidate]:
+    """Django's ASGI entry ranks after its WSGI one (as `_candidates` found them), unless
+    the project is served by ASGI (djangodetect.asgi_first): then before it."""
+    asgi = [c for c in candidates if c.framework == "django-asgi"]
+    wsgi = [c.package_dir for c in candidates if c.framework == "django"]
+    if not asgi or not asgi_first(root, wsgi):
+        return candidates
+    return [
+        Candidate(c.entry, c.framework, 3, c.package_dir) if c in asgi else c for c in candidates
+    ]
+
+
+def _django_found(project: Path, root: Path, best: Candidate) -> DjangoFound:
+    return djangodetect.found(project, root, best.entry, best.framework)
+
+
+def _django_settings(project: Path, root: Path, best: Candidate) -> Path:
+    """The file of the project's settings module."""
+    entry_file = module_file(root, best.entry.split(":")[0])
+    module = settings_module(project, root, entry_file if entry_file.is_file() else None)[0]
+    return module_file(root, module) if module else best.package_dir / "settings.py"
 
 
 def _framework_of(tree: ast.Module) -> str:
@@ -296,7 +338,8 @@ def _static(project: Path, best: Candidate) -> dict[str, str]:
     if best.framework in ("flask", "quart") and static.is_dir():
         return {"/static": static.relative_to(project).as_posix()}
     if best.framework.startswith("django"):
-        return _django_static(project, best.package_dir / "settings.py")
+        root = project / "src" if (project / "src").is_dir() else project
+        return _django_static(project, _django_settings(project, root, best))
     return {}
 
 
@@ -305,9 +348,12 @@ STATIC_URL_RE = re.compile(r"""^STATIC_URL\s*=\s*["']/?([\w\-./]*?)/?["']""", re
 
 
 def _django_static(project: Path, settings: Path) -> dict[str, str]:
-    """Where `collectstatic` put the files (STATIC_ROOT under BASE_DIR, the project), served
-    at STATIC_URL; only once it has run."""
+    """Nothing for a project with django.contrib.staticfiles: the build collects its files
+    (build/django_static.py). Without it, files collected by hand (STATIC_ROOT under
+    BASE_DIR, the project), served at STATIC_URL; only once they are there."""
     text = settings.read_text(encoding="utf-8", errors="replace") if settings.is_file() else ""
+    if "django.contrib.staticfiles" in text:
+        return {}
     root, url = STATIC_ROOT_RE.search(text), STATIC_URL_RE.search(text)
     if root is None or not (project / root.group(1)).is_dir():
         return {}

@@ -12,7 +12,15 @@ from pydantic import BaseModel
 
 from shipyard.errors import SpecError, UsageError
 from shipyard.project.detect import Detected
-from shipyard.spec.model import SPEC_FILE, BuildSpec, HealthcheckSpec, ServerSpec, Spec, TestsSpec
+from shipyard.spec.model import (
+    SPEC_FILE,
+    BuildSpec,
+    DjangoSpec,
+    HealthcheckSpec,
+    ServerSpec,
+    Spec,
+    TestsSpec,
+)
 
 
 def toml_value(value: Any) -> str:
@@ -64,7 +72,8 @@ def render_spec_toml(found: Detected) -> str:
     lines += ["", "[tests]"]
     lines += _line(TestsSpec, "enabled", found.tests_enabled, True)
     lines += _line(TestsSpec, "requirements", found.test_requirements, True)
-    lines += _line(TestsSpec, "command", "python -m pytest -q", False)
+    command = found.tests_command or "python -m pytest -q"
+    lines += _line(TestsSpec, "command", command, bool(found.tests_command))
     lines += ["", "[healthcheck]"]
     lines += _line(HealthcheckSpec, "path", "/", False)
     lines += ["", "[build]"]
@@ -72,6 +81,13 @@ def render_spec_toml(found: Detected) -> str:
     lines += _line(BuildSpec, "mode", "auto", False)
     if found.build.reason:
         lines.append(f"# auto: {found.build.reason}")
+    if found.django is not None:
+        lines += ["", "# Django: what shipyard does for it, docs/django.md", "[django]"]
+        lines += _line(DjangoSpec, "settings", found.django.settings, True)
+        lines += _line(DjangoSpec, "wrap", True, False)
+        lines += _line(DjangoSpec, "collectstatic", True, False)
+        media = found.django.media_url
+        lines += _line(DjangoSpec, "media_url", media, media != "/media/")
     lines += ["", f"# {_describe(Spec, 'static')}", "[static]"]
     lines += [f"{toml_value(prefix)} = {toml_value(d)}" for prefix, d in found.static.items()]
     lines += ["", f"# {_describe(Spec, 'processes')}"]
@@ -104,8 +120,31 @@ def init_summary(found: Detected) -> list[str]:
         lines.append(f"dependencies: none declared ({found.deps.why})")
     else:
         lines.append(f"dependencies: pinned from {found.deps.file} ({found.deps.why})")
+    if found.django is not None:
+        lines += _django_summary(found)
     lines += [f"note: {note}" for note in found.notes]
     return lines
+
+
+def _django_summary(found: Detected) -> list[str]:
+    """What `init` set up for a Django project, one line each."""
+    django = found.django
+    assert django is not None
+    where = f" (from {django.settings_from})" if django.settings_from else ""
+    tests = found.tests_command or "pytest (pytest-django)"
+    return [
+        f"django: settings {django.settings}{where}, wrapped by shipyard_django_settings "
+        "(DJANGO_SETTINGS_MODULE); ALLOWED_HOSTS and CSRF_TRUSTED_ORIGINS from `domains` "
+        "and `listen`, DEBUG off",
+        f"django: served by {django.served}",
+        "django: collectstatic at build time into the release, served by nginx at "
+        "STATIC_URL (hashed names cached for a year)",
+        f"django: uploads (MEDIA_ROOT) in shared/media, served by nginx at {django.media_url}; "
+        "the SQLite database in shared/data: both survive deploys and rollbacks",
+        "django: SECRET_KEY from DJANGO_SECRET_KEY, generated once (kept in the app's config, "
+        "0600)",
+        f"django: tests run with `{tests}`" if found.tests_enabled else "django: no tests found",
+    ]
 
 
 def write_spec(project: Path, text: str, *, force: bool) -> Path:

@@ -10,6 +10,7 @@ from pydantic_core import PydanticUndefined
 
 from shipyard.spec.model import (
     BuildSpec,
+    DjangoSpec,
     HealthcheckSpec,
     ProcessSpec,
     ServerSpec,
@@ -62,6 +63,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[tests]", TestsSpec),
     ("[healthcheck]", HealthcheckSpec),
     ("[build]", BuildSpec),
+    ("[django] (a Django project; docs/django.md)", DjangoSpec),
     ("[processes.NAME] (a table; a bare command string is `command` alone)", ProcessSpec),
 ]
 

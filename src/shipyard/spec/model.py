@@ -205,6 +205,51 @@ class BuildSpec(_Strict):
     )
 
 
+MODULE_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+URL_PREFIX_RE = re.compile(r"^/[\w\-./]*$")
+
+
+class DjangoSpec(_Strict):
+    """A Django project: what shipyard provides it (docs/django.md). The table present means
+    Django; `shipyard init` writes it for a Django project."""
+
+    settings: str = Field(
+        description="The project's settings module, e.g. 'mysite.settings' (init reads it from "
+        "manage.py or wsgi.py)."
+    )
+    wrap: bool = Field(
+        default=True,
+        description="Run the release with DJANGO_SETTINGS_MODULE = 'shipyard_django_settings', "
+        "a module shipyard writes into the release that imports `settings` and overrides "
+        "from the DJANGO_* variables (hosts, secret key, static and media roots, the SQLite "
+        "file's place, DEBUG off); false: `settings` itself, which reads them.",
+    )
+    collectstatic: bool = Field(
+        default=True,
+        description="Run `collectstatic` at build time into the release, served by nginx at "
+        "STATIC_URL (hashed names cached for a year).",
+    )
+    media_url: str = Field(
+        default="/media/",
+        description="MEDIA_URL: nginx serves the uploads kept in shared/media (which survives "
+        "deploys and rollbacks) there.",
+    )
+
+    @field_validator("settings")
+    @classmethod
+    def _settings(cls, value: str) -> str:
+        if not MODULE_RE.match(value):
+            raise ValueError("must be a dotted module name like 'mysite.settings'")
+        return value
+
+    @field_validator("media_url")
+    @classmethod
+    def _media_url(cls, value: str) -> str:
+        if not URL_PREFIX_RE.match(value) or value == "/":
+            raise ValueError("must be a URL path like '/media/', not '/' alone")
+        return value if value.endswith("/") else value + "/"
+
+
 class TargetSpec(_Strict):
     """A place to deploy to: this machine (`local`), or hosts reached over SSH (`ssh`)."""
 
@@ -375,6 +420,9 @@ class Spec(_Strict):
         description="Extra long-running processes: a command, e.g. worker = 'celery ...', "
         "or a table, worker = { command = 'celery ...', count = 2 }.",
     )
+    django: DjangoSpec | None = Field(
+        default=None, description="A Django project's settings: see [django]."
+    )
     server: ServerSpec = Field(default_factory=ServerSpec)
     tests: TestsSpec = Field(default_factory=TestsSpec)
     healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
@@ -432,7 +480,7 @@ class Spec(_Strict):
     @classmethod
     def _static(cls, value: dict[str, str]) -> dict[str, str]:
         for prefix, directory in value.items():
-            if not re.match(r"^/[\w\-./]*$", prefix):
+            if not URL_PREFIX_RE.match(prefix):
                 raise ValueError(f"URL prefix {prefix!r} must start with '/' and be a plain path")
             _check_relative(directory)
         return value
@@ -479,6 +527,17 @@ class Spec(_Strict):
                     f"target {name!r} uses the system nginx, which routes to apps by name: "
                     "set `domains`, e.g. domains = ['app.example.com']"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _media_apart(self) -> Spec:
+        if self.django is not None and self.django.media_url.rstrip("/") in {
+            p.rstrip("/") for p in self.static
+        }:
+            raise ValueError(
+                f"django.media_url {self.django.media_url!r} is also a [static] prefix: "
+                "give the uploads a URL of their own"
+            )
         return self
 
     @model_validator(mode="after")

@@ -84,7 +84,7 @@ def site_conf(
     nginx: NginxBinary,
 ) -> str:
     """The app's server block, pointing at the socket of `slot`."""
-    static = _static_locations(static_dirs)
+    static = _static_locations(static_dirs, uploads=app.media)
     is_uwsgi = spec.server.type is ServerType.UWSGI
     return _render(
         "site.conf.j2",
@@ -141,10 +141,22 @@ def _location(prefix: str) -> str:
     return prefix if prefix.endswith("/") else prefix + "/"
 
 
+# A file name with a content hash before its extension, as Django's
+# ManifestStaticFilesStorage writes them (name.<12 hex digits>.ext): its content never
+# changes, so it is cached for a year.
+HASHED_NAME = r"\.[0-9a-f]{12}\.[A-Za-z0-9]+$"
+
+
 @dataclass(frozen=True)
 class StaticLocation:
     prefix: str  # ends with '/'
     directory: str  # ends with '/'
+    uploads: bool = False  # what the app's users uploaded: never a page of the site's own
+
+    @property
+    def hashed(self) -> str:
+        """A regex for the URIs whose names carry a content hash (never in uploads)."""
+        return "" if self.uploads else HASHED_NAME
 
     @property
     def never_served(self) -> str:
@@ -159,10 +171,12 @@ class StaticLocation:
         )
 
 
-def _static_locations(static_dirs: dict[str, Path]) -> list[StaticLocation]:
-    """The longest prefix first."""
+def _static_locations(
+    static_dirs: dict[str, Path], uploads: Path | None = None
+) -> list[StaticLocation]:
+    """The longest prefix first; `uploads`: the directory of the users' uploads."""
     return sorted(
-        (StaticLocation(_location(p), f"{d}/") for p, d in static_dirs.items()),
+        (StaticLocation(_location(p), f"{d}/", d == uploads) for p, d in static_dirs.items()),
         key=lambda loc: -len(loc.prefix),
     )
 
@@ -350,3 +364,9 @@ def env_file(variables: dict[str, str]) -> bytes:
     lines = ["# Managed by shipyard: the app's environment. Mode 0600: it holds secrets."]
     lines += [f"{key}={shlex.quote(value)}" for key, value in sorted(variables.items())]
     return ("\n".join(lines) + "\n").encode()
+
+
+def django_settings_module(settings: str) -> str:
+    """The settings module of a Django release (host/djangoapp.py): `settings`, the
+    project's, with the deploy's DJANGO_* variables over it."""
+    return _render("shipyard_django_settings.py.j2", settings=settings)
