@@ -3,6 +3,7 @@ success or one clear error with its exit code, never an internal error or a trac
 
 from __future__ import annotations
 
+import io
 import string
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,7 @@ def test_config_set_of_any_argument_exits_cleanly(
     pairs: list[str],
 ) -> None:
     """An app never deployed here: `config set` validates its arguments, then says so."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # a lone KEY reads its value there
     monkeypatch.setenv("SHIPYARD_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
     (tmp_path / "shipyard.toml").write_text('name = "web"\nentry = "web:app"\n')

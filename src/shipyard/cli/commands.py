@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,11 +27,21 @@ if TYPE_CHECKING:
 
 DEFAULT_LOCK_WAIT = 120.0
 
+
+class PlainPath(click.Path):
+    """click's Path, with a NUL refused as a usage error (os.stat would raise on it)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "\x00" in value:
+            self.fail(f"{value!r} holds a NUL character: not a path.", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 project_arg = click.argument(
-    "project", required=False, default=".", type=click.Path(file_okay=False, path_type=Path)
+    "project", required=False, default=".", type=PlainPath(file_okay=False, path_type=Path)
 )
 dir_opt = click.option(
-    "--dir", "project", default=".", type=click.Path(file_okay=False, path_type=Path)
+    "--dir", "project", default=".", type=PlainPath(file_okay=False, path_type=Path)
 )
 target_opt = click.option("--target", "-t", default="local", show_default=True, help="Target name.")
 wait_opt = click.option(
@@ -222,7 +232,7 @@ def scale(counts: tuple[str, ...], project: Path, target: str, lock_wait: float)
 @project_arg
 @target_opt
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+    "-o", "--output", type=PlainPath(dir_okay=False, path_type=Path), help="Write to FILE."
 )
 @click.option("--hashes", is_flag=True, help="Add each wheel's --hash=sha256 (pip's hash mode).")
 @click.option("--host", "host_name", help="The host to ask (ssh targets; when they differ).")
@@ -323,6 +333,10 @@ def config_set(pairs: tuple[str, ...], project: Path, target: str) -> None:
                     hint="Give KEY=VALUE pairs, or a single KEY alone to read its value from "
                     'stdin: printf %s "$TOKEN" | shipyard config set API_TOKEN',
                 )
+            try:
+                check_env_pair(key, "")  # the name, before asking for its value
+            except ValueError as err:
+                raise UsageError(f"config set: {err}.") from None
             value = _secret_value(key)
         try:
             check_env_pair(key, value)
@@ -340,7 +354,10 @@ def _secret_value(key: str) -> str:
     if sys.stdin.isatty():
         value: str = click.prompt(f"Value of {key}", hide_input=True, err=True)
         return value
-    value = sys.stdin.read().removesuffix("\n")
+    try:
+        value = sys.stdin.read().removesuffix("\n")
+    except (OSError, UnicodeDecodeError):
+        value = ""
     if not value:
         raise UsageError(
             f"no value for {key} on stdin.",

@@ -289,8 +289,11 @@ def server_argv(
 
 
 def _supervisor_command(argv: tuple[str, ...]) -> str:
-    # supervisor splits with shlex and expands %(...)s, so '%' must be doubled
-    return shlex.join(argv).replace("%", "%%")
+    # supervisor splits with shlex and expands %(...)s, so '%' must be doubled; its config
+    # parser ends a line at whitespace then ';' or '#', even inside quotes: the quote is
+    # closed and reopened between them ('a '';b' is the same word to shlex)
+    words = (re.sub(r"(\s)([;#])", r"\1''\2", shlex.quote(word)) for word in argv)
+    return " ".join(words).replace("%", "%%")
 
 
 def _supervisor_escape(value: str) -> str:
