@@ -342,7 +342,8 @@ class Session:
         return p.ScaleReply(scale=done.scale, restarted=done.restarted)
 
     def start(self, request: p.Start) -> p.ProcessesReply:
-        return p.ProcessesReply(processes=ops.start(request.spec, self.target))
+        locked = request.spec.name in self.locked
+        return p.ProcessesReply(processes=ops.start(request.spec, self.target, locked=locked))
 
     def stop(self, request: p.Stop) -> p.ProcessesReply:
         return p.ProcessesReply(processes=ops.stop(request.spec, self.target))

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from shipyard.errors import CommandFailed, DeployError, HostError
-from shipyard.host import render
+from shipyard.host import recover, render
 from shipyard.host.layout import SYSTEM_NGINX_PIDFILE, HostLayout
 from shipyard.host.nginx_workers import (
     SYSTEM_NGINX_CONF,
@@ -56,11 +56,15 @@ def runtime_files(
     run_as = workers.directive if workers else None
     files = [
         Upload(render.launcher_script(), _posix(host.launcher), mode=0o755),
-        Upload(render.supervisord_conf(host, nginx, None).encode(), _posix(host.supervisor_conf)),
+        Upload(
+            render.supervisord_conf(host, nginx, None, sys.executable).encode(),
+            _posix(host.supervisor_conf),
+        ),
     ]
     if not host.system_nginx:
         main_conf = render.nginx_main_conf(host, nginx, run_as).encode()
         files.append(Upload(main_conf, _posix(host.nginx_conf)))
+        files.append(Upload(render.nginx_start_script(), _posix(host.nginx_start), mode=0o644))
     return files
 
 
@@ -77,9 +81,15 @@ def ensure_runtime(conn: Connection, host: HostLayout, run_as: str | None = None
         workers = managed_workers(host.base, run_as)
     changed = write_if_changed(conn, runtime_files(host, nginx, workers))
     supervisor = Supervisor(host.supervisor_socket, conn.host)
-    if not supervisor.is_running():
+
+    def start() -> None:
         test_nginx(conn, host, nginx)
         _start_supervisord(conn, host, supervisor)
+
+    # what a supervisord or an nginx master that died left running is taken over first
+    recover.heal_runtime(conn, host, supervisor, start)
+    if not supervisor.is_running():
+        start()
         return supervisor
     if _posix(host.nginx_conf) in changed:
         reload_nginx(conn, host, supervisor)
@@ -205,13 +215,17 @@ def reload_nginx(
         reload = _reload_system_nginx(conn, host, grace)
     else:
         info = supervisor.process(NGINX_PROGRAM)
-        if info is None or info.state != "RUNNING":
-            supervisor.start(NGINX_PROGRAM, wait=True)
+        if info is None or info.state not in ("RUNNING", "STARTING"):
+            supervisor.start(NGINX_PROGRAM)
+            recover.wait_nginx_ready(host, supervisor, recover.READY_TIMEOUT)
             return Reload(None)
-        old_workers = _children(info.pid)
+        # one still STARTING gets its HUP once it has workers (its signal handlers are set)
+        master = recover.wait_nginx_ready(host, supervisor, recover.READY_TIMEOUT, ports=False)
+        assert master is not None
+        old_workers = _children(master)
         log_size = _size(host.nginx_error_log)
         supervisor.signal(NGINX_PROGRAM, "HUP")
-        reload = _wait_for_new_workers(info.pid, old_workers, grace, host.nginx_error_log, log_size)
+        reload = _wait_for_new_workers(master, old_workers, grace, host.nginx_error_log, log_size)
     if drain:
         reload.wait_drained()
     return reload
