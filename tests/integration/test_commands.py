@@ -71,7 +71,10 @@ def test_stop_start_and_restart_keep_the_release(
     report = _status(deployment, capsys)
     assert report["healthy"] is False and report["health"].startswith("HTTP 502")
     assert report["release"] == release and report["slot"] == slot
-    assert _process_states(report) == {f"flaskr-web-{slot}": "STOPPED", "nginx": "RUNNING"}
+    states = _process_states(report)
+    # nginx counts as started once up past its bind() retries (a crash loop never does)
+    assert states.pop("nginx") in ("STARTING", "RUNNING")
+    assert states == {f"flaskr-web-{slot}": "STOPPED"}
 
     code, out, err = deployment.cli("start", project, capsys=capsys)
     assert code == 0, err

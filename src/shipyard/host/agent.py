@@ -278,6 +278,7 @@ class Session:
         supervisor = self.target.servers.ensure_runtime(
             self.target.conn, self.host, self.target.run_as
         )
+        state = ops.recover_orphans(self.target, supervisor, app, state)
         told = Silent()
         switch = ops.stage(
             self.target,

@@ -30,13 +30,24 @@ class Orphan:
     holds: str
 
     def __str__(self) -> str:
-        return f"pid {self.pid} ({self.command}) holding {self.holds}"
+        return f"pid {self.pid} ({self.command})"
+
+
+def _pids(orphans: tuple[Orphan, ...]) -> str:
+    return ", ".join(str(o.pid) for o in orphans)
+
+
+# Each action says what is wrong (`problem`, None when it is only a means: status shows the
+# rest) and, once done, what was done (`describe`).
 
 
 @dataclass(frozen=True)
 class StartSupervisord:
+    def problem(self) -> str | None:
+        return "supervisord is not running"
+
     def describe(self) -> str:
-        return "supervisord is not running: start it"
+        return "started supervisord"
 
 
 @dataclass(frozen=True)
@@ -47,8 +58,11 @@ class SetAside:
     app: str
     slot: str
 
+    def problem(self) -> str | None:
+        return None
+
     def describe(self) -> str:
-        return f"{self.app}'s {self.slot} server is an orphan: supervisord starts no second one"
+        return f"kept {self.app}'s {self.slot} program out of supervisord: its orphan serves"
 
 
 @dataclass(frozen=True)
@@ -60,16 +74,25 @@ class HandOverNginx:
     quit: tuple[int, ...]
     orphans: tuple[Orphan, ...]
 
+    def problem(self) -> str | None:
+        holds = sorted({o.holds for o in self.orphans})
+        who = "; ".join(str(o) for o in self.orphans)
+        return f"orphaned nginx, not under supervisord, holds {', '.join(holds)}: {who}"
+
     def describe(self) -> str:
-        return "orphaned nginx " + "; ".join(str(o) for o in self.orphans) + ": hand over"
+        holds = ", ".join(sorted({o.holds for o in self.orphans}))
+        return f"took over {holds} from the orphaned nginx (pid {_pids(self.orphans)})"
 
 
 @dataclass(frozen=True)
 class StartNginx:
     state: str
 
+    def problem(self) -> str | None:
+        return f"the managed nginx is not running ({self.state or 'not loaded'})"
+
     def describe(self) -> str:
-        return f"the managed nginx is not running ({self.state or 'gone'}): start it"
+        return "started the managed nginx"
 
 
 @dataclass(frozen=True)
@@ -80,8 +103,11 @@ class PortTaken:
     pid: int
     command: str
 
-    def describe(self) -> str:
+    def problem(self) -> str | None:
         return f"{self.address} is held by pid {self.pid} ({self.command}), not shipyard's nginx"
+
+    def describe(self) -> str:
+        return self.problem() or ""
 
 
 @dataclass(frozen=True)
@@ -94,9 +120,15 @@ class ReplaceApp:
     pids: tuple[int, ...]
     orphans: tuple[Orphan, ...]
 
-    def describe(self) -> str:
+    def problem(self) -> str | None:
         who = "; ".join(str(o) for o in self.orphans)
-        return f"{self.app}'s live server on {self.slot} is an orphan ({who}): replace it"
+        return f"{self.app}'s live server ({self.slot}) runs without supervisord: orphaned {who}"
+
+    def describe(self) -> str:
+        return (
+            f"replaced {self.app}'s orphaned {self.slot} server (pid {_pids(self.orphans)}) "
+            "by its release on the other slot, then stopped it"
+        )
 
 
 @dataclass(frozen=True)
@@ -110,9 +142,12 @@ class StopOrphan:
     orphans: tuple[Orphan, ...]
     keep_path: bool = False
 
-    def describe(self) -> str:
+    def problem(self) -> str | None:
         who = "; ".join(str(o) for o in self.orphans)
-        return f"{self.app}'s {self.slot} server is an orphan not serving traffic ({who}): stop it"
+        return f"{self.app}'s {self.slot} server runs without supervisord (no traffic): {who}"
+
+    def describe(self) -> str:
+        return f"stopped {self.app}'s orphaned {self.slot} server (pid {_pids(self.orphans)})"
 
 
 RuntimeAction = StartSupervisord | SetAside | HandOverNginx | StartNginx | PortTaken
@@ -154,13 +189,13 @@ def _nginx_actions(facts: Facts) -> list[Action]:
     listeners: list[tuple[int, int]] = []
     taken: list[Action] = []
     for listener in facts.ports:
-        foreign = [p for p in listener.pids if not facts.descends(p, managed)]
+        foreign = [p for p in listener.pids if facts.orphaned(p, managed)]
         if not foreign:
             continue
         not_nginx = [p for p in foreign if _comm(facts, p) != "nginx"]
         if not_nginx:
             pid = min(not_nginx)
-            taken.append(PortTaken(listener.address, pid, _command(facts, pid)))
+            taken.append(PortTaken(listener.address, pid, _command(facts, pid, 1000)))
             continue
         for pid in _tops(facts, set(foreign)):
             orphans.setdefault(pid, Orphan(pid, _command(facts, pid), listener.address))
@@ -169,7 +204,7 @@ def _nginx_actions(facts: Facts) -> list[Action]:
     if (
         stale is not None
         and _comm(facts, stale) == "nginx"
-        and not facts.descends(stale, managed)
+        and facts.orphaned(stale, managed)
         and not any(facts.descends(stale, o) for o in orphans)
     ):
         orphans[stale] = Orphan(stale, _command(facts, stale), "the nginx pid file")
@@ -196,7 +231,7 @@ def _app_orphans(facts: Facts) -> dict[tuple[str, str], tuple[list[Orphan], bool
         if where is None:
             continue
         for listener in listeners:
-            foreign = {p for p in listener.pids if not facts.descends(p, facts.supervisord)}
+            foreign = {p for p in listener.pids if facts.orphaned(p, facts.supervisord)}
             if not foreign or listener.pids - foreign:
                 continue
             orphans = [Orphan(p, _command(facts, p), path) for p in _tops(facts, foreign)]
@@ -215,9 +250,9 @@ def _comm(facts: Facts, pid: int) -> str:
     return proc.comm if proc else ""
 
 
-def _command(facts: Facts, pid: int) -> str:
+def _command(facts: Facts, pid: int, limit: int = 100) -> str:
     proc = facts.procs.get(pid)
     if proc is None:
         return "gone"
-    text = proc.cmdline or proc.comm
-    return text if len(text) <= 120 else text[:117] + "..."
+    text = " ".join((proc.cmdline or proc.comm).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -64,6 +64,10 @@ class Facts:
     procs: Mapping[int, Proc] = field(default_factory=dict)
     system_nginx: bool = False
 
+    def orphaned(self, pid: int, root: int | None) -> bool:
+        """`pid` runs (as far as /proc showed) and is not `root` nor one of its descendants."""
+        return pid in self.procs and not self.descends(pid, root)
+
     def descends(self, pid: int, root: int | None) -> bool:
         """`pid` is `root` or one of its descendants."""
         seen = 0

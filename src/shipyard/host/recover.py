@@ -62,7 +62,7 @@ def heal_runtime(
             hint="Stop that process (or give the app another `listen`), then run the command "
             "again. Nothing was changed.",
         )
-    notes = [a.describe() for a in actions]
+    notes = [a.describe() for a in actions if not isinstance(a, heal.HandOverNginx)]
     takeover = next((a for a in actions if isinstance(a, heal.HandOverNginx)), None)
     with contextlib.ExitStack() as stack:
         fds: list[int] = []
@@ -82,10 +82,10 @@ def heal_runtime(
             start_supervisord()
         if takeover is not None or any(isinstance(a, heal.StartNginx) for a in actions):
             master = start_nginx(host, supervisor)
-            notes.append(f"the managed nginx serves (pid {master})")
         if takeover is not None and fds:
             quit_nginx(takeover.quit, host)
-            notes.append("the orphaned nginx handed over: " + ", ".join(map(str, takeover.quit)))
+        if takeover is not None:
+            notes.append(f"{takeover.describe()}: the managed nginx (pid {master}) serves")
     _log(host, notes)
     return notes
 
@@ -246,7 +246,7 @@ def stop_orphans(
     for action in actions:
         if isinstance(action, heal.StopOrphan | heal.ReplaceApp) and app in (None, action.app):
             stop_orphan(action, timeout)
-            done += [f"{action.app} {action.slot} server, orphaned pid {p}" for p in action.pids]
+            done += [f"{action.app}'s {action.slot} server, orphaned pid {p}" for p in action.pids]
         elif isinstance(action, heal.HandOverNginx) and app is None:
             quit_nginx(action.quit, host)
             wait_gone(action.quit, timeout)

@@ -70,7 +70,8 @@ def runtime_problems(target: Machine, app: str) -> list[str]:
     supervisor = Supervisor(target.host.supervisor_socket)
     actions = recover.decide(target.host, supervisor)
     return [
-        a.describe()
+        problem
         for a in actions
-        if not isinstance(a, heal.ReplaceApp | heal.StopOrphan) or a.app == app
+        if (not isinstance(a, heal.ReplaceApp | heal.StopOrphan) or a.app == app)
+        and (problem := a.problem()) is not None
     ]
