@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -213,6 +214,7 @@ def test_a_taken_port_fails_fast_with_nginx_s_reason(
         )
     assert code == 1
     assert "bind() to 127.0.0.1:" in err and "Address already in use" in err, err
+    assert f"(held by pid {os.getpid()} (" in err, err  # the process that holds the port
     assert "Traceback" not in err
     # once the port is free, the same deploy goes through
     code, _out, err = deployment.cli(

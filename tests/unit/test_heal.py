@@ -125,6 +125,17 @@ def test_a_port_held_by_another_program_is_named_not_taken(supervisord: bool) ->
     assert "pid 77 (python3 -m http.server 8080)" in (taken[0].problem() or "")
 
 
+def test_another_bases_nginx_on_the_port_is_named_not_taken_over() -> None:
+    other = (78, 1, "nginx", "nginx: master process /usr/sbin/nginx -c /srv/other/nginx.conf")
+    facts = _world(supervisord=False, port_holder=other)
+    facts = Facts(**{**facts.__dict__, "procs": {**facts.procs, 78: Proc(*other, of_base=False)}})
+    actions = heal.decide(facts, LIVE)
+    assert [a for a in actions if isinstance(a, heal.PortTaken)] == [
+        heal.PortTaken(PORT, 78, other[3])
+    ]
+    assert not any(isinstance(a, heal.HandOverNginx) for a in actions)
+
+
 def test_an_nginx_that_supervisord_gave_up_on_is_started() -> None:
     facts = _world(master_alive=False, nginx_state="FATAL")
     facts = Facts(**{**facts.__dict__, "ports": (), "procs": {}})

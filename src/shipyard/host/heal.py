@@ -192,7 +192,8 @@ def _nginx_actions(facts: Facts) -> list[Action]:
         foreign = [p for p in listener.pids if facts.orphaned(p, managed)]
         if not foreign:
             continue
-        not_nginx = [p for p in foreign if _comm(facts, p) != "nginx"]
+        # another program, or another base's nginx: not this base's to take over
+        not_nginx = [p for p in foreign if _comm(facts, p) != "nginx" or not _ours(facts, p)]
         if not_nginx:
             pid = min(not_nginx)
             taken.append(PortTaken(listener.address, pid, _command(facts, pid, 1000)))
@@ -204,6 +205,7 @@ def _nginx_actions(facts: Facts) -> list[Action]:
     if (
         stale is not None
         and _comm(facts, stale) == "nginx"
+        and _ours(facts, stale)
         and facts.orphaned(stale, managed)
         and not any(facts.descends(stale, o) for o in orphans)
     ):
@@ -243,6 +245,11 @@ def _app_orphans(facts: Facts) -> dict[tuple[str, str], tuple[list[Orphan], bool
 def _tops(facts: Facts, pids: set[int]) -> list[int]:
     """The processes of `pids` whose parent is not among them (a master, not its workers)."""
     return sorted(p for p in pids if (proc := facts.procs.get(p)) is None or proc.ppid not in pids)
+
+
+def _ours(facts: Facts, pid: int) -> bool:
+    proc = facts.procs.get(pid)
+    return proc is not None and proc.of_base
 
 
 def _comm(facts: Facts, pid: int) -> str:

@@ -611,8 +611,8 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
         if app.root.is_dir() and not any(app.root.iterdir()):
             app.root.rmdir()
     if not any(target.host.base.glob("*/state.json")):  # no app left under this base
-        target.servers.stop_runtime(target.host)
         done += target.servers.stop_orphans(target.host, supervisor, None)
+        target.servers.stop_runtime(target.host)
     return found or bool(done)
 
 

@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from shipyard.host.layout import HostLayout
@@ -30,6 +30,7 @@ class Proc:
     ppid: int
     comm: str
     cmdline: str
+    of_base: bool = True  # names the base or has a file under it open (nginx: its logs)
 
     @property
     def is_nginx_master(self) -> bool:
@@ -234,12 +235,12 @@ def observe(host: HostLayout, supervisor: SupervisorClient) -> Facts:
         ports=listeners_tcp,
         sockets=listeners_unix,
         nginx_pidfile=pidfile,
-        procs=_with_ancestors(pids),
+        procs=_with_ancestors(pids, host.base),
         system_nginx=host.system_nginx,
     )
 
 
-def _with_ancestors(pids: set[int]) -> dict[int, Proc]:
+def _with_ancestors(pids: set[int], base: Path) -> dict[int, Proc]:
     procs: dict[int, Proc] = {}
     todo = list(pids)
     while todo:
@@ -249,9 +250,26 @@ def _with_ancestors(pids: set[int]) -> dict[int, Proc]:
         proc = read_proc(pid)
         if proc is None or _is_zombie(pid):
             continue
-        procs[pid] = proc
+        procs[pid] = replace(proc, of_base=_of_base(proc, base))
         todo.append(proc.ppid)
     return procs
+
+
+def _of_base(proc: Proc, base: Path) -> bool:
+    """The process is this base's: its command line names the base (an nginx master, its
+    config), or it has a file under the base open (an nginx worker, its error log)."""
+    if str(base) in proc.cmdline:
+        return True
+    prefix = f"{base}/"
+    try:
+        with os.scandir(f"/proc/{proc.pid}/fd") as fds:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    if os.readlink(fd.path).startswith(prefix):
+                        return True
+    except OSError:
+        pass
+    return False
 
 
 def children(pid: int) -> set[int]:
@@ -289,3 +307,16 @@ def workers_hold_ports(master: int, host: HostLayout | None) -> bool:
         return bool(workers)
     held = set().union(*(_socket_inodes(w) for w in workers))
     return port_inodes(host) <= held
+
+
+def who_holds(port: int) -> str | None:
+    """ "pid N (command line)" of each process listening on TCP `port`, None if none is."""
+    inodes = {
+        inode
+        for name in ("tcp", "tcp6")
+        for _, listened, inode in tcp_listeners(_read(Path(f"/proc/net/{name}")))
+        if listened == port
+    }
+    pids = sorted({pid for held in socket_holders(inodes).values() for pid, _ in held})
+    procs = [p for p in (read_proc(pid) for pid in pids) if p is not None]
+    return "; ".join(f"pid {p.pid} ({' '.join(p.cmdline.split())})" for p in procs) or None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from shipyard.errors import CommandFailed, DeployError, HostError
-from shipyard.host import recover, render
+from shipyard.host import orphans, recover, render
 from shipyard.host.layout import SYSTEM_NGINX_PIDFILE, HostLayout
 from shipyard.host.nginx_workers import (
     SYSTEM_NGINX_CONF,
@@ -257,12 +258,19 @@ def _wait_for_new_workers(
             next_look = time.monotonic() + 0.5
             if refusal := _new_emergencies(error_log, log_size):
                 raise DeployError(
-                    f"nginx did not take the new configuration: {refusal}",
+                    f"nginx did not take the new configuration: {refusal}{_holder(refusal)}",
                     hint="nginx keeps its previous configuration, so what served still "
                     f"serves. See {error_log}.",
                 )
         time.sleep(0.005)
     return reload
+
+
+def _holder(refusal: str) -> str:
+    """Who holds the port of a bind() nginx could not do, named for the message."""
+    found = re.search(r"bind\(\) to \S*:(\d+) failed", refusal)
+    holders = orphans.who_holds(int(found[1])) if found else None
+    return f" (held by {holders})" if holders else ""
 
 
 def _size(path: Path) -> int:
@@ -348,15 +356,17 @@ def _start_supervisord(conn: Connection, host: HostLayout, supervisor: Superviso
 
 
 def stop_runtime(host: HostLayout) -> bool:
-    """Shut down the base's supervisord (and with it nginx and every app). True if it ran."""
+    """Shut down the base's supervisord (and with it nginx and every app), and what one that
+    died left running. True if it ran."""
     supervisor = Supervisor(host.supervisor_socket)
-    if not supervisor.is_running():
-        return False
-    supervisor.shutdown()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and host.supervisor_pidfile.exists():
-        time.sleep(0.05)
-    return True
+    running = supervisor.is_running()
+    if running:
+        supervisor.shutdown()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and host.supervisor_pidfile.exists():
+            time.sleep(0.05)
+    recover.stop_orphans(host, supervisor, None, 30)
+    return running
 
 
 def _posix(path: Path) -> PurePosixPath:
