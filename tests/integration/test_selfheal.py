@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -271,4 +272,40 @@ def test_a_port_another_program_holds_is_named(
     code_, _, err = deployment.cli("start", project, capsys=capsys)
     assert code_ == 0, err
     assert deployment.get("/version")[0] == 200
+    _assert_whole(deployment)
+
+
+def test_an_upgraded_runtime_restarts_nginx_on_its_own_sockets_under_load(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base whose nginx started without the start script (an earlier shipyard's): the
+    next deploy changes its program, and nginx restarts on its own sockets, held meanwhile."""
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    _settled(deployment)
+    conf = deployment.base / ".shipyard" / "supervisord.conf"
+    text = conf.read_text()
+    older = re.sub(r"^command = \S+ -I -S \S+/nginx-start \S+ ", "command = ", text, flags=re.M)
+    assert older != text
+    conf.write_text(older)
+    supervisor = Supervisor(deployment.base / ".shipyard" / "supervisor.sock")
+    assert "nginx" in supervisor.update()  # restarted the old way: its port closes a while
+    deadline = time.monotonic() + 15
+    while not _port_holders(deployment.port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    deployment.wait_for_status("/version", 200)
+    before = _nginx_master(deployment.base).pid
+
+    with deployment.under_load() as load:
+        load.wait_for_more(30)
+        deployment.set_greeting("upgraded")
+        code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+        _report("runtime upgrade", "deploy", len(load.failed), code, err.splitlines()[-1])
+        assert code == 0, err
+        load.wait_for_more(30)
+    assert load.failed == [], load.failed[:5]
+    assert conf.read_text() == text
+    assert _nginx_master(deployment.base).pid != before
+    assert deployment.get("/version")[1] == "upgraded"
+    _settled(deployment)
     _assert_whole(deployment)

@@ -164,13 +164,13 @@ def socket_holders(inodes: set[int]) -> dict[int, list[tuple[int, int]]]:
     with os.scandir("/proc") as entries:
         pids = [int(entry.name) for entry in entries if entry.name.isdigit()]
     for pid in pids:
-        for fd, inode in _sockets_of(pid):
+        for fd, inode in sockets_of(pid):
             if inode in found:
                 found[inode].append((pid, fd))
     return found
 
 
-def _sockets_of(pid: int) -> list[tuple[int, int]]:
+def sockets_of(pid: int) -> list[tuple[int, int]]:
     """(fd, inode) of each socket `pid` holds (none if it is gone or not ours to look into)."""
     found = []
     try:
@@ -291,7 +291,7 @@ def port_inodes(host: HostLayout) -> set[int]:
 
 
 def _socket_inodes(pid: int) -> set[int]:
-    return {inode for _, inode in _sockets_of(pid)}
+    return {inode for _, inode in sockets_of(pid)}
 
 
 def holds_ports(pid: int, host: HostLayout) -> bool:

@@ -9,7 +9,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import DeployError
@@ -88,6 +88,27 @@ def heal_runtime(
             notes.append(f"{takeover.describe()}: the managed nginx (pid {master}) serves")
     _log(host, notes)
     return notes
+
+
+@contextlib.contextmanager
+def nginx_sockets_held(host: HostLayout, supervisor: SupervisorClient) -> Iterator[None]:
+    """The managed nginx's listening sockets held and offered to the next nginx that starts,
+    for a block that restarts it (supervisord's update of a changed nginx program): the port
+    stays open, and the connections that arrive meanwhile wait in its queue."""
+    info = supervisor.process(NGINX)
+    if host.system_nginx or info is None or info.state not in heal.NGINX_UP or not info.pid:
+        yield
+        return
+    ports = orphans.port_inodes(host)
+    held = tuple((info.pid, fd) for fd, inode in orphans.sockets_of(info.pid) if inode in ports)
+    with contextlib.ExitStack() as stack:
+        try:
+            fds = stack.enter_context(handover.taken(held))
+        except OSError:  # cannot take them (an old kernel): nginx binds again, as it did
+            fds = []
+        if fds:
+            stack.enter_context(handover.offered(host.nginx_handover, fds))
+        yield
 
 
 def start_nginx(host: HostLayout, supervisor: SupervisorClient) -> int:

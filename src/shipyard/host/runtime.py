@@ -95,7 +95,9 @@ def ensure_runtime(conn: Connection, host: HostLayout, run_as: str | None = None
     if _posix(host.nginx_conf) in changed:
         reload_nginx(conn, host, supervisor)
     if _posix(host.supervisor_conf) in changed:
-        supervisor.update()
+        with recover.nginx_sockets_held(host, supervisor):
+            if NGINX_PROGRAM in supervisor.update():  # restarted: up on the sockets held
+                recover.wait_nginx_ready(host, supervisor, recover.READY_TIMEOUT)
     return supervisor
 
 
