@@ -156,5 +156,12 @@ def test_supervisord_conf_runs_nginx_and_includes_programs(host: HostLayout) -> 
     assert "file = /srv/sy/.shipyard/supervisor.sock" in text
     assert "chmod = 0700" in text
     assert "files = /srv/sy/.shipyard/programs/*.conf" in text
-    assert "command = /usr/sbin/nginx -p /srv/sy/.shipyard/nginx/ -c" in text
+    # through its start script, which takes over the sockets shipyard hands over, if any
+    assert (
+        "command = python3 -I -S /srv/sy/.shipyard/bin/nginx-start "
+        "/srv/sy/.shipyard/nginx-handover.sock /usr/sbin/nginx -p /srv/sy/.shipyard/nginx/ -c"
+    ) in text
     assert "stopsignal = QUIT" in text
+    # one that crash-loops on bind() (nginx retries it for a while, then exits) never counts
+    # as started
+    assert f"startsecs = {render.NGINX_STARTSECS}" in text and render.NGINX_STARTSECS >= 3

@@ -187,6 +187,8 @@ def status(report: Status, as_json: bool) -> None:
             hosts.add_row(host.host, "lb", "-", "-", f"agent {escape(host.agent_version)}")
         else:
             health = "[green]healthy[/]" if host.healthy else "[red]unhealthy[/]"
+            if host.healthy and host.runtime:
+                health = "[yellow]serves, but its runtime is broken[/]"
             if host.down:
                 down = ", ".join(f"{p.name} {p.state}" for p in host.down)
                 health += f" [red]processes down: {escape(down)}[/]"
@@ -209,6 +211,11 @@ def status(report: Status, as_json: bool) -> None:
             processes.add_row(host.host, proc.name, state, str(proc.pid), proc.description)
     if processes.row_count:
         console.print(processes)
+    for host in report.hosts:
+        for problem in host.runtime:
+            console.print(f"[red]{escape(host.host)}: {escape(problem)}[/]")
+    if any(host.runtime for host in report.hosts):
+        console.print("'shipyard start' takes the runtime back without a failed request.")
 
 
 def config_changed(verb: str, result: ConfigChanged) -> None:
@@ -243,6 +250,8 @@ def processes(verb: str, result: ProcessesChanged) -> None:
 
 
 def destroyed(result: Destroyed) -> None:
+    for stopped in result.stopped:
+        click.echo(f"stopped {stopped}")
     if result.hosts:
         kept = f" (data kept in {result.data_kept_in})" if result.data_kept_in else ""
         click.echo(f"destroyed {result.app} on {', '.join(result.hosts)}{kept}")

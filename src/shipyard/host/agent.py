@@ -278,6 +278,7 @@ class Session:
         supervisor = self.target.servers.ensure_runtime(
             self.target.conn, self.host, self.target.run_as
         )
+        state = ops.recover_orphans(self.target, supervisor, app, state)
         told = Silent()
         switch = ops.stage(
             self.target,
@@ -342,7 +343,8 @@ class Session:
         return p.ScaleReply(scale=done.scale, restarted=done.restarted)
 
     def start(self, request: p.Start) -> p.ProcessesReply:
-        return p.ProcessesReply(processes=ops.start(request.spec, self.target))
+        locked = request.spec.name in self.locked
+        return p.ProcessesReply(processes=ops.start(request.spec, self.target, locked=locked))
 
     def stop(self, request: p.Stop) -> p.ProcessesReply:
         return p.ProcessesReply(processes=ops.stop(request.spec, self.target))

@@ -98,6 +98,16 @@ class HostLayout:
         return SYSTEM_NGINX_SITES if self.system_nginx else self.nginx_dir / "sites"
 
     @property
+    def nginx_start(self) -> Path:
+        """The script nginx starts through (it takes over sockets offered on nginx_handover)."""
+        return self.bin / "nginx-start"
+
+    @property
+    def nginx_handover(self) -> Path:
+        """Where shipyard offers nginx the listening sockets it took over from orphans."""
+        return self.runtime / "nginx-handover.sock"
+
+    @property
     def nginx_pidfile(self) -> Path:
         return self.nginx_dir / "nginx.pid"
 
@@ -227,7 +237,8 @@ class AppLayout:
 
     def check_socket_paths(self) -> None:
         longest = max(
-            [self.socket(slot) for slot in SLOTS] + [self.host.supervisor_socket],
+            [self.socket(slot) for slot in SLOTS]
+            + [self.host.supervisor_socket, self.host.nginx_handover],
             key=lambda p: len(str(p)),
         )
         if len(str(longest).encode()) > MAX_SOCKET_PATH:

@@ -3,6 +3,7 @@ stop, start, destroy. The local target and an ssh host's agent both run it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import secrets
@@ -21,7 +22,7 @@ from shipyard.errors import (
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health, programs
+from shipyard.host import health, programs, recover
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.python import find_python
@@ -297,6 +298,31 @@ def commit(
     return outcome
 
 
+def recover_orphans(
+    target: Machine,
+    supervisor: SupervisorClient,
+    app: AppLayout,
+    state: AppState,
+    progress: Progress | None = None,
+) -> AppState:
+    """Retire the app's servers that a supervisord that died left running (the caller holds
+    the app's lock): the live one is replaced by the live release on the other slot before
+    it stops, so no request fails. The state as it is then."""
+
+    def replace() -> None:
+        current = load_state(app)
+        if current.live is not None:
+            switch(target, supervisor, app, current.live, current, "recover", release_cmd=False)
+
+    live = release_spec(app, state.live) if state.live else None
+    timeout = (live.server.graceful_timeout if live else 30) + 10
+    notes = recover.recover_app(app, supervisor, replace, timeout)
+    for note in notes:
+        if progress is not None:
+            progress.note(note)
+    return load_state(app) if notes else state
+
+
 def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
     """A deploy is under way: the release kept warm on the idle slot will be replaced, so it
     starts stopping now, while the new one builds, instead of when its slot is needed."""
@@ -379,6 +405,7 @@ def rollback(
         later: list[Callable[[], None]] = []
         with progress.stage(f"switch to {release_id}"):
             supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
+            state = recover_orphans(target, supervisor, app, state, progress)
             outcome = switch(
                 target,
                 supervisor,
@@ -444,6 +471,8 @@ def restart(
             return None
         with progress.stage(f"{action}: start {state.live} with the new settings"):
             supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
+            state = recover_orphans(target, supervisor, app, state, progress)
+            assert state.live is not None
             outcome = switch(
                 target, supervisor, app, state.live, state, action, release_cmd=False, config=config
             )
@@ -453,30 +482,59 @@ def restart(
 
 
 def stop(spec: Spec, target: Machine) -> list[str]:
+    """Stop the app's processes; also those a supervisord that died left running."""
     app = target.app(spec)
     state = load_state(app)
     supervisor = target.servers.supervisor(target.host)
-    if state.slot is None or not supervisor.is_running():
-        return []
-    names = _programs(app, state)
-    for name in names:
-        supervisor.stop(name)
-    return names
+    stopped = []
+    if state.slot is not None and supervisor.is_running():
+        stopped = _programs(app, state)
+        for name in stopped:
+            supervisor.stop(name)
+    return stopped + target.servers.stop_orphans(target.host, supervisor, app.name)
 
 
-def start(spec: Spec, target: Machine) -> list[str]:
+def start(
+    spec: Spec, target: Machine, lock_wait: float = DEFAULT_LOCK_WAIT, *, locked: bool = False
+) -> list[str]:
+    """Start the app's live release, and the runtime under it: what a supervisord or an nginx
+    that died left running is taken over first, without a failed request. `locked`: the
+    caller holds the app's lock already (an agent's session)."""
     app = target.app(spec)
-    state = load_state(app)
-    if state.slot is None:
-        raise UsageError(
-            f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
-        )
-    supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
-    names = _programs(app, state)
-    for name in names:
-        supervisor.start(name)
-    _wait_serving(target, app, state)
-    return names
+    held = contextlib.nullcontext() if locked else app_lock(app, "start", lock_wait)
+    with held:
+        state = load_state(app)
+        if state.slot is None:
+            raise UsageError(
+                f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
+            )
+        supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
+        notes: list[str] = []
+        state = recover_orphans(target, supervisor, app, state, _Notes(notes))
+        names = _programs(app, state)
+        for name in names:
+            supervisor.start(name)
+        _wait_serving(target, app, state)
+    return names + notes
+
+
+class _Notes:
+    """A Progress that keeps the notes (start reports them with what it started)."""
+
+    def __init__(self, notes: list[str]) -> None:
+        self.notes = notes
+
+    def stage(self, name: str) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def done(self, name: str, elapsed: float) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+    def warn(self, text: str) -> None:
+        self.notes.append(text)
 
 
 def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
@@ -510,9 +568,11 @@ def _programs(app: AppLayout, state: AppState) -> list[str]:
     return programs.slot_programs(app, spec, state.slot)
 
 
-def destroy(spec: Spec, target: Machine, purge: bool) -> bool:
+def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = None) -> bool:
     """Remove the app: its processes, nginx site, releases; its shared data only with purge.
-    False when there was nothing of it to remove."""
+    False when there was nothing of it to remove. `done` gets the orphans it stopped (left
+    running by a supervisord that died)."""
+    done = [] if done is None else done
     app = target.app(spec)
     if not app.root.is_dir():
         return False
@@ -530,6 +590,7 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> bool:
     with app_lock(app, "destroy", 0):
         supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
+        done += target.servers.stop_orphans(target.host, supervisor, app.name)
         for slot in ("blue", "green"):
             target.conn.remove(PurePosixPath(app.program_file(slot)))
         had_site = app.site_file.exists()
@@ -550,8 +611,9 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> bool:
         if app.root.is_dir() and not any(app.root.iterdir()):
             app.root.rmdir()
     if not any(target.host.base.glob("*/state.json")):  # no app left under this base
+        done += target.servers.stop_orphans(target.host, supervisor, None)
         target.servers.stop_runtime(target.host)
-    return found
+    return found or bool(done)
 
 
 def require_deployed(app: AppLayout, state: AppState) -> tuple[str, str]:

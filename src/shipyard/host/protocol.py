@@ -288,6 +288,7 @@ class StatusReply(Reply):
     health: str
     serving_release: str | None
     scale: dict[str, int] = {}
+    runtime: list[str] = []  # what is wrong with the runtime (heal.py's actions, described)
 
 
 class Status(SpecRequest[StatusReply]):

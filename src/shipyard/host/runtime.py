@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from shipyard.errors import CommandFailed, DeployError, HostError
-from shipyard.host import render
+from shipyard.host import orphans, recover, render
 from shipyard.host.layout import SYSTEM_NGINX_PIDFILE, HostLayout
 from shipyard.host.nginx_workers import (
     SYSTEM_NGINX_CONF,
@@ -56,11 +57,15 @@ def runtime_files(
     run_as = workers.directive if workers else None
     files = [
         Upload(render.launcher_script(), _posix(host.launcher), mode=0o755),
-        Upload(render.supervisord_conf(host, nginx, None).encode(), _posix(host.supervisor_conf)),
+        Upload(
+            render.supervisord_conf(host, nginx, None, sys.executable).encode(),
+            _posix(host.supervisor_conf),
+        ),
     ]
     if not host.system_nginx:
         main_conf = render.nginx_main_conf(host, nginx, run_as).encode()
         files.append(Upload(main_conf, _posix(host.nginx_conf)))
+        files.append(Upload(render.nginx_start_script(), _posix(host.nginx_start), mode=0o644))
     return files
 
 
@@ -77,14 +82,22 @@ def ensure_runtime(conn: Connection, host: HostLayout, run_as: str | None = None
         workers = managed_workers(host.base, run_as)
     changed = write_if_changed(conn, runtime_files(host, nginx, workers))
     supervisor = Supervisor(host.supervisor_socket, conn.host)
-    if not supervisor.is_running():
+
+    def start() -> None:
         test_nginx(conn, host, nginx)
         _start_supervisord(conn, host, supervisor)
+
+    # what a supervisord or an nginx master that died left running is taken over first
+    recover.heal_runtime(conn, host, supervisor, start)
+    if not supervisor.is_running():
+        start()
         return supervisor
     if _posix(host.nginx_conf) in changed:
         reload_nginx(conn, host, supervisor)
     if _posix(host.supervisor_conf) in changed:
-        supervisor.update()
+        with recover.nginx_sockets_held(host, supervisor):
+            if NGINX_PROGRAM in supervisor.update():  # restarted: up on the sockets held
+                recover.wait_nginx_ready(host, supervisor, recover.READY_TIMEOUT)
     return supervisor
 
 
@@ -205,13 +218,17 @@ def reload_nginx(
         reload = _reload_system_nginx(conn, host, grace)
     else:
         info = supervisor.process(NGINX_PROGRAM)
-        if info is None or info.state != "RUNNING":
-            supervisor.start(NGINX_PROGRAM, wait=True)
+        if info is None or info.state not in ("RUNNING", "STARTING"):
+            supervisor.start(NGINX_PROGRAM)
+            recover.wait_nginx_ready(host, supervisor, recover.READY_TIMEOUT)
             return Reload(None)
-        old_workers = _children(info.pid)
+        # one still STARTING gets its HUP once it has workers (its signal handlers are set)
+        master = recover.wait_nginx_ready(host, supervisor, recover.READY_TIMEOUT, ports=False)
+        assert master is not None
+        old_workers = _children(master)
         log_size = _size(host.nginx_error_log)
         supervisor.signal(NGINX_PROGRAM, "HUP")
-        reload = _wait_for_new_workers(info.pid, old_workers, grace, host.nginx_error_log, log_size)
+        reload = _wait_for_new_workers(master, old_workers, grace, host.nginx_error_log, log_size)
     if drain:
         reload.wait_drained()
     return reload
@@ -243,12 +260,19 @@ def _wait_for_new_workers(
             next_look = time.monotonic() + 0.5
             if refusal := _new_emergencies(error_log, log_size):
                 raise DeployError(
-                    f"nginx did not take the new configuration: {refusal}",
+                    f"nginx did not take the new configuration: {refusal}{_holder(refusal)}",
                     hint="nginx keeps its previous configuration, so what served still "
                     f"serves. See {error_log}.",
                 )
         time.sleep(0.005)
     return reload
+
+
+def _holder(refusal: str) -> str:
+    """Who holds the port of a bind() nginx could not do, named for the message."""
+    found = re.search(r"bind\(\) to \S*:(\d+) failed", refusal)
+    holders = orphans.who_holds(int(found[1])) if found else None
+    return f" (held by {holders})" if holders else ""
 
 
 def _size(path: Path) -> int:
@@ -334,15 +358,17 @@ def _start_supervisord(conn: Connection, host: HostLayout, supervisor: Superviso
 
 
 def stop_runtime(host: HostLayout) -> bool:
-    """Shut down the base's supervisord (and with it nginx and every app). True if it ran."""
+    """Shut down the base's supervisord (and with it nginx and every app), and what one that
+    died left running. True if it ran."""
     supervisor = Supervisor(host.supervisor_socket)
-    if not supervisor.is_running():
-        return False
-    supervisor.shutdown()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and host.supervisor_pidfile.exists():
-        time.sleep(0.05)
-    return True
+    running = supervisor.is_running()
+    if running:
+        supervisor.shutdown()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and host.supervisor_pidfile.exists():
+            time.sleep(0.05)
+    recover.stop_orphans(host, supervisor, None, 30)
+    return running
 
 
 def _posix(path: Path) -> PurePosixPath:

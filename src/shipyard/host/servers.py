@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from shipyard.host import drain, health, runtime
+from shipyard.host import drain, health, recover, runtime
 from shipyard.host.layout import HostLayout
 from shipyard.host.render import NginxBinary
 from shipyard.host.runtime import ReloadHandle
@@ -41,6 +41,14 @@ def connect_supervisor(host: HostLayout) -> SupervisorClient:
     return Supervisor(host.supervisor_socket)
 
 
+def stop_orphans(host: HostLayout, supervisor: SupervisorClient, app: str | None) -> list[str]:
+    """Stop what a supervisord that died left running of `app` (None: of the whole base)."""
+    return recover.stop_orphans(host, supervisor, app, ORPHAN_STOP_TIMEOUT)
+
+
+ORPHAN_STOP_TIMEOUT = 40.0
+
+
 @dataclass(frozen=True)
 class Servers:
     ensure_runtime: Callable[[Connection, HostLayout, str | None], SupervisorClient] = (
@@ -48,6 +56,7 @@ class Servers:
     )
     supervisor: Callable[[HostLayout], SupervisorClient] = connect_supervisor
     stop_runtime: Callable[[HostLayout], bool] = runtime.stop_runtime
+    stop_orphans: Callable[[HostLayout, SupervisorClient, str | None], list[str]] = stop_orphans
     reload_nginx: Reloader = runtime.reload_nginx
     find_nginx: Callable[[str], NginxBinary] = runtime.find_nginx
     probe_socket: SocketProbe = health.probe_socket

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.host import health, programs
+from shipyard.host import heal, health, programs, recover
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import release_spec
 from shipyard.host.scale import load_scale, scaled
@@ -37,11 +37,17 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
         for name in (expected if running else [])
     ]
     url = listen_url(target.listen, live_spec.healthcheck.request_path)
+    # through nginx whatever supervisord says: what answers on the port is what clients get
     probe = (
         health.probe_url(url, host_header(live_spec), health.Healthy.of(live_spec.healthcheck))
-        if running and state.live
-        else health.Probe(False, "not deployed" if not state.live else "runtime not running")
+        if state.live
+        else health.Probe(False, "not deployed")
     )
+    healthy = probe.ok and probe.release == state.live
+    detail = probe.detail
+    if probe.ok and not healthy:
+        answered = f"release {probe.release}" if probe.release else "no shipyard release"
+        detail = f"{probe.detail} from {answered}, not the live {state.live}"
     return {
         "app": spec.name,
         "url": listen_url(target.listen, "/"),
@@ -50,8 +56,22 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
         "slot": state.slot,
         "supervisord": running,
         "processes": processes,
-        "healthy": probe.ok and probe.release == state.live,
-        "health": probe.detail,
+        "healthy": healthy,
+        "health": detail,
+        "runtime": runtime_problems(target, app.name),
         "serving_release": probe.release,
         "scale": load_scale(app),
     }
+
+
+def runtime_problems(target: Machine, app: str) -> list[str]:
+    """What is wrong with the runtime under the app (supervisord or nginx died, orphans left
+    running), as heal.py would set it right at the next start or deploy."""
+    supervisor = Supervisor(target.host.supervisor_socket)
+    actions = recover.decide(target.host, supervisor)
+    return [
+        problem
+        for a in actions
+        if (not isinstance(a, heal.ReplaceApp | heal.StopOrphan) or a.app == app)
+        and (problem := a.problem()) is not None
+    ]

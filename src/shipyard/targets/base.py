@@ -75,10 +75,12 @@ class HostStatus:
     scale: dict[str, int] = field(default_factory=dict)  # set with `shipyard scale`
     error: str | None = None
     agent_version: str = ""
+    runtime: list[str] = field(default_factory=list)  # what is wrong under the app (heal.py)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and (self.role == "lb" or (self.healthy and not self.down))
+        whole = self.healthy and not self.down and not self.runtime
+        return self.error is None and (self.role == "lb" or whole)
 
     @property
     def down(self) -> list[Process]:
@@ -171,6 +173,7 @@ class Destroyed:
     hosts: list[str]  # where it was removed from
     data_kept_in: str | None  # where the data stays (None: purged)
     absent: list[str] = field(default_factory=list)  # where there was nothing of it
+    stopped: list[str] = field(default_factory=list)  # orphans stopped (supervisord had died)
 
 
 @dataclass(frozen=True)

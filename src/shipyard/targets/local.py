@@ -204,6 +204,7 @@ class LocalTarget:
             save_state(app, state)
             with progress.stage("runtime"):
                 supervisor = runtime.ensure_runtime(machine.conn, machine.host, machine.run_as)
+                state = ops.recover_orphans(machine, supervisor, app, state, progress)
             later: list[Callable[[], None]] = []  # run after the stages: none shows progress
             with progress.stage("release + switch"):
                 outcome = ops.switch(
@@ -260,6 +261,7 @@ class LocalTarget:
             serving_release=report["serving_release"],
             processes=[Process(**proc) for proc in report["processes"]],
             scale=report["scale"],
+            runtime=report["runtime"],
         )
         return Status(self.spec.name, self.name, report["url"], [host])
 
@@ -324,9 +326,11 @@ class LocalTarget:
         return ProcessesChanged({LOCAL: ops.stop(self.spec, self.machine)})
 
     def destroy(self, *, purge: bool) -> Destroyed:
-        if not ops.destroy(self.spec, self.machine, purge):
+        stopped: list[str] = []
+        if not ops.destroy(self.spec, self.machine, purge, stopped):
             return Destroyed(self.spec.name, [], None, absent=[LOCAL])
-        return Destroyed(self.spec.name, [LOCAL], None if purge else str(self.app.shared))
+        kept = None if purge else str(self.app.shared)
+        return Destroyed(self.spec.name, [LOCAL], kept, stopped=stopped)
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
         raise UsageError(

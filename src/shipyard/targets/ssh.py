@@ -215,4 +215,5 @@ def _host_status(row: HostReport) -> HostStatus:
         serving_release=web.serving_release,
         processes=[Process(x.name, x.state, x.pid, x.description) for x in web.processes],
         scale=web.scale,
+        runtime=web.runtime,
     )

@@ -31,10 +31,18 @@ def launcher_script() -> bytes:
     return _TEMPLATES.get_source(_ENV, "launcher.sh")[0].encode()  # as it is, not rendered
 
 
+def nginx_start_script() -> bytes:
+    """The Python script nginx starts through, to take over sockets shipyard hands over."""
+    return _TEMPLATES.get_source(_ENV, "nginx-start")[0].encode()
+
+
 # How long nginx's old workers may keep connections after a reload: past the longest an
 # app's old release can keep them (server.websocket_drain, then server.graceful_timeout, at
 # most 3600 s each), so that the app's own close (WebSocket code 1012) always comes first.
 OLD_WORKERS_LIFETIME = 2 * 3600 + 60
+# nginx retries a bind() that fails for about 2.5 s before it exits: one that lives past
+# this is up, and one that crash-loops is never shown RUNNING.
+NGINX_STARTSECS = 3
 
 
 @dataclass(frozen=True)
@@ -181,8 +189,12 @@ def _static_locations(
     )
 
 
-def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> str:
-    """supervisord's config; it runs shipyard's nginx too unless the host's own is used."""
+def supervisord_conf(
+    host: HostLayout, nginx: NginxBinary, user: str | None, python: str = "python3"
+) -> str:
+    """supervisord's config; it runs shipyard's nginx too unless the host's own is used.
+    `python`: the interpreter of nginx's start script (nginx_start_script)."""
+    start = (python, "-I", "-S", str(host.nginx_start), str(host.nginx_handover))
     return _render(
         "supervisord.conf.j2",
         base=host.base,
@@ -191,7 +203,10 @@ def supervisord_conf(host: HostLayout, nginx: NginxBinary, user: str | None) -> 
         pidfile=host.supervisor_pidfile,
         programs=host.programs,
         user=user,
-        nginx_command="" if host.system_nginx else shlex.join(nginx_command(host, nginx)),
+        nginx_command=""
+        if host.system_nginx
+        else shlex.join((*start, *nginx_command(host, nginx))),
+        nginx_startsecs=NGINX_STARTSECS,
     )
 
 
