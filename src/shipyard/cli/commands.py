@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import click
 from shipyard import __version__
 from shipyard.cli import views
 from shipyard.cli.ui import Reporter
-from shipyard.errors import ShipyardError, UsageError
+from shipyard.errors import ShipyardError, Terminated, UsageError
 from shipyard.targets.dirs import default_cache_dir
 
 # The spec's models, the targets and what they import cost most of the start-up: each
@@ -425,11 +426,27 @@ def provision(target: str, project: Path, dry_run: bool) -> None:
         views.provisioned(opened.provision(Reporter(), dry_run=dry_run))
 
 
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does; one more while it cleans up (a
+    switch going back, say) is ignored, so that the cleanup finishes (SIGKILL still stops
+    it, and the next command on the app recovers what it left)."""
+    for other in TERMINATING:
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into a paragraph and an exit code.
 
-    `argv` None means this is the `shipyard` program itself (its arguments are sys.argv).
+    `argv` None means this is the `shipyard` program itself (its arguments are sys.argv);
+    only then do SIGTERM and SIGHUP become `Terminated`.
     """
+    if argv is None:
+        for signum in TERMINATING:
+            signal.signal(signum, _terminate)
     try:
         cli.main(args=argv, standalone_mode=False, obj=Options(detach=argv is None))
     except ShipyardError as err:
@@ -443,6 +460,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         views.error_line("aborted")
         sys.exit(130)
+    except Terminated as stop:
+        name = signal.Signals(stop.signum).name
+        views.error_line(
+            f"terminated by {name}: stopped where it was; a switch under way was switched back "
+            "(the release that served keeps serving)."
+        )
+        sys.exit(128 + stop.signum)
     except KeyboardInterrupt:
         views.error_line("interrupted")
         sys.exit(130)

@@ -3,13 +3,15 @@ stop, start, destroy. The local target and an ssh host's agent both run it."""
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -17,11 +19,12 @@ from shipyard.errors import (
     DeployError,
     HealthCheckFailed,
     HostError,
+    LockHeld,
     ShipyardError,
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health, programs
+from shipyard.host import health, journal, programs, recovery
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.python import find_python
@@ -85,6 +88,41 @@ class Machine:
 
     def app(self, spec: Spec) -> AppLayout:
         return self.host.app(spec.name)
+
+
+def recover(target: Machine, app: AppLayout, progress: Progress | None = None) -> str | None:
+    """Finish or undo the app's switch that a killed process left unfinished, if any (the
+    caller holds the app's lock), and say so in one line: to `progress`, or, for a command
+    that reports no progress, as a warning on the `shipyard` logger (stderr)."""
+    line = recovery.recover(target, app)
+    if line is not None:
+        if progress is not None:
+            progress.warn(line)
+        else:
+            logging.getLogger("shipyard").warning("shipyard: %s", line)
+    return line
+
+
+@contextmanager
+def locked(
+    target: Machine, app: AppLayout, action: str, wait: float, progress: Progress | None = None
+) -> Iterator[HeldLock]:
+    """The app's lock, with any unfinished switch of the app recovered first."""
+    with app_lock(app, action, wait) as lock:
+        recover(target, app, progress)
+        yield lock
+
+
+def recover_if_free(target: Machine, app: AppLayout) -> None:
+    """For a command that does not wait for the app's lock: recover while holding it, if it
+    is free; a switch whose process holds it is not unfinished but under way."""
+    if not journal.path_of(app).exists():
+        return
+    try:
+        with app_lock(app, "recover", 0):
+            recover(target, app)
+    except LockHeld:
+        return
 
 
 def app_user_here(name: str) -> str | None:
@@ -242,6 +280,7 @@ def stage(
         run_as=target.run_as,
         servers=target.servers,
         warm=reuse,
+        action=action,
     )
     try:
         switch.stage()
@@ -289,11 +328,13 @@ def commit(
         state.warm = WarmSlot(retiring[0], retiring[1], time.time() + window)
         warm = state.warm
         save_state(app, state)
+        switch.recorded(warm=True)
         finish(lambda: keep_warm(app, switch, warm, lock))
         return outcome
     save_state(app, state)
+    switch.recorded()
     if switch.retiring:
-        finish(switch.retire_old)
+        finish(switch.retire_and_clear)
     return outcome
 
 
@@ -373,7 +414,7 @@ def rollback(
 ) -> Outcome:
     """Switch back to an earlier release; with a `window`, the one it leaves stays warm."""
     app = target.app(spec)
-    with app_lock(app, "rollback", lock_wait) as lock:
+    with locked(target, app, "rollback", lock_wait, progress) as lock:
         state = load_state(app)
         release_id = rollback_target(app, state, to)
         later: list[Callable[[], None]] = []
@@ -436,7 +477,7 @@ def restart(
     never replaces the one that works.
     """
     app = target.app(spec)
-    with app_lock(app, action, lock_wait):
+    with locked(target, app, action, lock_wait, progress):
         state = load_state(app)
         if state.live is None:
             if config is not None:
@@ -454,6 +495,7 @@ def restart(
 
 def stop(spec: Spec, target: Machine) -> list[str]:
     app = target.app(spec)
+    recover_if_free(target, app)
     state = load_state(app)
     supervisor = target.servers.supervisor(target.host)
     if state.slot is None or not supervisor.is_running():
@@ -466,6 +508,7 @@ def stop(spec: Spec, target: Machine) -> list[str]:
 
 def start(spec: Spec, target: Machine) -> list[str]:
     app = target.app(spec)
+    recover_if_free(target, app)
     state = load_state(app)
     if state.slot is None:
         raise UsageError(
@@ -527,7 +570,7 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> bool:
             *([app.shared] if purge else []),
         )
     )
-    with app_lock(app, "destroy", 0):
+    with locked(target, app, "destroy", 0):
         supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
         for slot in ("blue", "green"):
@@ -538,7 +581,7 @@ def destroy(spec: Spec, target: Machine, purge: bool) -> bool:
             supervisor.update()
             if had_site:
                 target.servers.reload_nginx(target.conn, target.host, supervisor)
-        for path in (app.releases, app.layers, app.current, app.state_file):
+        for path in (app.releases, app.layers, app.current, app.state_file, journal.path_of(app)):
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif path.is_dir():
