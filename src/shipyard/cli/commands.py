@@ -462,9 +462,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Terminated as stop:
         name = signal.Signals(stop.signum).name
-        views.error_line(
-            f"terminated by {name}: stopped where it was; a switch under way was switched back "
-            "(the release that served keeps serving)."
+        views.error(
+            f"terminated by {name}.",
+            "A switch of traffic under way was switched back: the release that served keeps "
+            "serving. One already recorded is finished by the app's next command ('shipyard "
+            "status' shows what serves).",
         )
         sys.exit(128 + stop.signum)
     except KeyboardInterrupt:

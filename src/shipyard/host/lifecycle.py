@@ -310,30 +310,33 @@ def commit(
     once, or with a `window` (and the app's `lock`, which the work lets go of while it
     waits) kept warm until the window has passed."""
     release_id = switch.release_id
+    warm: list[WarmSlot] = []
+
+    def record(outcome: Outcome) -> bool:
+        if state.live and state.live != release_id:
+            state.set_status(state.live, "previous")
+        seq = state.next_seq()
+        state.set_status(
+            release_id, "live", deployed_at=now(), deployed_by=holder(), deployed_seq=seq
+        )
+        state.live, state.slot = outcome.release, outcome.slot
+        state.log(action, release_id, f"slot {outcome.slot}")
+        state.warm = None  # the slot that was warm serves now, or was replaced by this release
+        retiring = switch.retiring_slot
+        if retiring is not None and window > 0 and lock is not None:
+            state.warm = WarmSlot(retiring[0], retiring[1], time.time() + window)
+            warm.append(state.warm)
+        save_state(app, state)
+        return bool(warm)
+
     try:
-        outcome = switch.commit(retire=False)
+        outcome = switch.commit(retire=False, record=record)
     except ShipyardError as err:
         _record_failure(app, state, release_id, action, err)
         raise
-    if state.live and state.live != release_id:
-        state.set_status(state.live, "previous")
-    state.set_status(
-        release_id, "live", deployed_at=now(), deployed_by=holder(), deployed_seq=state.next_seq()
-    )
-    state.live, state.slot = outcome.release, outcome.slot
-    state.log(action, release_id, f"slot {outcome.slot}")
-    state.warm = None  # the slot that was warm serves now, or was replaced by this release
-    retiring = switch.retiring_slot
-    if retiring is not None and window > 0 and lock is not None:
-        state.warm = WarmSlot(retiring[0], retiring[1], time.time() + window)
-        warm = state.warm
-        save_state(app, state)
-        switch.recorded(warm=True)
-        finish(lambda: keep_warm(app, switch, warm, lock))
-        return outcome
-    save_state(app, state)
-    switch.recorded()
-    if switch.retiring:
+    if warm and lock is not None:
+        finish(lambda: keep_warm(app, switch, warm[0], lock))
+    elif switch.retiring:
         finish(switch.retire_and_clear)
     return outcome
 

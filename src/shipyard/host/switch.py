@@ -6,12 +6,21 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
-from shipyard.host import crash_output, drain, faults, health, journal, programs, render
+from shipyard.host import (
+    crash_output,
+    drain,
+    faults,
+    health,
+    interrupts,
+    journal,
+    programs,
+    render,
+)
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
 from shipyard.host.render import NginxBinary
@@ -158,12 +167,18 @@ class Switch:
         self._check_new_socket()
         self._check_workers()
 
-    def commit(self, *, retire: bool = True) -> Outcome:
+    def commit(
+        self, *, retire: bool = True, record: Callable[[Outcome], bool] | None = None
+    ) -> Outcome:
         """Point nginx at the staged slot, check through nginx, then retire the old slot.
 
         With `retire=False` the old slot is left to `retire_old()`: traffic has moved, and
         what is left is to wait for nginx's old workers and stop the old server, which a
         command need not wait for (the caller still holds the app's lock while it runs).
+
+        `record` saves the outcome in state.json (True: the old slot is kept warm, which
+        state.json then says). Until the check through nginx passed, an interruption (Ctrl-C,
+        SIGTERM, SIGHUP) switches back; from then until the outcome is recorded it waits.
         """
         previous = self.conn.read(_posix(self.app.site_file))
         self._journal("reload", previous)
@@ -176,18 +191,22 @@ class Switch:
             faults.point("switch:after-reload")
             reload.wait_handed_over()  # from here on every new request meets the new config
             self._check_through_nginx()
+            self._journal("record")
+            faults.point("switch:before-record")
         except BaseException:
             self._switch_back()
             journal.clear(self.app)
             raise
-        self._journal("record")
-        faults.point("switch:before-record")
-        self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
-        if self.live is not None and self.live[1] != self.slot:
-            self._retiring = (self.live[1], reload)
+        outcome = Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+        with interrupts.held():
+            self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
+            if self.live is not None and self.live[1] != self.slot:
+                self._retiring = (self.live[1], reload)
+            warm = record(outcome) if record is not None else False
+            self.recorded(warm=warm)
         if retire:
-            self.retire_old()
-        return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+            self.retire_and_clear()
+        return outcome
 
     @property
     def retiring_slot(self) -> tuple[str, str] | None:
@@ -262,7 +281,7 @@ class Switch:
             self._journal("retire")
         else:
             journal.clear(self.app)
-        faults.point("switch:before-retire")
+        faults.point("switch:before-retire")  # a signal sent here acts once recorded
 
     def retire_and_clear(self) -> None:
         """retire_old, then the journal goes: the switch is over."""
@@ -438,10 +457,16 @@ class Switch:
         previous = self.conn.read(_posix(self.app.site_file))
         nginx = self.servers.find_nginx(self.conn.host)
         content = site_content(self.app, release_id, slot, self.listen, nginx)
-        self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
-        faults.point("switch:after-site-written")
         try:
+            self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
+            faults.point("switch:after-site-written")
             return self.servers.reload_nginx(self.conn, self.app.host, self.supervisor, drain=False)
+        except KeyboardInterrupt:
+            # interrupted, maybe once nginx had been told to reload: it reloads once more,
+            # with the previous site, before the slot it may have pointed at goes
+            self._restore_site(previous)
+            self.servers.reload_nginx(self.conn, self.app.host, self.supervisor)
+            raise
         except BaseException:
             self._restore_site(previous)
             raise
