@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -438,6 +438,16 @@ def _terminate(signum: int, _frame: object) -> None:
     raise Terminated(signum)
 
 
+def _terminated(stop: Terminated) -> NoReturn:
+    views.error(
+        f"terminated by {signal.Signals(stop.signum).name}.",
+        "A switch of traffic under way was switched back: the release that served keeps "
+        "serving. One already recorded is finished by the app's next command ('shipyard "
+        "status' shows what serves).",
+    )
+    sys.exit(128 + stop.signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into a paragraph and an exit code.
 
@@ -457,18 +467,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as abort:
+        if isinstance(abort.__cause__, Terminated):  # click turns an interruption into Abort
+            _terminated(abort.__cause__)
         views.error_line("aborted")
         sys.exit(130)
     except Terminated as stop:
-        name = signal.Signals(stop.signum).name
-        views.error(
-            f"terminated by {name}.",
-            "A switch of traffic under way was switched back: the release that served keeps "
-            "serving. One already recorded is finished by the app's next command ('shipyard "
-            "status' shows what serves).",
-        )
-        sys.exit(128 + stop.signum)
+        _terminated(stop)
     except KeyboardInterrupt:
         views.error_line("interrupted")
         sys.exit(130)

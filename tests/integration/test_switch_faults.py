@@ -1,0 +1,213 @@
+"""A command killed (SIGKILL) or terminated (SIGTERM) at each step of its switch, under load:
+no request fails, then or during the next command, and afterwards state.json and `current`
+name what nginx serves. The testing hook SHIPYARD_FAULT (host/faults.py) stops the command
+at the step; SHIPYARD_WARM=0 makes the command's own process the one that gets the signal.
+
+With SHIPYARD_FAULT_REPORT set, each case appends its result to that file as a JSON line.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from shipyard.host import journal
+from shipyard.host.state import load_state
+
+if TYPE_CHECKING:
+    from conftest import Deployment
+
+pytestmark = pytest.mark.slow
+
+APP = "flaskr"
+DEPLOY_STEPS = (
+    "after-env",
+    "after-start",
+    "after-site-written",
+    "before-reload",
+    "after-reload",
+    "before-record",
+    "before-retire",
+)
+SIGNALS = ("KILL", "TERM")
+VARIANTS = ("variant A", "variant B")
+# A deploy follows these (a deploy recovers as a rollback does); a rollback, the others.
+NEXT_AFTER_DEPLOY = {("after-reload", "KILL"): "deploy", ("before-record", "KILL"): "deploy"}
+# A step of a switch already checked through nginx: a signal there acts once it is recorded.
+RECORDED = ("before-retire",)
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    case: str
+    signal: str
+    failed_during_kill: int
+    failed_during_next: int
+    exit_code: int
+    message: str
+
+
+@pytest.fixture(scope="module")
+def app(module_deployment: Deployment) -> Iterator[Deployment]:
+    """The example app deployed twice (so that a rollback has somewhere to go), the old
+    slot retired at once (no rollback window): each case starts from a settled app."""
+    spec = module_deployment.project / "shipyard.toml"
+    spec.write_text("rollback_window = 0\n" + spec.read_text())
+    for variant in VARIANTS:
+        module_deployment.set_greeting(variant)
+        done = _shipyard(
+            module_deployment, "deploy", str(module_deployment.project), "--skip-tests"
+        )
+        assert done.returncode == 0, done.stderr
+    yield module_deployment
+
+
+def _shipyard(
+    deployment: Deployment, *args: str, fault: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SHIPYARD_WARM": "0", "SHIPYARD_HOME": str(deployment.base)}
+    env.pop("SHIPYARD_FAULT", None)
+    if fault is not None:
+        env["SHIPYARD_FAULT"] = fault
+    return subprocess.run(
+        [sys.executable, "-m", "shipyard.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def _served(deployment: Deployment) -> tuple[str | None, str | None, str]:
+    """The release and slot nginx answers from, and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", deployment.port, timeout=10)
+    try:
+        conn.request("GET", "/version")
+        response = conn.getresponse()
+        body = response.read().decode()
+        return response.getheader("X-Shipyard-Release"), response.getheader("X-Shipyard-Slot"), body
+    finally:
+        conn.close()
+
+
+def _settled(deployment: Deployment) -> None:
+    """Wait for the detached child of the last command (retiring the old slot) to finish:
+    it holds the app's lock until then."""
+    from shipyard.host.state import app_lock
+
+    with app_lock(deployment.app(APP), "test", 120):
+        pass
+
+
+def _deploy_args(deployment: Deployment) -> tuple[str, ...]:
+    """A deploy of the variant that is not serving: its artifact is built once, reused after."""
+    body = _served(deployment)[2]
+    deployment.set_greeting(VARIANTS[1] if body == VARIANTS[0] else VARIANTS[0])
+    return ("deploy", str(deployment.project), "--skip-tests")
+
+
+def _command_args(deployment: Deployment, command: str) -> tuple[str, ...]:
+    project = str(deployment.project)
+    if command == "deploy":
+        return _deploy_args(deployment)
+    if command == "rollback":
+        return ("rollback", project)
+    if command == "restart":
+        return ("restart", project)
+    assert command == "config set"
+    return ("config", "set", f"FAULT_CASE={time.monotonic_ns()}", "--dir", project)
+
+
+def _report(result: CaseResult) -> None:
+    path = os.environ.get("SHIPYARD_FAULT_REPORT")
+    if path:
+        with Path(path).open("a") as out:
+            out.write(json.dumps(asdict(result)) + "\n")
+
+
+def _first_line(text: str) -> str:
+    """The first line of the command's error message ("" when it had none: killed)."""
+    lines = [line.strip() for line in text.splitlines()]
+    return next((line for line in lines if line.startswith("error:")), "")
+
+
+def _run_case(deployment: Deployment, command: str, step: str, signame: str, then: str) -> None:
+    _settled(deployment)
+    app = deployment.app(APP)
+    with deployment.under_load() as load:
+        load.wait_for_more(5)
+        killed = _shipyard(
+            deployment, *_command_args(deployment, command), fault=f"switch:{step}:{signame}"
+        )
+        load.wait_for_more(5)
+    failed_during_kill = list(load.failed)
+    left = journal.load(app)
+
+    _settled(deployment)
+    with deployment.under_load() as load:
+        load.wait_for_more(5)
+        following = _shipyard(deployment, *_command_args(deployment, then))
+        load.wait_for_more(5)
+    failed_during_next = list(load.failed)
+
+    message = _first_line(killed.stderr)
+    _report(
+        CaseResult(
+            f"{command} {step}",
+            signame,
+            len(failed_during_kill),
+            len(failed_during_next),
+            killed.returncode,
+            message,
+        )
+    )
+    assert failed_during_kill == [], failed_during_kill[:5]
+    assert failed_during_next == [], failed_during_next[:5]
+    assert following.returncode == 0, following.stderr
+    if signame == "KILL":
+        assert killed.returncode == -signal.SIGKILL
+        assert left is not None and left.action == command  # the killed switch's journal
+        assert "recovered an interrupted" in following.stderr, following.stderr
+    else:
+        assert killed.returncode == 128 + signal.SIGTERM, killed.stderr
+        assert "terminated by SIGTERM" in message
+        # switched back at once, but once recorded, the old slot is left to the next command
+        assert (left is not None) == (step in RECORDED)
+    _settled(deployment)
+    release, slot, _ = _served(deployment)
+    state = load_state(app)
+    assert (state.live, state.slot) == (release, slot)
+    assert os.readlink(app.current) == f"releases/{release}"
+    assert journal.load(app) is None
+
+
+@pytest.mark.parametrize("signame", SIGNALS)
+@pytest.mark.parametrize("step", DEPLOY_STEPS)
+def test_deploy_killed_at_each_step_of_its_switch(app: Deployment, step: str, signame: str) -> None:
+    _run_case(app, "deploy", step, signame, then=NEXT_AFTER_DEPLOY.get((step, signame), "rollback"))
+
+
+@pytest.mark.parametrize("signame", SIGNALS)
+@pytest.mark.parametrize("command", ("rollback", "restart", "config set"))
+def test_other_switches_killed_after_the_reload(
+    app: Deployment, command: str, signame: str
+) -> None:
+    _run_case(
+        app,
+        command,
+        "after-reload",
+        signame,
+        then="rollback" if command != "rollback" else "deploy",
+    )
