@@ -219,8 +219,8 @@ def decide(entry: Entry, seen: Seen) -> Recovery:
         keep = to
     elif seen.serving == origin and origin_runs:
         keep = origin
-    elif origin is not None and origin_runs:
-        keep = origin  # nginx serves the new side, which is down, or a config change
+    elif origin_runs:
+        keep = origin  # the new side is down, unchecked, or a config change (None: no site)
     elif to_runs:
         keep = to  # the old side is down: the new one, checked on its socket, takes over
     else:
