@@ -217,3 +217,29 @@ def test_the_reload_guard_leaves_a_switch_that_is_alive(tmp_path: Path) -> None:
     with app_lock(app, "deploy", 0):
         journal.put_back_dead_sites(app.host)
     assert app.site_file.read_text() == "new site\n"
+
+
+@pytest.mark.parametrize("step", ["switch:after-site-written", "switch:after-reload"])
+def test_an_interruption_in_the_reload_step_switches_back_and_leaves_no_journal(
+    host: FakeHost, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """SIGTERM raises Terminated (a KeyboardInterrupt) where the switch is, as Ctrl-C does."""
+    from shipyard.errors import Terminated
+    from shipyard.host import faults
+
+    app, state = _r1_live(host)
+    old_site = host.conn.files[PurePosixPath(app.site_file)]
+
+    def interrupted(name: str) -> None:
+        if name == step:
+            raise Terminated(15)
+
+    monkeypatch.setattr(faults, "point", interrupted)
+    switch = _staged_r2(host, app, state)
+    with pytest.raises(Terminated):
+        lifecycle.commit(app, switch, state, "deploy")
+    assert host.conn.files[PurePosixPath(app.site_file)] == old_site
+    assert host.nginx.release_served() == "r1"  # nginx reloaded with the old site again
+    assert host.supervisor.state("flaskr-web-green") is None  # the new slot stopped
+    assert journal.load(app) is None
+    assert (load_state(app).live, load_state(app).slot) == ("r1", "blue")
