@@ -11,7 +11,9 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -211,3 +213,43 @@ def test_other_switches_killed_after_the_reload(
         signame,
         then="rollback" if command != "rollback" else "deploy",
     )
+
+
+def test_another_apps_reload_leaves_a_killed_switch_where_its_state_says(
+    app: Deployment, tmp_path: Path
+) -> None:
+    """The apps under one base share one nginx: a deploy of another app, whose reload runs
+    while this app's killed switch left its new site file in place, does not move this
+    app's traffic; this app's next command then undoes the rest."""
+    _settled(app)
+    layout = app.app(APP)
+    before = load_state(layout).live
+    with app.under_load() as load:
+        killed = _shipyard(app, *_deploy_args(app), fault="switch:before-reload:KILL")
+        assert killed.returncode == -signal.SIGKILL
+        assert journal.load(layout) is not None
+        other = tmp_path / "other"
+        shutil.copytree(app.project, other, ignore=shutil.ignore_patterns("__pycache__"))
+        spec = other / "shipyard.toml"
+        port = _free_port()
+        text = spec.read_text().replace('name = "flaskr"', 'name = "other"')
+        spec.write_text(text.replace(f":{app.port}", f":{port}"))
+        deployed = _shipyard(app, "deploy", str(other), "--skip-tests")
+        assert deployed.returncode == 0, deployed.stderr
+        load.wait_for_more(5)
+    assert load.failed == [], load.failed[:5]
+    assert _served(app)[0] == before == load_state(layout).live  # nginx reloaded, unmoved
+
+    status = _shipyard(app, "status", str(app.project))
+    assert status.returncode == 0, status.stderr
+    assert "recovered an interrupted deploy" in status.stderr and "undone" in status.stderr
+    release, slot, _ = _served(app)
+    assert (load_state(layout).live, load_state(layout).slot) == (release, slot)
+    assert journal.load(layout) is None
+    assert _shipyard(app, "destroy", str(other), "--yes").returncode == 0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
