@@ -118,7 +118,10 @@ def write(app: AppLayout, entry: Entry) -> None:
 
 def clear(app: AppLayout) -> None:
     """The switch is over (done, or undone): nothing is left to recover."""
-    path_of(app).unlink(missing_ok=True)
+    try:
+        path_of(app).unlink()
+    except FileNotFoundError:
+        return
     _sync_dir(app.root)
 
 

@@ -49,7 +49,7 @@ def recover(machine: Host, app: AppLayout) -> str | None:
     says what was done. The caller holds the app's lock."""
     entry = journal.load(app)
     if entry is None:
-        journal.clear(app)  # one its writer died writing, before the switch's first step
+        journal.clear(app)  # if any: one cut short, as its writer died before the first step
         return None
     if not is_installed(app, entry.to.release) or (
         entry.origin is not None and not is_installed(app, entry.origin.release)
