@@ -183,8 +183,9 @@ def _run_case(deployment: Deployment, command: str, step: str, signame: str, the
         assert left is not None and left.action == command  # the killed switch's journal
         assert "recovered an interrupted" in following.stderr, following.stderr
     else:
-        assert killed.returncode == 128 + signal.SIGTERM, killed.stderr
-        assert "terminated by SIGTERM" in message
+        number = signal.Signals[f"SIG{signame}"]
+        assert killed.returncode == 128 + number, killed.stderr
+        assert f"terminated by SIG{signame}" in message
         # switched back at once, but once recorded, the old slot is left to the next command
         assert (left is not None) == (step in RECORDED)
     _settled(deployment)
@@ -199,6 +200,13 @@ def _run_case(deployment: Deployment, command: str, step: str, signame: str, the
 @pytest.mark.parametrize("step", DEPLOY_STEPS)
 def test_deploy_killed_at_each_step_of_its_switch(app: Deployment, step: str, signame: str) -> None:
     _run_case(app, "deploy", step, signame, then=NEXT_AFTER_DEPLOY.get((step, signame), "rollback"))
+
+
+@pytest.mark.parametrize("step", ("after-start", "after-reload"))
+def test_a_hang_up_in_a_deploys_switch_switches_back_as_sigterm_does(
+    app: Deployment, step: str
+) -> None:
+    _run_case(app, "deploy", step, "HUP", then="rollback")
 
 
 @pytest.mark.parametrize("signame", SIGNALS)
