@@ -75,16 +75,21 @@ def app(module_deployment: Deployment) -> Iterator[Deployment]:
     yield module_deployment
 
 
-def _shipyard(
-    deployment: Deployment, *args: str, fault: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "SHIPYARD_WARM": "0", "SHIPYARD_HOME": str(deployment.base)}
+def _env(deployment: Deployment, fault: str | None, warm: bool) -> dict[str, str]:
+    env = {**os.environ, "SHIPYARD_HOME": str(deployment.base)}
+    env["SHIPYARD_WARM"] = "1" if warm else "0"
     env.pop("SHIPYARD_FAULT", None)
     if fault is not None:
         env["SHIPYARD_FAULT"] = fault
+    return env
+
+
+def _shipyard(
+    deployment: Deployment, *args: str, fault: str | None = None, warm: bool = False
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "shipyard.cli", *args],
-        env=env,
+        env=_env(deployment, fault, warm),
         capture_output=True,
         text=True,
         timeout=300,
@@ -261,3 +266,58 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _stopped_child_of(parents: set[int], timeout: float = 120) -> int:
+    """A child of one of `parents` that is stopped (state T), once there is one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] == "T" and int(fields[1]) in parents:
+                return int(stat.parent.name)
+        time.sleep(0.05)
+    raise AssertionError(f"no stopped child of {parents} within {timeout} s")
+
+
+def test_a_sigterm_to_the_warm_launcher_reaches_the_command_and_switches_back(
+    app: Deployment,
+) -> None:
+    """With warm start the command runs in a child of the warm server: a SIGTERM sent to
+    the program the user started is passed on to it. The command stops itself (SIGSTOP)
+    at a step of its switch, the SIGTERM is sent to the launcher meanwhile, and SIGCONT
+    lets the command go on to meet it."""
+    _settled(app)
+    layout = app.app(APP)
+    before = load_state(layout).live
+    assert _shipyard(app, "--version", warm=True).returncode == 0  # leaves a warm server
+    warm_dir = Path(os.environ["SHIPYARD_WARM_DIR"])
+    deadline = time.monotonic() + 60
+    while not list(warm_dir.glob("*.sock")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    servers = {int(lock.read_text().split()[0]) for lock in warm_dir.glob("*.lock")}
+    with app.under_load() as load:
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "shipyard.cli", *_deploy_args(app)],
+            env=_env(app, "switch:after-reload:STOP", warm=True),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        command = _stopped_child_of(servers)
+        assert command != launcher.pid  # the command runs in the warm server's child
+        launcher.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        launcher.send_signal(signal.SIGCONT)
+        _, err = launcher.communicate(timeout=120)
+        load.wait_for_more(5)
+    assert load.failed == [], load.failed[:5]
+    assert launcher.returncode == 128 + signal.SIGTERM, err
+    assert "terminated by SIGTERM" in err
+    assert journal.load(layout) is None
+    release, slot, _ = _served(app)
+    assert release == before == load_state(layout).live
+    assert load_state(layout).slot == slot
