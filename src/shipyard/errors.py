@@ -103,3 +103,13 @@ class LockHeld(ShipyardError):
     """Another deploy of the same app is running."""
 
     exit_code: ClassVar[int] = 75
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where the program was, like Ctrl-C's KeyboardInterrupt: a
+    switch under way switches back as it does for Ctrl-C, and the program exits 128 + the
+    signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -158,13 +158,34 @@ def bare_deployment(
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def deployment(bare_deployment: Deployment) -> Deployment:
-    """A copy of the example app whose spec listens on a free port."""
-    project = bare_deployment.project
+def _copy_example(deployment: Deployment) -> Deployment:
+    project = deployment.project
     shutil.copytree(
         EXAMPLE, project, ignore=shutil.ignore_patterns(".pytest_cache", "__pycache__", "instance")
     )
     spec = project / "shipyard.toml"
-    spec.write_text(f'listen = "127.0.0.1:{bare_deployment.port}"\n' + spec.read_text())
-    return bare_deployment
+    spec.write_text(f'listen = "127.0.0.1:{deployment.port}"\n' + spec.read_text())
+    return deployment
+
+
+@pytest.fixture
+def deployment(bare_deployment: Deployment) -> Deployment:
+    """A copy of the example app whose spec listens on a free port."""
+    return _copy_example(bare_deployment)
+
+
+@pytest.fixture(scope="module")
+def module_deployment(
+    cache: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
+    """As `deployment`, shared by a module's tests: cases that reuse one deployed app."""
+    port = _free_port()
+    base = Path(tempfile.mkdtemp(prefix="sy", dir="/tmp"))  # short: unix socket paths
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SHIPYARD_HOME", str(base))
+        env.setenv("SHIPYARD_CACHE", str(cache))
+        try:
+            yield _copy_example(Deployment(tmp_path_factory.mktemp("app") / "app", base, port))
+        finally:
+            stop_runtime(HostLayout(base))
+            shutil.rmtree(base, ignore_errors=True)

@@ -373,7 +373,7 @@ class FakeNginx:
         for served in self.serving.values():
             status = self.supervisor.status_at(Path(served.socket))
             if status is not None:
-                return healthy.judge(status, served.release)
+                return healthy.judge(status, served.release, Path(served.socket).stem)
         return Probe(False, "ConnectionRefusedError: [Errno 111] Connection refused")
 
 

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from shipyard import __version__
 from shipyard.cli import views
 from shipyard.cli.ui import Reporter
-from shipyard.errors import ShipyardError, UsageError
+from shipyard.errors import ShipyardError, Terminated, UsageError
 from shipyard.targets.dirs import default_cache_dir
 
 # The spec's models, the targets and what they import cost most of the start-up: each
@@ -442,11 +443,37 @@ def provision(target: str, project: Path, dry_run: bool) -> None:
         views.provisioned(opened.provision(Reporter(), dry_run=dry_run))
 
 
+TERMINATING = (signal.SIGTERM, signal.SIGHUP)
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    """SIGTERM and SIGHUP stop the command as Ctrl-C does; one more while it cleans up (a
+    switch going back, say) is ignored, so that the cleanup finishes (SIGKILL still stops
+    it, and the next command on the app recovers what it left)."""
+    for other in TERMINATING:
+        signal.signal(other, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def _terminated(stop: Terminated) -> NoReturn:
+    views.error(
+        f"terminated by {signal.Signals(stop.signum).name}.",
+        "A switch of traffic under way was switched back: the release that served keeps "
+        "serving. One already recorded is finished by the app's next command ('shipyard "
+        "status' shows what serves).",
+    )
+    sys.exit(128 + stop.signum)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one handler turns every error into a paragraph and an exit code.
 
-    `argv` None means this is the `shipyard` program itself (its arguments are sys.argv).
+    `argv` None means this is the `shipyard` program itself (its arguments are sys.argv);
+    only then do SIGTERM and SIGHUP become `Terminated`.
     """
+    if argv is None:
+        for signum in TERMINATING:
+            signal.signal(signum, _terminate)
     try:
         cli.main(args=argv, standalone_mode=False, obj=Options(detach=argv is None))
     except ShipyardError as err:
@@ -457,9 +484,13 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as abort:
+        if isinstance(abort.__cause__, Terminated):  # click turns an interruption into Abort
+            _terminated(abort.__cause__)
         views.error_line("aborted")
         sys.exit(130)
+    except Terminated as stop:
+        _terminated(stop)
     except KeyboardInterrupt:
         views.error_line("interrupted")
         sys.exit(130)

@@ -235,6 +235,7 @@ class Session:
         if app.name not in self.locked:
             self.locks.enter_context(app_lock(app, request.action, request.wait))
             self.locked.add(app.name)
+            ops.recover_switch(self.target, app)  # its line goes to stderr
         return p.Done()
 
     def state(self, request: p.State) -> p.StateReply:

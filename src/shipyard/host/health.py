@@ -8,7 +8,7 @@ import struct
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -35,6 +35,9 @@ class Probe:
     ok: bool
     detail: str
     release: str | None = None
+    # what recovery asks nginx (recovery.observe); a verdict's equality does not include them
+    slot: str | None = field(default=None, compare=False)  # X-Shipyard-Slot, through nginx
+    status: int | None = field(default=None, compare=False)  # None: no HTTP answer at all
 
 
 @dataclass(frozen=True)
@@ -58,10 +61,10 @@ class Healthy:
     def __str__(self) -> str:
         return "below 500" if self.statuses is None else str(list(self.statuses))
 
-    def judge(self, status: int, release: str | None = None) -> Probe:
+    def judge(self, status: int, release: str | None = None, slot: str | None = None) -> Probe:
         if self.accepts(status):
-            return Probe(True, f"HTTP {status}", release)
-        return Probe(False, f"HTTP {status} (healthy is {self})", release)
+            return Probe(True, f"HTTP {status}", release, slot, status)
+        return Probe(False, f"HTTP {status} (healthy is {self})", release, slot, status)
 
 
 def probe_socket(socket: Path, path: str, host_header: str, healthy: Healthy) -> Probe:
@@ -141,7 +144,11 @@ def _probe(
         return Probe(False, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
     finally:
         conn.close()
-    return healthy.judge(response.status, response.getheader("X-Shipyard-Release"))
+    return healthy.judge(
+        response.status,
+        response.getheader("X-Shipyard-Release"),
+        response.getheader("X-Shipyard-Slot"),
+    )
 
 
 def wait_until(

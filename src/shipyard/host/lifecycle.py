@@ -4,13 +4,15 @@ stop, start, destroy. The local target and an ssh host's agent both run it."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import pwd
 import secrets
 import shutil
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -18,11 +20,12 @@ from shipyard.errors import (
     DeployError,
     HealthCheckFailed,
     HostError,
+    LockHeld,
     ShipyardError,
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health, programs, recover
+from shipyard.host import health, journal, programs, recover, recovery
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.python import find_python
@@ -86,6 +89,41 @@ class Machine:
 
     def app(self, spec: Spec) -> AppLayout:
         return self.host.app(spec.name)
+
+
+def recover_switch(target: Machine, app: AppLayout, progress: Progress | None = None) -> str | None:
+    """Finish or undo the app's switch that a killed process left unfinished, if any (the
+    caller holds the app's lock), and say so in one line: to `progress`, or, for a command
+    that reports no progress, as a warning on the `shipyard` logger (stderr)."""
+    line = recovery.recover(target, app)
+    if line is not None:
+        if progress is not None:
+            progress.warn(line)
+        else:
+            logging.getLogger("shipyard").warning("shipyard: %s", line)
+    return line
+
+
+@contextmanager
+def locked(
+    target: Machine, app: AppLayout, action: str, wait: float, progress: Progress | None = None
+) -> Iterator[HeldLock]:
+    """The app's lock, with any unfinished switch of the app recovered first."""
+    with app_lock(app, action, wait) as lock:
+        recover_switch(target, app, progress)
+        yield lock
+
+
+def recover_if_free(target: Machine, app: AppLayout) -> None:
+    """For a command that does not wait for the app's lock: recover while holding it, if it
+    is free; a switch whose process holds it is not unfinished but under way."""
+    if not journal.path_of(app).exists():
+        return
+    try:
+        with app_lock(app, "recover", 0):
+            recover_switch(target, app)
+    except LockHeld:
+        return
 
 
 def app_user_here(name: str) -> str | None:
@@ -243,6 +281,7 @@ def stage(
         run_as=target.run_as,
         servers=target.servers,
         warm=reuse,
+        action=action,
     )
     try:
         switch.stage()
@@ -272,29 +311,34 @@ def commit(
     once, or with a `window` (and the app's `lock`, which the work lets go of while it
     waits) kept warm until the window has passed."""
     release_id = switch.release_id
+    warm: list[WarmSlot] = []
+
+    def record(outcome: Outcome) -> bool:
+        if state.live and state.live != release_id:
+            state.set_status(state.live, "previous")
+        seq = state.next_seq()
+        state.set_status(
+            release_id, "live", deployed_at=now(), deployed_by=holder(), deployed_seq=seq
+        )
+        state.live, state.slot = outcome.release, outcome.slot
+        state.log(action, release_id, f"slot {outcome.slot}")
+        state.warm = None  # the slot that was warm serves now, or was replaced by this release
+        retiring = switch.retiring_slot
+        if retiring is not None and window > 0 and lock is not None:
+            state.warm = WarmSlot(retiring[0], retiring[1], time.time() + window)
+            warm.append(state.warm)
+        save_state(app, state)
+        return bool(warm)
+
     try:
-        outcome = switch.commit(retire=False)
+        outcome = switch.commit(retire=False, record=record)
     except ShipyardError as err:
         _record_failure(app, state, release_id, action, err)
         raise
-    if state.live and state.live != release_id:
-        state.set_status(state.live, "previous")
-    state.set_status(
-        release_id, "live", deployed_at=now(), deployed_by=holder(), deployed_seq=state.next_seq()
-    )
-    state.live, state.slot = outcome.release, outcome.slot
-    state.log(action, release_id, f"slot {outcome.slot}")
-    state.warm = None  # the slot that was warm serves now, or was replaced by this release
-    retiring = switch.retiring_slot
-    if retiring is not None and window > 0 and lock is not None:
-        state.warm = WarmSlot(retiring[0], retiring[1], time.time() + window)
-        warm = state.warm
-        save_state(app, state)
-        finish(lambda: keep_warm(app, switch, warm, lock))
-        return outcome
-    save_state(app, state)
-    if switch.retiring:
-        finish(switch.retire_old)
+    if warm and lock is not None:
+        finish(lambda: keep_warm(app, switch, warm[0], lock))
+    elif switch.retiring:
+        finish(switch.retire_and_clear)
     return outcome
 
 
@@ -399,7 +443,7 @@ def rollback(
 ) -> Outcome:
     """Switch back to an earlier release; with a `window`, the one it leaves stays warm."""
     app = target.app(spec)
-    with app_lock(app, "rollback", lock_wait) as lock:
+    with locked(target, app, "rollback", lock_wait, progress) as lock:
         state = load_state(app)
         release_id = rollback_target(app, state, to)
         later: list[Callable[[], None]] = []
@@ -463,7 +507,7 @@ def restart(
     never replaces the one that works.
     """
     app = target.app(spec)
-    with app_lock(app, action, lock_wait):
+    with locked(target, app, action, lock_wait, progress):
         state = load_state(app)
         if state.live is None:
             if config is not None:
@@ -484,6 +528,7 @@ def restart(
 def stop(spec: Spec, target: Machine) -> list[str]:
     """Stop the app's processes; also those a supervisord that died left running."""
     app = target.app(spec)
+    recover_if_free(target, app)
     state = load_state(app)
     supervisor = target.servers.supervisor(target.host)
     stopped = []
@@ -501,6 +546,7 @@ def start(
     that died left running is taken over first, without a failed request. `locked`: the
     caller holds the app's lock already (an agent's session)."""
     app = target.app(spec)
+    recover_if_free(target, app)
     held = contextlib.nullcontext() if locked else app_lock(app, "start", lock_wait)
     with held:
         state = load_state(app)
@@ -587,7 +633,7 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
             *([app.shared] if purge else []),
         )
     )
-    with app_lock(app, "destroy", 0):
+    with locked(target, app, "destroy", 0):
         supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
         done += target.servers.stop_orphans(target.host, supervisor, app.name)
@@ -599,7 +645,7 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
             supervisor.update()
             if had_site:
                 target.servers.reload_nginx(target.conn, target.host, supervisor)
-        for path in (app.releases, app.layers, app.current, app.state_file):
+        for path in (app.releases, app.layers, app.current, app.state_file, journal.path_of(app)):
             if path.is_symlink() or path.is_file():
                 path.unlink()
             elif path.is_dir():

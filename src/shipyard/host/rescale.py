@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from shipyard.errors import ShipyardError
 from shipyard.events import Progress
 from shipyard.host.layout import AppLayout
-from shipyard.host.lifecycle import DEFAULT_LOCK_WAIT, Machine, switch
+from shipyard.host.lifecycle import DEFAULT_LOCK_WAIT, Machine, locked, switch
 from shipyard.host.release import load_config, release_spec
 from shipyard.host.scale import check_changes, load_scale, save_scale, scaled
-from shipyard.host.state import AppState, app_lock, load_state
+from shipyard.host.state import AppState, load_state
 from shipyard.host.supervisor import SupervisorClient
 from shipyard.host.switch import Switch
 from shipyard.spec.model import Spec
@@ -34,7 +34,7 @@ def scale(
     restart path); scaling a process only adds or stops its instances on the live slot.
     A scale that fails (an instance that does not stay up) is not kept."""
     app = target.app(spec)
-    with app_lock(app, "scale", lock_wait):
+    with locked(target, app, "scale", lock_wait, progress):
         state = load_state(app)
         live_spec = release_spec(app, state.live) if state.live else spec
         check_changes(live_spec, changes)

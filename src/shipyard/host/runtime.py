@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from shipyard.errors import CommandFailed, DeployError, HostError
-from shipyard.host import orphans, recover, render
+from shipyard.host import faults, journal, orphans, recover, render
 from shipyard.host.layout import SYSTEM_NGINX_PIDFILE, HostLayout
 from shipyard.host.nginx_workers import (
     SYSTEM_NGINX_CONF,
@@ -212,8 +212,14 @@ def reload_nginx(
 
     With `drain`, also wait until the old workers have finished their in-flight requests on
     the old upstream: waiting for them is what makes it safe to stop an old app server.
+
+    The nginx is shared by the apps under the base: first, the site file of any app whose
+    switch died half-way is put back (journal.put_back_dead_sites), so that this reload
+    loads no other app's half-made switch.
     """
+    journal.put_back_dead_sites(host)
     test_nginx(conn, host)
+    faults.point("switch:before-reload")
     if host.system_nginx:
         reload = _reload_system_nginx(conn, host, grace)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shipyard.host import heal, health, programs, recover
-from shipyard.host.lifecycle import Machine
+from shipyard.host.lifecycle import Machine, recover_if_free
 from shipyard.host.release import release_spec
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.state import load_state
@@ -16,6 +16,7 @@ from shipyard.spec.model import Spec
 
 def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
     app = target.app(spec)
+    recover_if_free(target, app)
     state = load_state(app)
     supervisor = Supervisor(target.host.supervisor_socket)
     running = supervisor.is_running()

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
-from shipyard.host import crash_output, drain, health, programs, render
+from shipyard.host import (
+    crash_output,
+    drain,
+    faults,
+    health,
+    interrupts,
+    journal,
+    programs,
+    render,
+)
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
+from shipyard.host.render import NginxBinary
 from shipyard.host.runtime import ReloadHandle
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
@@ -69,8 +80,10 @@ class Switch:
         servers: Servers = SERVERS,
         nginx_check_timeout: float = NGINX_CHECK_TIMEOUT,
         warm: bool = False,
+        action: str = "deploy",
     ) -> None:
         self.conn = conn
+        self.action = action  # what the journal says the switch was for
         self.warm = warm  # the release still runs on the idle slot: reuse it if it is up
         self.servers = servers
         self.nginx_check_timeout = nginx_check_timeout
@@ -96,8 +109,17 @@ class Switch:
         self.slot = "green" if old_slot == "blue" else "blue"
         self._log_offsets: dict[str, int] = {}
         self.warm_reused = False  # staged by reusing the idle slot's running release
+        self._started = False  # the new slot's programs were written and started
         self._retiring: tuple[str, ReloadHandle] | None = None
         self._open_after_drain: bool | None = None  # once the old slot's drain is waited for
+        self.entry = journal.Entry(
+            app=app.name,
+            action=action,
+            phase="stage",
+            to=journal.Side(release_id, self.slot),
+            origin=journal.Side(*live) if live else None,
+            pid=os.getpid(),
+        )
 
     def run(self) -> Outcome:
         self.stage()
@@ -109,10 +131,22 @@ class Switch:
 
         A failure here leaves the serving release untouched and nothing of the new one running.
         """
+        self._journal("stage")
+        try:
+            self._stage()
+        except BaseException:
+            if self._started or self.warm_reused:
+                self.abort()
+            else:
+                journal.clear(self.app)  # nothing of the new release runs
+            raise
+
+    def _stage(self) -> None:
         if self.warm and self._idle_slot_runs():
             self.warm_reused = True
         else:
             self._write_env()
+            faults.point("switch:after-env")
             if self.run_setup and self.spec.setup:
                 self._one_off(
                     self.spec.setup,
@@ -128,37 +162,50 @@ class Switch:
                 if self.run_release_command and self.spec.release:
                     self._release_command()
                 self._start_new()
-        try:
-            self._check_new_socket()
-            self._check_workers()
-        except BaseException:
-            self.abort()
-            raise
+            faults.point("switch:after-start")
+        self._check_new_socket()
+        self._check_workers()
 
-    def commit(self, *, retire: bool = True) -> Outcome:
+    def commit(
+        self, *, retire: bool = True, record: Callable[[Outcome], bool] | None = None
+    ) -> Outcome:
         """Point nginx at the staged slot, check through nginx, then retire the old slot.
 
         With `retire=False` the old slot is left to `retire_old()`: traffic has moved, and
         what is left is to wait for nginx's old workers and stop the old server, which a
         command need not wait for (the caller still holds the app's lock while it runs).
+
+        `record` saves the outcome in state.json (True: the old slot is kept warm, which
+        state.json then says). Until the check through nginx passed, an interruption (Ctrl-C,
+        SIGTERM, SIGHUP) switches back; from then until the outcome is recorded it waits.
         """
+        previous = self.conn.read(_posix(self.app.site_file))
+        self._journal("reload", previous)
         try:
             reload = self._point_nginx_at(self.slot, self.release_id)
         except BaseException:
             self.abort()
             raise
         try:
+            faults.point("switch:after-reload")
             reload.wait_handed_over()  # from here on every new request meets the new config
             self._check_through_nginx()
+            self._journal("record")
+            faults.point("switch:before-record")
         except BaseException:
             self._switch_back()
+            journal.clear(self.app)
             raise
-        self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
-        if self.live is not None and self.live[1] != self.slot:
-            self._retiring = (self.live[1], reload)
+        outcome = Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+        with interrupts.held():
+            self.conn.link(Symlink(f"releases/{self.release_id}", PurePosixPath(self.app.current)))
+            if self.live is not None and self.live[1] != self.slot:
+                self._retiring = (self.live[1], reload)
+            warm = record(outcome) if record is not None else False
+            self.recorded(warm=warm)
         if retire:
-            self.retire_old()
-        return Outcome(self.release_id, self.slot, self.live[0] if self.live else None)
+            self.retire_and_clear()
+        return outcome
 
     @property
     def retiring_slot(self) -> tuple[str, str] | None:
@@ -213,8 +260,32 @@ class Switch:
         return self._retiring is not None
 
     def abort(self) -> None:
-        """Stop a staged slot that will not take traffic."""
+        """Stop a staged slot that will not take traffic: the switch is over."""
         self._stop_slot(self.slot)
+        journal.clear(self.app)
+
+    def _journal(self, phase: journal.Phase, previous_site: bytes | None = None) -> None:
+        """Write down the step about to start, so that a later command can finish or undo
+        this switch if this process dies in it (`previous_site`: the reload step's)."""
+        self.entry = self.entry.at(phase)
+        if phase == "reload":
+            site = previous_site.decode() if previous_site is not None else None
+            self.entry = replace(self.entry, previous_site=site)
+        journal.write(self.app, self.entry)
+
+    def recorded(self, *, warm: bool = False) -> None:
+        """state.json names the new side: what is left is retiring the old slot, if any
+        (none is left to the journal when `warm`: state.json's warm slot names it)."""
+        if self.retiring and not warm:
+            self._journal("retire")
+        else:
+            journal.clear(self.app)
+        faults.point("switch:before-retire")  # a signal sent here acts once recorded
+
+    def retire_and_clear(self) -> None:
+        """retire_old, then the journal goes: the switch is over."""
+        self.retire_old()
+        journal.clear(self.app)
 
     def _write_env(self) -> None:
         env = app_environment(self.spec, self.app, self.release_id, self.config, self.tree)
@@ -303,6 +374,7 @@ class Switch:
         )
 
     def _start_new(self) -> None:
+        self._started = True
         conf = self._program_conf()
         names = programs.slot_programs(self.app, self.spec, self.slot)
         # The idle slot may still be finishing requests from the release retired just before.
@@ -405,18 +477,18 @@ class Switch:
 
     def _point_nginx_at(self, slot: str, release_id: str) -> ReloadHandle:
         previous = self.conn.read(_posix(self.app.site_file))
-        content = render.site_conf(
-            release_spec(self.app, release_id),
-            self.app,
-            release_id,
-            slot,
-            static_dirs(self.app, release_id),
-            self.listen,
-            self.servers.find_nginx(self.conn.host),
-        )
-        self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
+        nginx = self.servers.find_nginx(self.conn.host)
+        content = site_content(self.app, release_id, slot, self.listen, nginx)
         try:
+            self.conn.put(Upload(content.encode(), _posix(self.app.site_file)))
+            faults.point("switch:after-site-written")
             return self.servers.reload_nginx(self.conn, self.app.host, self.supervisor, drain=False)
+        except KeyboardInterrupt:
+            # interrupted, maybe once nginx had been told to reload: it reloads once more,
+            # with the previous site, before the slot it may have pointed at goes
+            self._restore_site(previous)
+            self.servers.reload_nginx(self.conn, self.app.host, self.supervisor)
+            raise
         except BaseException:
             self._restore_site(previous)
             raise
@@ -465,6 +537,21 @@ class Switch:
     def _stop_slot(self, slot: str) -> None:
         self.conn.remove(_posix(self.app.program_file(slot)))
         self.supervisor.update()
+
+
+def site_content(
+    app: AppLayout, release_id: str, slot: str, listen: str, nginx: NginxBinary
+) -> str:
+    """The app's site file pointing nginx at `release_id` on `slot`."""
+    return render.site_conf(
+        release_spec(app, release_id),
+        app,
+        release_id,
+        slot,
+        static_dirs(app, release_id),
+        listen,
+        nginx,
+    )
 
 
 # The last line of a Python traceback that says the app's own code could not be loaded.

@@ -31,7 +31,7 @@ from shipyard.host.release import (
     load_config,
     remove_release,
 )
-from shipyard.host.state import app_lock, load_state, save_state
+from shipyard.host.state import load_state, save_state
 from shipyard.host.status import app_status
 from shipyard.host.switch import listen_url
 from shipyard.plan import Plan, build_stages
@@ -162,7 +162,7 @@ class LocalTarget:
         machine, spec, app = self.machine, self.spec, self.app
         app.check_socket_paths()
         runtime.find_nginx()
-        with app_lock(app, "deploy", lock_wait) as lock:
+        with ops.locked(machine, app, "deploy", lock_wait, progress) as lock:
             ops.let_warm_go(machine, app, load_state(app))
             ops.ensure_secrets(machine, spec, app, progress)
             with progress.stage("resolve dependencies"):
