@@ -128,9 +128,9 @@ class ServerSpec(_Strict):
         le=3600,
         description="Seconds a WebSocket open on the old release stays open after a deploy "
         "(new ones reach the new release at once); then the old server stops and closes it: "
-        "uvicorn, gunicorn-uvicorn and granian with code 1012 (service restart), the others "
-        "(gunicorn-asgi, aiohttp) by dropping the connection once `graceful_timeout` has "
-        "passed. The wait ends as soon as nothing is open.",
+        "uvicorn and gunicorn-uvicorn with code 1012 (service restart); gunicorn-asgi, "
+        "granian and aiohttp drop the connection with no close frame. The wait ends as soon "
+        "as nothing is open.",
     )
 
 
