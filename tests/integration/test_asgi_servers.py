@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
+from websockets.sync.connection import Connection
 
 from shipyard.host import drain
 from shipyard.host.state import app_lock, load_state
@@ -70,7 +71,7 @@ def _ws(port: int, path: str) -> ClientConnection:
     return connect(f"ws://127.0.0.1:{port}{path}", open_timeout=10)
 
 
-def _receive(ws: ClientConnection) -> Any:
+def _receive(ws: Connection) -> Any:
     return json.loads(ws.recv(timeout=10))
 
 
