@@ -66,8 +66,9 @@ class ServerType(StrEnum):
         )
 
 
-# The server an ASGI app gets when its spec names none: the fastest through nginx in
-# bench/servers.py (BENCHMARKS.md, "App servers through nginx").
+# The server an ASGI app gets when its spec names none: among the fastest through nginx in
+# bench/servers.py (BENCHMARKS.md, "App servers through nginx"), and it closes a drained
+# WebSocket with code 1012, which granian (faster there) does not.
 DEFAULT_ASGI_SERVER = ServerType.UVICORN
 ASGI_SERVERS = tuple(t.value for t in ServerType if t.serves == "asgi")
 WSGI_SERVERS = tuple(t.value for t in ServerType if t.serves == "wsgi")
