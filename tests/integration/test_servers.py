@@ -1,4 +1,5 @@
-"""End to end under the other app servers: uvicorn (an ASGI app) and uWSGI (the WSGI example).
+"""End to end under the other app servers: gunicorn with uvicorn's worker (an ASGI app) and uWSGI
+(the WSGI example); the other ASGI servers are in test_asgi_servers.py.
 
 uWSGI has no wheel on PyPI: the first deploy compiles it (about 45 s); the session's shared
 SHIPYARD_CACHE keeps the wheel for the rest of the run.
@@ -37,7 +38,7 @@ kind = "asgi"
 listen = "127.0.0.1:{port}"
 
 [server]
-type = "uvicorn"
+type = "gunicorn-uvicorn"
 workers = 1
 
 [tests]
@@ -134,7 +135,7 @@ def _deploy_redeploy_rollback(
     return first
 
 
-def test_uvicorn_serves_an_asgi_app_redeploys_and_rolls_back(
+def test_gunicorn_uvicorn_serves_an_asgi_app_redeploys_and_rolls_back(
     bare_deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     deployment = bare_deployment

@@ -1,4 +1,4 @@
-"""WebSockets end to end through nginx: the ASGI example under gunicorn's uvicorn worker.
+"""WebSockets end to end through nginx: the ASGI example under uvicorn.
 
 A handshake through nginx works; across a deploy, a WebSocket opened before it stays on the
 old release for the drain time, then is closed with code 1012, while new ones reach the new

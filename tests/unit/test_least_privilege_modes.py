@@ -23,7 +23,7 @@ from shipyard.host.python import PythonInfo
 from shipyard.host.release import install_steps
 from shipyard.host.runtime import runtime_files
 from shipyard.host.steps import InstallContext
-from shipyard.spec.model import Spec
+from shipyard.spec.model import ASGI_SERVERS, Spec
 
 NGINX = render.NginxBinary("/usr/sbin/nginx", None, None)
 CTX = InstallContext(LocalConnection(), Path("/nonexistent/wheels"))
@@ -32,13 +32,16 @@ MY_GROUP = grp.getgrgid(os.getegid()).gr_name
 
 
 def _spec(server: str = "gunicorn") -> Spec:
-    return Spec.model_validate({"name": "a", "entry": "a:app", "server": {"type": server}})
+    kind = "asgi" if server in ASGI_SERVERS else "wsgi"
+    return Spec.model_validate(
+        {"name": "a", "entry": "a:app", "kind": kind, "server": {"type": server}}
+    )
 
 
 @pytest.mark.parametrize(("mode", "umask"), [(0o600, "0o177"), (0o660, "0o117")])
 def test_gunicorn_s_umask_gives_its_socket_the_mode(mode: int, umask: str) -> None:
     app = HostLayout(Path("/srv/sy")).app("a")
-    for server in ("gunicorn", "uvicorn"):
+    for server in ("gunicorn", "gunicorn-uvicorn", "gunicorn-asgi", "aiohttp"):
         conf = render.server_conf_files(_spec(server), app, "r", mode)["gunicorn.conf.py"]
         assert f"\numask = {umask}\n" in conf
         assert 0o777 & ~int(umask, 8) == mode

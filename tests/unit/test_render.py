@@ -108,11 +108,17 @@ def test_gunicorn_conf_disables_the_shared_control_socket(spec: Spec, host: Host
     compile(conf, "gunicorn.conf.py", "exec")
 
 
-def test_uvicorn_uses_the_uvicorn_worker(spec: Spec, host: HostLayout) -> None:
-    asgi = with_changes(spec, kind="asgi", server={"type": "uvicorn"})
+def test_gunicorn_uvicorn_uses_the_uvicorn_worker(spec: Spec, host: HostLayout) -> None:
+    asgi = with_changes(spec, kind="asgi", server={"type": "gunicorn-uvicorn"})
     conf = render.server_conf_files(asgi, host.app("flaskr"), "abc")["gunicorn.conf.py"]
     assert 'worker_class = "uvicorn_worker.UvicornWorker"' in conf
-    assert render.server_packages(asgi) == ["gunicorn", "uvicorn-worker", "websockets"]
+    assert render.server_packages(asgi) == [
+        "gunicorn",
+        "uvicorn-worker",
+        "websockets",
+        "httptools",
+        "uvloop",
+    ]
 
 
 def test_uwsgi_gets_a_shim_that_calls_the_factory(spec: Spec, host: HostLayout) -> None:

@@ -38,9 +38,40 @@ class AppKind(StrEnum):
 
 
 class ServerType(StrEnum):
+    """The app servers shipyard runs; each serves WSGI apps, ASGI apps or aiohttp apps."""
+
     GUNICORN = "gunicorn"
-    UVICORN = "uvicorn"
     UWSGI = "uwsgi"
+    UVICORN = "uvicorn"  # uvicorn's own process manager
+    GUNICORN_UVICORN = "gunicorn-uvicorn"  # gunicorn with uvicorn's worker
+    GUNICORN_ASGI = "gunicorn-asgi"  # gunicorn's native asyncio ASGI worker (gunicorn >= 27)
+    GRANIAN = "granian"
+    AIOHTTP = "aiohttp"  # gunicorn with aiohttp's worker
+
+    @property
+    def serves(self) -> str:
+        """What the server runs: 'wsgi', 'asgi' or 'aiohttp'."""
+        if self in (ServerType.GUNICORN, ServerType.UWSGI):
+            return "wsgi"
+        return "aiohttp" if self is ServerType.AIOHTTP else "asgi"
+
+    @property
+    def on_gunicorn(self) -> bool:
+        """gunicorn is the process manager, its config file in the release."""
+        return self in (
+            ServerType.GUNICORN,
+            ServerType.GUNICORN_UVICORN,
+            ServerType.GUNICORN_ASGI,
+            ServerType.AIOHTTP,
+        )
+
+
+# The server an ASGI app gets when its spec names none: among the fastest through nginx in
+# bench/servers.py (BENCHMARKS.md, "App servers through nginx"), and it closes a drained
+# WebSocket with code 1012, which granian (faster there) does not.
+DEFAULT_ASGI_SERVER = ServerType.UVICORN
+ASGI_SERVERS = tuple(t.value for t in ServerType if t.serves == "asgi")
+WSGI_SERVERS = tuple(t.value for t in ServerType if t.serves == "wsgi")
 
 
 class _Strict(BaseModel):
@@ -55,7 +86,10 @@ class ServerSpec(_Strict):
     type: ServerType = Field(
         default=ServerType.GUNICORN,
         strict=False,
-        description="App server: gunicorn, uvicorn (ASGI, as gunicorn's uvicorn worker) or uwsgi.",
+        description="App server. WSGI: gunicorn, uwsgi. ASGI: uvicorn (its own process "
+        "manager), gunicorn-uvicorn (gunicorn with uvicorn's worker), gunicorn-asgi (gunicorn "
+        "27's native ASGI worker), granian. aiohttp: gunicorn with aiohttp's worker. Unset: "
+        f"gunicorn, or {DEFAULT_ASGI_SERVER.value} for kind = 'asgi'.",
     )
     workers: int = Field(
         default=0,
@@ -64,13 +98,19 @@ class ServerSpec(_Strict):
         description="Worker processes; 0 means 2 x CPU cores + 1, at most 8.",
     )
     threads: int = Field(
-        default=1, ge=1, le=64, description="Threads per worker (gunicorn gthread)."
+        default=1,
+        ge=1,
+        le=64,
+        description="Threads per worker (gunicorn's gthread, uWSGI); the asyncio servers "
+        "have none.",
     )
     timeout: int = Field(
         default=30,
         ge=1,
         le=3600,
-        description="Seconds a request may take before its worker is killed.",
+        description="Seconds a request may take: nginx gives up on it 5 s later (504); "
+        "gunicorn's workers are also restarted when silent that long, uWSGI's requests "
+        "killed (harakiri).",
     )
     graceful_timeout: int = Field(
         default=20, ge=1, le=3600, description="Seconds an old release gets to finish its requests."
@@ -84,15 +124,17 @@ class ServerSpec(_Strict):
         ge=1,
         le=86400,
         description="Seconds a WebSocket may stay silent (no frame either way) before nginx "
-        "closes it; plain requests keep `timeout`. gunicorn and uvicorn only (not uwsgi).",
+        "closes it; plain requests keep `timeout`. Every server but uwsgi.",
     )
     websocket_drain: int = Field(
         default=30,
         ge=0,
         le=3600,
         description="Seconds a WebSocket open on the old release stays open after a deploy "
-        "(new ones reach the new release at once); then the old server stops and closes it "
-        "with code 1012 (service restart). The wait ends as soon as nothing is open.",
+        "(new ones reach the new release at once); then the old server stops and closes it: "
+        "uvicorn and gunicorn-uvicorn with code 1012 (service restart); gunicorn-asgi, "
+        "granian and aiohttp drop the connection with no close frame. The wait ends as soon "
+        "as nothing is open.",
     )
 
 
@@ -358,7 +400,10 @@ class Spec(_Strict):
         description="Entry point: 'pkg.module:app' or an app factory 'pkg:create_app()'."
     )
     kind: AppKind = Field(
-        default=AppKind.WSGI, strict=False, description="wsgi or asgi (detected by `init`)."
+        default=AppKind.WSGI,
+        strict=False,
+        description="wsgi or asgi (detected by `init`); asgi when server.type names an ASGI "
+        "server. An aiohttp app (server.type = 'aiohttp') is neither: its kind is not read.",
     )
     listen: str = Field(
         default="127.0.0.1:8080", description="Address nginx listens on: 'host:port'."
@@ -529,6 +574,22 @@ class Spec(_Strict):
                 )
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_and_server(cls, data: Any) -> Any:
+        """Fill in what one of `kind` and `server.type` implies for the other: an ASGI app
+        with no server named gets the default ASGI server; a spec naming an ASGI server
+        and no kind (written when the only ASGI server was `uvicorn`) is an ASGI app."""
+        if not isinstance(data, dict):
+            return data
+        server = data.get("server")
+        server_type = server.get("type") if isinstance(server, dict) else None
+        if data.get("kind") == "asgi" and server_type is None and isinstance(server, dict | None):
+            return {**data, "server": {**(server or {}), "type": DEFAULT_ASGI_SERVER.value}}
+        if "kind" not in data and server_type in ASGI_SERVERS:
+            return {**data, "kind": "asgi"}
+        return data
+
     @model_validator(mode="after")
     def _media_apart(self) -> Spec:
         if self.django is not None and self.django.media_url.rstrip("/") in {
@@ -541,9 +602,20 @@ class Spec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _asgi_server(self) -> Spec:
-        if self.kind is AppKind.ASGI and self.server.type is ServerType.UWSGI:
-            raise ValueError("an asgi app cannot run on uwsgi: use server.type = 'uvicorn'")
+    def _server_runs_kind(self) -> Spec:
+        serves = self.server.type.serves
+        if self.kind is AppKind.ASGI and serves == "wsgi":
+            raise ValueError(
+                f"server.type = '{self.server.type}' runs WSGI apps, and kind = 'asgi': use an "
+                f"ASGI server ({', '.join(ASGI_SERVERS)}), or drop server.type to get "
+                f"'{DEFAULT_ASGI_SERVER}'; if the app is a WSGI app, set kind = 'wsgi'"
+            )
+        if self.kind is AppKind.WSGI and serves == "asgi":
+            raise ValueError(
+                f"server.type = '{self.server.type}' runs ASGI apps only, and kind = 'wsgi': "
+                f"use {' or '.join(WSGI_SERVERS)} for a WSGI app, or set kind = 'asgi' if "
+                f"{self.entry} is an ASGI app"
+            )
         return self
 
     @property

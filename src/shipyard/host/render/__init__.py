@@ -44,6 +44,13 @@ OLD_WORKERS_LIFETIME = 2 * 3600 + 60
 # this is up, and one that crash-loops is never shown RUNNING.
 NGINX_STARTSECS = 3
 
+# Seconds app servers keep an idle connection from nginx: longer than nginx keeps it in its
+# upstream pool (its `keepalive_timeout` there), so nginx is always the one to close it and
+# never sends a request on a connection the server is closing.
+SERVER_KEEPALIVE = 75
+UPSTREAM_KEEPALIVE_TIMEOUT = 60
+UPSTREAM_KEEPALIVE = 16  # idle connections per nginx worker
+
 
 @dataclass(frozen=True)
 class NginxBinary:
@@ -111,6 +118,8 @@ def site_conf(
         websocket_timeout=spec.server.websocket_timeout,
         uwsgi=is_uwsgi,
         uwsgi_params=nginx.uwsgi_params or "uwsgi_params",
+        upstream_keepalive=UPSTREAM_KEEPALIVE,
+        upstream_keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
         log_format="combined" if app.host.system_nginx else "shipyard",
     )
 
@@ -242,6 +251,7 @@ def program_conf(
                 (*prefix, *server_argv(spec, app, release_id, slot, workers))
             ),
             log=app.app_log("web", slot),
+            # uWSGI stops gracefully on INT (TERM reloads it); every other server on TERM
             stopsignal="INT" if spec.server.type is ServerType.UWSGI else "TERM",
         )
     ]
@@ -282,7 +292,8 @@ def server_argv(
     venv = app.venv(release_id)
     socket = app.socket(slot)
     release_dir = app.release(release_id)
-    if spec.server.type is ServerType.UWSGI:
+    server = spec.server.type
+    if server is ServerType.UWSGI:
         scale = ("--processes", str(workers)) if workers else ()
         return (
             f"{venv}/bin/uwsgi",
@@ -292,6 +303,13 @@ def server_argv(
             "--socket",
             str(socket),
         )
+    if not server.on_gunicorn:  # uvicorn, granian: their launcher in the release
+        return (
+            f"{venv}/bin/python",
+            f"{release_dir}/{SERVER_LAUNCHER}",
+            str(socket),
+            *((str(workers),) if workers else ()),
+        )
     return (
         f"{venv}/bin/gunicorn",
         "--config",
@@ -299,7 +317,7 @@ def server_argv(
         *(("--workers", str(workers)) if workers else ()),
         "--bind",
         f"unix:{socket}",
-        spec.entry,
+        AIOHTTP_ENTRY if server is ServerType.AIOHTTP else spec.entry,
     )
 
 
@@ -319,21 +337,31 @@ def default_workers() -> int:
     return min(2 * (os.cpu_count() or 1) + 1, 8)
 
 
+# What the release holds for servers that read no config file of their own: a launcher
+# with their settings (the socket, and a `scale` count, come on its command line).
+SERVER_LAUNCHER = "shipyard_server.py"
+# The module gunicorn loads for an aiohttp app: the entry as aiohttp's worker takes it.
+AIOHTTP_SHIM = "shipyard_aiohttp.py"
+AIOHTTP_ENTRY = "shipyard_aiohttp:app"
+
+
 def server_conf_files(
     spec: Spec, app: AppLayout, release_id: str, socket_mode: int = 0o660
 ) -> dict[str, str]:
     """The app server's own config files, written into the release directory; its socket
     gets `socket_mode` (nginx's workers reach it as its owner or through its group)."""
     workers = spec.server.workers or default_workers()
-    if spec.server.type is ServerType.UWSGI:
-        module, attribute = spec.entry.split(":", 1)
+    server = spec.server.type
+    module, attribute = spec.entry.split(":", 1)
+    factory = attribute.endswith("()")
+    if server is ServerType.UWSGI:
         return {
             "shipyard_wsgi.py": _render(
                 "wsgi_shim.py.j2",
                 entry=spec.entry,
                 module=module,
                 attribute=attribute.removesuffix("()"),
-                factory=attribute.endswith("()"),
+                factory=factory,
             ),
             "uwsgi.ini": _render(
                 "uwsgi.ini.j2",
@@ -346,35 +374,115 @@ def server_conf_files(
                 socket_mode=f"{socket_mode:o}",
             ),
         }
-    worker_class = ""
-    if spec.server.type is ServerType.UVICORN:
-        worker_class = "uvicorn_worker.UvicornWorker"
-    elif spec.server.threads > 1:
-        worker_class = "gthread"
-    return {
+    if not server.on_gunicorn:
+        return {
+            SERVER_LAUNCHER: _render(
+                "server_launcher.py.j2",
+                server=server.value,
+                release=release_id,
+                workers=workers,
+                socket_mode=f"0o{socket_mode:03o}",
+                pass_socket="fd" if server is ServerType.UVICORN else "path",
+                argv=asgi_server_argv(spec, app.venv(release_id)),
+            )
+        }
+    files = {
         "gunicorn.conf.py": _render(
             "gunicorn.conf.py.j2",
             release=release_id,
             workers=workers,
             threads=spec.server.threads,
-            worker_class=worker_class,
+            worker_class=_GUNICORN_WORKERS.get(server)
+            or ("gthread" if spec.server.threads > 1 else ""),
             timeout=spec.server.timeout,
             graceful_timeout=spec.server.graceful_timeout,
+            keepalive=SERVER_KEEPALIVE,
             umask=f"0o{0o777 & ~socket_mode:03o}",
+            pythonpath=str(app.release(release_id)) if server is ServerType.AIOHTTP else "",
         )
     }
+    if server is ServerType.AIOHTTP:
+        files[AIOHTTP_SHIM] = _render(
+            "aiohttp_shim.py.j2",
+            entry=spec.entry,
+            module=module,
+            attribute=attribute.removesuffix("()"),
+            factory=factory,
+        )
+    return files
+
+
+_GUNICORN_WORKERS = {
+    ServerType.GUNICORN_UVICORN: "uvicorn_worker.UvicornWorker",
+    ServerType.GUNICORN_ASGI: "asgi",
+    ServerType.AIOHTTP: "aiohttp.GunicornWebWorker",
+}
+
+
+def asgi_server_argv(spec: Spec, venv: Path) -> list[str]:
+    """The command of an ASGI server run by its own process manager, but its socket and
+    worker count (its launcher adds those)."""
+    module, attribute = spec.entry.split(":", 1)
+    target = f"{module}:{attribute.removesuffix('()')}"
+    factory = ["--factory"] if attribute.endswith("()") else []
+    graceful = str(spec.server.graceful_timeout)
+    if spec.server.type is ServerType.GRANIAN:
+        return [
+            f"{venv}/bin/granian",
+            "--interface",
+            "asgi",
+            *factory,
+            # a worker gets this long to finish its requests once told to stop
+            "--workers-kill-timeout",
+            graceful,
+            "--respawn-failed-workers",
+            "--no-access-log",
+            target,
+        ]
+    return [
+        f"{venv}/bin/uvicorn",
+        target,
+        *factory,
+        # nginx is the only client: it sets X-Forwarded-For/-Proto, and the socket has no
+        # address of its own for uvicorn to trust
+        "--proxy-headers",
+        "--forwarded-allow-ips",
+        "*",
+        "--timeout-graceful-shutdown",
+        graceful,
+        "--timeout-keep-alive",
+        str(SERVER_KEEPALIVE),
+        "--no-access-log",  # nginx keeps the access log
+    ]
 
 
 def server_packages(spec: Spec) -> list[str]:
     """Packages the chosen app server needs in the release venv."""
     version = spec.server.version
-    if spec.server.type is ServerType.UWSGI:
+    server = spec.server.type
+    if server is ServerType.UWSGI:
         return [f"uwsgi{version}"]
-    packages = [f"gunicorn{version}"]
-    if spec.server.type is ServerType.UVICORN:
-        # plain uvicorn has no WebSocket library: it would refuse every handshake
-        packages += ["uvicorn-worker", "websockets"]
+    if server is ServerType.UVICORN:
+        # plain uvicorn has no WebSocket library (it would refuse every handshake); httptools
+        # and uvloop are its fast HTTP parser and event loop, used when present
+        return [f"uvicorn{version}", "websockets", "httptools", "uvloop"]
+    if server is ServerType.GRANIAN:
+        return [f"granian{version}", "uvloop"]
+    floor = _GUNICORN_FLOOR.get(server, "")
+    packages = [
+        f"gunicorn{version},{floor}" if version and floor else f"gunicorn{version or floor}"
+    ]
+    if server is ServerType.GUNICORN_UVICORN:
+        packages += ["uvicorn-worker", "websockets", "httptools", "uvloop"]
+    elif server is ServerType.GUNICORN_ASGI:
+        packages += ["uvloop"]  # its worker's event loop when present
+    elif server is ServerType.AIOHTTP:
+        packages += ["aiohttp"]
     return packages
+
+
+# The first gunicorn with the worker a server type needs.
+_GUNICORN_FLOOR = {ServerType.GUNICORN_ASGI: ">=27"}
 
 
 def env_file(variables: dict[str, str]) -> bytes:
