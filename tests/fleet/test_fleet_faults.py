@@ -11,9 +11,12 @@ import contextlib
 import http.client
 import json
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -29,7 +32,11 @@ APP = "flaskr"
 
 def release_of(host: Host) -> str | None:
     """The release a host's nginx serves (its X-Shipyard-Release), None if nothing answers."""
-    conn = http.client.HTTPConnection(host.address, 80, timeout=10)
+    return release_of_host_address(host.address)
+
+
+def release_of_host_address(address: str) -> str | None:
+    conn = http.client.HTTPConnection(address, 80, timeout=10)
     try:
         conn.request("GET", "/version")
         response = conn.getresponse()
@@ -53,6 +60,46 @@ def recorded_live(host: Host, *, over_ssh: bool = False) -> str | None:
         text = path.read_text()
     live = json.loads(text).get("live")
     return str(live) if live else None
+
+
+@dataclass
+class Load:
+    """Requests to one host's nginx on new connections, counting every failure."""
+
+    address: str
+    ok: int = 0
+    failed: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            conn = http.client.HTTPConnection(self.address, 80, timeout=10)
+            try:
+                conn.request("GET", "/version")
+                response = conn.getresponse()
+                response.read()
+                if response.status == 200:
+                    self.ok += 1
+                else:
+                    self.failed.append(f"HTTP {response.status}")
+            except OSError as err:
+                self.failed.append(repr(err))
+            finally:
+                conn.close()
+            time.sleep(0.005)
+
+    def snapshot(self) -> Load:
+        return Load(self.address, self.ok, list(self.failed))
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Load]:
+        thread = threading.Thread(target=self.run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self.stop.set()
+            thread.join()
 
 
 @pytest.fixture
@@ -259,3 +306,55 @@ def test_a_host_whose_disk_is_full_is_named_and_the_fleet_keeps_its_release(
         serving_after="every host its previous release",
     )
     converge(project, before)
+
+
+def agent_pids(host: Host) -> list[int]:
+    """The host's agent processes: the resident one and the session relays to it."""
+    found = []
+    for pid in host.pids():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"shipyard.host.agent" in cmdline:
+            found.append(pid)
+    return found
+
+
+def test_the_agent_killed_mid_switch_leaves_the_host_serving_and_the_next_command_recovers(
+    deployed: Project,
+) -> None:
+    fleet = deployed.fleet
+    before = release_of(fleet.web[0])
+    victim = fleet.web[1]
+    site = victim.base_dir / ".shipyard" / "nginx" / "sites" / f"{APP}.conf"
+    old_site = site.read_bytes()
+    deployed.set_greeting("Hello across a killed agent")
+    with Load(victim.address).running() as load:
+        deploy = start_deploy(deployed)
+        wait_for(
+            lambda: site.read_bytes() != old_site or len(list(site.parent.iterdir())) > 1,
+            deploy,
+            "web2 switching",
+        )
+        for pid in agent_pids(victim):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _out, err = deploy.communicate(timeout=180)
+        assert deploy.returncode == 1, err
+        assert "web2" in err and "Traceback" not in err, err
+        during_kill = load.snapshot()
+        # the next command on that host first finishes or undoes what the agent left
+        release = converge(deployed, before)
+    record(
+        "the agent killed mid-switch",
+        target="ssh fleet of 2",
+        exit_code=deploy.returncode,
+        message=error_message(err),
+        failed_requests=len(load.failed),
+        requests=load.ok + len(load.failed),
+        serving_after="every host the new release after the next deploy",
+    )
+    assert not during_kill.failed, during_kill.failed[:5]
+    assert not load.failed, load.failed[:5]
+    assert release_of(victim) == release
