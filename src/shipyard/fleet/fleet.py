@@ -42,9 +42,8 @@ from shipyard.host import protocol as p
 from shipyard.host import wire
 from shipyard.host.artifact import MANIFEST, Artifact, wheel_store
 from shipyard.host.layout import HostLayout
-from shipyard.host.lifecycle import as_user
 from shipyard.host.local import LocalConnection
-from shipyard.host.steps import Command, Connection
+from shipyard.host.steps import Command, Connection, as_user
 from shipyard.plan import Plan
 from shipyard.spec.model import Spec, TargetSpec
 

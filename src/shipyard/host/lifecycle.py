@@ -59,7 +59,7 @@ from shipyard.host.state import (
     now,
     save_state,
 )
-from shipyard.host.steps import Connection, InstallContext
+from shipyard.host.steps import Connection, InstallContext, as_user
 from shipyard.host.supervisor import SupervisorClient
 from shipyard.host.switch import Outcome, Switch, host_header, listen_url, retire_slot
 from shipyard.spec.model import Spec
@@ -684,8 +684,3 @@ def run_argv(
         )
     argv = [str(app.host.launcher), str(env_file), str(release_workdir(app, release_id)), *command]
     return [*as_user(run_as), *argv]
-
-
-def as_user(run_as: str | None) -> list[str]:
-    """The prefix that runs a command as the app user (root only)."""
-    return ["runuser", "-u", run_as, "--"] if run_as else []

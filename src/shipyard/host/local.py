@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
+import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 from shipyard.host.steps import Command, Result, Symlink, Upload
@@ -31,6 +35,7 @@ class LocalConnection:
                 timeout=command.timeout,
                 stdin=subprocess.DEVNULL,
                 check=False,
+                preexec_fn=partial(_die_with, os.getpid()) if sys.platform == "linux" else None,
             )
             code, out, err = proc.returncode, proc.stdout, proc.stderr
         except FileNotFoundError as exc:
@@ -62,6 +67,20 @@ class LocalConnection:
 
     def close(self) -> None:
         pass
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(caller: int) -> None:
+    """In the child, before exec: be killed when the process that runs it dies, even by
+    SIGKILL, so a release command or a build step never outlives the deploy that ran it.
+    (A daemon that forks, supervisord or nginx started by hand, is not affected: the flag is
+    not inherited by its fork.)"""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != caller:  # the caller died before the flag was set
+        os._exit(137)
 
 
 def write_atomic(dest: Path, content: bytes, mode: int = 0o644, owner: str | None = None) -> None:

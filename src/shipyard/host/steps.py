@@ -30,6 +30,13 @@ class Command:
         execute(ctx.conn, self)
 
 
+def as_user(run_as: str | None) -> list[str]:
+    """The prefix that runs a command as the app user (root only). runuser forks and waits,
+    so the command itself is told to die with runuser (setpriv), which dies with its caller
+    (host/local.py): a killed deploy leaves no release command running."""
+    return ["runuser", "-u", run_as, "--", "setpriv", "--pdeathsig", "KILL", "--"] if run_as else []
+
+
 @dataclass(frozen=True)
 class Upload:
     """File content to write at `dest` atomically (write then rename)."""

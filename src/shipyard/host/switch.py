@@ -28,7 +28,7 @@ from shipyard.host.render import NginxBinary
 from shipyard.host.runtime import ReloadHandle
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
-from shipyard.host.steps import Command, Connection, Symlink, Upload
+from shipyard.host.steps import Command, Connection, Symlink, Upload, as_user
 from shipyard.host.supervisor import FAILED_STATES, ProcessInfo, SupervisorClient
 from shipyard.spec.model import ServerType, Spec
 
@@ -324,7 +324,7 @@ class Switch:
     def _one_off(self, command: str, *, what: str, hint: str) -> None:
         """Run the spec's setup or release command in the new release's environment."""
         argv = (
-            *(["runuser", "-u", self.run_as, "--"] if self.run_as else []),
+            *as_user(self.run_as),
             str(self.app.host.launcher),
             str(self.app.env_file(self.slot)),
             str(self.app.workdir(self.release_id, self.tree)),
