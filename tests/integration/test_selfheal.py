@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from faultreport import record
 from shipyard.host.layout import HostLayout
 from shipyard.host.runtime import stop_runtime
 from shipyard.host.state import app_lock, load_state
@@ -28,7 +29,7 @@ from shipyard.host.supervisor import Supervisor
 if TYPE_CHECKING:
     from conftest import Deployment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fault]
 SLOTS = ("blue", "green")
 
 
@@ -96,14 +97,16 @@ def _port_holders(port: int) -> set[int]:
 
 
 def _report(fault: str, command: str, failed: int, code: int, message: str) -> None:
-    path = os.environ.get("SHIPYARD_FAULT_REPORT")
-    if not path:
-        return
-    line = message.strip().splitlines()[0] if message.strip() else ""
-    record = {"fault": fault, "command": command, "failed_requests": failed}
-    record |= {"exit_code": code, "message": line}
-    with open(path, "a") as out:
-        out.write(json.dumps(record) + "\n")
+    lines = message.strip().splitlines()
+    record(
+        f"{fault} killed with SIGKILL; then `shipyard {command}`"
+        if command != "kill -9"
+        else f"{fault} killed with SIGKILL (the request loop during the kill)",
+        target="local",
+        exit_code=code,
+        message=lines[0] if lines else "",
+        failed_requests=failed,
+    )
 
 
 def _kill(deployment: Deployment, fault: str) -> None:

@@ -9,7 +9,6 @@ With SHIPYARD_FAULT_REPORT set, each case appends its result to that file as a J
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -18,19 +17,20 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from faultreport import record
 from shipyard.host import journal
 from shipyard.host.state import load_state
 
 if TYPE_CHECKING:
     from conftest import Deployment
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.fault]
 
 APP = "flaskr"
 DEPLOY_STEPS = (
@@ -137,11 +137,17 @@ def _command_args(deployment: Deployment, command: str) -> tuple[str, ...]:
     return ("config", "set", f"FAULT_CASE={time.monotonic_ns()}", "--dir", project)
 
 
-def _report(result: CaseResult) -> None:
-    path = os.environ.get("SHIPYARD_FAULT_REPORT")
-    if path:
-        with Path(path).open("a") as out:
-            out.write(json.dumps(asdict(result)) + "\n")
+def _report(result: CaseResult, requests: int, serving: str) -> None:
+    record(
+        f"SIG{result.signal} to `shipyard {result.case.split()[0]}` at its switch's "
+        f"{result.case.split(' ', 1)[1]}; then the next command",
+        target="local",
+        exit_code=result.exit_code,
+        message=result.message or "(killed: no message)",
+        failed_requests=result.failed_during_kill + result.failed_during_next,
+        requests=requests,
+        serving_after=serving,
+    )
 
 
 def _first_line(text: str) -> str:
@@ -159,6 +165,7 @@ def _run_case(deployment: Deployment, command: str, step: str, signame: str, the
             deployment, *_command_args(deployment, command), fault=f"switch:{step}:{signame}"
         )
         load.wait_for_more(5)
+    kill_load = load
     failed_during_kill = list(load.failed)
     left = journal.load(app)
 
@@ -170,6 +177,8 @@ def _run_case(deployment: Deployment, command: str, step: str, signame: str, the
     failed_during_next = list(load.failed)
 
     message = _first_line(killed.stderr)
+    counted = kill_load.ok + len(kill_load.failed) + load.ok + len(load.failed)
+    serving = _served(deployment)[0]
     _report(
         CaseResult(
             f"{command} {step}",
@@ -178,7 +187,9 @@ def _run_case(deployment: Deployment, command: str, step: str, signame: str, the
             len(failed_during_next),
             killed.returncode,
             message,
-        )
+        ),
+        counted,
+        f"release {serving}" if serving else "nothing",
     )
     assert failed_during_kill == [], failed_during_kill[:5]
     assert failed_during_next == [], failed_during_next[:5]
