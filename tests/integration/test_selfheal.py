@@ -98,10 +98,12 @@ def _port_holders(port: int) -> set[int]:
 
 def _report(fault: str, command: str, failed: int, code: int, message: str) -> None:
     lines = message.strip().splitlines()
+    killed = fault in ("supervisord", "nginx master", "both")
+    what = f"{fault} killed with SIGKILL" if killed else fault
     record(
-        f"{fault} killed with SIGKILL; then `shipyard {command}`"
+        f"{what}; then `shipyard {command}`"
         if command != "kill -9"
-        else f"{fault} killed with SIGKILL (the request loop during the kill)",
+        else f"{what} (the request loop during the kill)",
         target="local",
         exit_code=code,
         message=lines[0] if lines else "",
@@ -263,7 +265,7 @@ def test_a_port_another_program_holds_is_named(
     try:
         assert squatter.stdout is not None and squatter.stdout.readline().strip() == "bound"
         code_, _, err = deployment.cli("start", project, capsys=capsys)
-        _report("port taken", "start", 0, code_, err)
+        _report("the port held by another program", "start", 0, code_, err)
         assert code_ != 0 and code_ != 70
         assert f"127.0.0.1:{deployment.port} is held by pid {squatter.pid}" in err
         assert f"({sys.executable} {script})" in err and "Traceback" not in err
@@ -303,7 +305,8 @@ def test_an_upgraded_runtime_restarts_nginx_on_its_own_sockets_under_load(
         load.wait_for_more(30)
         deployment.set_greeting("upgraded")
         code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
-        _report("runtime upgrade", "deploy", len(load.failed), code, err.splitlines()[-1])
+        upgrade = "a new nginx program (an upgrade), under load"
+        _report(upgrade, "deploy", len(load.failed), code, err.splitlines()[-1])
         assert code == 0, err
         load.wait_for_more(30)
     assert load.failed == [], load.failed[:5]

@@ -137,10 +137,9 @@ def _command_args(deployment: Deployment, command: str) -> tuple[str, ...]:
     return ("config", "set", f"FAULT_CASE={time.monotonic_ns()}", "--dir", project)
 
 
-def _report(result: CaseResult, requests: int, serving: str) -> None:
+def _report(result: CaseResult, command: str, step: str, requests: int, serving: str) -> None:
     record(
-        f"SIG{result.signal} to `shipyard {result.case.split()[0]}` at its switch's "
-        f"{result.case.split(' ', 1)[1]}; then the next command",
+        f"SIG{result.signal} to `shipyard {command}` at its switch's {step}; then the next command",
         target="local",
         exit_code=result.exit_code,
         message=result.message or "(killed: no message)",
@@ -188,6 +187,8 @@ def _run_case(deployment: Deployment, command: str, step: str, signame: str, the
             killed.returncode,
             message,
         ),
+        command,
+        step,
         counted,
         f"release {serving}" if serving else "nothing",
     )
