@@ -443,6 +443,14 @@ def provision(target: str, project: Path, dry_run: bool) -> None:
         views.provisioned(opened.provision(Reporter(), dry_run=dry_run))
 
 
+def _register_groups() -> None:
+    from shipyard.cli.export import export
+
+    cli.add_command(export)
+
+
+_register_groups()
+
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 
 
