@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from shipyard.errors import SpecError
 from shipyard.host.djangoapp import LOCAL_NAMES, WRAPPER_MODULE, allowed_hosts
 from shipyard.host.render import TcpBind, bound_server_argv
 from shipyard.spec.model import Spec
@@ -49,6 +50,7 @@ def render(spec: Spec, image_ref: str, tree: bool, secrets: dict[str, str] | Non
     """The export of `spec` running `image_ref`; `tree`: the release is a source tree;
     `secrets`: every value the app's Secret holds, or None when they are unknown (then
     secret.env is for the user to write, and an example lists its names)."""
+    check_exportable(spec)
     manifests = all_manifests(spec, image_ref, tree, has_secrets=bool(spec.secrets or secrets))
     files = {name: dump(manifest) for name, manifest in manifests.items()}
     files[CONFIG_ENV] = env_file(config_env(spec, tree))
@@ -82,6 +84,23 @@ def all_manifests(spec: Spec, image_ref: str, tree: bool, has_secrets: bool) -> 
     if spec.kubernetes.autoscale is not None:
         found["hpa.yaml"] = autoscaler(spec)
     return found
+
+
+def check_exportable(spec: Spec) -> None:
+    """Refuse what a pod cannot do as a host does: a persistent file (SQLite's, say) needs
+    its directory writable, for its journal beside it, and the pod's root is read-only. A
+    Django project's wrapped settings move SQLite files into the volume themselves."""
+    wrapped = spec.django is not None and spec.django.wrap
+    if spec.persistent_files and not wrapped:
+        files = ", ".join(spec.persistent_files)
+        raise SpecError(
+            f"persistent_files ({files}) cannot be exported to Kubernetes: the pods' root "
+            "file system is read-only, and a file such as a SQLite database needs its "
+            "directory writable.",
+            hint="Move the file into a directory listed in `persistent` (e.g. data/"
+            f"{PurePosixPath(spec.persistent_files[0]).name}), which the export mounts "
+            "from a volume; or use a database server.",
+        )
 
 
 def needs_volume(spec: Spec) -> bool:
