@@ -306,6 +306,14 @@ def test_a_persistent_file_outside_django_is_refused_with_a_way_out() -> None:
     assert "db.sqlite3" in caught.value.message and "persistent" in (caught.value.hint or "")
 
 
+def test_a_variable_on_two_lines_is_refused() -> None:
+    spec = parse_spec(
+        {"name": "app", "entry": "app:app", "env": {"PEM": "a\nb"}}, Path("shipyard.toml")
+    )
+    with pytest.raises(SpecError, match="PEM holds a line break"):
+        k8s.render(spec, IMAGE, False, None)
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [

@@ -97,7 +97,7 @@ def _table(model: type[BaseModel], skip: set[str]) -> list[str]:
 
 def render() -> str:
     lines = [INTRO, "## Top level", ""]
-    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets", "kubernetes"})
+    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets"})
     for title, model in SECTIONS:
         lines += ["", f"## {title}", "", *_table(model, set())]
     lines += [

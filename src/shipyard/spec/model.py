@@ -474,7 +474,10 @@ class Spec(_Strict):
     healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
     build: BuildSpec = Field(default_factory=BuildSpec)
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
-    kubernetes: KubernetesSpec = Field(default_factory=KubernetesSpec)
+    kubernetes: KubernetesSpec = Field(
+        default_factory=KubernetesSpec,
+        description="What `shipyard export kubernetes` renders: see [kubernetes].",
+    )
 
     @field_validator("name")
     @classmethod

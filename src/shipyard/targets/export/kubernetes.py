@@ -90,6 +90,13 @@ def check_exportable(spec: Spec) -> None:
     """Refuse what a pod cannot do as a host does: a persistent file (SQLite's, say) needs
     its directory writable, for its journal beside it, and the pod's root is read-only. A
     Django project's wrapped settings move SQLite files into the volume themselves."""
+    lined = sorted(k for k, v in spec.env.items() if "\n" in v or "\r" in v)
+    if lined:
+        raise SpecError(
+            f"env {', '.join(lined)} holds a line break, which a ConfigMap's env file "
+            "(kustomize's configMapGenerator) cannot carry.",
+            hint="Write the value on one line (join items with ',' or base64 it).",
+        )
     wrapped = spec.django is not None and spec.django.wrap
     if spec.persistent_files and not wrapped:
         files = ", ".join(spec.persistent_files)
