@@ -511,3 +511,17 @@ def test_a_generated_secret_gets_a_value_that_is_not_shown(
     assert code == 0 and "generated FLASKR_SECRET_KEY" in output
     value = (out / k8s.SECRET_ENV).read_text().strip().partition("=")[2]
     assert len(value) >= 32 and value not in output
+
+
+def test_the_export_group_lists_its_engines(capsys: pytest.CaptureFixture[str]) -> None:
+    code, output = run_cli(["export", "--help"], capsys)
+    assert code == 0 and "kubernetes" in output
+
+
+def test_a_nul_in_the_output_path_is_a_usage_error(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, output = run_cli(
+        ["export", "kubernetes", "--dir", str(project), "-o", "out\x00put"], capsys
+    )
+    assert code == 2 and "NUL" in output

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from shipyard import __version__
 from shipyard.cli import views
+from shipyard.cli.options import PlainPath
 from shipyard.cli.ui import Reporter
 from shipyard.errors import ShipyardError, Terminated, UsageError
 from shipyard.targets.dirs import default_cache_dir
@@ -27,15 +28,6 @@ if TYPE_CHECKING:
     from shipyard.targets.base import Background, Target
 
 DEFAULT_LOCK_WAIT = 120.0
-
-
-class PlainPath(click.Path):
-    """click's Path, with a NUL refused as a usage error (os.stat would raise on it)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            self.fail(f"{value!r} holds a NUL character: not a path.", param, ctx)
-        return super().convert(value, param, ctx)
 
 
 project_arg = click.argument(

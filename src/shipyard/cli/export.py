@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from shipyard.cli import views
+from shipyard.cli.options import PlainPath
 
 DEFAULT_KUBERNETES_DIR = Path("deploy") / "kubernetes"
 
@@ -22,7 +23,7 @@ def export() -> None:
     "--dir",
     "project",
     default=".",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PlainPath(file_okay=False, path_type=Path),
     help="The project directory.",
 )
 @click.option(
@@ -36,7 +37,7 @@ def export() -> None:
 @click.option(
     "-o",
     "--output",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=PlainPath(file_okay=False, path_type=Path),
     help="Directory to write; default: deploy/kubernetes in the project.",
 )
 @click.option("--force", is_flag=True, help="Write into a directory that is not empty.")

@@ -287,6 +287,7 @@ def web_deployment(spec: Spec, pod: _PodParts) -> Manifest:
             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
         },
         "minReadySeconds": 2,
+        "revisionHistoryLimit": spec.keep,  # what `kubectl rollout undo` can go back to
         "template": {"metadata": {"labels": labels(spec, "web")}, "spec": template},
     }
     if spec.kubernetes.autoscale is None:  # else the autoscaler owns the count
@@ -331,10 +332,16 @@ def _nginx_container(spec: Spec) -> Manifest:
         },
         "readinessProbe": probe,
         "livenessProbe": {**probe, "periodSeconds": 10},
-        # nginx stops after the app would: its in-flight requests finish first
-        "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(DRAIN_SECONDS)]}}},
+        # out of the endpoints first, then a graceful quit (the TERM that follows the hook
+        # would drop the requests in flight): nginx exits once they are answered
+        "lifecycle": {"preStop": {"exec": {"command": ["/bin/sh", "-c", _NGINX_QUIT]}}},
         "volumeMounts": mounts,
     }
+
+
+_NGINX_QUIT = (
+    f"sleep {DRAIN_SECONDS}; nginx -s quit; while [ -e {image.TMP}/nginx.pid ]; do sleep 1; done"
+)
 
 
 def _static_copy(pod: _PodParts) -> Manifest:
@@ -369,6 +376,7 @@ def process_deployment(
             },
             # up this long counts as started, as `startsecs` on a host
             "minReadySeconds": startsecs,
+            "revisionHistoryLimit": spec.keep,
             "template": {
                 "metadata": {"labels": labels(spec, component)},
                 "spec": pod.pod([container], spec.server.graceful_timeout + 5),
