@@ -57,7 +57,12 @@ def full_spec() -> Spec:
                 "storage_class": "fast",
                 "storage_size": "5Gi",
                 "storage_access": "ReadWriteMany",
-                "resources": {"cpu": "500m", "memory": "1Gi", "cpu_limit": "2"},
+                "resources": {
+                    "cpu": "500m",
+                    "memory": "1Gi",
+                    "cpu_limit": "2",
+                    "memory_limit": "2Gi",
+                },
                 "autoscale": {"min": 3, "max": 12, "cpu": 60},
             },
         },
@@ -261,7 +266,7 @@ def test_resources_come_from_the_spec() -> None:
     app = container(web(manifests(SPECS["full"])), "web")
     assert app["resources"] == {
         "requests": {"cpu": "500m", "memory": "1Gi"},
-        "limits": {"cpu": "2", "memory": "512Mi"},
+        "limits": {"cpu": "2", "memory": "2Gi"},
     }
     assert (
         "--workers" in app["command"]
@@ -320,6 +325,8 @@ def test_a_variable_on_two_lines_is_refused() -> None:
         ({"tls_secret": "shop-cert"}, "set `domains`"),
         ({"autoscale": {"min": 5, "max": 2}}, "below min"),
         ({"resources": {"memory": "lots"}}, "not a Kubernetes quantity"),
+        ({"resources": {"memory": "1Gi"}}, "more than memory_limit = '512Mi'"),
+        ({"resources": {"cpu": "1500m", "cpu_limit": "1"}}, "more than cpu_limit"),
         ({"ingress_class": "Not_A_Name"}, "not a Kubernetes object name"),
         ({"replicas": "3"}, "kubernetes.replicas"),
         ({"replica": 3}, "unknown key"),

@@ -26,6 +26,19 @@ def _quantity(value: str) -> str:
     return value
 
 
+_SCALE = {
+    "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40,
+}  # fmt: skip
+
+
+def quantity_value(quantity: str) -> float:
+    """A quantity as a number (cores, bytes), to compare two of them."""
+    number = re.match(r"^[0-9.]+", quantity)
+    assert number is not None  # checked by _quantity
+    return float(number.group()) * _SCALE[quantity[number.end() :]]
+
+
 def _object_name(value: str) -> str:
     if value and not OBJECT_NAME_RE.match(value):
         raise ValueError(
@@ -52,6 +65,17 @@ class ResourcesSpec(_Strict):
     @classmethod
     def _quantities(cls, value: str) -> str:
         return _quantity(value)
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> ResourcesSpec:
+        """Kubernetes refuses a pod that requests more than its limit."""
+        for asked, most in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
+            if quantity_value(getattr(self, asked)) > quantity_value(getattr(self, most)):
+                raise ValueError(
+                    f"{asked} = {getattr(self, asked)!r} is more than {most} = "
+                    f"{getattr(self, most)!r}: raise {most} too"
+                )
+        return self
 
 
 class AutoscaleSpec(_Strict):

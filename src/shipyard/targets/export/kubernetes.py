@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
@@ -16,6 +15,7 @@ import yaml
 from shipyard.errors import SpecError
 from shipyard.host.djangoapp import LOCAL_NAMES, WRAPPER_MODULE, allowed_hosts
 from shipyard.host.render import TcpBind, bound_server_argv
+from shipyard.spec.kubernetes import quantity_value
 from shipyard.spec.model import Spec
 from shipyard.targets.export import image, nginx
 
@@ -137,13 +137,8 @@ def web_workers(spec: Spec) -> int:
     pod may use, whatever the node has) + 1."""
     if spec.server.workers:
         return spec.server.workers
-    return min(2 * math.ceil(cpu_cores(spec.kubernetes.resources.cpu_limit)) + 1, MAX_WORKERS)
-
-
-def cpu_cores(quantity: str) -> float:
-    if quantity.endswith("m"):
-        return float(quantity[:-1]) / 1000
-    return float(re.sub(r"[A-Za-z]+$", "", quantity))
+    cores = quantity_value(spec.kubernetes.resources.cpu_limit)
+    return min(2 * math.ceil(cores) + 1, MAX_WORKERS)
 
 
 class _PodParts:
@@ -502,6 +497,9 @@ def config_env(spec: Spec, tree: bool) -> dict[str, str]:
         "FLASK_APP": spec.entry,
         **django_env(spec),
         **spec.env,
+        # as a host's release has them: the venv's commands first (a process's `celery`)
+        "PATH": f"{image.VENV}/bin:/usr/local/bin:/usr/bin:/bin",
+        "VIRTUAL_ENV": str(image.VENV),
         "PYTHONPATH": str(image.workdir(tree)),
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",  # the root file system is read-only
