@@ -23,6 +23,7 @@ PURE = [
     "plan.py",
     "host/render",
     "targets/export/kubernetes.py",
+    "targets/export/workloads.py",
     "targets/export/nginx.py",
     "targets/export/image.py",
 ]

@@ -23,7 +23,7 @@ from shipyard.errors import SpecError
 from shipyard.project.spec_file import load_spec
 from shipyard.spec.model import Spec, parse_spec
 from shipyard.targets.export import kubernetes as k8s
-from shipyard.targets.export import nginx
+from shipyard.targets.export import nginx, workloads
 
 ROOT = Path(__file__).resolve().parents[2]
 # The oldest and the newest Kubernetes whose schemas the pinned kubernetes-validate ships.
@@ -124,9 +124,9 @@ def test_the_web_deployment_rolls_with_no_pod_missing_and_drains(name: str) -> N
     deployment = web(manifests(spec))
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     app = container(deployment, "web")
-    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(k8s.DRAIN_SECONDS)]
+    assert app["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", str(workloads.DRAIN_SECONDS)]
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= k8s.DRAIN_SECONDS + spec.server.graceful_timeout
+    assert grace >= workloads.DRAIN_SECONDS + spec.server.graceful_timeout
     for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
         assert app[probe]["httpGet"]["path"] == spec.healthcheck.request_path
         assert app[probe]["httpGet"]["port"] in ("app", "http")
@@ -196,7 +196,7 @@ def test_every_server_binds_the_pods_port(server: str, expected: list[str]) -> N
     assert argv[0].startswith("/app/venv/bin/")
     assert any(argv[i : i + len(expected)] == expected for i in range(len(argv)))
     assert not any(word.startswith("unix:") or word.endswith(".sock") for word in argv)
-    assert k8s.web_workers(spec) == 3
+    assert workloads.web_workers(spec) == 3
 
 
 def test_each_process_is_a_deployment_of_its_own() -> None:
@@ -532,3 +532,17 @@ def test_a_nul_in_the_output_path_is_a_usage_error(
         ["export", "kubernetes", "--dir", str(project), "-o", "out\x00put"], capsys
     )
     assert code == 2 and "NUL" in output
+
+
+def test_the_pods_nginx_names_static_directories_as_a_release_holds_them(tmp_path: Path) -> None:
+    """The init container copies the image's /app/static as the build laid it out."""
+    from shipyard.host.layout import HostLayout
+    from shipyard.host.release import planned_static_dirs
+
+    spec = parse_spec(
+        {"name": "app", "entry": "app:app", "static": {"/b": "web/b", "/a": "x/assets"}},
+        Path("shipyard.toml"),
+    )
+    planned = planned_static_dirs(spec, HostLayout(tmp_path).app("app"), "r1", None)
+    served = {loc.prefix.rstrip("/"): loc.directory for loc in nginx.locations(spec)}
+    assert served == {p: f"/static/{d.name}/" for p, d in planned.items()}
