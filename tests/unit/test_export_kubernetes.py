@@ -518,6 +518,13 @@ def test_a_generated_secret_gets_a_value_that_is_not_shown(
     assert code == 0 and "generated FLASKR_SECRET_KEY" in output
     value = (out / k8s.SECRET_ENV).read_text().strip().partition("=")[2]
     assert len(value) >= 32 and value not in output
+    # exported again: the value generated the first time stays (a new key would end sessions)
+    code, output = run_cli(
+        ["export", "kubernetes", "--dir", str(project), "-t", "local", "-o", str(out), "--force"],
+        capsys,
+    )
+    assert code == 0 and "generated FLASKR" not in output and value not in output
+    assert (out / k8s.SECRET_ENV).read_text() == f"FLASKR_SECRET_KEY={value}\n"
 
 
 def test_the_export_group_lists_its_engines(capsys: pytest.CaptureFixture[str]) -> None:

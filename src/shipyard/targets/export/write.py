@@ -24,10 +24,11 @@ class Written:
 
 
 def secret_values(
-    spec: Spec, stored: dict[str, str], target: str
+    spec: Spec, stored: dict[str, str], target: str, earlier: dict[str, str] | None = None
 ) -> tuple[dict[str, str], list[str]]:
-    """The Secret's values: every variable the target stores (`config set`), and a new
-    random value for each 'generate' secret it lacks. Names only in errors."""
+    """The Secret's values: every variable the target stores (`config set`), and for each
+    'generate' secret it lacks, the value an earlier export generated (`earlier`: its
+    secret.env), else a new random one. Names only in errors."""
     missing = [
         k for k, how in sorted(spec.secrets.items()) if how == "required" and k not in stored
     ]
@@ -41,7 +42,9 @@ def secret_values(
     generated = [
         k for k, how in sorted(spec.secrets.items()) if how == "generate" and k not in stored
     ]
-    values = {**stored, **{key: secrets.token_urlsafe(32) for key in generated}}
+    kept = {k: v for k, v in (earlier or {}).items() if k in generated and v}
+    generated = [k for k in generated if k not in kept]
+    values = {**stored, **kept, **{key: secrets.token_urlsafe(32) for key in generated}}
     lined = sorted(k for k, v in values.items() if "\n" in v or "\r" in v)
     if lined:
         raise UsageError(
@@ -50,6 +53,22 @@ def secret_values(
             hint="Store it without line breaks (base64, say), or write secret.env yourself.",
         )
     return values, generated
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=value lines of an earlier secret.env (none: empty), as kustomize reads them."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read {path}: {err}.") from None
+    found = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            found[key.strip()] = value
+    return found
 
 
 def write_export(export: Export, directory: Path, force: bool) -> tuple[list[str], str]:
