@@ -18,7 +18,15 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # and its stderr reaches the deploying machine; a resident agent logs to its log file.
 ENTRY_POINTS = {"host/agent.py", "host/resident.py"}
 # Pure modules: computed from their arguments alone (package templates are part of the code).
-PURE = ["spec", "plan.py", "host/render"]
+PURE = [
+    "spec",
+    "plan.py",
+    "host/render",
+    "targets/export/kubernetes.py",
+    "targets/export/workloads.py",
+    "targets/export/nginx.py",
+    "targets/export/image.py",
+]
 # Calls that reach the file system, processes or the network.
 IO_CALLS = {
     "open", "read_text", "read_bytes", "write_text", "write_bytes", "mkdir", "makedirs",
@@ -61,7 +69,7 @@ def _lint_imports(cwd: Path, env: dict[str, str] | None = None) -> subprocess.Co
 def test_the_import_contracts_hold() -> None:
     done = _lint_imports(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "3 kept, 0 broken" in done.stdout
+    assert "4 kept, 0 broken" in done.stdout
 
 
 def test_a_host_module_importing_the_build_breaks_its_contract(tmp_path: Path) -> None:

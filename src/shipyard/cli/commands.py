@@ -10,12 +10,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from shipyard import __version__
 from shipyard.cli import views
+from shipyard.cli.options import PlainPath
 from shipyard.cli.ui import Reporter
 from shipyard.errors import ShipyardError, Terminated, UsageError
 from shipyard.targets.dirs import default_cache_dir
@@ -27,15 +28,6 @@ if TYPE_CHECKING:
     from shipyard.targets.base import Background, Target
 
 DEFAULT_LOCK_WAIT = 120.0
-
-
-class PlainPath(click.Path):
-    """click's Path, with a NUL refused as a usage error (os.stat would raise on it)."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            self.fail(f"{value!r} holds a NUL character: not a path.", param, ctx)
-        return super().convert(value, param, ctx)
 
 
 project_arg = click.argument(
@@ -442,6 +434,14 @@ def provision(target: str, project: Path, dry_run: bool) -> None:
     with _target(project, target) as opened:
         views.provisioned(opened.provision(Reporter(), dry_run=dry_run))
 
+
+def _register_groups() -> None:
+    from shipyard.cli.export import export
+
+    cli.add_command(export)
+
+
+_register_groups()
 
 TERMINATING = (signal.SIGTERM, signal.SIGHUP)
 

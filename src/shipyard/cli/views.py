@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads the
         Scaled,
         Status,
     )
+    from shipyard.targets.export.write import Written
 
 
 def _per_host(hosts: dict[str, list[str]], empty: str) -> str:
@@ -300,3 +301,26 @@ def _crash_log() -> Path:
     with os.fdopen(fd, "w") as handle:
         traceback.print_exc(file=handle)
     return Path(name)
+
+
+def exported(result: Written) -> None:
+    """What an export wrote, and what to run next; a secret's value is never shown."""
+    where = result.directory
+    click.echo(
+        f"wrote {where}: {len(result.resources)} manifests ({', '.join(result.resources)}), "
+        "kustomization.yaml"
+    )
+    if result.secrets == "stored":
+        made = f"; generated {', '.join(result.generated)}" if result.generated else ""
+        click.echo(
+            f"{where / 'secret.env'}: the secrets of target {result.target} (mode 0600, "
+            f"values not shown{made}); keep it out of version control"
+        )
+    elif result.secrets == "kept":
+        click.echo(f"{where / 'secret.env'}: yours, kept as it was (mode 0600)")
+    elif result.secrets == "to fill":
+        click.echo(
+            f"write {where / 'secret.env'} before applying: secret.env.example lists the "
+            "names (or export with --target NAME to take the values a target stores)"
+        )
+    click.echo(f"apply with: kubectl apply -k {where}")

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from shipyard.spec.kubernetes import AutoscaleSpec, KubernetesSpec, ResourcesSpec
 from shipyard.spec.model import (
     BuildSpec,
     DjangoSpec,
@@ -65,6 +66,9 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[build]", BuildSpec),
     ("[django] (a Django project; docs/django.md)", DjangoSpec),
     ("[processes.NAME] (a table; a bare command string is `command` alone)", ProcessSpec),
+    ("[kubernetes] (`shipyard export kubernetes`; docs/engines.md)", KubernetesSpec),
+    ("[kubernetes.resources] (each web and process pod)", ResourcesSpec),
+    ("[kubernetes.autoscale] (present: a HorizontalPodAutoscaler for web)", AutoscaleSpec),
 ]
 
 

@@ -19,6 +19,7 @@ from pydantic import (
 
 from shipyard.errors import SpecError
 from shipyard.spec.address import SSHAddress
+from shipyard.spec.kubernetes import KubernetesSpec
 
 SPEC_FILE = "shipyard.toml"
 APP_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
@@ -473,6 +474,10 @@ class Spec(_Strict):
     healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
     build: BuildSpec = Field(default_factory=BuildSpec)
     targets: dict[str, TargetSpec] = Field(default_factory=dict)
+    kubernetes: KubernetesSpec = Field(
+        default_factory=KubernetesSpec,
+        description="What `shipyard export kubernetes` renders: see [kubernetes].",
+    )
 
     @field_validator("name")
     @classmethod
@@ -572,6 +577,15 @@ class Spec(_Strict):
                     f"target {name!r} uses the system nginx, which routes to apps by name: "
                     "set `domains`, e.g. domains = ['app.example.com']"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_needs_domains(self) -> Spec:
+        if self.kubernetes.tls_secret_name(self.name) and not self.domains:
+            raise ValueError(
+                "kubernetes.tls_secret or kubernetes.cluster_issuer is set, and a certificate "
+                "names its hosts: set `domains`, e.g. domains = ['app.example.com']"
+            )
         return self
 
     @model_validator(mode="before")

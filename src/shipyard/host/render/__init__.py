@@ -6,7 +6,7 @@ import os
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import jinja2
 
@@ -287,36 +287,59 @@ def program_conf(
 def server_argv(
     spec: Spec, app: AppLayout, release_id: str, slot: str, workers: int | None = None
 ) -> tuple[str, ...]:
-    """The app server's command; `workers` (set by `shipyard scale web=N`) overrides the
-    count its config file in the release was written with."""
-    venv = app.venv(release_id)
-    socket = app.socket(slot)
-    release_dir = app.release(release_id)
+    """The app server's command on the unix socket of `slot`; `workers` (set by `shipyard
+    scale web=N`) overrides the count its config file in the release was written with."""
+    return bound_server_argv(
+        spec, app.venv(release_id), app.release(release_id), app.socket(slot), workers
+    )
+
+
+@dataclass(frozen=True)
+class TcpBind:
+    """An app server listening on TCP itself, with no nginx beside it (a container's)."""
+
+    port: int
+    host: str = "0.0.0.0"
+
+
+def bound_server_argv(
+    spec: Spec,
+    venv: PurePath,
+    release_dir: PurePath,
+    bind: PurePath | TcpBind,
+    workers: int | None = None,
+) -> tuple[str, ...]:
+    """The app server's command for a release at `release_dir` with its `venv`, listening on
+    `bind`: a unix socket's path (nginx in front), or a TCP address."""
     server = spec.server.type
+    scale = (str(workers),) if workers else ()
     if server is ServerType.UWSGI:
-        scale = ("--processes", str(workers)) if workers else ()
+        listen = ("--socket", str(bind))
+        if isinstance(bind, TcpBind):  # HTTP, as nothing speaks uwsgi's protocol to it
+            listen = ("--http-socket", f"{bind.host}:{bind.port}")
         return (
             f"{venv}/bin/uwsgi",
             "--ini",
             f"{release_dir}/uwsgi.ini",
-            *scale,
-            "--socket",
-            str(socket),
+            *(("--processes", *scale) if scale else ()),
+            *listen,
         )
-    if not server.on_gunicorn:  # uvicorn, granian: their launcher in the release
-        return (
-            f"{venv}/bin/python",
-            f"{release_dir}/{SERVER_LAUNCHER}",
-            str(socket),
-            *((str(workers),) if workers else ()),
-        )
+    if not server.on_gunicorn:  # uvicorn, granian
+        if isinstance(bind, TcpBind):  # their own options: no socket to prepare
+            return (
+                *asgi_server_argv(spec, venv),
+                *("--host", bind.host, "--port", str(bind.port)),
+                *(("--workers", *scale) if scale else ()),
+            )
+        # their launcher in the release binds the socket with its mode
+        return (f"{venv}/bin/python", f"{release_dir}/{SERVER_LAUNCHER}", str(bind), *scale)
     return (
         f"{venv}/bin/gunicorn",
         "--config",
         f"{release_dir}/gunicorn.conf.py",
-        *(("--workers", str(workers)) if workers else ()),
+        *(("--workers", *scale) if scale else ()),
         "--bind",
-        f"unix:{socket}",
+        f"{bind.host}:{bind.port}" if isinstance(bind, TcpBind) else f"unix:{bind}",
         AIOHTTP_ENTRY if server is ServerType.AIOHTTP else spec.entry,
     )
 
@@ -419,7 +442,7 @@ _GUNICORN_WORKERS = {
 }
 
 
-def asgi_server_argv(spec: Spec, venv: Path) -> list[str]:
+def asgi_server_argv(spec: Spec, venv: PurePath) -> list[str]:
     """The command of an ASGI server run by its own process manager, but its socket and
     worker count (its launcher adds those)."""
     module, attribute = spec.entry.split(":", 1)

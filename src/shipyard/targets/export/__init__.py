@@ -1,0 +1,1 @@
+"""Exports: the app rendered for an engine that runs it (Kubernetes), written, not deployed."""
