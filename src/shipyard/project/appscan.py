@@ -17,6 +17,7 @@ from shipyard.project.djangodetect import module_file
 # qualified name says ASGI (falcon.asgi.App) is ASGI whatever this table says.
 CONSTRUCTORS: dict[tuple[str, str], tuple[str, str]] = {
     ("flask", "Flask"): ("flask", "wsgi"),
+    ("apiflask", "APIFlask"): ("flask", "wsgi"),
     ("quart", "Quart"): ("quart", "asgi"),
     ("fastapi", "FastAPI"): ("fastapi", "asgi"),
     ("starlette", "Starlette"): ("starlette", "asgi"),
@@ -40,6 +41,7 @@ ADAPTERS = {
 # Top-level packages that make an app: the framework a module importing them is written for.
 FRAMEWORKS = {
     "django": "django",
+    "apiflask": "flask",
     "fastapi": "fastapi",
     "litestar": "litestar",
     "starlite": "litestar",
