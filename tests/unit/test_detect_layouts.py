@@ -183,6 +183,24 @@ LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, str, str, str]]] = {
         },
         ("chat:create_app()", "aiohttp", "aiohttp", "aiohttp"),
     ),
+    "a factory importing its framework late": (
+        {
+            "svc/__init__.py": "",
+            "svc/asgi.py": "def create_app():\n    from litestar import Litestar\n\n"
+            "    return Litestar(route_handlers=[])\n",
+        },
+        ("svc.asgi:create_app()", "litestar", "asgi", "uvicorn"),
+    ),
+    "two aiohttp factories, as aiohttp's chat demo has them": (
+        {
+            "chat/__init__.py": "",
+            "chat/main.py": "from aiohttp import web\n\n\nasync def init_app():\n"
+            "    app = web.Application()\n    return app\n\n\nasync def get_app():\n"
+            "    app = await init_app()\n    return app\n\n\n"
+            "def main():\n    web.run_app(init_app())\n",
+        },
+        ("chat.main:init_app()", "aiohttp", "aiohttp", "aiohttp"),
+    ),
     "a Quart app": (
         {"app.py": "from quart import Quart\n\napp = Quart(__name__)\n"},
         ("app:app", "quart", "asgi", "uvicorn"),

@@ -207,7 +207,9 @@ class _Module:
     def _returned(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> App | None:
         local: dict[str, Value] = {}
         for node in _statements(function.body, into_functions=False):
-            if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                self._record_import(node)  # imported late, as factories often do
+            elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 self._assign(targets, node.value, local, module_level=False)
             elif isinstance(node, ast.Return) and node.value is not None:
@@ -223,23 +225,25 @@ class _Module:
         if not names:
             return  # `app.wsgi_app = ProxyFix(app.wsgi_app)` changes an app, makes no entry
         value = self._value(expr, env)
-        framework = self.framework()
-        if (
-            value is None
-            and module_level
-            and isinstance(expr, ast.Call)
-            and framework in FRAMEWORK_KIND
-            and any(n in ENTRY_NAMES for n in names)
-            and self._qualified(expr.func).split(".")[0] not in NOT_APPS
-        ):
-            called = self._qualified(expr.func)
-            how = f"{called}(...), in a module that imports {framework} (taken for its app)"
-            value = App(framework, FRAMEWORK_KIND[framework], how, self.path, guessed=True)
+        if value is None and module_level and any(n in ENTRY_NAMES for n in names):
+            value = self._guessed(expr)
         for name in names:
             if value is None:
                 env.pop(name, None)
             else:
                 env[name] = value
+
+    def _guessed(self, expr: ast.expr) -> App | None:
+        """`app = anything(...)` in a module importing a framework: taken for its app,
+        unless the callable is a known other kind of `app` (a task queue's)."""
+        framework = self.framework()
+        if not isinstance(expr, ast.Call) or framework not in FRAMEWORK_KIND:
+            return None
+        called = self._qualified(expr.func)
+        if called.split(".")[0] in NOT_APPS:
+            return None
+        how = f"{called}(...), in a module that imports {framework} (taken for its app)"
+        return App(framework, FRAMEWORK_KIND[framework], how, self.path, guessed=True)
 
     def _value(self, expr: ast.expr, env: dict[str, Value]) -> Value | None:
         if isinstance(expr, ast.Name):
@@ -289,7 +293,7 @@ class _Module:
             return self._adapter(qualified, said, wrapped)
         if wrapped is not None:  # middleware: the app it wraps, served the same way
             how = f"{qualified}(...) over {wrapped.how}"
-            return replace(wrapped, how=how, guessed=wrapped.guessed)
+            return replace(wrapped, how=how)
         return None
 
     def _adapter(self, qualified: str, kind: str, wrapped: App | None) -> App:

@@ -48,6 +48,10 @@ RANKS = {
     "django-asgi": (8, "Django's ASGI module"),
 }
 
+# Between factories of one rank, the names that build the app for serving come before
+# get_app and the like (aiohttp's demos: get_app() adds a debug toolbar to init_app()'s).
+FACTORY_ORDER = ("create_app", "make_app", "init_app", "build_app", "app_factory")
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -58,6 +62,13 @@ class Candidate:
     kind: str = "wsgi"  # wsgi | asgi | aiohttp
     how: str = ""  # how the code makes the app
     chosen: str = ""  # why it ranks where it does
+
+
+def order(candidate: Candidate) -> tuple[int, int, str]:
+    """The sort key of candidates: rank, then a factory's name (FACTORY_ORDER), then entry."""
+    attribute = candidate.entry.partition(":")[2].removesuffix("()")
+    named = FACTORY_ORDER.index(attribute) if attribute in FACTORY_ORDER else len(FACTORY_ORDER)
+    return candidate.rank, named, candidate.entry
 
 
 def python_files(root: Path) -> list[Path]:

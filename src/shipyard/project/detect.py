@@ -15,6 +15,7 @@ from shipyard.project.candidates import (
     Candidate,
     django_ranked,
     find,
+    order,
     procfile_first,
     python_files,
 )
@@ -84,7 +85,7 @@ def detect(project: Path) -> Detected:
     pyproject = _read_pyproject(project)
     meta: dict[str, Any] = pyproject.get("project", {})
     root = project / "src" if (project / "src").is_dir() else project
-    candidates = sorted(django_ranked(root, find(root)), key=lambda c: (c.rank, c.entry))
+    candidates = sorted(django_ranked(root, find(root)), key=order)
     found_procfile = procfile.read(project)
     web = found_procfile.web if found_procfile else None
     if web is not None and web.entry:
