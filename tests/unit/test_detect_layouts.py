@@ -201,6 +201,20 @@ LAYOUTS: dict[str, tuple[dict[str, str], tuple[str, str, str, str]]] = {
         },
         ("chat.main:init_app()", "aiohttp", "aiohttp", "aiohttp"),
     ),
+    "a factory making the app with a helper the scan cannot follow": (
+        {
+            "api/__init__.py": "from fastapi import FastAPI\nfrom .setup import configured\n\n\n"
+            "def create_app():\n    return configured(FastAPI)\n",
+        },
+        ("api:create_app()", "fastapi", "asgi", "uvicorn"),
+    ),
+    "a Flask subclass of the project's own": (
+        {
+            "site/__init__.py": "import flask\n\n\nclass Site(flask.Flask):\n"
+            "    pass\n\n\napp = Site(__name__)\n",
+        },
+        ("site:app", "flask", "wsgi", "gunicorn"),
+    ),
     "a Quart app": (
         {"app.py": "from quart import Quart\n\napp = Quart(__name__)\n"},
         ("app:app", "quart", "asgi", "uvicorn"),
@@ -294,6 +308,9 @@ def test_a_package_factory_wins_over_a_script_that_calls_it(tmp_path: Path) -> N
         "from shop import app\n\n\n@app.get('/x')\ndef x():\n    return 'x'\n",
         # a task queue's app in a Flask project is no web app
         "from celery import Celery\nfrom flask import current_app\n\napp = Celery('tasks')\n",
+        # a function named like a factory that returns something else
+        "from flask import g\nfrom client import Client\n\n\ndef get_api():\n"
+        "    return Client()\n",
     ],
 )
 def test_modules_that_only_use_an_app_are_no_candidates(tmp_path: Path, source: str) -> None:

@@ -70,6 +70,8 @@ FRAMEWORK_KIND = {
 # Packages whose `app` objects are no web app (a task queue's, a command line's).
 NOT_APPS = {"celery", "typer", "click", "dramatiq", "huey", "rq", "arq", "faust"}
 ENTRY_NAMES = ("app", "application")
+# The factory names taken for one even when the scan cannot see what they return.
+GUESSED_FACTORIES = ("create_app", "make_app")
 FACTORY_RE = re.compile(
     r"^(create|make|build|get|init|new|setup)_?(app|application|api|server)$|^app_factory$"
 )
@@ -147,6 +149,7 @@ class _Module:
     star: list[str] = field(default_factory=list)  # `from x import *` modules
     values: dict[str, Value] = field(default_factory=dict)
     imported: set[str] = field(default_factory=set)
+    subclasses: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # -> fw, kind, base
 
     def scan(self) -> ModuleApps:
         body = list(_statements(self.tree.body))
@@ -154,8 +157,11 @@ class _Module:
             if isinstance(node, ast.Import | ast.ImportFrom):
                 self._record_import(node)
         for node in body:
+            if isinstance(node, ast.ClassDef):
+                self._record_subclass(node)
+        for node in body:
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-                app = self._returned(node)
+                app = self._returned(node) or self._guessed_factory(node)
                 if app is not None:
                     self.values[node.name] = Factory(app, _is_factory(node))
         for node in body:
@@ -217,6 +223,26 @@ class _Module:
                 if isinstance(value, App):
                     return value
         return None
+
+    def _record_subclass(self, node: ast.ClassDef) -> None:
+        """`class App(Flask)`: the module's own name for a framework's app class."""
+        for base in node.bases:
+            qualified = self._qualified(base)
+            known = self._constructor(qualified.partition(".")[0], qualified.rpartition(".")[2])
+            if known is not None:
+                self.subclasses[node.name] = (*known, qualified)
+                return
+
+    def _guessed_factory(self, function: ast.FunctionDef | ast.AsyncFunctionDef) -> App | None:
+        """A factory by its name in a module importing a framework, whose app the scan cannot
+        follow (made by a helper): taken for that framework's."""
+        framework = self.framework()
+        if function.name not in GUESSED_FACTORIES or framework not in FRAMEWORK_KIND:
+            return None
+        if not _is_factory(function):
+            return None
+        how = f"an app of the {framework} the module imports (taken for it)"
+        return App(framework, FRAMEWORK_KIND[framework], how, self.path, guessed=True)
 
     def _assign(
         self, targets: Sequence[ast.expr], expr: ast.expr, env: dict[str, Value], module_level: bool
@@ -281,6 +307,9 @@ class _Module:
             kind = ADAPTERS[last]
             return self._adapter(qualified, kind, wrapped)
         known = self._constructor(top, last)
+        if qualified in self.subclasses:
+            framework, kind, base = self.subclasses[qualified]
+            return App(framework, kind, f"{qualified}(...), a {base} subclass", self.path)
         if known is not None:
             framework, kind = known
             said = _kind_in_name(qualified) if kind != "aiohttp" else ""
