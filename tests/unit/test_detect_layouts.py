@@ -309,8 +309,7 @@ def test_a_package_factory_wins_over_a_script_that_calls_it(tmp_path: Path) -> N
         # a task queue's app in a Flask project is no web app
         "from celery import Celery\nfrom flask import current_app\n\napp = Celery('tasks')\n",
         # a function named like a factory that returns something else
-        "from flask import g\nfrom client import Client\n\n\ndef get_api():\n"
-        "    return Client()\n",
+        "from flask import g\nfrom client import Client\n\n\ndef get_api():\n    return Client()\n",
     ],
 )
 def test_modules_that_only_use_an_app_are_no_candidates(tmp_path: Path, source: str) -> None:
