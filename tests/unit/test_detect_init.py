@@ -104,7 +104,14 @@ def test_no_app_is_a_clear_error(tmp_path: Path) -> None:
     _write(tmp_path, {"lib/util.py": "def f():\n    return 1\n"})
     with pytest.raises(SpecError, match="found no web app") as err:
         detect(tmp_path)
-    assert "entry" in (err.value.hint or "")
+    # what was looked for, the new layouts among it
+    for looked_for in ("Flask(...)", "Litestar(...)", "web.Application(...)", "socketio.ASGIApp"):
+        assert looked_for in str(err.value)
+    assert "a wsgi.py, asgi.py, app.py, main.py or server.py that imports" in str(err.value)
+    assert "Django's wsgi.py/asgi.py; a Procfile's `web:` line" in str(err.value)
+    # and the spec that fixes it
+    name = normalise_name(tmp_path.name)
+    assert f'name = "{name}" and entry = "package.module:app"' in (err.value.hint or "")
 
 
 @pytest.mark.parametrize(("raw", "name"), [("Flask_App", "flask-app"), ("9lives", "app-9lives")])
@@ -315,7 +322,9 @@ def test_a_flat_app_deploys_as_its_tree_with_its_data_kept(tmp_path: Path) -> No
     assert spec.persistent == ["uploads"]
     assert spec.persistent_files == ["notes.db"]
     assert spec.build.mode == "auto"
-    assert init_summary(found)[:3] == [
+    assert init_summary(found)[:4] == [
+        "entry: app:app (flask, wsgi, served by gunicorn): flask.Flask(...); chosen: made at "
+        "module level (the only candidate)",
         f"build: {found.build.reason}",
         "persistent: uploads/, notes.db (beside the code; kept in shared/data across releases, "
         "never shipped)",
@@ -369,5 +378,5 @@ def test_a_packaged_app_is_a_wheel_and_persists_nothing_beside_its_code(tmp_path
     assert not found.build.is_tree
     assert found.build.reason == "pyproject.toml has [build-system]: deploying it as a wheel"
     assert (found.persistent, found.persistent_files) == ([], [])
-    assert init_summary(found)[0] == f"build: {found.build.reason}"
+    assert init_summary(found)[1] == f"build: {found.build.reason}"
     assert "# Flask's instance folder persists without configuration." in render_spec_toml(found)

@@ -56,6 +56,10 @@ def test_lines_comments_and_blank_lines() -> None:
             procfile.Web("app:create_app()", "uvicorn", "asgi", 2),
         ),
         ("python -m gunicorn app:app", procfile.Web("app:app", "gunicorn", "wsgi", 0)),
+        (
+            "gunicorn app:make_app -k aiohttp.GunicornWebWorker -w 2",
+            procfile.Web("app:make_app", "aiohttp", "aiohttp", 2),
+        ),
         ("python app.py", procfile.Web()),
     ],
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -11,42 +10,35 @@ from typing import Any
 
 from shipyard.errors import SpecError
 from shipyard.project import djangodetect, procfile
+from shipyard.project.candidates import (
+    MAX_DEPTH,
+    Candidate,
+    django_ranked,
+    find,
+    order,
+    procfile_first,
+    python_files,
+)
 from shipyard.project.commands import Commands, Proposed, propose_commands
-from shipyard.project.djangodetect import DjangoFound, asgi_first, module_file, settings_module
+from shipyard.project.djangodetect import DjangoFound, module_file, settings_module
 from shipyard.spec.buildmode import PACKAGING_FILES, BuildChoice, choose_build
 from shipyard.spec.depsource import AUTO_ORDER, NO_DEPS, DepSource, choose_source
+from shipyard.spec.model import DEFAULT_ASGI_SERVER, ServerType
 
-SKIP_DIRS = {
-    ".git",
-    ".venv",
-    "venv",
-    "env",
-    "node_modules",
-    "__pycache__",
-    "build",
-    "dist",
-    "tests",
-    "test",
-    "docs",
-    "site-packages",
-    ".tox",
-    ".nox",
-    "migrations",
-    "instance",
+# What each kind of app is served by unless the project says otherwise.
+SERVERS = {
+    "wsgi": ServerType.GUNICORN.value,
+    "asgi": DEFAULT_ASGI_SERVER.value,
+    "aiohttp": ServerType.AIOHTTP.value,
 }
-MAX_DEPTH = 4
-MAX_FILES = 2000
-APP_CLASSES = {"Flask": "flask", "Quart": "quart", "FastAPI": "fastapi", "Starlette": "starlette"}
-ASGI_FRAMEWORKS = {"fastapi", "starlette", "quart", "django-asgi"}
-FACTORY_NAMES = ("create_app", "make_app")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    entry: str
-    framework: str
-    rank: int  # lower is better
-    package_dir: Path
+LOOKED_FOR = (
+    "`app`/`application` made by Flask(...), FastAPI(...), Starlette(...), Quart(...), "
+    "Litestar(...), aiohttp's web.Application(...), Falcon or Bottle, or by a call wrapping "
+    "one (middleware, socketio.ASGIApp, WsgiToAsgi), in a module importing such a framework; "
+    "a factory returning one (`def create_app()`, `async def make_app()`); a wsgi.py, "
+    "asgi.py, app.py, main.py or server.py that imports its app or factory from the "
+    "project's package; Django's wsgi.py/asgi.py; a Procfile's `web:` line"
+)
 
 
 WHEEL = BuildChoice("wheel", "")
@@ -57,8 +49,10 @@ class Detected:
     name: str
     entry: str
     framework: str
-    kind: str
+    kind: str  # wsgi | asgi | aiohttp (aiohttp's worker: neither, the spec's kind unread)
     server: str
+    how: str = ""  # how the code makes the app
+    chosen: str = ""  # why this entry was chosen
     static: dict[str, str] = field(default_factory=dict)
     tests_enabled: bool = True
     test_requirements: list[str] = field(default_factory=lambda: ["pytest"])
@@ -91,26 +85,24 @@ def detect(project: Path) -> Detected:
     pyproject = _read_pyproject(project)
     meta: dict[str, Any] = pyproject.get("project", {})
     root = project / "src" if (project / "src").is_dir() else project
-    candidates = sorted(_django_ranked(root, _candidates(root)), key=lambda c: (c.rank, c.entry))
+    candidates = sorted(django_ranked(root, find(root)), key=order)
     found_procfile = procfile.read(project)
     web = found_procfile.web if found_procfile else None
     if web is not None and web.entry:
-        # the Procfile says how the app is served: its entry comes first
-        kept = [c for c in candidates if c.entry != web.entry]
-        framework = next((c.framework for c in candidates if c.entry == web.entry), "python")
-        candidates = [Candidate(web.entry, framework, -1, root), *kept]
+        candidates = procfile_first(candidates, web, root)
     if not candidates:
         raise SpecError(
-            f"found no web app in {project}: looked for `app = Flask(...)`/`FastAPI(...)`/"
-            "`Starlette(...)`/`Quart(...)`, a `create_app()` factory and Django's wsgi.py in the "
-            f"Python files under {root} (up to {MAX_DEPTH} levels deep).",
-            hint="Write shipyard.toml by hand with name and entry = 'package.module:app' "
-            "(see docs/spec.md).",
+            f"found no web app in {project}: looked for {LOOKED_FOR}, in the Python files "
+            f"under {root} (up to {MAX_DEPTH} levels deep).",
+            hint=f"Write shipyard.toml by hand, naming the app object: name = "
+            f'"{normalise_name(project.resolve().name)}" and entry = "package.module:app" '
+            '(a factory: "package:create_app()"; an ASGI app: add kind = "asgi"; an aiohttp '
+            'app: [server] type = "aiohttp"); '
+            "every key: docs/spec.md.",
         )
     best = candidates[0]
     notes: list[str] = []
-    kind = "asgi" if best.framework in ASGI_FRAMEWORKS else "wsgi"
-    server = "uvicorn" if kind == "asgi" else "gunicorn"
+    kind, server = best.kind, SERVERS[best.kind]
     if web is not None and web.entry:
         kind, server = web.kind, web.server
     static = _static(project, best)
@@ -130,7 +122,7 @@ def detect(project: Path) -> Detected:
     build = _build_choice(project)
     persistent, persistent_files = _data_beside_code(project, best) if build.is_tree else ([], [])
     commands = propose_commands(
-        project, best.framework, best.entry.split(":")[0], _python_files(best.package_dir)
+        project, best.framework, best.entry.split(":")[0], python_files(best.package_dir)
     )
     django = _django_found(project, root, best) if best.framework.startswith("django") else None
     tests_command = ""
@@ -155,6 +147,8 @@ def detect(project: Path) -> Detected:
         framework=best.framework,
         kind=kind,
         server=server,
+        how=best.how,
+        chosen=best.chosen + (" (the only candidate)" if len(candidates) == 1 else ""),
         static=static,
         tests_enabled=tests_enabled,
         test_requirements=test_requirements,
@@ -236,70 +230,6 @@ def _read_pyproject(project: Path) -> dict[str, Any]:
         raise SpecError(f"{path} is not valid TOML: {err}.") from None
 
 
-def _python_files(root: Path) -> list[Path]:
-    found: list[Path] = []
-    stack = [(root, 0)]
-    while stack and len(found) < MAX_FILES:
-        directory, depth = stack.pop()
-        for entry in sorted(directory.iterdir()):
-            if entry.is_dir() and depth < MAX_DEPTH and entry.name not in SKIP_DIRS:
-                if not entry.name.startswith(".") and not entry.name.endswith(".egg-info"):
-                    stack.append((entry, depth + 1))
-            elif entry.suffix == ".py" and not entry.name.startswith("test_"):
-                found.append(entry)
-    return found
-
-
-def _module_name(root: Path, path: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def _candidates(root: Path) -> list[Candidate]:
-    found = []
-    for path in _python_files(root):
-        try:
-            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        module = _module_name(root, path)
-        if not module or not all(part.isidentifier() for part in module.split(".")):
-            continue
-        framework = _framework_of(tree)
-        is_package = path.name == "__init__.py"
-        for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name in FACTORY_NAMES and framework:
-                rank = 0 if is_package else 1
-                found.append(Candidate(f"{module}:{node.name}()", framework, rank, path.parent))
-            elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
-                callee = _call_name(node.value)
-                for target in node.targets:
-                    if not isinstance(target, ast.Name):
-                        continue
-                    if callee in APP_CLASSES and target.id in ("app", "application"):
-                        entry = f"{module}:{target.id}"
-                        found.append(Candidate(entry, APP_CLASSES[callee], 2, path.parent))
-                    elif callee in ("get_wsgi_application", "get_asgi_application"):
-                        kind = "django-asgi" if "asgi" in callee else "django"
-                        rank = 4 if kind == "django-asgi" else 3  # _django_ranked decides
-                        found.append(Candidate(f"{module}:{target.id}", kind, rank, path.parent))
-    return found
-
-
-def _django_ranked(root: Path, candidates: list[Candidate]) -> list[Candidate]:
-    """Django's ASGI entry ranks after its WSGI one (as `_candidates` found them), unless
-    the project is served by ASGI (djangodetect.asgi_first): then before it."""
-    asgi = [c for c in candidates if c.framework == "django-asgi"]
-    wsgi = [c.package_dir for c in candidates if c.framework == "django"]
-    if not asgi or not asgi_first(root, wsgi):
-        return candidates
-    return [
-        Candidate(c.entry, c.framework, 3, c.package_dir) if c in asgi else c for c in candidates
-    ]
-
-
 def _django_found(project: Path, root: Path, best: Candidate) -> DjangoFound:
     return djangodetect.found(project, root, best.entry, best.framework)
 
@@ -309,28 +239,6 @@ def _django_settings(project: Path, root: Path, best: Candidate) -> Path:
     entry_file = module_file(root, best.entry.split(":")[0])
     module = settings_module(project, root, entry_file if entry_file.is_file() else None)[0]
     return module_file(root, module) if module else best.package_dir / "settings.py"
-
-
-def _framework_of(tree: ast.Module) -> str:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            top = node.module.split(".")[0]
-        elif isinstance(node, ast.Import):
-            top = node.names[0].name.split(".")[0]
-        else:
-            continue
-        if top in ("flask", "fastapi", "starlette", "quart"):
-            return top
-    return ""
-
-
-def _call_name(call: ast.Call) -> str:
-    func = call.func
-    if isinstance(func, ast.Name):
-        return func.id
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    return ""
 
 
 def _static(project: Path, best: Candidate) -> dict[str, str]:

@@ -48,14 +48,17 @@ def _line(model: type[BaseModel], key: str, value: Any, active: bool) -> list[st
 def render_spec_toml(found: Detected) -> str:
     lines = [
         "# shipyard spec, written by 'shipyard init'. Every key: docs/spec.md.",
-        f"# Detected a {found.framework} app ({found.kind}).",
+        f"# Detected: {found.framework} app, {found.kind}, served by {found.server}.",
         "",
     ]
     lines += _line(Spec, "name", found.name, True)
     lines += _line(Spec, "entry", found.entry, True)
     if found.alternatives:
         lines.append("# other candidates: " + ", ".join(found.alternatives))
-    lines += _line(Spec, "kind", found.kind, True)
+    if found.kind == "aiohttp":  # aiohttp's worker runs it: neither WSGI nor ASGI
+        lines += _line(Spec, "kind", "wsgi", False)
+    else:
+        lines += _line(Spec, "kind", found.kind, True)
     lines += _line(Spec, "listen", "127.0.0.1:8080", False)
     lines += _line(Spec, "keep", 5, False)
     for key, command in (("setup", found.setup), ("release", found.release)):
@@ -105,9 +108,17 @@ def render_spec_toml(found: Detected) -> str:
 
 
 def init_summary(found: Detected) -> list[str]:
-    """What `init` chose that the user should know: the build mode and why, where the
-    dependency pins come from and why, what it made persistent, and its notes."""
-    lines = [f"build: {found.build.reason}"] if found.build.reason else []
+    """What `init` chose that the user should know: the entry, its framework, kind and
+    server and why, the build mode and why, where the dependency pins come from and why, what
+    it made persistent, and its notes."""
+    how = f": {found.how}" if found.how else ""
+    lines = [
+        f"entry: {found.entry} ({found.framework}, {found.kind}, served by {found.server}){how}"
+        + (f"; chosen: {found.chosen}" if found.chosen else "")
+    ]
+    if found.alternatives:
+        lines.append(f"entry: other candidates: {', '.join(found.alternatives)}")
+    lines += [f"build: {found.build.reason}"] if found.build.reason else []
     kept = [f"{d}/" for d in found.persistent] + found.persistent_files
     if kept:
         lines.append(

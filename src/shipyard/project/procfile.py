@@ -13,6 +13,12 @@ from shipyard.spec.model import ENTRY_RE, PROCESS_NAME_RE
 
 LINE_RE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*)$")
 ASGI_WORKERS = ("uvicorn.workers.UvicornWorker", "uvicorn_worker.UvicornWorker")
+AIOHTTP_WORKERS = (
+    "aiohttp.GunicornWebWorker",
+    "aiohttp.GunicornUVLoopWebWorker",
+    "aiohttp.worker.GunicornWebWorker",
+    "aiohttp.worker.GunicornUVLoopWebWorker",
+)
 CANNOT_USE = (
     "shipyard runs the app server itself, on a unix socket behind nginx, and needs the app "
     "object ('module:app') to do it"
@@ -22,8 +28,8 @@ CANNOT_USE = (
 @dataclass(frozen=True)
 class Web:
     entry: str = ""
-    server: str = ""  # gunicorn | uvicorn | uwsgi, or "" when the line names none
-    kind: str = ""
+    server: str = ""  # gunicorn | uvicorn | uwsgi | aiohttp, or "" when the line names none
+    kind: str = ""  # wsgi | asgi | aiohttp
     workers: int = 0
 
 
@@ -114,6 +120,8 @@ def web_command(command: str) -> Web:
     args = argv[1:]
     if program == "gunicorn":
         worker_class = _option(args, "-k", "--worker-class")
+        if worker_class in AIOHTTP_WORKERS:
+            return _web(args, "aiohttp", "aiohttp")
         asgi = worker_class in ASGI_WORKERS
         return _web(args, "uvicorn" if asgi else "gunicorn", "asgi" if asgi else "wsgi")
     if program == "uvicorn":

@@ -43,6 +43,22 @@ app writes beside its code must be listed to survive a release: `persistent` dir
 tree into `shared/data/`, and is left out of the release; `shipyard init` lists the usual
 ones it finds.
 
+`shipyard init` finds `entry`, `kind` and `server.type` by reading the code (never running
+it). It looks for: `app` or `application` made by `Flask(...)`, `Quart(...)`, `FastAPI(...)`,
+`Starlette(...)`, `Litestar(...)`, aiohttp's `web.Application(...)`, Falcon's or Bottle's app,
+or by a call wrapping one (middleware such as `ProxyFix(...)` keeps its kind; `WsgiToAsgi`,
+Starlette's `WSGIMiddleware`, `socketio.ASGIApp`, `SentryAsgiMiddleware` serve it over ASGI,
+`socketio.WSGIApp` over WSGI); a factory returning one (`def create_app()`, `async def
+make_app()`, callable with no argument); a `wsgi.py`, `asgi.py`, `app.py`, `main.py` or
+`server.py` that imports its app or factory from the project's package (`from myapp import
+create_app` then `app = create_app()`: entry `wsgi:app`); Django's `wsgi.py`/`asgi.py` (ASGI
+when the settings need it: Channels); and first of all a Procfile's `web:` line. When several
+are found, the project's `wsgi.py`/`asgi.py` comes first, then a package's factory, then an
+entry script importing the app, a factory in a module, an app made at module level, and a
+script calling another module's factory. WSGI apps get `gunicorn`, ASGI apps `uvicorn`, aiohttp
+apps `aiohttp` (the spec's `kind` is then left unset: it is not read). init says which entry it
+chose, how the code makes it and why, and lists the other candidates in the written file.
+
 ```toml
 name = "flaskr"
 entry = "flaskr:create_app()"
