@@ -4,6 +4,7 @@ over a recording connection: no systemd runs as PID 1 here) and its parser of
 
 from __future__ import annotations
 
+import os
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -175,10 +176,10 @@ def test_the_local_target_needs_root_and_systemd_as_pid_1(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     systemd.check_local("supervisor", "local")  # nothing asked of supervisor
-    monkeypatch.setattr(systemd.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(UsageError, match=r"takes root; shipyard runs as an unprivileged user"):
         systemd.check_local("systemd", "local")
-    monkeypatch.setattr(systemd.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(systemd, "BOOTED_MARK", tmp_path / "absent")
     with pytest.raises(UsageError, match=r"systemd is not running as PID 1 on this machine"):
         systemd.check_local("systemd", "local")
