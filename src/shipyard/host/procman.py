@@ -54,8 +54,12 @@ class ProcessManager(Protocol):
         """Write the slot's definitions (its release, its processes); nothing starts yet."""
         ...
 
+    def apply(self) -> None:
+        """Load the definitions that changed: new processes may start at once."""
+        ...
+
     def start(self, names: Sequence[str]) -> None:
-        """Load the definitions that changed, then start these processes."""
+        """Start these processes (those running already are left alone)."""
         ...
 
     def stop(self, names: Sequence[str]) -> None:
@@ -130,10 +134,12 @@ class SupervisorPrograms:
         )
         self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(run.slot))))
 
-    def start(self, names: Sequence[str]) -> None:
-        # Added groups autostart; one whose config did not change since it was retired is
-        # loaded but stopped: started here.
+    def apply(self) -> None:
+        """Added groups autostart; one whose config did not change since it was retired is
+        loaded but stopped (start() starts it)."""
         self.supervisor.update()
+
+    def start(self, names: Sequence[str]) -> None:
         for name in names:
             self.supervisor.start(name)
 
@@ -205,6 +211,15 @@ class SystemdPrograms:
         return self.units.process(name)
 
     def define(self, run: SlotRun) -> None:
+        """The slot's units, and none of an instance it no longer has (scaled down, or a
+        process the release dropped): those stop first."""
+        wanted = set(slot_names(self, run.spec, run.slot))
+        defined = [p.parent.name.removesuffix(".d") for p in self._dropins()]
+        if stale := [
+            u for u in units.slot_instances(self.app.name, run.slot, defined) if u not in wanted
+        ]:
+            self.units.stop(stale)
+            self.units.uninstall(stale, units.DROPIN)
         self.units.install(
             units.slot_files(
                 run.spec,
@@ -218,6 +233,9 @@ class SystemdPrograms:
                 workers=run.workers,
             )
         )
+
+    def apply(self) -> None:
+        pass  # install() has had systemd read the units again
 
     def start(self, names: Sequence[str]) -> None:
         self.units.start(names)
@@ -260,6 +278,12 @@ class SystemdPrograms:
 
     def log_hint(self, slot: str, instance: str) -> str:
         return f"full log: journalctl -u {self._unit(slot, instance)}"
+
+    def _dropins(self) -> list[Path]:
+        """The release drop-ins on this host (read where this code runs: the host)."""
+        return sorted(
+            Path(self.units.unit_dir).glob(f"{self.app.name}-*@*.service.d/{units.DROPIN}")
+        )
 
     def _unit(self, slot: str, instance: str) -> str:
         kind = instance.split("-")[0]

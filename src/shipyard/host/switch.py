@@ -353,6 +353,7 @@ class Switch:
         when a new instance does not stay up."""
         self.procs.define(self._slot_run())
         self._mark_output()
+        self.procs.apply()
         self.procs.start(slot_names(self.procs, self.spec, self.slot))
         self._check_workers()
 
@@ -371,6 +372,7 @@ class Switch:
         self.procs.define(self._slot_run())
         self.conn.remove(_posix(self.app.socket(self.slot)))
         self._mark_output()
+        self.procs.apply()
         self.procs.start(names)
 
     def _check_workers(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -48,6 +49,18 @@ def unit_name(app: str, instance: programs.Instance, slot: str) -> str:
 def slot_units(spec: Spec, app: AppLayout, slot: str) -> list[str]:
     """The units of a slot, web first, as programs.slot_programs names its programs."""
     return [unit_name(app.name, i, slot) for i in programs.instances(spec)]
+
+
+def slot_instances(app: str, slot: str, names: Iterable[str]) -> list[str]:
+    """The units among `names` that are instances of this app's on `slot` (another app's
+    name may begin like this one's: a process name has no '-', so the app's is all before
+    the last '-')."""
+    found = []
+    for name in names:
+        prefix, _, instance = name.removesuffix(".service").partition("@")
+        if prefix.rpartition("-")[0] == app and instance.partition("-")[0] == slot:
+            found.append(name)
+    return found
 
 
 def writable_paths(app: AppLayout) -> list[str]:
