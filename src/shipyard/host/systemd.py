@@ -208,15 +208,19 @@ class SystemdUnits:
 
 def check_local(process_manager: str, target: str) -> None:
     """systemd runs an app on this machine only for root, and only where it is PID 1."""
+    check_here(process_manager, f"targets.{target}.process_manager = 'systemd'")
+
+
+def check_here(process_manager: str, where: str) -> None:
+    """As check_local, on the machine this code runs on (an ssh host's agent)."""
     if process_manager != "systemd":
         return
-    where = f"targets.{target}.process_manager = 'systemd'"
     if os.geteuid() != 0:
         raise UsageError(
             f"{where}: units are installed in {UNIT_DIR} and started with systemctl, which "
             "takes root; shipyard runs as an unprivileged user here.",
-            hint="Run shipyard as root on this machine, or use process_manager = 'supervisor' "
-            "(shipyard's own supervisord, no root needed).",
+            hint="Run shipyard as root (an ssh target: a login user with sudo), or use "
+            "process_manager = 'supervisor' (shipyard's own supervisord, no root needed).",
         )
     if not BOOTED_MARK.is_dir():
         raise UsageError(

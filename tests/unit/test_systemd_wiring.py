@@ -1,0 +1,55 @@
+"""`process_manager = "systemd"` reaches the code that runs on the hosts: the ssh target's
+hosts, their agent's command line and resident-session header, `shipyard logs`; and a host
+that cannot run systemd units refuses the session with a clear error."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from fleetfakes import FakeSSH, example_spec, ssh_fleet
+
+from shipyard.errors import UsageError
+from shipyard.fleet import fleet as fleets
+from shipyard.fleet.remote import target_hosts
+from shipyard.host import agent, systemd
+from shipyard.host.resident import session_header
+from shipyard.spec.model import TargetSpec
+
+
+def test_an_ssh_targets_hosts_carry_its_process_manager(tmp_path: Path) -> None:
+    target = TargetSpec.model_validate({"hosts": ["web1", "web2"], "process_manager": "systemd"})
+    hosts = target_hosts(target, tmp_path, tmp_path)
+    assert [h.process_manager for h in hosts] == ["systemd", "systemd"]
+    plain = TargetSpec.model_validate({"hosts": ["web1"]})
+    assert target_hosts(plain, tmp_path, tmp_path)[0].process_manager == "supervisor"
+
+
+def test_the_resident_agent_is_told_the_process_manager() -> None:
+    header = json.loads(session_header("/srv", "0.0.0.0:80", "app", "system", "lib1", "systemd"))
+    assert header["process_manager"] == "systemd"
+
+
+def test_logs_of_a_systemd_host_are_read_from_journald(tmp_path: Path) -> None:
+    conns = {"web1": FakeSSH("web1", tmp_path)}
+    conns["web1"].local = ["printf", "up\\n"]
+    fleet = ssh_fleet(tmp_path, conns)
+    fleet.hosts[0].process_manager = "systemd"
+    fleets.follow_logs(example_spec(), fleet, None, 20, False, lambda line: None)
+    (command,) = conns["web1"].popened
+    at = command.argv.index("--process-manager")
+    assert command.argv[at : at + 2] == ("--process-manager", "systemd")
+
+
+def test_a_host_without_systemd_as_pid_1_refuses_a_systemd_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(systemd, "BOOTED_MARK", tmp_path / "absent")
+    with (
+        pytest.raises(UsageError, match=r"systemd is not running as PID 1") as refused,
+        io.BytesIO() as stream,
+    ):
+        agent.Session(tmp_path, "127.0.0.1:8080", stream, process_manager="systemd")
+    assert "process_manager = 'supervisor'" in (refused.value.hint or "")
