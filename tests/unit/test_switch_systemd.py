@@ -58,6 +58,8 @@ class FakeSystemctl:
                     self.host.supervisor.programs[unit].state = "STOPPED"
         elif argv[:2] == ("systemctl", "show"):
             out = "\n\n".join(self._show(u) for u in argv[argv.index("--") + 1 :])
+        elif argv[:2] in (("systemctl", "enable"), ("systemctl", "disable")):
+            pass
         elif argv[0] == "journalctl":
             out = "Traceback (most recent call last):\nImportError: no module named redis\n"
         elif argv != ("systemctl", "daemon-reload"):
@@ -132,6 +134,9 @@ def test_a_deploy_then_another_switches_units_blue_to_green(host: FakeHost) -> N
     assert journal.index("nginx wait_drained") < journal.index("systemctl stop " + " ".join(blue))
     assert UNIT_DIR / "flaskr-web@blue.service.d" / DROPIN not in host.conn.files
     assert "release r2" in host.conn.text(Path(UNIT_DIR / "flaskr-web@green.service.d" / DROPIN))
+    # boot starts the live slot from now on
+    assert _commands(host, "disable") == [blue]
+    assert _commands(host, "enable") == [green]
     assert systemctl.crashing == set()
 
 

@@ -5,15 +5,19 @@ over a recording connection: no systemd runs as PID 1 here) and its parser of
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path, PurePosixPath
 
 import pytest
-from fakes import RecordingConnection, UnexpectedCommand
+from fakes import RecordingConnection, Removed, UnexpectedCommand
 
 from shipyard.errors import CommandFailed, UsageError
 from shipyard.host import systemd
-from shipyard.host.render.units import UnitFile
+from shipyard.host.layout import HostLayout
+from shipyard.host.procman import SlotRun, SystemdPrograms
+from shipyard.host.render.units import DROPIN, UnitFile
 from shipyard.host.systemd import SystemdUnits, UnitState, parse_show
+from shipyard.spec.model import Spec
 
 PROPS = "--property=Id,LoadState,ActiveState,SubState,MainPID,NRestarts,Result"
 
@@ -185,3 +189,72 @@ def test_the_local_target_needs_root_and_systemd_as_pid_1(
         systemd.check_local("systemd", "local")
     monkeypatch.setattr(systemd, "BOOTED_MARK", tmp_path)
     systemd.check_local("systemd", "local")
+
+
+def _dropins(unit_dir: Path, *names: str) -> None:
+    """Release drop-ins left on disk by earlier deploys."""
+    for name in names:
+        (unit_dir / f"{name}.d").mkdir(parents=True)
+        (unit_dir / f"{name}.d" / DROPIN).write_text("[Service]\n")
+
+
+def test_a_scaled_down_instance_stops_and_loses_its_release(tmp_path: Path) -> None:
+    unit_dir = tmp_path / "units"
+    _dropins(
+        unit_dir,
+        "shop-worker@blue-1.service",
+        "shop-worker@blue-2.service",  # scaled from 3 to 2
+        "shop-worker@green-2.service",  # the other slot's: left alone
+        "shop-x-worker@blue-2.service",  # another app's, named like it
+    )
+    conn = RecordingConnection()
+    conn.answer(["systemctl"])
+    app = HostLayout(tmp_path / "base").app("shop")
+    procs = SystemdPrograms(conn, app, pwd.getpwuid(os.geteuid()).pw_name, PurePosixPath(unit_dir))
+    spec = Spec.model_validate(
+        {"name": "shop", "entry": "shop:app", "processes": {"worker": {"command": "w", "count": 2}}}
+    )
+    procs.define(SlotRun(spec, "r1", "blue"))
+    stale = "shop-worker@blue-2.service"
+    assert conn.commands[:2] == [
+        ("systemctl", "stop", "--", stale),
+        ("systemctl", "daemon-reload"),
+    ]
+    assert Removed(PurePosixPath(unit_dir / f"{stale}.d" / DROPIN)) in conn.recorded
+    removed = [r.path for r in conn.recorded if isinstance(r, Removed)]
+    assert len(removed) == 1
+    written = {u.dest.relative_to(unit_dir).as_posix() for u in conn.uploads}
+    assert written == {
+        "shop-web@.service",
+        "shop-worker@.service",
+        f"shop-web@blue.service.d/{DROPIN}",
+        f"shop-worker@blue.service.d/{DROPIN}",
+        f"shop-worker@blue-1.service.d/{DROPIN}",
+    }
+    assert conn.commands[-1] == ("systemctl", "daemon-reload")
+
+
+def test_destroy_stops_and_forgets_every_unit_of_the_app_only(tmp_path: Path) -> None:
+    unit_dir = tmp_path / "units"
+    _dropins(unit_dir, "shop-web@blue.service", "shop-web@green.service", "shop-x-web@blue.service")
+    for template in ("shop-web@.service", "shop-x-web@.service"):
+        (unit_dir / template).write_text("[Service]\n")
+    conn = RecordingConnection()
+    conn.answer(["systemctl"])
+    app = HostLayout(tmp_path / "base").app("shop")
+    procs = SystemdPrograms(conn, app, "shop", PurePosixPath(unit_dir))
+    mine = ["shop-web@blue.service", "shop-web@green.service"]
+    assert procs.remove_all() == mine
+    assert conn.commands == [
+        ("systemctl", "stop", "--", *mine),
+        ("systemctl", "disable", "--", *mine),
+        ("systemctl", "daemon-reload"),
+    ]
+    removed = {
+        r.path.relative_to(unit_dir).as_posix() for r in conn.recorded if isinstance(r, Removed)
+    }
+    assert removed == {
+        f"shop-web@blue.service.d/{DROPIN}",
+        f"shop-web@green.service.d/{DROPIN}",
+        "shop-web@.service",
+    }

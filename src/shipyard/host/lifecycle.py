@@ -644,6 +644,7 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
     with locked(target, app, "destroy", 0):
         supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
+        done += target.procs(supervisor, app).remove_all()
         done += target.servers.stop_orphans(target.host, supervisor, app.name)
         for slot in ("blue", "green"):
             target.conn.remove(PurePosixPath(app.program_file(slot)))

@@ -18,7 +18,7 @@ from shipyard.host import programs, render, systemd
 from shipyard.host.layout import AppLayout
 from shipyard.host.nginx_workers import app_group
 from shipyard.host.render import units
-from shipyard.host.steps import Command, Connection, Upload
+from shipyard.host.steps import Command, Connection, Upload, execute
 from shipyard.host.supervisor import ProcessInfo, SupervisorClient
 from shipyard.spec.model import Spec
 
@@ -77,6 +77,15 @@ class ProcessManager(Protocol):
     def remove(self, slot: str, names: Sequence[str]) -> None:
         """Forget the slot's definitions and stop its processes now (a slot that never
         took traffic)."""
+        ...
+
+    def boot(self, live: Sequence[str], old: Sequence[str]) -> None:
+        """The live slot's processes start at boot, not the old slot's."""
+        ...
+
+    def remove_all(self) -> list[str]:
+        """Stop every process of the app and forget every definition (destroy); the
+        processes it stopped."""
         ...
 
     def mark_output(self, slot: str, instances: Sequence[str]) -> None:
@@ -160,6 +169,13 @@ class SupervisorPrograms:
     def remove(self, slot: str, names: Sequence[str]) -> None:
         self.conn.remove(_posix(self.app.program_file(slot)))
         self.supervisor.update()
+
+    def boot(self, live: Sequence[str], old: Sequence[str]) -> None:
+        pass  # supervisord starts at boot (provision), with the programs on file: the live ones
+
+    def remove_all(self) -> list[str]:
+        """Left to destroy(), which removes the program files of both slots itself."""
+        return []
 
     def mark_output(self, slot: str, instances: Sequence[str]) -> None:
         for instance in instances:
@@ -259,6 +275,26 @@ class SystemdPrograms:
     def remove(self, slot: str, names: Sequence[str]) -> None:
         self.units.stop(names)
         self.units.uninstall(names, units.DROPIN)
+
+    def boot(self, live: Sequence[str], old: Sequence[str]) -> None:
+        self.units.enable_only(live, [u for u in old if u not in live])
+
+    def remove_all(self) -> list[str]:
+        names = [
+            name
+            for p in self._dropins()
+            if units.is_apps(self.app.name, name := p.parent.name.removesuffix(".d"))
+        ]
+        if names:
+            self.units.stop(names)
+            self.conn.run(systemd.disable(names))  # an instance never enabled is no error
+        for unit in names:
+            self.conn.remove(_posix(Path(self.units.unit_dir) / f"{unit}.d" / units.DROPIN))
+        for template in Path(self.units.unit_dir).glob(f"{self.app.name}-*@.service"):
+            if units.is_apps(self.app.name, template.name):
+                self.conn.remove(_posix(template))
+        execute(self.conn, systemd.daemon_reload())
+        return names
 
     def mark_output(self, slot: str, instances: Sequence[str]) -> None:
         now = time.time()

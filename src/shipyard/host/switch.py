@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
+from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed, ShipyardError
 from shipyard.host import (
     crash_output,
     drain,
@@ -207,9 +208,24 @@ class Switch:
                 self._retiring = (self.live[1], reload)
             warm = record(outcome) if record is not None else False
             self.recorded(warm=warm)
+        self._boot_live()
         if retire:
             self.retire_and_clear()
         return outcome
+
+    def _boot_live(self) -> None:
+        """The new slot's processes start at boot from now on (systemd units), not the old
+        slot's. Traffic has moved and is recorded: a failure here is a warning, not a failed
+        deploy."""
+        old = slot_names(self.procs, self.spec, self.live[1]) if self.live else []
+        try:
+            self.procs.boot(slot_names(self.procs, self.spec, self.slot), old)
+        except ShipyardError as err:
+            logging.getLogger("shipyard").warning(
+                "shipyard: release %s serves, but its processes may not start at boot: %s",
+                self.release_id,
+                err.message,
+            )
 
     @property
     def retiring_slot(self) -> tuple[str, str] | None:

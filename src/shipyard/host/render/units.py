@@ -51,16 +51,20 @@ def slot_units(spec: Spec, app: AppLayout, slot: str) -> list[str]:
     return [unit_name(app.name, i, slot) for i in programs.instances(spec)]
 
 
+def is_apps(app: str, unit: str) -> bool:
+    """A unit (or template) of this app, not of another whose name begins like this one's:
+    a process name has no '-', so the app's name is all before the last '-'."""
+    return unit.partition("@")[0].rpartition("-")[0] == app
+
+
 def slot_instances(app: str, slot: str, names: Iterable[str]) -> list[str]:
-    """The units among `names` that are instances of this app's on `slot` (another app's
-    name may begin like this one's: a process name has no '-', so the app's is all before
-    the last '-')."""
-    found = []
-    for name in names:
-        prefix, _, instance = name.removesuffix(".service").partition("@")
-        if prefix.rpartition("-")[0] == app and instance.partition("-")[0] == slot:
-            found.append(name)
-    return found
+    """The units among `names` that are instances of this app's on `slot`."""
+    return [
+        name
+        for name in names
+        if is_apps(app, name)
+        and name.removesuffix(".service").partition("@")[2].partition("-")[0] == slot
+    ]
 
 
 def writable_paths(app: AppLayout) -> list[str]:
