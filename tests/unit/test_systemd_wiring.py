@@ -14,7 +14,7 @@ from fleetfakes import FakeSSH, example_spec, ssh_fleet
 from shipyard.errors import UsageError
 from shipyard.fleet import fleet as fleets
 from shipyard.fleet.remote import target_hosts
-from shipyard.host import agent, systemd
+from shipyard.host import agent, orphans, systemd
 from shipyard.host.resident import session_header
 from shipyard.spec.model import TargetSpec
 
@@ -53,3 +53,32 @@ def test_a_host_without_systemd_as_pid_1_refuses_a_systemd_session(
     ):
         agent.Session(tmp_path, "127.0.0.1:8080", stream, process_manager="systemd")
     assert "process_manager = 'supervisor'" in (refused.value.hint or "")
+
+
+CGROUP_V2 = "0::/system.slice/shop-web@blue.service\n"
+CGROUP_V1 = (
+    "12:pids:/system.slice/shop-web@blue.service\n"
+    "1:name=systemd:/system.slice/shop-web@blue.service\n"
+    "0::/\n"
+)
+
+
+def test_the_service_a_process_runs_in_is_read_from_its_cgroup() -> None:
+    assert orphans.cgroup_unit(CGROUP_V2) == "shop-web@blue.service"
+    assert orphans.cgroup_unit(CGROUP_V1) == "shop-web@blue.service"
+    assert orphans.cgroup_unit("0::/user.slice/user-0.slice/session-3.scope\n") is None
+    assert orphans.cgroup_unit("0::/\n") is None
+
+
+def test_an_app_server_systemd_runs_is_no_orphan_of_supervisord() -> None:
+    """Recovery stops what a dead supervisord left holding an app's socket; a server in
+    the slot's own unit is systemd's, and is left alone."""
+    base = Path("/srv/sy")
+    socket = orphans.Listener("/srv/sy/shop/shared/run/blue.sock", 7, ((41, 5), (42, 5)))
+    units = {41: "shop-web@blue.service", 42: "shop-web@blue.service"}
+    assert orphans.run_by_systemd(base, socket, units)
+    assert not orphans.run_by_systemd(base, socket, {**units, 42: None})  # one is not
+    assert not orphans.run_by_systemd(base, socket, {41: "shop-web@green.service"})
+    assert not orphans.run_by_systemd(base, socket, {41: "shipyard-srv.service", 42: None})
+    other = orphans.Listener("/srv/sy/.shipyard/supervisor.sock", 8, ((41, 3),))
+    assert not orphans.run_by_systemd(base, other, units)
