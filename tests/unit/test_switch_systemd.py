@@ -6,6 +6,7 @@ and a started web instance binds the socket its ExecStart= names."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -73,8 +74,10 @@ class FakeSystemctl:
             "RUNNING": ("active", "running", 4000),
             "BACKOFF": ("activating", "auto-restart", 0),
         }.get(program.state if program else "", ("inactive", "dead", 0))
+        since = int((time.monotonic() - 60) * 1e6)  # up long past any startsecs
         return (
             f"MainPID={pid}\nResult=success\nNRestarts=0\nId={unit}\n"
+            f"ActiveEnterTimestampMonotonic={since}\n"
             f"LoadState={'loaded' if loaded else 'not-found'}\nActiveState={active}\nSubState={sub}"
         )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -19,7 +20,10 @@ from shipyard.host.render.units import DROPIN, UnitFile
 from shipyard.host.systemd import SystemdUnits, UnitState, parse_show
 from shipyard.spec.model import Spec
 
-PROPS = "--property=Id,LoadState,ActiveState,SubState,MainPID,NRestarts,Result"
+PROPS = (
+    "--property=Id,LoadState,ActiveState,SubState,MainPID,NRestarts,Result,"
+    "ActiveEnterTimestampMonotonic"
+)
 
 # `systemctl show` of three units in systemd 252's layout (Debian 12): a block per unit in
 # the order asked, each property on its own line in systemd's order, blocks apart by a blank
@@ -28,6 +32,7 @@ SHOW = """\
 MainPID=4121
 Result=success
 NRestarts=0
+ActiveEnterTimestampMonotonic=81234567890
 Id=shop-web@blue.service
 LoadState=loaded
 ActiveState=active
@@ -36,6 +41,7 @@ SubState=running
 MainPID=0
 Result=exit-code
 NRestarts=3
+ActiveEnterTimestampMonotonic=81230000000
 Id=shop-worker@blue.service
 LoadState=loaded
 ActiveState=activating
@@ -44,6 +50,7 @@ SubState=auto-restart
 MainPID=0
 Result=success
 NRestarts=[not set]
+ActiveEnterTimestampMonotonic=0
 Id=shop-web@green.service
 LoadState=not-found
 ActiveState=inactive
@@ -54,7 +61,7 @@ SubState=dead
 def test_show_output_is_read_by_name_whatever_the_order() -> None:
     states = parse_show(SHOW)
     assert states["shop-web@blue.service"] == UnitState(
-        "shop-web@blue.service", "loaded", "active", "running", 4121, 0, "success"
+        "shop-web@blue.service", "loaded", "active", "running", 4121, 0, "success", 81234.56789
     )
     worker = states["shop-worker@blue.service"]
     assert (worker.pid, worker.restarts, worker.result) == (0, 3, "exit-code")
@@ -258,3 +265,39 @@ def test_destroy_stops_and_forgets_every_unit_of_the_app_only(tmp_path: Path) ->
         f"shop-web@green.service.d/{DROPIN}",
         "shop-web@.service",
     }
+
+
+def _show_one(unit: str, active: str, sub: str, since: float) -> str:
+    return (
+        f"MainPID=7\nResult=success\nNRestarts=0\n"
+        f"ActiveEnterTimestampMonotonic={int(since * 1e6)}\nId={unit}\nLoadState=loaded\n"
+        f"ActiveState={active}\nSubState={sub}\n"
+    )
+
+
+def test_a_unit_is_running_once_up_for_its_startsecs_as_under_supervisor(
+    tmp_path: Path,
+) -> None:
+    """A crash-looping worker is active for a moment between its restarts: it must not
+    pass the deploy's check in that moment."""
+    unit_dir = tmp_path / "units"
+    conn = RecordingConnection()
+    conn.answer(["systemctl", "daemon-reload"])
+    app = HostLayout(tmp_path / "base").app("shop")
+    procs = SystemdPrograms(conn, app, pwd.getpwuid(os.geteuid()).pw_name, PurePosixPath(unit_dir))
+    spec = Spec.model_validate(
+        {
+            "name": "shop",
+            "entry": "shop:app",
+            "processes": {"worker": {"command": "w", "startsecs": 5}},
+        }
+    )
+    procs.define(SlotRun(spec, "r1", "blue"))
+    unit = "shop-worker@blue.service"
+    now = time.monotonic()
+    conn.answer(["systemctl", "show"], stdout=_show_one(unit, "active", "running", now - 1))
+    info = procs.process(unit)
+    assert info is not None and info.state == "STARTING"
+    conn.answer(["systemctl", "show"], stdout=_show_one(unit, "active", "running", now - 6))
+    info = procs.process(unit)
+    assert info is not None and info.state == "RUNNING"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Literal, Protocol
 
@@ -219,16 +219,28 @@ class SystemdPrograms:
         self.user = run_as or "root"
         self.units = systemd.SystemdUnits(conn, unit_dir)
         self._since: dict[str, float] = {}
+        self._startsecs: dict[str, int] = {}  # unit -> its process's startsecs
 
     def name(self, instance: programs.Instance, slot: str) -> str:
         return units.unit_name(self.app.name, instance, slot)
 
     def process(self, name: str) -> ProcessInfo | None:
-        return self.units.process(name)
+        """As supervisord says RUNNING only once a process has stayed up its `startsecs`
+        (a crash loop never looks started), a unit up for less is STARTING."""
+        state = self.units.unit_states([name])[name]
+        if state is None:
+            return None
+        info = state.info()
+        if state.up_for(time.monotonic()) < self._startsecs.get(name, 0):
+            return replace(info, state="STARTING")
+        return info
 
     def define(self, run: SlotRun) -> None:
         """The slot's units, and none of an instance it no longer has (scaled down, or a
         process the release dropped): those stop first."""
+        for instance in programs.instances(run.spec):
+            process = run.spec.processes.get(instance.kind)
+            self._startsecs[self.name(instance, run.slot)] = process.startsecs if process else 1
         wanted = set(slot_names(self, run.spec, run.slot))
         defined = [p.parent.name.removesuffix(".d") for p in self._dropins()]
         if stale := [

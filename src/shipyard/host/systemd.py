@@ -13,7 +13,16 @@ from shipyard.host.render.units import UNIT_DIR, UnitFile
 from shipyard.host.steps import Command, Connection, Upload, execute
 from shipyard.host.supervisor import ProcessInfo
 
-SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestarts", "Result")
+SHOW_PROPERTIES = (
+    "Id",
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "MainPID",
+    "NRestarts",
+    "Result",
+    "ActiveEnterTimestampMonotonic",
+)
 SYSTEMCTL_TIMEOUT = 120.0
 # What systemd makes when it runs as PID 1 (sd_booted(3) looks for the same directory).
 BOOTED_MARK = Path("/run/systemd/system")
@@ -79,6 +88,11 @@ class UnitState:
     pid: int
     restarts: int
     result: str  # success, exit-code, signal, timeout, start-limit-hit...
+    active_since: float = 0.0  # CLOCK_MONOTONIC seconds (time.monotonic()'s clock); 0: never
+
+    def up_for(self, now: float) -> float:
+        """How long it has been active, by `now` on the same clock."""
+        return now - self.active_since if self.state == "RUNNING" and self.active_since else 0.0
 
     @property
     def exists(self) -> bool:
@@ -131,6 +145,7 @@ def parse_show(text: str) -> dict[str, UnitState]:
             pid=_int(values.get("MainPID", "")),
             restarts=_int(values.get("NRestarts", "")),
             result=values.get("Result", ""),
+            active_since=_int(values.get("ActiveEnterTimestampMonotonic", "")) / 1e6,
         )
     return found
 
@@ -192,15 +207,18 @@ class SystemdUnits:
         if live:
             execute(self.conn, enable(live))
 
-    def states(self, units: Sequence[str]) -> dict[str, ProcessInfo | None]:
-        """Each unit's process, None for a unit systemd does not know."""
+    def unit_states(self, units: Sequence[str]) -> dict[str, UnitState | None]:
+        """Each unit's state, None for a unit systemd does not know."""
         if not units:
             return {}
         result = self.conn.run(show(units))
         if not result.ok:
             raise CommandFailed(result, what="systemd did not say how the app's units are")
         found = parse_show(result.stdout)
-        return {u: found[u].info() if u in found and found[u].exists else None for u in units}
+        return {u: found[u] if u in found and found[u].exists else None for u in units}
+
+    def states(self, units: Sequence[str]) -> dict[str, ProcessInfo | None]:
+        return {u: s.info() if s else None for u, s in self.unit_states(units).items()}
 
     def process(self, unit: str) -> ProcessInfo | None:
         return self.states([unit])[unit]
