@@ -9,12 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import FakeHost
 from fleetfakes import FakeSSH, example_spec, ssh_fleet
+from hostkit import LISTEN, make_spec
 
 from shipyard.errors import UsageError
 from shipyard.fleet import fleet as fleets
 from shipyard.fleet.remote import target_hosts
-from shipyard.host import agent, orphans, systemd
+from shipyard.host import agent, lifecycle, orphans, systemd
+from shipyard.host.layout import HostLayout
+from shipyard.host.planning import host_plan
 from shipyard.host.resident import session_header
 from shipyard.spec.model import TargetSpec
 
@@ -82,3 +86,27 @@ def test_an_app_server_systemd_runs_is_no_orphan_of_supervisord() -> None:
     assert not orphans.run_by_systemd(base, socket, {41: "shipyard-srv.service", 42: None})
     other = orphans.Listener("/srv/sy/.shipyard/supervisor.sock", 8, ((41, 3),))
     assert not orphans.run_by_systemd(base, other, units)
+
+
+def test_a_dry_run_on_a_systemd_host_shows_the_units_it_would_write(tmp_path: Path) -> None:
+    host = FakeHost(HostLayout(tmp_path))
+    machine = lifecycle.Machine(
+        host.conn,
+        host.layout,
+        host.layout.wheels,
+        LISTEN,
+        servers=host.servers,
+        process_manager="systemd",
+    )
+    spec = make_spec(processes={"worker": "python worker.py"})
+    plan = host_plan(machine, spec, "r1", None)
+    files = [c.path for s in plan.stages if s.name == "configure" for c in s.files]
+    app = host.layout.app(spec.name)
+    assert str(app.program_file("blue")) not in files
+    assert {
+        "/etc/systemd/system/flaskr-web@.service",
+        "/etc/systemd/system/flaskr-web@blue.service.d/release.conf",
+        "/etc/systemd/system/flaskr-worker@blue.service.d/release.conf",
+    } <= set(files)
+    switch = next(s for s in plan.stages if s.name == "switch")
+    assert f"start flaskr-web@blue.service on {app.socket('blue')}" in switch.notes
