@@ -281,8 +281,10 @@ class SystemdPrograms:
             time.sleep(0.05)
 
     def retire(self, slot: str, names: Sequence[str]) -> None:
+        """Their drop-ins stay until the slot is defined again: a unit being stopped keeps
+        its KillSignal= and TimeoutStopSec= (a daemon-reload without them would bring back
+        systemd's defaults mid-stop)."""
         self.units.retire(names)
-        self.units.uninstall(names, units.DROPIN)
 
     def remove(self, slot: str, names: Sequence[str]) -> None:
         self.units.stop(names)
