@@ -709,7 +709,7 @@ def test_main_logs_stops_quietly_when_the_reader_goes_away(
     _deploy(session, "r1")
     session.close()
 
-    def closed_pipe(*args: object) -> None:
+    def closed_pipe(*args: object, **kwargs: object) -> None:
         raise BrokenPipeError
 
     from shipyard.host import logs

@@ -984,6 +984,8 @@ def follow_logs(
 
     def command(host: RemoteHost) -> Any:
         args = ["logs", "--base", str(host.base), "--app", spec.name, "--lines", str(lines)]
+        if host.process_manager != "supervisor":
+            args += ["--process-manager", host.process_manager]
         if process:
             args += ["--process", process]
         if follow:

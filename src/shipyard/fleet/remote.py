@@ -150,6 +150,7 @@ class RemoteHost:
     nginx: str = "managed"
     agent_linger: float = resident.LINGER
     facts: Facts | None = None
+    process_manager: str = "supervisor"
 
     @property
     def runtime(self) -> PurePosixPath:
@@ -215,7 +216,15 @@ def target_hosts(target: TargetSpec, control_dir: Path, project: Path) -> list[R
         conn = SSHConnection(SSHAddress.parse(name), options, control_dir)
         base = host_base(target, name)
         return RemoteHost(
-            name, role, conn, base, listen, target.run_user(), target.nginx, target.agent_linger
+            name,
+            role,
+            conn,
+            base,
+            listen,
+            target.run_user(),
+            target.nginx,
+            target.agent_linger,
+            process_manager=target.process_manager,
         )
 
     hosts = [host(name, "web") for name in target.hosts]
@@ -376,9 +385,11 @@ class Agent:
         """A session with the host's resident agent if one is there, else with a new agent."""
         args: tuple[str, ...] = ("--base", str(host.base), "--listen", host.listen)
         args += ("--app-user", host.app_user, "--nginx", host.nginx, "--expect-lib", lib_id())
+        if host.process_manager != "supervisor":
+            args += ("--process-manager", host.process_manager)
         full = host.agent_command("session", *args, "--linger", str(host.agent_linger))
         header = resident.session_header(
-            str(host.base), host.listen, host.app_user, host.nginx, lib_id()
+            str(host.base), host.listen, host.app_user, host.nginx, lib_id(), host.process_manager
         )
         socket_path = str(host.runtime / resident.SOCKET_NAME)
         relay = (host.python, "-I", "-S", "-c", resident.RELAY, socket_path, header)

@@ -37,6 +37,7 @@ from shipyard.host.artifact import MANIFEST, SPEC, TREE, load_artifact
 from shipyard.host.diskspace import disk_full
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection, replace_symlink, write_atomic
+from shipyard.host.procman import Kind
 from shipyard.host.protocol import PROTOCOL_VERSION, Reply, Request
 from shipyard.host.python import local_libc
 from shipyard.host.release import (
@@ -51,8 +52,10 @@ from shipyard.host.setup_command import load_setup
 from shipyard.host.state import app_lock, load_state, save_state
 from shipyard.host.steps import Connection
 from shipyard.host.switch import Switch
+from shipyard.host.systemd import check_here
 from shipyard.spec.model import Spec
 
+MANAGERS = ("supervisor", "systemd")
 NOT_READY = 3  # remote.NOT_READY: the deploying machine syncs the agent and starts it again
 
 
@@ -69,7 +72,9 @@ class Session:
         *,
         conn: Connection | None = None,  # None: this machine's (tests pass fakes of both)
         servers: Servers = SERVERS,
+        process_manager: Kind = "supervisor",
     ) -> None:
+        check_here(process_manager, "this host's process_manager = 'systemd'")
         self.host = HostLayout(base, system_nginx)
         self.target = ops.Machine(
             LocalConnection() if conn is None else conn,
@@ -78,6 +83,7 @@ class Session:
             listen,
             ops.app_user_here(app_user),
             servers,
+            process_manager,
         )
         self.stream = stream
         self.locks = ExitStack()
@@ -576,17 +582,20 @@ def main(argv: list[str] | None = None) -> int:
     session_args.add_argument("--nginx", choices=("managed", "system"), default="managed")
     session_args.add_argument("--expect-lib", default="")
     session_args.add_argument("--linger", type=float, default=resident.LINGER)
+    session_args.add_argument("--process-manager", choices=MANAGERS, default="supervisor")
     logs_args = sub.add_parser("logs")
     logs_args.add_argument("--base", required=True, type=Path)
     logs_args.add_argument("--app", required=True)
     logs_args.add_argument("--process")
     logs_args.add_argument("--lines", type=int, default=50)
     logs_args.add_argument("--follow", action="store_true")
+    logs_args.add_argument("--process-manager", choices=MANAGERS, default="supervisor")
     args = parser.parse_args(argv)
     os.umask(0o022)
     os.environ.pop("PYTHONPATH", None)  # loaded already; the processes it starts must not see it
     if args.mode == "logs":
-        return _logs(args.base, args.app, args.process, args.lines, args.follow)
+        journald = args.process_manager == "systemd"
+        return _logs(args.base, args.app, args.process, args.lines, args.follow, journald)
     loaded = _marks(args.base)  # the code this process runs
     mark = loaded[0]
     if args.expect_lib and mark != args.expect_lib:
@@ -599,7 +608,12 @@ def main(argv: list[str] | None = None) -> int:
     os.dup2(2, 1)
     try:
         session = Session(
-            args.base, args.listen, sys.stdin.buffer, args.app_user, args.nginx == "system"
+            args.base,
+            args.listen,
+            sys.stdin.buffer,
+            args.app_user,
+            args.nginx == "system",
+            process_manager=args.process_manager,
         )
     except ShipyardError as err:
         _send(replies, _error(type(err).__name__, err.message, err.hint))
@@ -650,6 +664,7 @@ def _resident_session(
             reader,
             str(header.get("app_user", "")),
             header.get("nginx") == "system",
+            process_manager=_manager(header.get("process_manager")),
         )
     except (ShipyardError, KeyError):
         return
@@ -660,7 +675,13 @@ def _resident_session(
         session.close()
 
 
-def _logs(base: Path, name: str, process: str | None, lines: int, follow: bool) -> int:
+def _manager(value: object) -> Kind:
+    return "systemd" if value == "systemd" else "supervisor"
+
+
+def _logs(
+    base: Path, name: str, process: str | None, lines: int, follow: bool, journald: bool = False
+) -> int:
     from shipyard.host import logs
 
     app = HostLayout(base).app(name)
@@ -673,7 +694,9 @@ def _logs(base: Path, name: str, process: str | None, lines: int, follow: bool) 
         print(line, flush=True)
 
     try:
-        logs.show(app, release_spec(app, state.live), process, lines, follow, emit)
+        logs.show(
+            app, release_spec(app, state.live), process, lines, follow, emit, journald=journald
+        )
     except (BrokenPipeError, KeyboardInterrupt):
         return 0
     return 0

@@ -25,9 +25,10 @@ from shipyard.errors import (
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health, journal, programs, recover, recovery
+from shipyard.host import health, journal, recover, recovery
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.procman import Kind, ProcessManager, process_manager, slot_names
 from shipyard.host.python import find_python
 from shipyard.host.release import (
     InstallStep,
@@ -61,7 +62,7 @@ from shipyard.host.state import (
 )
 from shipyard.host.steps import Connection, InstallContext, as_user
 from shipyard.host.supervisor import SupervisorClient
-from shipyard.host.switch import Outcome, Switch, host_header, listen_url, retire_slot
+from shipyard.host.switch import Outcome, Switch, host_header, listen_url, retire_procs
 from shipyard.spec.model import Spec
 
 DEFAULT_LOCK_WAIT = 120.0
@@ -86,9 +87,14 @@ class Machine:
     listen: str
     run_as: str | None = None  # the app user, when shipyard runs as root
     servers: Servers = SERVERS  # how supervisord, nginx and the app are reached
+    process_manager: Kind = "supervisor"  # what keeps the app's processes running
 
     def app(self, spec: Spec) -> AppLayout:
         return self.host.app(spec.name)
+
+    def procs(self, supervisor: SupervisorClient, app: AppLayout) -> ProcessManager:
+        """The app's processes, under supervisord (reached through `supervisor`) or systemd."""
+        return process_manager(self.process_manager, self.conn, supervisor, app, self.run_as)
 
 
 def recover_switch(target: Machine, app: AppLayout, progress: Progress | None = None) -> str | None:
@@ -282,6 +288,7 @@ def stage(
         servers=target.servers,
         warm=reuse,
         action=action,
+        procs=target.procs(supervisor, app),
     )
     try:
         switch.stage()
@@ -374,9 +381,10 @@ def let_warm_go(target: Machine, app: AppLayout, state: AppState) -> None:
     if warm is None:
         return
     supervisor = target.servers.supervisor(target.host)
-    if supervisor.is_running():
-        names = programs.slot_programs(app, release_spec(app, warm.release), warm.slot)
-        retire_slot(target.conn, supervisor, app, warm.slot, names)
+    procs = target.procs(supervisor, app)
+    if procs.kind == "systemd" or supervisor.is_running():
+        names = slot_names(procs, release_spec(app, warm.release), warm.slot)
+        retire_procs(target.conn, procs, app, warm.slot, names)
     state.warm = None
     save_state(app, state)
 
@@ -531,11 +539,11 @@ def stop(spec: Spec, target: Machine) -> list[str]:
     recover_if_free(target, app)
     state = load_state(app)
     supervisor = target.servers.supervisor(target.host)
+    procs = target.procs(supervisor, app)
     stopped = []
-    if state.slot is not None and supervisor.is_running():
-        stopped = _programs(app, state)
-        for name in stopped:
-            supervisor.stop(name)
+    if state.slot is not None and (procs.kind == "systemd" or supervisor.is_running()):
+        stopped = _programs(procs, app, state)
+        procs.stop(stopped)
     return stopped + target.servers.stop_orphans(target.host, supervisor, app.name)
 
 
@@ -557,9 +565,9 @@ def start(
         supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
         notes: list[str] = []
         state = recover_orphans(target, supervisor, app, state, _Notes(notes))
-        names = _programs(app, state)
-        for name in names:
-            supervisor.start(name)
+        procs = target.procs(supervisor, app)
+        names = _programs(procs, app, state)
+        procs.start(names)
         _wait_serving(target, app, state)
     return names + notes
 
@@ -608,10 +616,10 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
         )
 
 
-def _programs(app: AppLayout, state: AppState) -> list[str]:
+def _programs(procs: ProcessManager, app: AppLayout, state: AppState) -> list[str]:
     assert state.live is not None and state.slot is not None
     spec = scaled(release_spec(app, state.live), load_scale(app))
-    return programs.slot_programs(app, spec, state.slot)
+    return slot_names(procs, spec, state.slot)
 
 
 def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = None) -> bool:
@@ -636,6 +644,7 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
     with locked(target, app, "destroy", 0):
         supervisor = target.servers.supervisor(target.host)
         running = supervisor.is_running()
+        done += target.procs(supervisor, app).remove_all()
         done += target.servers.stop_orphans(target.host, supervisor, app.name)
         for slot in ("blue", "green"):
             target.conn.remove(PurePosixPath(app.program_file(slot)))

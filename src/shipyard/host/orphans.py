@@ -126,6 +126,36 @@ def unix_listeners(text: str) -> list[tuple[str, int]]:
     return found
 
 
+def cgroup_unit(text: str) -> str | None:
+    """The systemd service a process runs in, from /proc/<pid>/cgroup (the unified
+    hierarchy's line, or the v1 name=systemd one); None outside any service."""
+    for line in text.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers in ("", "name=systemd"):
+            leaf = path.rstrip("/").rpartition("/")[2]
+            if leaf.endswith(".service"):
+                return leaf
+    return None
+
+
+def app_slot(base: Path, socket: str) -> tuple[str, str] | None:
+    """(app, slot) of an app server's socket, `<base>/<app>/shared/run/<slot>.sock`."""
+    parts = Path(socket).relative_to(base).parts
+    if len(parts) == 4 and parts[1:3] == ("shared", "run") and parts[3].endswith(".sock"):
+        return parts[0], parts[3].removesuffix(".sock")
+    return None
+
+
+def run_by_systemd(base: Path, listener: Listener, unit_of: Mapping[int, str | None]) -> bool:
+    """An app server systemd runs (process_manager = "systemd"): every holder of its socket
+    is in that slot's unit, `<app>-web@<slot>.service`. Not an orphan of supervisord."""
+    found = app_slot(base, listener.address)
+    if found is None or not listener.holders:
+        return False
+    unit = f"{found[0]}-web@{found[1]}.service"
+    return all(unit_of.get(pid) == unit for pid in listener.pids)
+
+
 def parse_stat(text: str) -> tuple[str, int]:
     """(comm, ppid) from /proc/<pid>/stat (comm may hold spaces and parentheses)."""
     head, _, rest = text.rpartition(")")
@@ -223,7 +253,11 @@ def observe(host: HostLayout, supervisor: SupervisorClient) -> Facts:
     listeners_tcp = tuple(
         Listener(f"{addr}:{port}", inode, tuple(holders[inode])) for addr, port, inode in tcp
     )
-    listeners_unix = tuple(Listener(path, inode, tuple(holders[inode])) for path, inode in unix)
+    found_unix = [Listener(path, inode, tuple(holders[inode])) for path, inode in unix]
+    units = {
+        pid: cgroup_unit(_read(Path(f"/proc/{pid}/cgroup"))) for u in found_unix for pid in u.pids
+    }
+    listeners_unix = tuple(u for u in found_unix if not run_by_systemd(host.base, u, units))
     pidfile = None if host.system_nginx else _pidfile(host.nginx_pidfile)
     pids = {pid for held in holders.values() for pid, _ in held}
     pids |= {p for p in (supervisord, nginx, pidfile) if p}

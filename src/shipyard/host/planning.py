@@ -11,13 +11,19 @@ import shlex
 from pathlib import Path, PurePosixPath
 
 from shipyard.host import render
+from shipyard.host.layout import AppLayout
 from shipyard.host.lifecycle import Machine
+from shipyard.host.nginx_workers import app_group
+from shipyard.host.procman import SlotRun
+from shipyard.host.programs import Instance
 from shipyard.host.release import (
     app_environment,
     is_installed,
     load_config,
     planned_static_dirs,
 )
+from shipyard.host.render import units
+from shipyard.host.render.units import UNIT_DIR
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.setup_command import setup_for
 from shipyard.host.state import load_state
@@ -67,11 +73,8 @@ def host_plan(
     shown = {key: value for key, value in env.items() if key not in config}
     static = planned_static_dirs(spec, app, release_id, state.live)
     scale = load_scale(app)  # the deploy runs with the host's `shipyard scale` counts
-    program = render.program_conf(
-        scaled(spec, scale), app, release_id, slot, app.host.launcher, machine.run_as, tree,
-        scale.get("web"),
-    )  # fmt: skip
     site = render.site_conf(spec, app, release_id, slot, static, machine.listen, nginx)
+    run = SlotRun(scaled(spec, scale), release_id, slot, tree, scale.get("web"))
     configure = PlannedStage(
         name="configure",
         files=[
@@ -83,7 +86,7 @@ def host_plan(
                 # a retired slot's env file is gone: the change is from the live one's
                 instead=app.env_file(state.slot) if state.slot and state.slot != slot else None,
             ),
-            _change(machine.conn, app.program_file(slot), program.encode()),
+            *_process_files(machine, app, run),
             _change(machine.conn, app.site_file, site.encode()),
         ],
     )
@@ -92,7 +95,7 @@ def host_plan(
         notes=[
             *([setup.note] if setup.note else []),
             *([f"run the release command: {spec.release}"] if spec.release and release_cmd else []),
-            f"start {app.program('web', slot)} on {app.socket(slot)}",
+            f"start {_web_name(machine, app, slot)} on {app.socket(slot)}",
             f"health check GET {spec.healthcheck.request_path} on that socket "
             f"(timeout {spec.healthcheck.timeout:g} s)",
             "nginx -t, graceful reload, wait for the old workers",
@@ -105,6 +108,42 @@ def host_plan(
     )
     stages = [*(earlier or []), install, configure, switch]
     return Plan(app=spec.name, host=name, release=release_id, stages=stages)
+
+
+def _web_name(machine: Machine, app: AppLayout, slot: str) -> str:
+    if machine.process_manager == "systemd":
+        return units.unit_name(app.name, Instance("web", "web"), slot)
+    return app.program("web", slot)
+
+
+def _process_files(machine: Machine, app: AppLayout, run: SlotRun) -> list[FileChange]:
+    """The slot's supervisor program file, or its systemd units."""
+    if machine.process_manager == "systemd":
+        return [
+            _change(machine.conn, Path(UNIT_DIR / file.name), file.content.encode())
+            for file in units.slot_files(
+                run.spec,
+                app,
+                run.release_id,
+                run.slot,
+                launcher=app.host.launcher,
+                user=machine.run_as or "root",
+                group=app_group(machine.run_as or "root"),
+                tree=run.tree,
+                workers=run.workers,
+            )
+        ]
+    program = render.program_conf(
+        run.spec,
+        app,
+        run.release_id,
+        run.slot,
+        app.host.launcher,
+        machine.run_as,
+        run.tree,
+        run.workers,
+    )
+    return [_change(machine.conn, app.program_file(run.slot), program.encode())]
 
 
 def _change(

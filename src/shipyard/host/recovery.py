@@ -16,13 +16,14 @@ from typing import Protocol
 from shipyard.host import health, journal, programs
 from shipyard.host.journal import Entry, Recovery, Seen, Side
 from shipyard.host.layout import SLOTS, AppLayout, HostLayout
+from shipyard.host.procman import ProcessManager, slot_names
 from shipyard.host.release import is_installed, release_spec
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import Servers
 from shipyard.host.state import AppState, holder, load_state, now, save_state
 from shipyard.host.steps import Connection, Symlink, Upload
 from shipyard.host.supervisor import SupervisorClient
-from shipyard.host.switch import host_header, listen_url, retire_slot, site_content
+from shipyard.host.switch import host_header, listen_url, retire_procs, site_content
 
 # The first line of every site file shipyard writes (site.conf.j2).
 _SITE_HEADER = re.compile(r"^# Managed by shipyard: app \S+, release (\S+), slot (\w+)\.")
@@ -42,6 +43,8 @@ class Host(Protocol):
 
     @property
     def servers(self) -> Servers: ...
+
+    def procs(self, supervisor: SupervisorClient, app: AppLayout) -> ProcessManager: ...
 
 
 def recover(machine: Host, app: AppLayout) -> str | None:
@@ -72,11 +75,13 @@ def observe(
     site it has loaded), which slots run, and what the site file and state.json name."""
     site = site_names(machine.conn.read(PurePosixPath(app.site_file)))
     running = supervisor.is_running()
+    procs = machine.procs(supervisor, app)
+    web = programs.Instance("web", "web")
     slots = frozenset(
         slot
         for slot in SLOTS
-        if running
-        and (info := supervisor.process(app.program("web", slot))) is not None
+        if (running or procs.kind == "systemd")
+        and (info := procs.process(procs.name(web, slot))) is not None
         and info.state == "RUNNING"
     )
     serving = site
@@ -122,9 +127,10 @@ def carry_out(
         side = entry.to if plan.stop == entry.to.slot else entry.origin
         assert side is not None
         spec = scaled(release_spec(app, side.release), load_scale(app))
-        names = programs.slot_programs(app, spec, side.slot)
-        if running:
-            retire_slot(conn, supervisor, app, side.slot, names)
+        procs = machine.procs(supervisor, app)
+        names = slot_names(procs, spec, side.slot)
+        if running or procs.kind == "systemd":
+            retire_procs(conn, procs, app, side.slot, names)
         else:
             conn.remove(PurePosixPath(app.program_file(side.slot)))
             conn.remove(PurePosixPath(app.env_file(side.slot)))

@@ -78,6 +78,7 @@ def _on_live_slot(
         run_release_command=False,
         run_as=target.run_as,
         servers=target.servers,
+        procs=target.procs(supervisor, app),
     )
 
 

@@ -72,7 +72,14 @@ os._exit(0)
 """
 
 
-def session_header(base: str, listen: str, app_user: str, nginx: str, expect_lib: str) -> str:
+def session_header(
+    base: str,
+    listen: str,
+    app_user: str,
+    nginx: str,
+    expect_lib: str,
+    process_manager: str = "supervisor",
+) -> str:
     return json.dumps(
         {
             "base": base,
@@ -80,6 +87,7 @@ def session_header(base: str, listen: str, app_user: str, nginx: str, expect_lib
             "app_user": app_user,
             "nginx": nginx,
             "expect_lib": expect_lib,
+            "process_manager": process_manager,
         },
         separators=(",", ":"),
     )

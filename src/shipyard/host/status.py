@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.host import heal, health, programs, recover
+from shipyard.host import heal, health, recover
 from shipyard.host.lifecycle import Machine, recover_if_free
+from shipyard.host.procman import slot_names
 from shipyard.host.release import release_spec
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.state import load_state
@@ -22,20 +23,24 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
     running = supervisor.is_running()
     # the live release is checked as it was built, not as the spec in the tree says now
     live_spec = scaled(release_spec(app, state.live) if state.live else spec, load_scale(app))
-    # the live slot's programs, each of which should be running, and the managed nginx
-    expected = (
-        programs.slot_programs(app, live_spec, state.slot) if state.live and state.slot else []
-    )
+    # the live slot's programs (or units), each of which should be running, and the
+    # managed nginx
+    procs = target.procs(supervisor, app)
+    expected = slot_names(procs, live_spec, state.slot) if state.live and state.slot else []
     found = {p.name: p for p in (supervisor.processes() if running else [])}
+    absent = "not loaded in supervisord"
+    if procs.kind == "systemd":
+        found.update((name, p) for name in expected if (p := procs.process(name)) is not None)
+        absent = "no such unit"
     processes = [
         {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
         for p in found.values()
         if p.name == "nginx"
     ] + [
-        {"name": name, "state": "ABSENT", "pid": 0, "description": "not loaded in supervisord"}
+        {"name": name, "state": "ABSENT", "pid": 0, "description": absent}
         if (p := found.get(name)) is None
         else {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
-        for name in (expected if running else [])
+        for name in (expected if running or procs.kind == "systemd" else [])
     ]
     url = listen_url(target.listen, live_spec.healthcheck.request_path)
     # through nginx whatever supervisord says: what answers on the port is what clients get

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shlex
@@ -11,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
+from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed, ShipyardError
 from shipyard.host import (
     crash_output,
     drain,
@@ -23,6 +24,7 @@ from shipyard.host import (
     render,
 )
 from shipyard.host.layout import AppLayout
+from shipyard.host.procman import ProcessManager, SlotRun, SupervisorPrograms, slot_names
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
 from shipyard.host.render import NginxBinary
 from shipyard.host.runtime import ReloadHandle
@@ -81,8 +83,12 @@ class Switch:
         nginx_check_timeout: float = NGINX_CHECK_TIMEOUT,
         warm: bool = False,
         action: str = "deploy",
+        procs: ProcessManager | None = None,
     ) -> None:
         self.conn = conn
+        # the app's processes (supervisord's programs unless given); `supervisor` runs the
+        # managed nginx either way
+        self.procs = procs or SupervisorPrograms(conn, supervisor, app, run_as)
         self.action = action  # what the journal says the switch was for
         self.warm = warm  # the release still runs on the idle slot: reuse it if it is up
         self.servers = servers
@@ -107,7 +113,6 @@ class Switch:
             )
         old_slot = live[1] if live else None
         self.slot = "green" if old_slot == "blue" else "blue"
-        self._log_offsets: dict[str, int] = {}
         self.warm_reused = False  # staged by reusing the idle slot's running release
         self._started = False  # the new slot's programs were written and started
         self._retiring: tuple[str, ReloadHandle] | None = None
@@ -203,9 +208,24 @@ class Switch:
                 self._retiring = (self.live[1], reload)
             warm = record(outcome) if record is not None else False
             self.recorded(warm=warm)
+        self._boot_live()
         if retire:
             self.retire_and_clear()
         return outcome
+
+    def _boot_live(self) -> None:
+        """The new slot's processes start at boot from now on (systemd units), not the old
+        slot's. Traffic has moved and is recorded: a failure here is a warning, not a failed
+        deploy."""
+        old = slot_names(self.procs, self.spec, self.live[1]) if self.live else []
+        try:
+            self.procs.boot(slot_names(self.procs, self.spec, self.slot), old)
+        except ShipyardError as err:
+            logging.getLogger("shipyard").warning(
+                "shipyard: release %s serves, but its processes may not start at boot: %s",
+                self.release_id,
+                err.message,
+            )
 
     @property
     def retiring_slot(self) -> tuple[str, str] | None:
@@ -225,8 +245,8 @@ class Switch:
 
     def _idle_slot_runs(self) -> bool:
         """Every process of the release runs on the idle slot (kept warm since it served)."""
-        names = programs.slot_programs(self.app, self.spec, self.slot)
-        infos = [self.supervisor.process(name) for name in names]
+        names = slot_names(self.procs, self.spec, self.slot)
+        infos = [self.procs.process(name) for name in names]
         return all(info is not None and info.state == "RUNNING" for info in infos)
 
     def retire_old(self) -> None:
@@ -347,46 +367,29 @@ class Switch:
         slot) the counts of the scale: new instances start, dropped ones stop gracefully, and
         the web server, whose program did not change, is left alone. Fails like a deploy
         when a new instance does not stay up."""
-        self.conn.put(
-            Upload(self._program_conf().encode(), _posix(self.app.program_file(self.slot)))
-        )
-        self._note_log_offsets()
-        self.supervisor.update()
-        for name in programs.slot_programs(self.app, self.spec, self.slot):
-            self.supervisor.start(name)
+        self.procs.define(self._slot_run())
+        self._mark_output()
+        self.procs.apply()
+        self.procs.start(slot_names(self.procs, self.spec, self.slot))
         self._check_workers()
 
-    def _note_log_offsets(self) -> None:
-        for instance in programs.instances(self.spec):
-            log = self.conn.read(_posix(self.app.app_log(instance.name, self.slot)))
-            self._log_offsets[instance.name] = len(log) if log else 0
+    def _mark_output(self) -> None:
+        self.procs.mark_output(self.slot, [i.name for i in programs.instances(self.spec)])
 
-    def _program_conf(self) -> str:
-        return render.program_conf(
-            self.spec,
-            self.app,
-            self.release_id,
-            self.slot,
-            self.app.host.launcher,
-            self.run_as,
-            self.tree,
-            self.scale.get("web"),
-        )
+    def _slot_run(self) -> SlotRun:
+        return SlotRun(self.spec, self.release_id, self.slot, self.tree, self.scale.get("web"))
 
     def _start_new(self) -> None:
         self._started = True
-        conf = self._program_conf()
-        names = programs.slot_programs(self.app, self.spec, self.slot)
+        names = slot_names(self.procs, self.spec, self.slot)
         # The idle slot may still be finishing requests from the release retired just before.
         for name in names:
-            self.supervisor.wait_stopped(name, self.spec.server.graceful_timeout + 10)
-        self.conn.put(Upload(conf.encode(), _posix(self.app.program_file(self.slot))))
+            self.procs.wait_stopped(name, self.spec.server.graceful_timeout + 10)
+        self.procs.define(self._slot_run())
         self.conn.remove(_posix(self.app.socket(self.slot)))
-        self._note_log_offsets()
-        self.supervisor.update()
-        # A group whose config did not change since it was retired is loaded but stopped.
-        for name in names:
-            self.supervisor.start(name)
+        self._mark_output()
+        self.procs.apply()
+        self.procs.start(names)
 
     def _check_workers(self) -> None:
         """Every extra process stays up past its `startsecs` (supervisor's RUNNING), checked
@@ -396,7 +399,7 @@ class Switch:
         deadline = time.monotonic() + longest + WORKER_START_GRACE
         while pending:
             for name, instance in list(pending.items()):
-                info = self.supervisor.process(self.app.program(name, self.slot))
+                info = self.procs.process(self.procs.name(instance, self.slot))
                 if info is not None and info.state == "RUNNING":
                     del pending[name]
                 elif info is None or info.state in FAILED_STATES:
@@ -405,28 +408,27 @@ class Switch:
                 return
             if time.monotonic() >= deadline:
                 late = next(iter(pending.values()))
-                program = self.app.program(late.name, self.slot)
-                self._worker_failed(late, self.supervisor.process(program))
+                self._worker_failed(late, self.procs.process(self.procs.name(late, self.slot)))
             time.sleep(0.1)
 
     def _worker_failed(self, instance: programs.Instance, info: ProcessInfo | None) -> None:
         state = f"{info.state}: {info.description}" if info else "its program is gone"
-        tail = crash_output.excerpt(self._settled_output(instance.name))
+        tail = crash_output.excerpt(self.procs.output(self.slot, instance.name))
         raise DeployError(
             f"release {self.release_id}: process {instance.name} did not stay up ({state}).\n"
             + "\n".join(f"  | {line}" for line in tail),
             hint="Nothing was switched: the serving release keeps serving. See the process's "
-            f"output above (full log: {self.app.app_log(instance.name, self.slot)}).",
+            f"output above ({self.procs.log_hint(self.slot, instance.name)}).",
         )
 
     def _check_new_socket(self) -> None:
-        program = self.app.program("web", self.slot)
+        program = self.procs.name(programs.Instance("web", "web"), self.slot)
         first_pid: list[int] = []
 
         def crashed() -> str | None:
-            info = self.supervisor.process(program)
+            info = self.procs.process(program)
             if info is None:
-                return "its supervisor program is gone"
+                return f"its {self.procs.kind} process is gone"
             if info.pid:
                 first_pid.append(info.pid)
             if info.state in FAILED_STATES or (first_pid and info.pid not in (0, first_pid[0])):
@@ -448,32 +450,14 @@ class Switch:
             give_up=crashed,
         )
         if not probe.ok:
-            tail = crash_output.excerpt(self._settled_output("web"))
+            tail = crash_output.excerpt(self.procs.output(self.slot, "web"))
             raise HealthCheckFailed(
                 f"release {self.release_id} failed its health check (GET {check.request_path} on "
                 f"{self.app.socket(self.slot)}): {probe.detail}.\n"
                 + "\n".join(f"  | {line}" for line in tail),
                 hint="Nothing was switched: the serving release keeps serving. See the app's "
-                f"output above (full log: {self.app.app_log('web', self.slot)}).",
+                f"output above ({self.procs.log_hint(self.slot, 'web')}).",
             )
-
-    def _settled_output(self, instance: str, limit: float = 2.0) -> str:
-        """The new server's output since it started, once supervisord has written all of it.
-
-        supervisord may report a process as exited before it has drained the dead process's
-        pipe into the log file, so read until the file stops growing.
-        """
-        path = _posix(self.app.app_log(instance, self.slot))
-        offset = self._log_offsets.get(instance, 0)
-        deadline = time.monotonic() + limit
-        log = self.conn.read(path) or b""
-        while time.monotonic() < deadline:
-            time.sleep(0.1)
-            again = self.conn.read(path) or b""
-            if len(again) == len(log) and len(log) > offset:
-                break
-            log = again
-        return log[offset:].decode(errors="replace")
 
     def _point_nginx_at(self, slot: str, release_id: str) -> ReloadHandle:
         previous = self.conn.read(_posix(self.app.site_file))
@@ -531,12 +515,10 @@ class Switch:
     def _retire_slot(self, slot: str) -> None:
         # the old slot runs the processes of the release it served, not of this one
         spec = scaled(release_spec(self.app, self.live[0]), self.scale) if self.live else self.spec
-        names = programs.slot_programs(self.app, spec, slot)
-        retire_slot(self.conn, self.supervisor, self.app, slot, names)
+        retire_procs(self.conn, self.procs, self.app, slot, slot_names(self.procs, spec, slot))
 
     def _stop_slot(self, slot: str) -> None:
-        self.conn.remove(_posix(self.app.program_file(slot)))
-        self.supervisor.update()
+        self.procs.remove(slot, slot_names(self.procs, self.spec, slot))
 
 
 def site_content(
@@ -580,9 +562,14 @@ def retire_slot(
     which waits for it if it is still stopping. Its env file goes too: the values it holds
     (secrets among them) may have been changed or unset since, and the next start of the
     slot writes a new one."""
-    conn.remove(_posix(app.program_file(slot)))
-    for name in names:
-        supervisor.retire(name)
+    retire_procs(conn, SupervisorPrograms(conn, supervisor, app), app, slot, names)
+
+
+def retire_procs(
+    conn: Connection, procs: ProcessManager, app: AppLayout, slot: str, names: Iterable[str]
+) -> None:
+    """retire_slot, under either process manager."""
+    procs.retire(slot, list(names))
     conn.remove(_posix(app.env_file(slot)))
 
 

@@ -337,6 +337,13 @@ class TargetSpec(_Strict):
         description="managed: shipyard's own nginx under base_dir (no root needed); system: the "
         "host's nginx, one server block per app in /etc/nginx/conf.d, routed by `domains`.",
     )
+    process_manager: Literal["supervisor", "systemd"] = Field(
+        default="supervisor",
+        description="What keeps the app's processes running: supervisor (shipyard's own "
+        "supervisord under base_dir, no root needed) or systemd (a template unit per process "
+        "type, an instance per slot, hardened, logs in journald; needs root and systemd as "
+        "PID 1 on the hosts; docs/systemd.md).",
+    )
     ssh_config: str = Field(default="", description="An ssh_config file instead of ~/.ssh/config.")
     identity_file: str = Field(default="", description="A private key file for these hosts.")
     trust_new_host_keys: bool = Field(

@@ -34,6 +34,7 @@ from shipyard.host.release import (
 from shipyard.host.state import load_state, save_state
 from shipyard.host.status import app_status
 from shipyard.host.switch import listen_url
+from shipyard.host.systemd import check_local
 from shipyard.plan import Plan, build_stages
 from shipyard.spec.model import Spec, check_config_path
 from shipyard.targets.base import (
@@ -90,6 +91,8 @@ class LocalTarget:
         self.background = background
         self.listen = target.listen or spec.listen
         self.app_user = target.app_user
+        check_local(target.process_manager, name)
+        self.process_manager = target.process_manager
         self.layout = HostLayout(base, system_nginx=target.nginx == "system")
         self._machine: ops.Machine | None = None
 
@@ -103,6 +106,7 @@ class LocalTarget:
                 wheel_store(self.cache),
                 self.listen,
                 ops.app_user_here(self.app_user),
+                process_manager=self.process_manager,
             )
         return self._machine
 
@@ -290,7 +294,8 @@ class LocalTarget:
     def logs(
         self, process: str | None, lines: int, follow: bool, emit: Callable[[str], None]
     ) -> None:
-        applogs.show(self.app, self.spec, process, lines, follow, emit)
+        journald = self.process_manager == "systemd"
+        applogs.show(self.app, self.spec, process, lines, follow, emit, journald=journald)
 
     def run_argv(self, command: list[str], host: str | None) -> list[str]:
         if host not in (None, LOCAL):
