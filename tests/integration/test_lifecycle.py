@@ -309,7 +309,8 @@ def test_a_rollback_inside_the_window_reuses_the_running_release(
 ) -> None:
     project = str(deployment.project)
     spec = deployment.project / "shipyard.toml"
-    spec.write_text("rollback_window = 3\n" + spec.read_text())
+    # long enough for a loaded machine to deploy and roll back inside it
+    spec.write_text("rollback_window = 10\n" + spec.read_text())
     assert _shipyard("deploy", project, "--skip-tests").returncode == 0
     first = deployment.get("/version")[2]
     app = deployment.app("flaskr")
@@ -337,7 +338,7 @@ def test_a_rollback_inside_the_window_reuses_the_running_release(
     assert left["release"] == second
 
     # once its window has passed, the release rolled back from is stopped
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     while time.monotonic() < deadline and json.loads(app.state_file.read_text())["warm"]:
         time.sleep(0.2)
     assert json.loads(app.state_file.read_text())["warm"] is None
