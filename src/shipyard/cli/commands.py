@@ -16,6 +16,7 @@ import click
 
 from shipyard import __version__
 from shipyard.cli import views
+from shipyard.cli.export import export
 from shipyard.cli.ui import Reporter
 from shipyard.errors import ShipyardError, Terminated, UsageError
 from shipyard.targets.dirs import default_cache_dir
@@ -107,6 +108,9 @@ def _spec(project: Path) -> tuple[Path, Spec]:
 @click.version_option(__version__, prog_name="shipyard")
 def cli() -> None:
     """Deploy a Python web app behind nginx, under supervisor, with zero downtime."""
+
+
+cli.add_command(export)
 
 
 @cli.command()
