@@ -18,7 +18,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 # and its stderr reaches the deploying machine; a resident agent logs to its log file.
 ENTRY_POINTS = {"host/agent.py", "host/resident.py"}
 # Pure modules: computed from their arguments alone (package templates are part of the code).
-PURE = ["spec", "plan.py", "host/render"]
+PURE = ["spec", "plan.py", "host/render", "export/containerfile.py"]
 # Calls that reach the file system, processes or the network.
 IO_CALLS = {
     "open", "read_text", "read_bytes", "write_text", "write_bytes", "mkdir", "makedirs",

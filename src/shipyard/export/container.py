@@ -10,6 +10,7 @@ from pathlib import Path
 from shipyard.build.source import EXPORT_MARKER
 from shipyard.errors import BuildError, UsageError
 from shipyard.export import containerfile as cf
+from shipyard.host import render
 from shipyard.host.artifact import TREE, Artifact
 from shipyard.host.wire import sha256_of
 from shipyard.spec.model import Spec
@@ -67,7 +68,7 @@ def write_context(
         release=artifact.id,
         base=settings.base or cf.default_base(cf.python_minor(artifact.manifest)),
         port=settings.port,
-        stop_signal=f"SIG{cf.render.stop_signal(spec)}",
+        stop_signal=f"SIG{render.stop_signal(spec)}",
         graceful_timeout=spec.server.graceful_timeout,
         wheels=wheels,
         secrets=tuple(sorted(spec.secrets)),

@@ -13,7 +13,7 @@ import jinja2
 
 from shipyard.host import render
 from shipyard.host.artifact import Manifest
-from shipyard.spec.model import Spec
+from shipyard.spec.model import ServerType, Spec
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("shipyard.export", "templates"),
@@ -61,10 +61,14 @@ def python_minor(manifest: Manifest) -> str:
 
 
 def server_command(spec: Spec, port: int) -> tuple[str, ...]:
-    """The app server's command in the image, on TCP: the same as a host's, but its bind."""
-    return render.server_command(
-        spec, _p(VENV), _p(RELEASE_DIR), render.TcpAddress("0.0.0.0", port)
-    )
+    """The app server's command in the image, on TCP: the same as a host's, but its bind.
+    gunicorn and uWSGI read their worker count from their config file; uvicorn and granian
+    take it on their command line."""
+    server = spec.server.type
+    reads_config = server.on_gunicorn or server is ServerType.UWSGI
+    workers = None if reads_config else spec.server.workers or CONTAINER_WORKERS
+    bind = render.TcpAddress("0.0.0.0", port)
+    return render.server_command(spec, _p(VENV), _p(RELEASE_DIR), bind, workers)
 
 
 def requirements_txt(manifest: Manifest) -> str:
@@ -115,6 +119,9 @@ def context_files(spec: Spec, manifest: Manifest, settings: ImageSettings) -> di
     server = render.server_files(
         spec, manifest.id, _p(RELEASE_DIR), _p(VENV), workers=CONTAINER_WORKERS
     )
+    # not the launcher of uvicorn and granian: a host's binds its unix socket; here they bind
+    # their port themselves
+    server.pop(render.SERVER_LAUNCHER, None)
     files |= {f"{APP_FILES}/{name}": text for name, text in server.items()}
     return files
 
