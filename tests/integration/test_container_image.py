@@ -28,11 +28,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shipyard.cli.commands import main
+
 if TYPE_CHECKING:
     from conftest import Deployment
 
 pytestmark = pytest.mark.slow
 
+ASGI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "asgi-app"
 BASE_IMAGE = "localhost/shipyard-test-base:bookworm"
 SECRET_VALUE = "planted-secret-0c5e7d1a"
 QUOTED = 'a "q" $HOME \\x'  # a spec value the Containerfile must quote: read back as it is
@@ -204,7 +207,7 @@ def test_the_exported_image_serves_the_app_as_a_host_deploy_would(
         assert css == (project / "flaskr" / "static" / "style.css").read_bytes()
 
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
-        pid1 = podman("exec", name, "cat", "/proc/1/cmdline").stdout.split("\0")
+        pid1 = podman("exec", name, "cat", "/proc/1/cmdline").stdout.rstrip("\0").split("\0")
         assert "/app/venv/bin/gunicorn" in pid1 and "0.0.0.0:8000" in pid1
         assert podman("exec", name, "printenv", "QUOTED").stdout == QUOTED + "\n"
         assert podman("healthcheck", "run", name, check=False).returncode == 0
@@ -221,3 +224,55 @@ def test_the_exported_image_serves_the_app_as_a_host_deploy_would(
     assert stop_seconds < graceful, stop_seconds
     assert "Handling signal: term" in logs and "Shutting down: Master" in logs, logs
     print(f"image built in {build_seconds:.1f} s; stopped in {stop_seconds:.2f} s")
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (code if isinstance(code, int) else 1), out, err
+
+
+def test_an_asgi_app_under_uvicorn_binds_its_port_and_stops_gracefully(
+    podman: Podman,
+    cache: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """uvicorn binds the container's port itself (no launcher, no unix socket); its compiled
+    wheels (uvloop, httptools) install on the base image's Python."""
+    monkeypatch.setenv("SHIPYARD_CACHE", str(cache))
+    project = tmp_path / "asgi-app"
+    shutil.copytree(ASGI_EXAMPLE, project, ignore=shutil.ignore_patterns("__pycache__"))
+    context = tmp_path / "context"
+    code, _, err = _cli(
+        capsys, "export", "container", str(project), "-o", str(context), "--base", BASE_IMAGE,
+        "--port", "8080",
+    )  # fmt: skip
+    assert code == 0, err
+    tag = "localhost/asgi-app-test:latest"
+    podman("build", "--isolation", "chroot", "--format", "docker", "-t", tag, str(context))
+    port = _free_port()
+    name = "asgi-app-test"
+    podman("run", "-d", "--name", name, *RUN_FLAGS, "-p", f"127.0.0.1:{port}:8080", tag)
+    try:
+        _, body = _wait_for(port, "/health")
+        assert json.loads(body) == {"status": "ok"}
+        assert _get(port, "/")[1] == b"hello from asgi-app"
+        pid1 = podman("exec", name, "cat", "/proc/1/cmdline").stdout.rstrip("\0").split("\0")
+        assert pid1[:2] == ["/app/venv/bin/python", "/app/venv/bin/uvicorn"], pid1
+        assert pid1[-4:] == ["--host", "0.0.0.0", "--port", "8080"], pid1
+        assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+        assert podman("healthcheck", "run", name, check=False).returncode == 0
+        started = time.monotonic()
+        podman("stop", "--time", "35", name)
+        stop_seconds = time.monotonic() - started
+        state = json.loads(podman("inspect", name).stdout)[0]["State"]
+        logs = podman("logs", name).stderr + podman("logs", name).stdout
+    finally:
+        podman("rm", "--force", name, check=False)
+    assert state["ExitCode"] == 0, logs
+    assert stop_seconds < 30, stop_seconds  # the spec's graceful_timeout (its default)
+    assert "Shutting down" in logs and "Finished server process" in logs, logs
