@@ -20,7 +20,7 @@ from dockerfile_parse import DockerfileParser
 from wheelkit import make_wheel
 
 from shipyard.build.source import source_files
-from shipyard.cli.commands import cli
+from shipyard.cli.commands import cli, main
 from shipyard.errors import BuildError, UsageError
 from shipyard.export import containerfile as cf
 from shipyard.export.container import write_context
@@ -393,6 +393,15 @@ def test_a_non_empty_directory_needs_force_which_replaces_only_the_context(
     assert (out / cf.CONTAINERFILE).is_file()
 
 
+def test_an_env_value_with_a_line_break_is_refused_with_a_reason(tmp_path: Path) -> None:
+    artifact, store = _artifact(tmp_path)
+    spec = _spec(env={"BANNER": "two\nlines"})
+    with pytest.raises(UsageError, match=r"env\.BANNER in the spec holds a line break") as err:
+        write_context(spec, artifact, store, tmp_path / "context", cf.ImageSettings())
+    assert "--env-file" in (err.value.hint or "")
+    assert not (tmp_path / "context").exists()
+
+
 def test_a_django_project_is_refused_with_a_reason(tmp_path: Path) -> None:
     artifact, store = _artifact(tmp_path)
     spec = _spec(django={"settings": "mysite.settings"})
@@ -419,3 +428,22 @@ def test_the_export_group_lists_the_container_command() -> None:
     assert "container" in done.output
     done = CliRunner().invoke(cli, ["export", "container", "--help"])
     assert "--force" in done.output and "--base" in done.output and "--port" in done.output
+
+
+def test_the_command_refuses_a_non_empty_directory_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One paragraph, the usage exit code, and no build started (no artifact in the cache)."""
+    (tmp_path / "shipyard.toml").write_text('name = "web"\nentry = "web:app"\n')
+    monkeypatch.setenv("SHIPYARD_CACHE", str(tmp_path / "cache"))
+    taken = tmp_path / "deploy" / "container"
+    taken.mkdir(parents=True)
+    (taken / "Containerfile").write_text("FROM scratch\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "container", str(tmp_path)])
+    _, err = capsys.readouterr()
+    assert exit_info.value.code == 2
+    assert f"{taken} is not empty" in err and "--force" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "cache").exists()
+    assert (taken / "Containerfile").read_text() == "FROM scratch\n"

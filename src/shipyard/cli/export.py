@@ -25,18 +25,15 @@ def export() -> None:
     """Write what another engine needs to run the app (a container image's build context)."""
 
 
-def built_release(project: Path, reporter: Reporter) -> tuple[Path, Spec, Artifact]:
-    """The project's root, spec and release artifact, built (or reused) as `shipyard build`."""
+def built_release(root: Path, spec: Spec, reporter: Reporter) -> Artifact:
+    """The project's release artifact, built (or reused) as `shipyard build` does."""
     from shipyard.build import artifact as artifacts
-    from shipyard.cli.commands import _spec
     from shipyard.host.local import LocalConnection
 
-    root, spec = _spec(project)
     cache = default_cache_dir()
     with reporter.stage("build"):
         inputs = artifacts.gather_inputs(LocalConnection(), root, spec, cache)
-        built = artifacts.build(LocalConnection(), root, spec, cache, inputs)
-    return root, spec, built
+        return artifacts.build(LocalConnection(), root, spec, cache, inputs)
 
 
 @export.command()
@@ -66,13 +63,16 @@ def built_release(project: Path, reporter: Reporter) -> tuple[Path, Spec, Artifa
 def container(project: Path, output: Path | None, force: bool, port: int, base: str) -> None:
     """Write a Containerfile and its build context: the release's wheels, installed offline
     as a non-root user, the app server as PID 1."""
-    from shipyard.export.container import write_context
+    from shipyard.cli.commands import _spec
+    from shipyard.export.container import check_export, write_context
     from shipyard.export.containerfile import ImageSettings
     from shipyard.host.artifact import wheel_store
 
-    reporter = Reporter()
-    root, spec, built = built_release(project, reporter)
+    root, spec = _spec(project)
     out = output if output is not None else root / "deploy" / "container"
+    check_export(spec, out, force)  # before a build that may take a while
+    reporter = Reporter()
+    built = built_release(root, spec, reporter)
     with reporter.stage("export"):
         written = write_context(
             spec, built, wheel_store(default_cache_dir()), out, ImageSettings(port, base), force

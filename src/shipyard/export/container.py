@@ -48,8 +48,8 @@ def write_context(
     force: bool = False,
 ) -> ContainerContext:
     """Write the build context of `artifact`'s image into `out` (new or empty, or `force`)."""
-    _refuse_django(spec)
-    _prepare(out, force)
+    check_export(spec, out, force)
+    _clear(out)
     files = {EXPORT_MARKER: MARKER_TEXT, **cf.context_files(spec, artifact.manifest, settings)}
     for name, text in files.items():
         target = out / name
@@ -76,6 +76,13 @@ def write_context(
     )
 
 
+def check_export(spec: Spec, out: Path, force: bool) -> None:
+    """Refuse what cannot be exported, before anything is built."""
+    _refuse_django(spec)
+    _refuse_line_breaks(spec)
+    _check_output(out, force)
+
+
 def _refuse_django(spec: Spec) -> None:
     if spec.django is not None:
         raise UsageError(
@@ -86,24 +93,37 @@ def _refuse_django(spec: Spec) -> None:
         )
 
 
-def _prepare(out: Path, force: bool) -> None:
+def _refuse_line_breaks(spec: Spec) -> None:
+    for key, value in spec.env.items():
+        if "\n" in value or "\r" in value:
+            raise UsageError(
+                f"env.{key} in the spec holds a line break: a Containerfile's ENV cannot hold one.",
+                hint=f"Give {key} when the container starts (podman run --env-file, or "
+                "-e), and keep it out of [env] for the export; or write it on one line.",
+            )
+
+
+def _check_output(out: Path, force: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UsageError(
             f"{out} is a file, not a directory.", hint="Pass another directory with -o."
         )
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise UsageError(
-                f"{out} is not empty: the build context is written into a directory of its own.",
-                hint="Pass an empty or new directory with -o, or --force to replace the "
-                "context written there before (other files are left alone).",
-            )
-        for name in OURS:
-            path = out / name
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UsageError(
+            f"{out} is not empty: the build context is written into a directory of its own.",
+            hint="Pass an empty or new directory with -o, or --force to replace the context "
+            "written there before (other files are left alone).",
+        )
+
+
+def _clear(out: Path) -> None:
+    """Remove a context written before (what --force allows), and nothing else."""
+    for name in OURS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
     out.mkdir(parents=True, exist_ok=True)
 
 
