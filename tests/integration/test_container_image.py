@@ -101,6 +101,34 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# Forks a child that forks a grandchild (sleeping 3 s under a name of its own), and
+# exits at once: the grandchild is an orphan.
+ORPHAN_MARK = "orphan-sleeper"
+ORPHAN = f"""
+import os, time
+if os.fork() == 0:
+    if os.fork() == 0:
+        os.execvp("sleep", ["{ORPHAN_MARK}", "3"])
+    os._exit(0)
+os.wait()
+time.sleep(0.2)
+"""
+
+
+def _processes(podman: Podman, name: str) -> dict[str, tuple[str, str]]:
+    """The container's processes: (state, parent pid) by their command line's first word."""
+    script = (
+        "for p in /proc/[0-9]*; do "
+        "echo $(cut -d' ' -f3,4 $p/stat) $(tr '\\0' ' ' < $p/cmdline); done 2>/dev/null"
+    )
+    found = {}
+    for line in podman("exec", name, "sh", "-c", script).stdout.splitlines():
+        words = line.split()
+        if len(words) >= 2:  # not a process that ended while it was read
+            found[words[2] if len(words) > 2 else "?"] = (words[0], words[1])
+    return found
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -211,6 +239,13 @@ def test_the_exported_image_serves_the_app_as_a_host_deploy_would(
         assert "/app/venv/bin/gunicorn" in pid1 and "0.0.0.0:8000" in pid1
         assert podman("exec", name, "printenv", "QUOTED").stdout == QUOTED + "\n"
         assert podman("healthcheck", "run", name, check=False).returncode == 0
+        # an orphan (a grandchild whose parent exited) is reparented to PID 1, the server,
+        # which reaps it when it exits: why the image needs no init of its own
+        podman("exec", name, "python", "-c", ORPHAN)
+        assert _processes(podman, name)[ORPHAN_MARK] == ("S", "1")
+        time.sleep(4)
+        assert ORPHAN_MARK not in _processes(podman, name)
+        assert not [p for p, (state, _) in _processes(podman, name).items() if state == "Z"]
 
         graceful = 20  # the spec's server.graceful_timeout (its default)
         started = time.monotonic()
