@@ -35,7 +35,9 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
-ASGI_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "asgi-app"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "flask-factory"
+ASGI_EXAMPLE = EXAMPLES / "asgi-app"
 BASE_IMAGE = "localhost/shipyard-test-base:bookworm"
 SECRET_VALUE = "planted-secret-0c5e7d1a"
 QUOTED = 'a "q" $HOME \\x'  # a spec value the Containerfile must quote: read back as it is
@@ -78,7 +80,8 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
             "mmdebstrap",
             "--quiet",
             "--variant=minbase",
-            "--include=python3,python3-venv,ca-certificates",
+            # uWSGI's wheel, built here from its sdist, links against these two
+            "--include=python3,python3-venv,ca-certificates,libpython3.11,libxml2",
             "bookworm",
             str(rootfs),
         ],
@@ -269,38 +272,95 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return (code if isinstance(code, int) else 1), out, err
 
 
-def test_an_asgi_app_under_uvicorn_binds_its_port_and_stops_gracefully(
+@dataclass(frozen=True)
+class ServerCase:
+    """An example app under another server than the first test's gunicorn."""
+
+    example: Path
+    server: str
+    env: tuple[str, ...]  # `podman run` options: what the app needs to start
+    setup: tuple[str, ...]  # the spec's setup command, run first as a one-off container
+    page: str  # a path that answers 200, and what its body holds
+    holds: bytes
+    pid1: tuple[str, ...]  # the first words of PID 1's command line
+    stop_signal: str
+    stopped: tuple[str, ...]  # what the server logs when it stops gracefully
+
+
+SERVER_CASES = {
+    "uvicorn": ServerCase(
+        ASGI_EXAMPLE,
+        "uvicorn",
+        (),
+        (),
+        "/",
+        b"hello from asgi-app",
+        ("/app/venv/bin/python", "/app/venv/bin/uvicorn"),
+        "SIGTERM",
+        ("Shutting down", "Finished server process"),
+    ),
+    "uwsgi": ServerCase(
+        EXAMPLE,
+        "uwsgi",
+        ("-e", f"FLASKR_SECRET_KEY={SECRET_VALUE}"),
+        ("flask", "--app", "flaskr", "init-db"),
+        "/version",
+        b"Hello from flaskr",
+        ("/app/venv/bin/uwsgi",),
+        "SIGINT",  # SIGTERM reloads uWSGI
+        ("SIGINT/SIGTERM received", "goodbye to uWSGI"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SERVER_CASES.values(), ids=SERVER_CASES.keys())
+def test_each_server_binds_the_containers_port_and_stops_gracefully(
+    case: ServerCase,
     podman: Podman,
     cache: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """uvicorn binds the container's port itself (no launcher, no unix socket); its compiled
-    wheels (uvloop, httptools) install on the base image's Python."""
+    """uvicorn binds the port itself (no launcher, no unix socket), uWSGI speaks HTTP on it;
+    their compiled wheels (uvloop, httptools; uWSGI's, built here from its sdist) install
+    and start on the base image's Python, or the image build stops."""
     monkeypatch.setenv("SHIPYARD_CACHE", str(cache))
-    project = tmp_path / "asgi-app"
-    shutil.copytree(ASGI_EXAMPLE, project, ignore=shutil.ignore_patterns("__pycache__"))
+    project = tmp_path / "app"
+    shutil.copytree(case.example, project, ignore=shutil.ignore_patterns("__pycache__", "instance"))
+    spec_file = project / "shipyard.toml"
+    text = spec_file.read_text()
+    if f'type = "{case.server}"' not in text:
+        text = text.replace("[server]\n", f'[server]\ntype = "{case.server}"\n', 1)
+    spec_file.write_text(text)
     context = tmp_path / "context"
-    code, _, err = _cli(
+    code, out, err = _cli(
         capsys, "export", "container", str(project), "-o", str(context), "--base", BASE_IMAGE,
         "--port", "8080",
     )  # fmt: skip
     assert code == 0, err
-    tag = "localhost/asgi-app-test:latest"
+    # uWSGI's wheel is built here: the export names it, as it needs this machine's libraries
+    assert ("built on this machine: uwsgi-" in out) is (case.server == "uwsgi"), out
+    tag = f"localhost/{case.server}-test:latest"
     podman("build", "--isolation", "chroot", "--format", "docker", "-t", tag, str(context))
+    volume = ("-v", f"{case.server}-data:/data")
+    if case.setup:
+        podman("run", "--rm", *RUN_FLAGS, *case.env, *volume, tag, *case.setup)
     port = _free_port()
-    name = "asgi-app-test"
-    podman("run", "-d", "--name", name, *RUN_FLAGS, "-p", f"127.0.0.1:{port}:8080", tag)
+    name = f"{case.server}-test"
+    podman(
+        "run", "-d", "--name", name, *RUN_FLAGS, *case.env, *volume,
+        "-p", f"127.0.0.1:{port}:8080", tag,
+    )  # fmt: skip
     try:
-        _, body = _wait_for(port, "/health")
-        assert json.loads(body) == {"status": "ok"}
-        assert _get(port, "/")[1] == b"hello from asgi-app"
+        assert case.holds in _wait_for(port, case.page)[1]
         pid1 = podman("exec", name, "cat", "/proc/1/cmdline").stdout.rstrip("\0").split("\0")
-        assert pid1[:2] == ["/app/venv/bin/python", "/app/venv/bin/uvicorn"], pid1
-        assert pid1[-4:] == ["--host", "0.0.0.0", "--port", "8080"], pid1
+        assert tuple(pid1[: len(case.pid1)]) == case.pid1, pid1
+        assert "0.0.0.0:8080" in pid1 or pid1[-4:] == ["--host", "0.0.0.0", "--port", "8080"]
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
         assert podman("healthcheck", "run", name, check=False).returncode == 0
+        inspected = json.loads(podman("image", "inspect", tag).stdout)[0]
+        assert inspected["Config"]["StopSignal"] == case.stop_signal
         started = time.monotonic()
         podman("stop", "--time", "35", name)
         stop_seconds = time.monotonic() - started
@@ -310,4 +370,5 @@ def test_an_asgi_app_under_uvicorn_binds_its_port_and_stops_gracefully(
         podman("rm", "--force", name, check=False)
     assert state["ExitCode"] == 0, logs
     assert stop_seconds < 30, stop_seconds  # the spec's graceful_timeout (its default)
-    assert "Shutting down" in logs and "Finished server process" in logs, logs
+    for line in case.stopped:
+        assert line in logs, logs

@@ -187,6 +187,21 @@ def test_the_base_image_has_the_wheels_python() -> None:
         )
 
 
+def test_the_build_stops_unless_the_server_starts_on_the_base_image() -> None:
+    """A wheel built on the exporting machine (uWSGI's, from its sdist) may link against
+    shared libraries the base lacks: the build runs the server's --version to find out, and
+    the export names such wheels."""
+    for server, executable in [("uwsgi", "uwsgi"), ("uvicorn", "uvicorn"), ("aiohttp", "gunicorn")]:
+        text = cf.containerfile(_spec(server), _manifest(), cf.ImageSettings())
+        assert f"RUN /app/venv/bin/{executable} --version >/dev/null\n" in text
+    manifest = _manifest()
+    local = WheelRef("uwsgi-2.0.31-cp311-cp311-linux_x86_64.whl", "d" * 64)
+    manylinux = WheelRef("markupsafe-3.0.4-cp311-cp311-manylinux_2_17_x86_64.whl", "e" * 64)
+    built = Manifest(**{**manifest.__dict__, "wheels": [*manifest.wheels, local, manylinux]})
+    assert cf.built_here(built) == [local.file]
+    assert cf.built_here(manifest) == []
+
+
 def test_the_environment_is_the_specs_and_never_a_secret() -> None:
     spec = _spec(env={"GREETING": "hi there"}, secrets={"API_TOKEN": "required"})
     parsed = _parse(cf.containerfile(spec, _manifest(), cf.ImageSettings()))

@@ -291,6 +291,11 @@ def container_exported(result: ContainerContext) -> None:
             f"  static files ({', '.join(result.static)}): served by the app itself in the "
             "image (no nginx in it; docs/container.md)"
         )
+    if result.built_here:
+        click.echo(
+            f"  built on this machine: {', '.join(result.built_here)}; the base image needs "
+            "the shared libraries they link against (ldd shows them)"
+        )
 
 
 def error(message: str, hint: str | None) -> None:

@@ -37,6 +37,7 @@ class ContainerContext:
     wheels: int
     secrets: tuple[str, ...]  # the names the container must be given when it starts
     static: tuple[str, ...]  # URL prefixes nginx serves on hosts: the app serves them here
+    built_here: tuple[str, ...] = ()  # wheels that need this machine's shared libraries
 
 
 def write_context(
@@ -73,6 +74,7 @@ def write_context(
         wheels=wheels,
         secrets=tuple(sorted(spec.secrets)),
         static=tuple(sorted(spec.static)),
+        built_here=tuple(cf.built_here(artifact.manifest)),
     )
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import jinja2
+from packaging.utils import parse_wheel_filename
 
 from shipyard.host import render
 from shipyard.host.artifact import Manifest
@@ -69,6 +70,16 @@ def server_command(spec: Spec, port: int) -> tuple[str, ...]:
     workers = None if reads_config else spec.server.workers or CONTAINER_WORKERS
     bind = render.TcpAddress("0.0.0.0", port)
     return render.server_command(spec, _p(VENV), _p(RELEASE_DIR), bind, workers)
+
+
+def built_here(manifest: Manifest) -> list[str]:
+    """The release's wheels built on the exporting machine (from an sdist, with a plain
+    linux_<arch> tag), which link against its shared libraries, not manylinux's few."""
+    return [
+        ref.file
+        for ref in manifest.wheels
+        if any(tag.platform.startswith("linux_") for tag in parse_wheel_filename(ref.file)[3])
+    ]
 
 
 def requirements_txt(manifest: Manifest) -> str:
@@ -158,6 +169,7 @@ def containerfile(spec: Spec, manifest: Manifest, settings: ImageSettings) -> st
         stop_signal=render.stop_signal(spec),
         graceful_timeout=spec.server.graceful_timeout,
         command=json.dumps(list(server_command(spec, settings.port))),
+        server_check=f"{server_command(spec, settings.port)[0]} --version",
     )
 
 
