@@ -26,6 +26,7 @@ PURE = [
     "targets/export/workloads.py",
     "targets/export/nginx.py",
     "targets/export/image.py",
+    "targets/export/containerfile.py",
 ]
 # Calls that reach the file system, processes or the network.
 IO_CALLS = {

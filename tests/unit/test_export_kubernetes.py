@@ -182,8 +182,8 @@ def test_the_server_listens_on_tcp_in_the_pod() -> None:
     ("server", "expected"),
     [
         ("uwsgi", ["--http-socket", "0.0.0.0:8000"]),
-        ("uvicorn", ["--host", "0.0.0.0", "--port", "8000", "--workers", "3"]),
-        ("granian", ["--host", "0.0.0.0", "--port", "8000", "--workers", "3"]),
+        ("uvicorn", ["--workers", "3", "--host", "0.0.0.0", "--port", "8000"]),
+        ("granian", ["--workers", "3", "--host", "0.0.0.0", "--port", "8000"]),
         ("gunicorn-asgi", ["--bind", "0.0.0.0:8000"]),
     ],
 )
@@ -442,7 +442,7 @@ def test_the_command_writes_the_targets_secrets_privately_and_never_shows_them(
     )
     assert code == 0
     code, output = run_cli(
-        ["export", "kubernetes", "--dir", str(project), "--target", "local", "--image", IMAGE],
+        ["export", "kubernetes", str(project), "--target", "local", "--image", IMAGE],
         capsys,
     )
     assert code == 0, output
@@ -468,7 +468,7 @@ def test_the_command_writes_the_targets_secrets_privately_and_never_shows_them(
 def test_without_a_target_the_secrets_file_is_the_users_to_write(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, output = run_cli(["export", "kubernetes", "--dir", str(project)], capsys)
+    code, output = run_cli(["export", "kubernetes", str(project)], capsys)
     assert code == 0, output
     out = project / "deploy" / "kubernetes"
     assert not (out / k8s.SECRET_ENV).exists()
@@ -478,9 +478,9 @@ def test_without_a_target_the_secrets_file_is_the_users_to_write(
     assert image == "flaskr:latest"
     # the user writes it; a second export keeps it (mode 0600)
     (out / k8s.SECRET_ENV).write_text(f"FLASKR_SECRET_KEY={SECRET_VALUE}\n")
-    code, output = run_cli(["export", "kubernetes", "--dir", str(project)], capsys)
+    code, output = run_cli(["export", "kubernetes", str(project)], capsys)
     assert code == 2 and "not empty" in output and "--force" in output
-    code, output = run_cli(["export", "kubernetes", "--dir", str(project), "--force"], capsys)
+    code, output = run_cli(["export", "kubernetes", str(project), "--force"], capsys)
     assert code == 0 and "kept" in output and SECRET_VALUE not in output
     assert (out / k8s.SECRET_ENV).read_text() == f"FLASKR_SECRET_KEY={SECRET_VALUE}\n"
     assert stat.S_IMODE((out / k8s.SECRET_ENV).stat().st_mode) == 0o600
@@ -495,7 +495,6 @@ def test_a_target_missing_a_required_secret_is_named_and_nothing_is_written(
         [
             "export",
             "kubernetes",
-            "--dir",
             str(project),
             "--target",
             "local",
@@ -513,14 +512,14 @@ def test_a_generated_secret_gets_a_value_that_is_not_shown(
 ) -> None:
     out = project / "k8s"
     code, output = run_cli(
-        ["export", "kubernetes", "--dir", str(project), "-t", "local", "-o", str(out)], capsys
+        ["export", "kubernetes", str(project), "-t", "local", "-o", str(out)], capsys
     )
     assert code == 0 and "generated FLASKR_SECRET_KEY" in output
     value = (out / k8s.SECRET_ENV).read_text().strip().partition("=")[2]
     assert len(value) >= 32 and value not in output
     # exported again: the value generated the first time stays (a new key would end sessions)
     code, output = run_cli(
-        ["export", "kubernetes", "--dir", str(project), "-t", "local", "-o", str(out), "--force"],
+        ["export", "kubernetes", str(project), "-t", "local", "-o", str(out), "--force"],
         capsys,
     )
     assert code == 0 and "generated FLASKR" not in output and value not in output
@@ -535,9 +534,7 @@ def test_the_export_group_lists_its_engines(capsys: pytest.CaptureFixture[str]) 
 def test_a_nul_in_the_output_path_is_a_usage_error(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, output = run_cli(
-        ["export", "kubernetes", "--dir", str(project), "-o", "out\x00put"], capsys
-    )
+    code, output = run_cli(["export", "kubernetes", str(project), "-o", "out\x00put"], capsys)
     assert code == 2 and "NUL" in output
 
 

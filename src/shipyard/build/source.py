@@ -36,6 +36,9 @@ ALWAYS_EXCLUDED = (
 # instance/) are made: deeper down they may be the app's own packages (myapp/env/). Any
 # directory with a pyvenv.cfg is a venv, wherever it is.
 TOP_EXCLUDED = ("venv", "env", "build", "dist", "instance")
+# In a directory `shipyard export` wrote (a container image's build context): what it holds
+# is made from a release, not part of one.
+EXPORT_MARKER = ".shipyard-export"
 
 
 # Also kept out of a source tree deployed as it is (not of a wheel's inputs): a dotenv file
@@ -49,7 +52,7 @@ def source_files(project: Path, exclude: Sequence[str], keep_out: Sequence[str] 
     In a git work tree, those git lists: tracked, and untracked ones it does not ignore;
     elsewhere every file but those the project's .gitignore names. Never ALWAYS_EXCLUDED or
     the `exclude` globs, nor anything at or under the paths of `keep_out` (the app's
-    persistent data, which is no part of a release).
+    persistent data, which is no part of a release), a venv, or an export's output.
     """
     patterns = (*ALWAYS_EXCLUDED, *exclude)
     listed = _git_files(project)
@@ -57,7 +60,11 @@ def source_files(project: Path, exclude: Sequence[str], keep_out: Sequence[str] 
         listed = _walk(project, patterns, Gitignore.parse(_read(project / ".gitignore")))
     out = (
         *(PurePosixPath(p) for p in keep_out),
-        *(PurePosixPath(p.parent.as_posix()) for p in listed if p.name == "pyvenv.cfg"),
+        *(
+            PurePosixPath(p.parent.as_posix())
+            for p in listed
+            if p.name in ("pyvenv.cfg", EXPORT_MARKER)
+        ),
     )
     return sorted(
         p

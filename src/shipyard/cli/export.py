@@ -1,31 +1,91 @@
-"""`shipyard export ENGINE`: the app rendered for an engine that runs it, written to a
-directory instead of deployed. Each engine is one subcommand of the `export` group."""
+"""`shipyard export ENGINE`: what another engine runs the app with, written to a directory
+instead of deployed. Each engine is one subcommand of the `export` group."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from shipyard.cli import views
 from shipyard.cli.options import PlainPath
+from shipyard.cli.ui import Reporter
+from shipyard.targets.dirs import default_cache_dir
+
+if TYPE_CHECKING:
+    from shipyard.host.artifact import Artifact
+    from shipyard.spec.model import Spec
 
 DEFAULT_KUBERNETES_DIR = Path("deploy") / "kubernetes"
+DEFAULT_CONTAINER_DIR = Path("deploy") / "container"
+
+project_arg = click.argument(
+    "project", required=False, default=".", type=PlainPath(file_okay=False, path_type=Path)
+)
 
 
 @click.group()
 def export() -> None:
-    """Render the app for an engine that runs it (files to apply), instead of deploying."""
+    """Render the app for an engine that runs it (files to build or apply), instead of
+    deploying it: a container image's build context, a Kubernetes kustomize base."""
+
+
+def built_release(root: Path, spec: Spec, reporter: Reporter) -> Artifact:
+    """The project's release artifact, built (or reused) as `shipyard build` does."""
+    from shipyard.build import artifact as artifacts
+    from shipyard.host.local import LocalConnection
+
+    cache = default_cache_dir()
+    with reporter.stage("build"):
+        inputs = artifacts.gather_inputs(LocalConnection(), root, spec, cache)
+        return artifacts.build(LocalConnection(), root, spec, cache, inputs)
 
 
 @export.command()
+@project_arg
 @click.option(
-    "--dir",
-    "project",
-    default=".",
-    type=PlainPath(file_okay=False, path_type=Path),
-    help="The project directory.",
+    "-o",
+    "--output",
+    type=PlainPath(path_type=Path),
+    help="Directory of the build context.  [default: deploy/container in the project]",
 )
+@click.option("--force", is_flag=True, help="Replace a context written there before.")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8000,
+    show_default=True,
+    help="The TCP port the app server listens on in the container.",
+)
+@click.option(
+    "--base",
+    default="",
+    help="The base image (FROM); it must have the wheels' Python.  "
+    "[default: docker.io/library/python:X.Y-slim-bookworm]",
+)
+def container(project: Path, output: Path | None, force: bool, port: int, base: str) -> None:
+    """A Containerfile and its build context: the release's wheels, installed offline as a
+    non-root user, the app server as PID 1."""
+    from shipyard.cli.commands import _spec
+    from shipyard.host.artifact import wheel_store
+    from shipyard.targets.export.container import check_export, write_context
+    from shipyard.targets.export.containerfile import ImageSettings
+
+    root, spec = _spec(project)
+    out = output if output is not None else root / DEFAULT_CONTAINER_DIR
+    check_export(spec, out, force)  # before a build that may take a while
+    reporter = Reporter()
+    built = built_release(root, spec, reporter)
+    with reporter.stage("export"):
+        written = write_context(
+            spec, built, wheel_store(default_cache_dir()), out, ImageSettings(port, base), force
+        )
+    views.container_exported(written)
+
+
+@export.command()
+@project_arg
 @click.option(
     "--target",
     "-t",

@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads the
         Scaled,
         Status,
     )
+    from shipyard.targets.export.container import ContainerContext
     from shipyard.targets.export.write import Written
 
 
@@ -266,6 +267,36 @@ def provisioned(result: Provisioned) -> None:
             click.echo(f"{host}: already provisioned, nothing to do")
         for action in actions:
             click.echo(f"{host}: {'would ' if result.dry_run else ''}{action}")
+
+
+def container_exported(result: ContainerContext) -> None:
+    """The context written, and how to build and run its image."""
+    tag = f"{result.app}:{result.release}"
+    click.echo(
+        f"{result.path}: the build context of {result.app} release {result.release} "
+        f"({result.wheels} wheels; FROM {result.base})"
+    )
+    click.echo(f"  build: podman build --format docker -t {tag} {result.path}")
+    env_file = " --env-file FILE" if result.secrets else ""
+    click.echo(
+        f"  run:   podman run{env_file} -p {result.port}:{result.port} "
+        f"--stop-timeout {result.graceful_timeout + 5} {tag}"
+    )
+    if result.secrets:
+        click.echo(
+            f"  secrets, given when the container starts (never in the image): "
+            f"{', '.join(result.secrets)}"
+        )
+    if result.static:
+        click.echo(
+            f"  static files ({', '.join(result.static)}): served by the app itself in the "
+            "image (no nginx in it; docs/container.md)"
+        )
+    if result.built_here:
+        click.echo(
+            f"  built on this machine: {', '.join(result.built_here)}; the base image needs "
+            "the shared libraries they link against (ldd shows them)"
+        )
 
 
 def error(message: str, hint: str | None) -> None:

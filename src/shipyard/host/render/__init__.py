@@ -251,8 +251,7 @@ def program_conf(
                 (*prefix, *server_argv(spec, app, release_id, slot, workers))
             ),
             log=app.app_log("web", slot),
-            # uWSGI stops gracefully on INT (TERM reloads it); every other server on TERM
-            stopsignal="INT" if spec.server.type is ServerType.UWSGI else "TERM",
+            stopsignal=stop_signal(spec),
         )
     ]
     for instance in programs.workers(spec):
@@ -284,62 +283,78 @@ def program_conf(
     )
 
 
-def server_argv(
-    spec: Spec, app: AppLayout, release_id: str, slot: str, workers: int | None = None
-) -> tuple[str, ...]:
-    """The app server's command on the unix socket of `slot`; `workers` (set by `shipyard
-    scale web=N`) overrides the count its config file in the release was written with."""
-    return bound_server_argv(
-        spec, app.venv(release_id), app.release(release_id), app.socket(slot), workers
-    )
+def stop_signal(spec: Spec) -> str:
+    """The signal that stops the app server gracefully: uWSGI's is INT (TERM reloads it);
+    every other server's is TERM."""
+    return "INT" if spec.server.type is ServerType.UWSGI else "TERM"
 
 
 @dataclass(frozen=True)
-class TcpBind:
-    """An app server listening on TCP itself, with no nginx beside it (a container's)."""
+class UnixSocket:
+    """Where a host's app server listens: nginx reaches it there."""
 
+    path: Path
+
+
+@dataclass(frozen=True)
+class TcpAddress:
+    """Where a container's app server listens: the container's port."""
+
+    host: str
     port: int
-    host: str = "0.0.0.0"
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
-def bound_server_argv(
-    spec: Spec,
-    venv: PurePath,
-    release_dir: PurePath,
-    bind: PurePath | TcpBind,
-    workers: int | None = None,
+Bind = UnixSocket | TcpAddress
+
+
+def server_argv(
+    spec: Spec, app: AppLayout, release_id: str, slot: str, workers: int | None = None
 ) -> tuple[str, ...]:
-    """The app server's command for a release at `release_dir` with its `venv`, listening on
-    `bind`: a unix socket's path (nginx in front), or a TCP address."""
+    """The app server's command on a host, on the slot's socket; `workers` (set by
+    `shipyard scale web=N`) overrides the count its config file in the release was written
+    with."""
+    bind = UnixSocket(app.socket(slot))
+    return server_command(spec, app.venv(release_id), app.release(release_id), bind, workers)
+
+
+def server_command(
+    spec: Spec, venv: PurePath, release_dir: PurePath, bind: Bind, workers: int | None = None
+) -> tuple[str, ...]:
+    """The app server's command, its config files in `release_dir` (server_files), bound to
+    `bind`. On a unix socket, uvicorn and granian start through their launcher, which binds
+    it; on TCP they bind it themselves."""
     server = spec.server.type
-    scale = (str(workers),) if workers else ()
     if server is ServerType.UWSGI:
-        listen = ("--socket", str(bind))
-        if isinstance(bind, TcpBind):  # HTTP, as nothing speaks uwsgi's protocol to it
-            listen = ("--http-socket", f"{bind.host}:{bind.port}")
-        return (
-            f"{venv}/bin/uwsgi",
-            "--ini",
-            f"{release_dir}/uwsgi.ini",
-            *(("--processes", *scale) if scale else ()),
-            *listen,
+        scale = ("--processes", str(workers)) if workers else ()
+        where = (
+            ("--socket", str(bind.path))
+            if isinstance(bind, UnixSocket)
+            else ("--http-socket", str(bind))  # no nginx in front to speak uwsgi's protocol
         )
+        return (f"{venv}/bin/uwsgi", "--ini", f"{release_dir}/uwsgi.ini", *scale, *where)
     if not server.on_gunicorn:  # uvicorn, granian
-        if isinstance(bind, TcpBind):  # their own options: no socket to prepare
+        if isinstance(bind, TcpAddress):
+            count = workers or spec.server.workers or default_workers()
             return (
                 *asgi_server_argv(spec, venv),
-                *("--host", bind.host, "--port", str(bind.port)),
-                *(("--workers", *scale) if scale else ()),
+                *("--workers", str(count), "--host", bind.host, "--port", str(bind.port)),
             )
-        # their launcher in the release binds the socket with its mode
-        return (f"{venv}/bin/python", f"{release_dir}/{SERVER_LAUNCHER}", str(bind), *scale)
+        return (
+            f"{venv}/bin/python",
+            f"{release_dir}/{SERVER_LAUNCHER}",
+            str(bind.path),
+            *((str(workers),) if workers else ()),
+        )
     return (
         f"{venv}/bin/gunicorn",
         "--config",
         f"{release_dir}/gunicorn.conf.py",
-        *(("--workers", *scale) if scale else ()),
+        *(("--workers", str(workers)) if workers else ()),
         "--bind",
-        f"{bind.host}:{bind.port}" if isinstance(bind, TcpBind) else f"unix:{bind}",
+        f"unix:{bind.path}" if isinstance(bind, UnixSocket) else str(bind),
         AIOHTTP_ENTRY if server is ServerType.AIOHTTP else spec.entry,
     )
 
@@ -373,7 +388,21 @@ def server_conf_files(
 ) -> dict[str, str]:
     """The app server's own config files, written into the release directory; its socket
     gets `socket_mode` (nginx's workers reach it as its owner or through its group)."""
-    workers = spec.server.workers or default_workers()
+    release_dir, venv = app.release(release_id), app.venv(release_id)
+    return server_files(spec, release_id, release_dir, venv, socket_mode)
+
+
+def server_files(
+    spec: Spec,
+    release_id: str,
+    release_dir: Path,
+    venv: Path,
+    socket_mode: int = 0o660,
+    workers: int | None = None,
+) -> dict[str, str]:
+    """The app server's config files for a release in `release_dir` with its venv at
+    `venv`; `workers`: the count when the spec sets none (default: default_workers())."""
+    workers = spec.server.workers or workers or default_workers()
     server = spec.server.type
     module, attribute = spec.entry.split(":", 1)
     factory = attribute.endswith("()")
@@ -391,8 +420,8 @@ def server_conf_files(
                 release=release_id,
                 workers=workers,
                 threads=spec.server.threads,
-                shim=app.release(release_id) / "shipyard_wsgi.py",
-                venv=app.venv(release_id),
+                shim=release_dir / "shipyard_wsgi.py",
+                venv=venv,
                 timeout=spec.server.timeout,
                 socket_mode=f"{socket_mode:o}",
             ),
@@ -406,7 +435,7 @@ def server_conf_files(
                 workers=workers,
                 socket_mode=f"0o{socket_mode:03o}",
                 pass_socket="fd" if server is ServerType.UVICORN else "path",
-                argv=asgi_server_argv(spec, app.venv(release_id)),
+                argv=asgi_server_argv(spec, venv),
             )
         }
     files = {
@@ -421,7 +450,7 @@ def server_conf_files(
             graceful_timeout=spec.server.graceful_timeout,
             keepalive=SERVER_KEEPALIVE,
             umask=f"0o{0o777 & ~socket_mode:03o}",
-            pythonpath=str(app.release(release_id)) if server is ServerType.AIOHTTP else "",
+            pythonpath=str(release_dir) if server is ServerType.AIOHTTP else "",
         )
     }
     if server is ServerType.AIOHTTP:

@@ -1,1 +1,2 @@
-"""Exports: the app rendered for an engine that runs it (Kubernetes), written, not deployed."""
+"""Exports: the app rendered for an engine that runs it (a container image, Kubernetes),
+written, not deployed."""

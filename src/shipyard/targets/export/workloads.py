@@ -9,7 +9,7 @@ import shlex
 from pathlib import PurePosixPath
 from typing import Any
 
-from shipyard.host.render import TcpBind, bound_server_argv
+from shipyard.host.render import TcpAddress, server_command
 from shipyard.spec.kubernetes import quantity_value
 from shipyard.spec.model import Spec
 from shipyard.targets.export import image, nginx
@@ -170,8 +170,8 @@ def _probes(spec: Spec, port: str) -> dict[str, Manifest]:
 
 
 def web_deployment(spec: Spec, pod: PodParts) -> Manifest:
-    bind = TcpBind(spec.kubernetes.port)
-    argv = bound_server_argv(spec, image.VENV, image.APP_DIR, bind, web_workers(spec))
+    bind = TcpAddress("0.0.0.0", spec.kubernetes.port)
+    argv = server_command(spec, image.VENV, image.APP_DIR, bind, web_workers(spec))
     app = pod.container("web", list(argv))
     app["ports"] = [{"name": "app", "containerPort": spec.kubernetes.port}]
     # the pod stays in the Service's endpoints a moment after it is told to stop
