@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from shipyard.host import render
+from shipyard.host import render, tls
 from shipyard.host.lifecycle import Machine
 from shipyard.host.release import (
     app_environment,
@@ -71,7 +71,9 @@ def host_plan(
         scaled(spec, scale), app, release_id, slot, app.host.launcher, machine.run_as, tree,
         scale.get("web"),
     )  # fmt: skip
-    site = render.site_conf(spec, app, release_id, slot, static, machine.listen, nginx)
+    site = render.site_conf(
+        spec, app, release_id, slot, static, machine.listen, nginx, tls.site(app)
+    )
     configure = PlannedStage(
         name="configure",
         files=[

@@ -21,6 +21,7 @@ from shipyard.host import (
     journal,
     programs,
     render,
+    tls,
 )
 from shipyard.host.layout import AppLayout
 from shipyard.host.release import app_environment, release_manifest, release_spec, static_dirs
@@ -500,7 +501,7 @@ class Switch:
             self.conn.put(Upload(previous, _posix(self.app.site_file)))
 
     def _check_through_nginx(self) -> None:
-        url = listen_url(self.listen, self.spec.healthcheck.request_path)
+        url = tls.check_url(self.app, self.listen, self.spec.healthcheck.request_path)
         # The same rule as on the socket: what makes this check mean something is the header
         # naming the new release, which nginx adds to every answer from its upstream.
         healthy = health.Healthy.of(self.spec.healthcheck)
@@ -551,6 +552,7 @@ def site_content(
         static_dirs(app, release_id),
         listen,
         nginx,
+        tls.site(app),
     )
 
 

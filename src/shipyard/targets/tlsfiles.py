@@ -1,0 +1,63 @@
+"""The deploying side of HTTPS: the settings a target's hosts get, and the files read here
+that go with them (a certificate and key the user provides, an ACME server's CA)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipyard.errors import SpecError
+from shipyard.host.tls import TlsSettings, settings_of
+from shipyard.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class TlsUpload:
+    """What a deploy sends about HTTPS; `key` is secret: never shown (repr masks it)."""
+
+    settings: TlsSettings | None
+    certificate: bytes | None = None
+    key: bytes | None = None
+    ca_bundle: bytes | None = None
+
+    def __repr__(self) -> str:
+        key = "***" if self.key is not None else None
+        return f"TlsUpload(settings={self.settings!r}, key={key})"
+
+
+def tls_upload(project: Path, spec: Spec, target: str, plain_listen: str) -> TlsUpload:
+    tls = spec.tls_for(target)
+    if tls is None:
+        return TlsUpload(None)
+    own = spec.targets.get(target)
+    where = f"targets.{target}.tls" if own is not None and own.tls is not None else "tls"
+    settings = settings_of(tls, spec.domains, plain_listen)
+    if tls.mode == "files":
+        return TlsUpload(
+            settings,
+            certificate=_read(project, tls.certificate, f"{where}.certificate", b"CERTIFICATE"),
+            key=_read(project, tls.key, f"{where}.key", b"PRIVATE KEY"),
+        )
+    ca = None
+    if tls.ca_bundle:
+        ca = _read(project, tls.ca_bundle, f"{where}.ca_bundle", b"CERTIFICATE")
+    return TlsUpload(settings, ca_bundle=ca)
+
+
+def _read(project: Path, name: str, key: str, kind: bytes) -> bytes:
+    path = project / Path(name).expanduser()
+    try:
+        content = path.read_bytes()
+    except OSError as err:
+        raise SpecError(
+            f"{key}: cannot read {path} ({err.strerror or err}).",
+            hint="Give the path of a PEM file on this machine, relative to the project or "
+            "absolute.",
+        ) from None
+    if b"-----BEGIN " not in content or kind not in content:
+        what = "a certificate" if kind == b"CERTIFICATE" else "a private key"
+        raise SpecError(
+            f"{key}: {path} does not hold {what} in PEM form (-----BEGIN ...).",
+            hint="Convert it, e.g. 'openssl x509 -in cert.der -inform der -out cert.pem'.",
+        )
+    return content
