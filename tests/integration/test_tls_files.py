@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-
 from tlskit import TestCA, https_get, served_certificate
 
 if TYPE_CHECKING:
@@ -23,12 +22,12 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 HOST = "app.shipyard.test"
-PROTO_ROUTE = '''
+PROTO_ROUTE = """
 
 @bp.get("/proto")
 def proto() -> Response:
     return Response(request.headers.get("X-Forwarded-Proto", "-"), mimetype="text/plain")
-'''
+"""
 
 
 def _free_port() -> int:
@@ -53,17 +52,15 @@ def test_a_provided_certificate_is_served_and_http_moves_to_https(
     https_port = _free_port()
     spec = deployment.project / "shipyard.toml"
     spec.write_text(
-        spec.read_text().replace(
-            'name = "flaskr"', f'name = "flaskr"\ndomains = ["{HOST}"]', 1
-        )
-        + f'''
+        spec.read_text().replace('name = "flaskr"', f'name = "flaskr"\ndomains = ["{HOST}"]', 1)
+        + f"""
 [tls]
 mode = "files"
 certificate = "certs/fullchain.pem"
 key = "certs/privkey.pem"
 listen = "127.0.0.1:{https_port}"
 hsts = 600
-'''
+"""
     )
     code, out, err = deployment.cli("deploy", str(deployment.project), capsys=capsys)
     assert code == 0, out + err

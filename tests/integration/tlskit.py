@@ -108,8 +108,8 @@ def served_certificate(
     context = ssl.create_default_context(cafile=str(ca))
     if alpn:
         context.set_alpn_protocols(alpn)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname=host) as tls:
-            der = tls.getpeercert(binary_form=True)
-            assert der is not None
-            return x509.load_der_x509_certificate(der), tls.selected_alpn_protocol(), tls.version()
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw, server_hostname=host) as tls:
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return x509.load_der_x509_certificate(der), tls.selected_alpn_protocol(), tls.version()

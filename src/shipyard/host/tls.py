@@ -266,6 +266,8 @@ def renew_args(certbot: str, app: AppLayout, *, force: bool) -> tuple[str, ...]:
         *_common_args(TlsPaths(app)),
         "--cert-name",
         app.name,
+        # its own random wait is for cron jobs: the renewal loop has its own
+        "--no-random-sleep-on-renew",
         *(("--force-renewal",) if force else ()),
     )
 
