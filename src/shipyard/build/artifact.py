@@ -4,6 +4,7 @@ static files and a manifest."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -96,9 +97,10 @@ def tls_files_inside(project: Path, spec: Spec) -> list[str]:
         for name in (tls.certificate, tls.key, tls.ca_bundle) if tls else ():
             if not name:
                 continue
-            path = (project / Path(name).expanduser()).absolute()
-            if path.is_relative_to(project.absolute()):
-                found.append(path.relative_to(project.absolute()).as_posix())
+            root = Path(os.path.normpath(project.absolute()))
+            path = Path(os.path.normpath(root / Path(name).expanduser()))
+            if path.is_relative_to(root) and path != root:
+                found.append(path.relative_to(root).as_posix())
     return found
 
 

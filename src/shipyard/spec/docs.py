@@ -17,6 +17,7 @@ from shipyard.spec.model import (
     Spec,
     TargetSpec,
     TestsSpec,
+    TlsSpec,
 )
 
 INTRO = """\
@@ -63,6 +64,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[tests]", TestsSpec),
     ("[healthcheck]", HealthcheckSpec),
     ("[build]", BuildSpec),
+    ("[tls] (HTTPS; also per target as targets.NAME.tls; docs/tls.md)", TlsSpec),
     ("[django] (a Django project; docs/django.md)", DjangoSpec),
     ("[processes.NAME] (a table; a bare command string is `command` alone)", ProcessSpec),
 ]
@@ -93,7 +95,7 @@ def _table(model: type[BaseModel], skip: set[str]) -> list[str]:
 
 def render() -> str:
     lines = [INTRO, "## Top level", ""]
-    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets"})
+    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets", "tls"})
     for title, model in SECTIONS:
         lines += ["", f"## {title}", "", *_table(model, set())]
     lines += [

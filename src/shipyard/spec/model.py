@@ -344,10 +344,13 @@ class TlsSpec(_Strict):
         "for that long: opt in when HTTPS is there to stay).",
     )
 
-    @field_validator("hsts")
+    @field_validator("hsts", mode="before")
     @classmethod
-    def _hsts(cls, value: bool | int) -> bool | int:
-        if not isinstance(value, bool) and not 0 < value <= 10 * 365 * 86400:
+    def _hsts(cls, value: Any) -> Any:
+        # one message for the union, not one per member type
+        if not isinstance(value, bool) and not (
+            isinstance(value, int) and 0 < value <= 10 * 365 * 86400
+        ):
             raise ValueError("must be true, false, or a max-age in seconds up to ten years")
         return value
 
