@@ -19,9 +19,8 @@ from shipyard.build.artifact import tls_files_inside
 from shipyard.errors import SpecError
 from shipyard.host import tls
 from shipyard.host.layout import HostLayout
-from shipyard.host.local import LocalConnection
+from shipyard.project.tlsfiles import tls_upload
 from shipyard.spec.model import Spec
-from shipyard.targets.tlsfiles import tls_upload
 
 KEY_PEM = b"-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n"
 
@@ -69,7 +68,7 @@ def test_files_mode_keeps_the_certificate_and_key_0600_and_the_site_serves_them(
     assert spec.tls is not None
     settings = tls.settings_of(spec.tls, spec.domains, "127.0.0.1:8080")
     cert = _cert("http://ocsp.example.com")
-    tls.apply(LocalConnection(), app, settings, certificate=cert, key=KEY_PEM)
+    tls.apply(app, settings, certificate=cert, key=KEY_PEM)
     paths = tls.TlsPaths(app)
     for path in (paths.certificate, paths.key, paths.settings):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
@@ -80,7 +79,7 @@ def test_files_mode_keeps_the_certificate_and_key_0600_and_the_site_serves_them(
     assert site.stapling and site.webroot is None
     assert tls.check_url(app, "127.0.0.1:8080", "/health") == "https://127.0.0.1:8443/health"
 
-    tls.apply(LocalConnection(), app, None)  # [tls] removed: plain HTTP again
+    tls.apply(app, None)  # [tls] removed: plain HTTP again
     assert tls.site(app) is None
     assert not paths.key.exists() and not paths.certificate.exists()
     assert tls.check_url(app, "0.0.0.0:8080", "/") == "http://127.0.0.1:8080/"
@@ -92,7 +91,7 @@ def test_acme_before_its_certificate_serves_the_challenge_over_plain_http(
     app = HostLayout(tmp_path).app("web")
     spec = _spec({"mode": "acme", "email": "ops@example.com", "listen": "0.0.0.0:443"})
     assert spec.tls is not None
-    tls.apply(LocalConnection(), app, tls.settings_of(spec.tls, spec.domains, "0.0.0.0:80"))
+    tls.apply(app, tls.settings_of(spec.tls, spec.domains, "0.0.0.0:80"))
     site = tls.site(app)
     assert site is not None and not site.ready and not site.redirect_now
     assert site.webroot == tls.TlsPaths(app).webroot and site.webroot.is_dir()

@@ -72,7 +72,15 @@ def host_plan(
         scale.get("web"),
     )  # fmt: skip
     site = render.site_conf(
-        spec, app, release_id, slot, static, machine.listen, nginx, tls.site(app)
+        spec,
+        app,
+        release_id,
+        slot,
+        static,
+        machine.listen,
+        nginx,
+        tls.site(app),
+        tls.behind_lb(app),
     )
     configure = PlannedStage(
         name="configure",

@@ -553,6 +553,7 @@ def site_content(
         listen,
         nginx,
         tls.site(app),
+        tls.behind_lb(app),
     )
 
 

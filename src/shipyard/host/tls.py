@@ -17,15 +17,15 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shipyard.errors import HostError
 from shipyard.host.layout import AppLayout
+from shipyard.host.local import write_atomic
 from shipyard.host.render import TlsSite
-from shipyard.host.steps import Connection, Upload
 from shipyard.spec.model import TlsSpec
 
 CERTBOT_TIMEOUT = 600
@@ -49,6 +49,9 @@ class TlsSettings(BaseModel):
     email: str = ""
     directory: str = ""
     ca_bundle: bool = False  # an ACME directory's CA was sent with it
+    # a web host of a fleet whose lb serves HTTPS: no TLS here, and the app is told the
+    # scheme the lb saw (its X-Forwarded-Proto)
+    behind_lb: bool = False
 
 
 def settings_of(tls: TlsSpec, domains: list[str], plain_listen: str) -> TlsSettings:
@@ -119,33 +122,34 @@ class TlsPaths:
 
 
 def apply(
-    conn: Connection,
     app: AppLayout,
     settings: TlsSettings | None,
     *,
     certificate: bytes | None = None,
     key: bytes | None = None,
     ca_bundle: bytes | None = None,
-    owner: str | None = None,
 ) -> None:
-    """Keep what a deploy decided: the settings, and the files sent with them (0600, as
-    `owner`); no settings: HTTPS is off, and the files the user gave are removed (an ACME
-    account and lineage stay, for the day it is back on)."""
+    """Keep what a deploy decided, as the host's state (state.json's way: written here,
+    atomically): the settings, and the files sent with them, 0600; no settings: HTTPS is
+    off, and the files the user gave are removed (an ACME account and lineage stay, for
+    the day it is back on)."""
     paths = TlsPaths(app)
+    if settings is None or settings.behind_lb:  # no certificate here (any more)
+        for path in (paths.certificate, paths.key):
+            path.unlink(missing_ok=True)
     if settings is None:
-        for path in (paths.settings, paths.certificate, paths.key):
-            conn.remove(PurePosixPath(path))
+        paths.settings.unlink(missing_ok=True)
         return
-    conn.make_dirs([PurePosixPath(paths.root), PurePosixPath(paths.webroot)])
-    if settings.mode == "files":
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.webroot.mkdir(exist_ok=True)
+    if settings.mode == "files" and not settings.behind_lb:
         if certificate is None or key is None:
             raise ValueError("mode = 'files' is applied with its certificate and key")
-        conn.put(Upload(certificate, PurePosixPath(paths.certificate), 0o600, owner))
-        conn.put(Upload(key, PurePosixPath(paths.key), 0o600, owner))
+        write_atomic(paths.certificate, certificate, 0o600)
+        write_atomic(paths.key, key, 0o600)
     if ca_bundle is not None:
-        conn.put(Upload(ca_bundle, PurePosixPath(paths.ca_bundle), 0o600, owner))
-    body = settings.model_dump_json(indent=1).encode()
-    conn.put(Upload(body, PurePosixPath(paths.settings), 0o600, owner))
+        write_atomic(paths.ca_bundle, ca_bundle, 0o600)
+    write_atomic(paths.settings, settings.model_dump_json(indent=1).encode(), 0o600)
 
 
 def load(app: AppLayout) -> TlsSettings | None:
@@ -160,7 +164,7 @@ def site(app: AppLayout) -> TlsSite | None:
     """How the app's site serves HTTPS now; an ACME certificate not obtained yet: the
     challenge's location only."""
     settings = load(app)
-    if settings is None:
+    if settings is None or settings.behind_lb:
         return None
     paths = TlsPaths(app)
     if settings.mode == "files":
@@ -178,6 +182,12 @@ def site(app: AppLayout) -> TlsSite | None:
         webroot=paths.webroot if settings.mode == "acme" else None,
         session_cache=f"shipyard_{app.name.replace('-', '_')}",
     )
+
+
+def behind_lb(app: AppLayout) -> bool:
+    """Whether HTTPS ends on the fleet's lb in front of this web host."""
+    settings = load(app)
+    return settings is not None and settings.behind_lb
 
 
 def names_ocsp_responder(chain_pem: bytes) -> bool:

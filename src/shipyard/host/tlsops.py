@@ -112,9 +112,12 @@ def renew(
     after = tls.fingerprint(app)
     if after == before:
         return Renewed(False, after)
-    # the paths are certbot's `live/` links, the same as before: the site file changes
-    # only when the certificate is new, and the reload makes nginx read the files again
-    refresh_site(conn, app, supervisor, servers)
+    if before is None:  # the first certificate: the site gets its HTTPS server now
+        refresh_site(conn, app, supervisor, servers)
+    else:
+        # the paths are certbot's `live/` links, the same as before: a graceful reload
+        # makes nginx read the files again (an app's site or an lb's alike)
+        servers.reload_nginx(conn, app.host, supervisor)
     return Renewed(True, after)
 
 

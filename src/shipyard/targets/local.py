@@ -34,6 +34,7 @@ from shipyard.host.release import (
 from shipyard.host.state import load_state, save_state
 from shipyard.host.status import app_status
 from shipyard.plan import Plan, build_stages
+from shipyard.project.tlsfiles import tls_upload
 from shipyard.spec.model import Spec, check_config_path
 from shipyard.targets.base import (
     Background,
@@ -57,7 +58,6 @@ from shipyard.targets.base import (
     TlsRenewed,
 )
 from shipyard.targets.dirs import default_base_dir
-from shipyard.targets.tlsfiles import tls_upload
 
 LOCAL = "local"
 
@@ -211,7 +211,6 @@ class LocalTarget:
                 state = ops.recover_orphans(machine, supervisor, app, state, progress)
                 previous_tls = tls.load(app)
                 tls.apply(
-                    machine.conn,
                     app,
                     https.settings,
                     certificate=https.certificate,

@@ -142,9 +142,11 @@ def site_conf(
     listen: str,
     nginx: NginxBinary,
     tls: TlsSite | None = None,
+    proto_from_lb: bool = False,
 ) -> str:
     """The app's server block, pointing at the socket of `slot`; with `tls`, an HTTPS one
-    beside it."""
+    beside it; `proto_from_lb`: HTTPS ends on the fleet's lb, whose X-Forwarded-Proto the
+    app gets."""
     static = _static_locations(static_dirs, uploads=app.media)
     is_uwsgi = spec.server.type is ServerType.UWSGI
     return _render(
@@ -168,6 +170,8 @@ def site_conf(
         upstream_keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
         log_format="combined" if app.host.system_nginx else "shipyard",
         tls=tls,
+        proto_from_lb=proto_from_lb,
+        proto=f"$shipyard_{spec.name.replace('-', '_')}_proto" if proto_from_lb else "$scheme",
     )
 
 
@@ -180,8 +184,10 @@ def lb_conf(
     access_log: Path,
     error_log: Path,
     log_format: str = "shipyard",
+    tls: TlsSite | None = None,
 ) -> str:
-    """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
+    """A load balancer's server block: an upstream of web hosts, (address, drained) each;
+    with `tls`, HTTPS ends here."""
     static = _static_locations(static_dirs)
     return _render(
         "lb.conf.j2",
@@ -198,6 +204,7 @@ def lb_conf(
         read_timeout=spec.server.timeout + 5,
         websocket_timeout=spec.server.websocket_timeout,
         log_format=log_format,
+        tls=tls,
     )
 
 

@@ -3,7 +3,7 @@ that go with them (a certificate and key the user provides, an ACME server's CA)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.errors import SpecError
@@ -19,6 +19,7 @@ class TlsUpload:
     certificate: bytes | None = None
     key: bytes | None = None
     ca_bundle: bytes | None = None
+    sources: dict[str, Path] = field(default_factory=dict)  # name -> the file read here
 
     def __repr__(self) -> str:
         key = "***" if self.key is not None else None
@@ -37,11 +38,17 @@ def tls_upload(project: Path, spec: Spec, target: str, plain_listen: str) -> Tls
             settings,
             certificate=_read(project, tls.certificate, f"{where}.certificate", b"CERTIFICATE"),
             key=_read(project, tls.key, f"{where}.key", b"PRIVATE KEY"),
+            sources={
+                "certificate": project / Path(tls.certificate).expanduser(),
+                "key": project / Path(tls.key).expanduser(),
+            },
         )
-    ca = None
-    if tls.ca_bundle:
-        ca = _read(project, tls.ca_bundle, f"{where}.ca_bundle", b"CERTIFICATE")
-    return TlsUpload(settings, ca_bundle=ca)
+    if not tls.ca_bundle:
+        return TlsUpload(settings)
+    ca = _read(project, tls.ca_bundle, f"{where}.ca_bundle", b"CERTIFICATE")
+    return TlsUpload(
+        settings, ca_bundle=ca, sources={"ca_bundle": project / Path(tls.ca_bundle).expanduser()}
+    )
 
 
 def _read(project: Path, name: str, key: str, kind: bytes) -> bytes:
