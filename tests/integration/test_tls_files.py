@@ -62,6 +62,9 @@ listen = "127.0.0.1:{https_port}"
 hsts = 600
 """
     )
+    code, out, err = deployment.cli("deploy", "--dry-run", str(deployment.project), capsys=capsys)
+    assert code == 0, out + err
+    assert "privkey.pem (0600, ***)" in out and secret_line not in out + err
     code, out, err = deployment.cli("deploy", str(deployment.project), capsys=capsys)
     assert code == 0, out + err
     assert secret_line not in out + err

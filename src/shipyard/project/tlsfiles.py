@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shipyard.errors import SpecError
-from shipyard.host.tls import TlsSettings, settings_of
+from shipyard.host.layout import AppLayout
+from shipyard.host.tls import TlsPaths, TlsSettings, settings_of
+from shipyard.plan import MASK, PlannedStage
 from shipyard.spec.model import Spec
 
 
@@ -68,3 +70,25 @@ def _read(project: Path, name: str, key: str, kind: bytes) -> bytes:
             hint="Convert it, e.g. 'openssl x509 -in cert.der -inform der -out cert.pem'.",
         )
     return content
+
+
+def tls_stage(app: AppLayout, upload: TlsUpload) -> PlannedStage:
+    """What a deploy would do about HTTPS, for a dry run: the files it writes are named,
+    never shown (the key's content least of all)."""
+    settings = upload.settings
+    if settings is None:
+        return PlannedStage(name="tls", notes=["no [tls]: plain HTTP only"])
+    paths = TlsPaths(app)
+    notes = [f"HTTPS on {settings.listen} for {', '.join(settings.domains)}"]
+    if upload.certificate is not None:
+        notes.append(f"write {paths.certificate} (0600, {len(upload.certificate)} bytes)")
+    if upload.key is not None:
+        notes.append(f"write {paths.key} (0600, {MASK})")
+    if settings.mode == "acme":
+        notes.append(
+            f"obtain a certificate from {settings.directory} (HTTP-01 from {paths.webroot}) "
+            "unless one is there; renew it on the host"
+        )
+    if settings.redirect:
+        notes.append("redirect plain HTTP to HTTPS")
+    return PlannedStage(name="tls", notes=notes)

@@ -34,7 +34,7 @@ from shipyard.host.release import (
 from shipyard.host.state import load_state, save_state
 from shipyard.host.status import app_status
 from shipyard.plan import Plan, build_stages
-from shipyard.project.tlsfiles import tls_upload
+from shipyard.project.tlsfiles import tls_stage, tls_upload
 from shipyard.spec.model import Spec, check_config_path
 from shipyard.targets.base import (
     Background,
@@ -156,7 +156,9 @@ class LocalTarget:
         tests = spec.tests.command if spec.tests.enabled and not skip_tests else None
         earlier = build_stages(tests, release_id, (built / MANIFEST).is_file())
         tree = inputs.choice.is_tree
-        return [host_plan(machine, spec, release_id, steps, earlier=earlier, tree=tree)]
+        plan = host_plan(machine, spec, release_id, steps, earlier=earlier, tree=tree)
+        https = tls_upload(self.project, spec, self.name, self.listen)
+        return [plan.model_copy(update={"stages": [*plan.stages, tls_stage(self.app, https)]})]
 
     def deploy(self, progress: Progress, *, skip_tests: bool, lock_wait: float) -> Deployed:
         """Test, build, install, release command, switch, record, prune."""
