@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -292,14 +293,13 @@ def certbot_env(app: AppLayout, settings: TlsSettings) -> dict[str, str]:
 
 def run_certbot(argv: tuple[str, ...], app: AppLayout, settings: TlsSettings) -> None:
     try:
-        done = subprocess.run(
-            argv,
-            env=certbot_env(app, settings),
-            capture_output=True,
-            text=True,
-            timeout=CERTBOT_TIMEOUT,
-            check=False,
-        )
+        done = _certbot(argv, app, settings)
+        waited = 0.0
+        # another certbot on the same dirs (the renewal loop of this app): its turn ends soon
+        while done.returncode != 0 and _BUSY in done.stderr + done.stdout and waited < 60:
+            time.sleep(1)
+            waited += 1
+            done = _certbot(argv, app, settings)
     except subprocess.TimeoutExpired:
         raise HostError(
             "local",
@@ -313,8 +313,27 @@ def run_certbot(argv: tuple[str, ...], app: AppLayout, settings: TlsSettings) ->
             f"certbot could not get a certificate for {', '.join(settings.domains)} from "
             f"{settings.directory}:\n{tail}",
             hint="Each domain must resolve to this host and reach its nginx on the plain "
-            "HTTP port (HTTP-01). Its log is in " + str(TlsPaths(app).acme_logs) + ".",
+            "HTTP port (HTTP-01); meanwhile the app is served over plain HTTP. Once fixed, "
+            "run 'shipyard tls renew' (or deploy again). certbot's log is in "
+            + str(TlsPaths(app).acme_logs)
+            + ".",
         )
+
+
+_BUSY = "Another instance of Certbot is already running"
+
+
+def _certbot(
+    argv: tuple[str, ...], app: AppLayout, settings: TlsSettings
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        env=certbot_env(app, settings),
+        capture_output=True,
+        text=True,
+        timeout=CERTBOT_TIMEOUT,
+        check=False,
+    )
 
 
 def fingerprint(app: AppLayout) -> str | None:

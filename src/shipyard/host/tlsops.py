@@ -16,7 +16,7 @@ from shipyard.host import tls
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.local import LocalConnection
 from shipyard.host.servers import SERVERS, Servers
-from shipyard.host.state import load_state
+from shipyard.host.state import app_lock, load_state
 from shipyard.host.steps import Connection, Upload
 from shipyard.host.supervisor import SupervisorClient
 from shipyard.host.switch import site_content
@@ -25,6 +25,8 @@ from shipyard.host.switch import site_content
 # leaves weeks of retries; a random offset spreads hosts apart (Let's Encrypt asks for it).
 RENEW_EVERY = 12 * 3600
 RENEW_JITTER = 3600
+RETRY_AFTER = 3600
+LOCK_WAIT = 1800  # a deploy holds the app's lock meanwhile
 
 
 @dataclass(frozen=True)
@@ -166,18 +168,21 @@ def ensure_renewal(conn: Connection, app: AppLayout, supervisor: SupervisorClien
 
 
 def renewal_loop(app: AppLayout, supervisor: SupervisorClient) -> None:
-    """Ask certbot twice a day; it renews under 30 days left; nginx reloads when it did."""
+    """Ask certbot twice a day; it renews under 30 days left; nginx reloads when it did.
+    Under the app's lock, as a deploy and `shipyard tls renew`: one certbot at a time."""
     log = logging.getLogger("shipyard.tls")
     conn = LocalConnection()
     while True:
+        delay = RENEW_EVERY + random.uniform(0, RENEW_JITTER)
         try:
-            done = renew(conn, app, supervisor, force=False)
-            log.info(
-                "%s: %s", app.name, "renewed, reloaded nginx" if done.renewed else "still valid"
-            )
-        except Exception as err:  # the loop outlives a failed attempt: it retries later
-            log.warning("%s: renewal failed: %s", app.name, err)
-        time.sleep(RENEW_EVERY + random.uniform(0, RENEW_JITTER))
+            with app_lock(app, "tls renew", LOCK_WAIT):
+                done = renew(conn, app, supervisor, force=False)
+            state = "renewed, nginx reloaded" if done.renewed else "still valid"
+            log.info("%s: %s", app.name, state)
+        except Exception as err:  # the loop outlives a failed attempt: it retries sooner
+            log.warning("%s: renewal failed (next try in an hour): %s", app.name, err)
+            delay = RETRY_AFTER
+        time.sleep(delay)
 
 
 def main(argv: list[str] | None = None) -> None:
