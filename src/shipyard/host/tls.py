@@ -44,6 +44,7 @@ class TlsSettings(BaseModel):
 
     mode: Literal["files", "acme"]
     listen: str
+    plain_listen: str = ""  # the plain HTTP address beside it (a renewal knows no target)
     redirect: bool
     hsts_max_age: int
     domains: list[str]
@@ -59,6 +60,7 @@ def settings_of(tls: TlsSpec, domains: list[str], plain_listen: str) -> TlsSetti
     return TlsSettings(
         mode=tls.mode,
         listen=tls.https_listen(plain_listen),
+        plain_listen=plain_listen,
         redirect=tls.redirect,
         hsts_max_age=tls.hsts_max_age,
         domains=list(domains),

@@ -44,26 +44,13 @@ def refresh_site(
     """Rewrite the live site file from what is on disk now (a certificate obtained) and
     reload nginx gracefully; an app not serving yet has nothing to rewrite."""
     state = load_state(app)
-    if state.live is None or state.slot is None:
+    settings = tls.load(app)
+    if state.live is None or state.slot is None or settings is None:
         return
     nginx = servers.find_nginx(conn.host)
-    listen = _plain_listen(app)
-    content = site_content(app, state.live, state.slot, listen, nginx)
+    content = site_content(app, state.live, state.slot, settings.plain_listen, nginx)
     conn.put(Upload(content.encode(), PurePosixPath(app.site_file)))
     servers.reload_nginx(conn, app.host, supervisor)
-
-
-def _plain_listen(app: AppLayout) -> str:
-    """The plain address the live site file listens on (a renewal knows no target)."""
-    try:
-        text = app.site_file.read_text()
-    except FileNotFoundError:
-        return "127.0.0.1:8080"
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) == 2 and words[0] == "listen":
-            return words[1].rstrip(";")
-    return "127.0.0.1:8080"
 
 
 def obtain(
