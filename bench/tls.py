@@ -4,13 +4,15 @@ Two example apps are deployed by shipyard with `[tls] mode = "files"` (a certifi
 a CA this script makes, ECDSA P-256) and `redirect = false`, so that the same route answers
 on both ports: the Flask example's `/version` on gunicorn (the default server) and the ASGI
 example's `/` on uvicorn (the fastest route: nginx's share of each request, TLS included,
-is the largest there). Then, interleaved in rounds, medians kept, keep-alive
-connections throughout:
+is the largest there). Then, in rounds, each plain run right beside its HTTPS run (the
+pair's order swapped every round), keep-alive connections throughout:
 
 - HTTP/1.1: `wrk` to the plain port and to the HTTPS port;
 - HTTP/2: `h2load` over HTTPS (ALPN h2), against `h2load --h1` to the plain port (the same
   tool and the same concurrency: plain HTTP/2 would be h2c, which browsers never speak).
 
+Reported: the medians of the rates, and the median of the pairs' ratios (a shared
+machine's load drifts between runs more than within a pair).
 Traffic goes to 127.0.0.1 only; every run of wrk and h2load is bounded in time.
 Usage: PYTHONPATH=src .venv/bin/python bench/tls.py [--quick] [--no-write]
 """
@@ -199,15 +201,26 @@ def h2load(url: str, requests: int, h1: bool) -> float:
 Rates = dict[tuple[str, str], list[float]]  # (server, way) -> samples
 
 
+@dataclass(frozen=True)
+class Pair:
+    """One route and protocol: its plain run and its HTTPS run, measured side by side."""
+
+    server: str
+    plain_way: str
+    https_way: str
+    plain: Callable[[], float]
+    https: Callable[[], float]
+
+
 def run(quick: bool) -> tuple[Rates, dict[str, int]]:
-    rounds, seconds = (1, 3) if quick else (5, 5)
+    rounds, seconds = (1, 2) if quick else (9, 3)
     work = Path(tempfile.mkdtemp(prefix="sy-tls-bench-"))
     home = Path(tempfile.mkdtemp(prefix="sytls", dir="/tmp"))
     rates: Rates = {(route.server, way): [] for route in ROUTES for way in WAYS}
     counts: dict[str, int] = {}
     try:
         chain, key = make_certificate(work)
-        measure: dict[tuple[str, str], Callable[[], float]] = {}
+        pairs: list[Pair] = []
         for route in ROUTES:
             deploy(home, work, route, chain, key)
             wait_http(route.plain, route.path, route.app)
@@ -216,19 +229,31 @@ def run(quick: bool) -> tuple[Rates, dict[str, int]]:
             # h2load runs a count: about `seconds` long at the rate a short run shows
             rate = min(h2load(plain, 2000, h1=True), h2load(https, 2000, h1=False))
             count = counts[route.server] = min(MAX_COUNT, max(2000, int(rate * seconds)))
-            measure |= {
-                (route.server, WAYS[0]): partial(wrk_url, plain, seconds),
-                (route.server, WAYS[1]): partial(wrk_url, https, seconds),
-                (route.server, WAYS[2]): partial(h2load, plain, count, True),
-                (route.server, WAYS[3]): partial(h2load, https, count, False),
-            }
-        cases = list(measure)
-        for case in cases:  # warm-up: workers, caches
-            measure[case]()
-        for index in range(rounds):  # interleaved, each round in a rotated order
-            shift = index % len(cases)
-            for case in cases[shift:] + cases[:shift]:
-                rates[case].append(measure[case]())
+            pairs += [
+                Pair(
+                    route.server,
+                    WAYS[0],
+                    WAYS[1],
+                    partial(wrk_url, plain, seconds),
+                    partial(wrk_url, https, seconds),
+                ),
+                Pair(
+                    route.server,
+                    WAYS[2],
+                    WAYS[3],
+                    partial(h2load, plain, count, True),
+                    partial(h2load, https, count, False),
+                ),
+            ]
+        for pair in pairs:  # warm-up: workers, caches
+            pair.plain(), pair.https()
+        # Each plain run right beside its HTTPS run, their order swapped every round: the
+        # load of a shared machine drifts between runs more than within a pair.
+        for index in range(rounds):
+            for pair in pairs:
+                runs = [(pair.plain, pair.plain_way), (pair.https, pair.https_way)]
+                for measure, way in runs if index % 2 == 0 else runs[::-1]:
+                    rates[(pair.server, way)].append(measure())
     finally:
         stop_runtime(HostLayout(home))
         shutil.rmtree(home, ignore_errors=True)
@@ -237,7 +262,6 @@ def run(quick: bool) -> tuple[Rates, dict[str, int]]:
 
 
 def report(rates: Rates, setup: dict[str, int], quick: bool) -> str:
-    med = {case: statistics.median(values) for case, values in rates.items()}
     lines = [
         BEGIN,
         "## HTTPS against plain HTTP through shipyard's nginx",
@@ -254,9 +278,10 @@ def report(rates: Rates, setup: dict[str, int], quick: bool) -> str:
         "request, TLS included, is the largest); 2 workers each. Keep-alive connections,",
         f"{WRK_THREADS} threads x {WRK_CONNECTIONS} connections, wrk {setup['seconds']} s a run,",
         "h2load a count of requests about as long (its timed mode never ends over HTTP/1.1);",
-        f"{setup['rounds']} rounds interleaved; medians in requests per second, ratios from",
-        "this one run. HTTP/2 is over TLS (ALPN h2), against HTTP/1.1 on the plain port with",
-        "the same tool: plain HTTP/2 would be h2c, which browsers never speak. Client, nginx",
+        f"{setup['rounds']} rounds, each plain run beside its HTTPS run (their order swapped",
+        "every round); medians in requests per second, and the median of the pairs' ratios,",
+        "from this one run. HTTP/2 is over TLS (ALPN h2), against HTTP/1.1 on the plain port",
+        "with the same tool: plain HTTP/2 would be h2c, which browsers never speak. Client, nginx",
         "and app share the machine's cores: the client's TLS work is counted against HTTPS.",
         "",
         "| route | protocol | tool | plain HTTP | HTTPS | HTTPS / plain |",
@@ -264,13 +289,17 @@ def report(rates: Rates, setup: dict[str, int], quick: bool) -> str:
     ]
     for route in ROUTES:
         name = f"{route.server} `{route.path}`"
-        plain1, https1 = med[(route.server, WAYS[0])], med[(route.server, WAYS[1])]
-        plain2, https2 = med[(route.server, WAYS[2])], med[(route.server, WAYS[3])]
-        lines += [
-            f"| {name} | HTTP/1.1 | wrk | {plain1:.0f} | {https1:.0f} | {https1 / plain1:.2f} |",
-            f"| {name} | HTTP/2 (plain: HTTP/1.1) | h2load | {plain2:.0f} | {https2:.0f} "
-            f"| {https2 / plain2:.2f} |",
-        ]
+        for protocol, tool, (plain_way, https_way) in (
+            ("HTTP/1.1", "wrk", WAYS[:2]),
+            ("HTTP/2 (plain: HTTP/1.1)", "h2load", WAYS[2:]),
+        ):
+            plain_runs = rates[(route.server, plain_way)]
+            https_runs = rates[(route.server, https_way)]
+            ratio = statistics.median(h / p for p, h in zip(plain_runs, https_runs, strict=True))
+            lines.append(
+                f"| {name} | {protocol} | {tool} | {statistics.median(plain_runs):.0f} "
+                f"| {statistics.median(https_runs):.0f} | {ratio:.2f} |"
+            )
     lines += ["", "Raw samples (req/s):", ""]
     for (server, way), values in rates.items():
         lines.append(f"- {server}, {way}: " + ", ".join(f"{v:.0f}" for v in values))
