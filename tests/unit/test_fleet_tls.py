@@ -77,8 +77,11 @@ def test_no_tls_tells_every_host_https_is_off(tmp_path: Path) -> None:
 
 
 def test_acme_without_an_lb_is_refused_before_the_build(tmp_path: Path) -> None:
+    """The spec refuses it for its own targets (test_spec_tls.py); a fleet checks again."""
     world = _world("web1")
     spec = example_spec(domains=["app.example.com"], tls={"mode": "acme", "email": "o@x.io"})
+    fleet = make_fleet(tmp_path, world)
+    build = FakeBuild(fleet.cache, NEW)
     with pytest.raises(UsageError, match="needs an `lb`"):
-        _deploy(tmp_path, world, spec, lb=None)
-    assert world.log == []
+        fleets.deploy(_project(tmp_path), spec, fleet, Silent(), builder=build.builder())
+    assert world.log == [] and build.calls == []

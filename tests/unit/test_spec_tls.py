@@ -69,7 +69,7 @@ def test_a_target_s_own_tls_replaces_the_top_level_one() -> None:
         {
             "tls": FILES,
             "targets": {
-                "prod": {"hosts": ["web1"], "tls": ACME},
+                "prod": {"hosts": ["web1"], "lb": "lb1", "tls": ACME},
                 "staging": {"hosts": ["web2"]},
             },
         }
@@ -80,6 +80,13 @@ def test_a_target_s_own_tls_replaces_the_top_level_one() -> None:
     assert spec.tls_for("local") is spec.tls
     message = _error({"targets": {"prod": {"hosts": ["web1"], "tls": {"mode": "acme"}}}})
     assert "targets.prod.tls: " in message
+
+
+def test_acme_on_an_ssh_target_needs_its_lb() -> None:
+    message = _error({"tls": ACME, "targets": {"prod": {"hosts": ["web1"]}}})
+    assert "target 'prod' has tls.mode = 'acme' and no `lb`" in message
+    spec = _parse({"tls": ACME, "targets": {"prod": {"hosts": ["web1"], "lb": "lb1"}}})
+    assert spec.tls_for("prod") is spec.tls
 
 
 def test_hsts_true_is_two_years_and_a_number_is_its_max_age() -> None:

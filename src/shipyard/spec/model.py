@@ -768,6 +768,14 @@ class Spec(_Strict):
                     f"{where}: ACME's HTTP-01 challenge cannot prove a wildcard name "
                     f"({', '.join(wild)}): list each name, or use mode = 'files'"
                 )
+        for name, target in self.targets.items():
+            tls = self.tls_for(name)
+            if target.type == "ssh" and not target.lb and tls and tls.mode == "acme":
+                raise ValueError(
+                    f"target {name!r} has tls.mode = 'acme' and no `lb`: on an ssh target the "
+                    "certificate is obtained and renewed on the lb (one host must answer every "
+                    "challenge); add lb = 'host', or use mode = 'files'"
+                )
         return self
 
     def tls_for(self, target: str) -> TlsSpec | None:
