@@ -76,23 +76,27 @@ class TestCA:
         return Issued(chain, key_file)
 
 
-class _Loopback(http.client.HTTPSConnection):
-    """HTTPS to 127.0.0.1 as `host`: the name is sent (SNI) and verified, not resolved."""
+class _ByAddress(http.client.HTTPSConnection):
+    """HTTPS to `address` as `host`: the name is sent (SNI) and verified, not resolved."""
 
-    def __init__(self, host: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
+    def __init__(
+        self, address: str, host: str, port: int, context: ssl.SSLContext, timeout: float
+    ) -> None:
         super().__init__(host, port, timeout=timeout, context=context)
+        self.address = address
         self.tls_context = context
 
     def connect(self) -> None:
-        raw = socket.create_connection(("127.0.0.1", self.port), self.timeout)
+        raw = socket.create_connection((self.address, self.port), self.timeout)
         self.sock = self.tls_context.wrap_socket(raw, server_hostname=self.host)
 
 
 def https_get(
-    port: int, host: str, path: str, ca: Path, timeout: float = 10
+    port: int, host: str, path: str, ca: Path, timeout: float = 10, address: str = "127.0.0.1"
 ) -> tuple[int, str, dict[str, str]]:
-    """GET over HTTPS to 127.0.0.1:`port` as `host`, verified against `ca`."""
-    conn = _Loopback(host, port, ssl.create_default_context(cafile=str(ca)), timeout)
+    """GET over HTTPS to `address`:`port` as `host`, verified against `ca`."""
+    context = ssl.create_default_context(cafile=str(ca))
+    conn = _ByAddress(address, host, port, context, timeout)
     try:
         conn.request("GET", path, headers={"Connection": "close"})
         response = conn.getresponse()
@@ -102,13 +106,13 @@ def https_get(
 
 
 def served_certificate(
-    port: int, host: str, ca: Path, alpn: list[str] | None = None
+    port: int, host: str, ca: Path, alpn: list[str] | None = None, address: str = "127.0.0.1"
 ) -> tuple[x509.Certificate, str | None, str | None]:
     """The leaf served to `host` (verified against `ca`), the ALPN protocol and TLS version."""
     context = ssl.create_default_context(cafile=str(ca))
     if alpn:
         context.set_alpn_protocols(alpn)
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    raw = socket.create_connection((address, port), timeout=10)
     with context.wrap_socket(raw, server_hostname=host) as tls:
         der = tls.getpeercert(binary_form=True)
         assert der is not None
