@@ -200,10 +200,15 @@ def check_hosts(fleet: Fleet) -> dict[str, str]:
 # --- provision ----------------------------------------------------------------------------------
 
 
-def provision_fleet(fleet: Fleet, reporter: Progress, dry_run: bool) -> dict[str, list[str]]:
+def provision_fleet(
+    fleet: Fleet, reporter: Progress, dry_run: bool, acme: bool = False
+) -> dict[str, list[str]]:
+    """`acme`: the target's certificate comes from ACME: its lb gets certbot."""
+
     def one(host: RemoteHost) -> list[str]:
         facts = host.read_facts(fleet.target.run_user())
-        actions = provision.plan(host, facts, fleet.target.run_user(), fleet.cache)
+        certbot = acme and host.role == "lb"
+        actions = provision.plan(host, facts, fleet.target.run_user(), fleet.cache, certbot)
         if dry_run:
             return [action.what for action in actions]
         return provision.execute(host, actions)

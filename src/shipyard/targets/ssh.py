@@ -204,7 +204,9 @@ class SSHTarget:
         )
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
-        return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run), dry_run)
+        tls = self.spec.tls_for(self.name)
+        acme = tls is not None and tls.mode == "acme"
+        return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run, acme), dry_run)
 
 
 def _host_status(row: HostReport) -> HostStatus:
