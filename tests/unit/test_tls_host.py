@@ -79,6 +79,10 @@ def test_files_mode_keeps_the_certificate_and_key_0600_and_the_site_serves_them(
     assert site.stapling and site.webroot is None
     assert tls.check_url(app, "127.0.0.1:8080", "/health") == "https://127.0.0.1:8443/health"
 
+    acme = settings.model_copy(update={"mode": "acme", "email": "o@example.com"})
+    tls.apply(app, acme)  # to ACME: the user's key is not kept
+    assert not paths.key.exists() and not paths.certificate.exists()
+    tls.apply(app, settings, certificate=cert, key=KEY_PEM)
     tls.apply(app, None)  # [tls] removed: plain HTTP again
     assert tls.site(app) is None
     assert not paths.key.exists() and not paths.certificate.exists()

@@ -137,8 +137,8 @@ def apply(
     off, and the files the user gave are removed (an ACME account and lineage stay, for
     the day it is back on)."""
     paths = TlsPaths(app)
-    if settings is None or settings.behind_lb:  # no certificate here (any more)
-        for path in (paths.certificate, paths.key):
+    if settings is None or settings.behind_lb or settings.mode != "files":
+        for path in (paths.certificate, paths.key):  # no certificate of the user's here now
             path.unlink(missing_ok=True)
     if settings is None:
         paths.settings.unlink(missing_ok=True)
