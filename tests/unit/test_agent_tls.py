@@ -88,3 +88,12 @@ def test_a_web_host_behind_the_lb_renders_no_tls_and_passes_the_lb_s_scheme(
     assert "proxy_set_header X-Forwarded-Proto $shipyard_flaskr_proto;" in text
     session.handle(p.Tls(app=APP, settings=None))  # HTTPS off again
     assert not tls.behind_lb(app)
+
+
+def test_taking_the_app_off_the_lb_stops_its_renewal_loop(host: FakeHost) -> None:
+    session = fake_session(host)
+    app = host.layout.app(APP)
+    app.tls_program_file.parent.mkdir(parents=True, exist_ok=True)
+    app.tls_program_file.write_text("[program:flaskr-tls-renew]\n")
+    session.handle(p.LbRemove(app=APP))
+    assert not app.tls_program_file.exists()

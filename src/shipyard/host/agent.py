@@ -523,14 +523,20 @@ class Session:
                 shutil.rmtree(old, ignore_errors=True)
 
     def lb_remove(self, request: p.LbRemove) -> p.LbRemoveReply:
-        """Take the app off this load balancer: its site and its edge files."""
+        """Take the app off this load balancer: its site, its edge files, its HTTPS (the
+        renewal loop, the certificate)."""
         app = self.app(request.app)
         had_site = app.site_file.is_file()
+        had_renewal = app.tls_program_file.is_file()
         app.site_file.unlink(missing_ok=True)
+        app.tls_program_file.unlink(missing_ok=True)
         servers = self.target.servers
-        if had_site and servers.supervisor(self.host).is_running():
+        if (had_site or had_renewal) and servers.supervisor(self.host).is_running():
             supervisor = servers.ensure_runtime(self.target.conn, self.host, self.target.run_as)
-            servers.reload_nginx(self.target.conn, self.host, supervisor)
+            if had_renewal:
+                supervisor.update()
+            if had_site:
+                servers.reload_nginx(self.target.conn, self.host, supervisor)
         shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
         shutil.rmtree(app.root, ignore_errors=True)
         return p.LbRemoveReply(removed=had_site)
