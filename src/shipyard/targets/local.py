@@ -136,6 +136,9 @@ class LocalTarget:
     def check(self) -> Checked:
         self.app.check_socket_paths()
         runtime.find_nginx()
+        https = tls_upload(self.project, self.spec, self.name, self.listen)  # files readable
+        if https.settings is not None and https.settings.mode == "acme":
+            tls.find_certbot()
         return Checked(self.spec.name, self.name, self.spec.entry, [HostProblem(LOCAL, "")])
 
     def plan(self, *, skip_tests: bool = False) -> list[Plan]:
