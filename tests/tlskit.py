@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import http.client
+import ipaddress
 import socket
 import ssl
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ class TestCA:
         self.pem = where / "ca.pem"
         self.pem.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, names: list[str], stem: str = "leaf") -> Issued:
+    def issue(self, names: list[str], stem: str = "leaf", ips: list[str] | None = None) -> Issued:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
         cert = (
@@ -56,7 +57,13 @@ class TestCA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=10))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(n) for n in names]
+                    + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips or []]
+                ),
+                False,
+            )
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
         )

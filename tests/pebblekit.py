@@ -1,7 +1,7 @@
 """A real ACME server for the tests: Debian's pebble, its names resolved by
-pebble-challtestsrv's DNS (every name is 127.0.0.1), its HTTP-01 validation sent to the
-port the test names (shipyard's nginx). Validation really happens: PEBBLE_VA_ALWAYS_VALID
-is not set."""
+pebble-challtestsrv's DNS (every name is the address the test names), its HTTP-01
+validation sent to the port the test names (shipyard's nginx). Validation really
+happens: PEBBLE_VA_ALWAYS_VALID is not set."""
 
 from __future__ import annotations
 
@@ -45,13 +45,15 @@ class Pebble:
         return path
 
 
-def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_listening(
+    port: int, process: subprocess.Popen[bytes], log: Path, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"{process.args!r} exited: {log.read_text()}")
         try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            socket.create_connection((host, port), 0.2).close()
             return
         except OSError:
             time.sleep(0.05)
@@ -59,17 +61,20 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: Path) -> N
 
 
 @contextmanager
-def pebble(where: Path, http_port: int) -> Iterator[Pebble]:
-    """pebble and its DNS on random ports; HTTP-01 answers are fetched from `http_port`."""
+def pebble(
+    where: Path, http_port: int, api_host: str = "127.0.0.1", answer: str = "127.0.0.1"
+) -> Iterator[Pebble]:
+    """pebble and its DNS on random ports; HTTP-01 answers are fetched from `http_port` of
+    `answer` (every name resolves to it); its API listens on `api_host`."""
     ca = TestCA(where)
-    served = ca.issue(["localhost"], stem="pebble-api")
+    served = ca.issue(["localhost"], stem="pebble-api", ips=[api_host])
     dns, api, management = free_port(), free_port(), free_port()
     config = where / "pebble-config.json"
     config.write_text(
         json.dumps(
             {
                 "pebble": {
-                    "listenAddress": f"127.0.0.1:{api}",
+                    "listenAddress": f"{api_host}:{api}",
                     "managementListenAddress": f"127.0.0.1:{management}",
                     "certificate": str(served.certificate),
                     "privateKey": str(served.key),
@@ -103,7 +108,7 @@ def pebble(where: Path, http_port: int) -> Iterator[Pebble]:
                 "-management",
                 f"127.0.0.1:{free_port()}",
                 "-defaultIPv4",
-                "127.0.0.1",
+                answer,
                 "-defaultIPv6",
                 "",
             ],
@@ -117,9 +122,9 @@ def pebble(where: Path, http_port: int) -> Iterator[Pebble]:
             env=env,
         )
         try:
-            _wait_listening(api, server, pebble_log)
+            _wait_listening(api, server, pebble_log, api_host)
             _wait_listening(management, server, pebble_log)
-            yield Pebble(f"https://localhost:{api}/dir", ca.pem, f"https://localhost:{management}")
+            yield Pebble(f"https://{api_host}:{api}/dir", ca.pem, f"https://localhost:{management}")
         finally:
             for process in (server, resolver):
                 process.terminate()
