@@ -62,6 +62,7 @@ class FakeFleet:
     lock: threading.Lock = field(default_factory=threading.Lock)
     opened: list[str] = field(default_factory=list)
     closed: list[str] = field(default_factory=list)
+    tls_files: dict[str, dict[str, bytes]] = field(default_factory=dict)  # host -> name -> bytes
 
     def requests(self, kind: type[p.Request[Any]], host: str | None = None) -> list[Any]:
         return [r for h, r in self.log if isinstance(r, kind) and host in (None, h)]
@@ -232,6 +233,11 @@ class FakeAgent:
 
     def _lb_remove(self, request: p.LbRemove, files: list[wire.FileEntry]) -> p.LbRemoveReply:
         return p.LbRemoveReply(removed=True)
+
+    def _tls(self, request: p.Tls, files: list[wire.FileEntry]) -> p.TlsReply:
+        with self.world.lock:
+            self.world.tls_files[self.name] = {f.path: f.source.read_bytes() for f in files}
+        return p.TlsReply(changed=True)
 
 
 def hello_reply(state: FakeHost, app: p.StateReply | None) -> p.HelloReply:

@@ -196,6 +196,7 @@ def test_the_client_parses_replies_into_their_models_and_errors_into_remote_erro
 
 
 OTHER = p.PROTOCOL_VERSION + 1  # an agent of the next protocol
+EARLIER = p.PROTOCOL_VERSION - 1  # and one of the previous
 
 
 @pytest.mark.parametrize(
@@ -204,7 +205,7 @@ OTHER = p.PROTOCOL_VERSION + 1  # an agent of the next protocol
         # an agent of another version that answered the hello in its own shape
         ({"ok": True, "protocol": OTHER, "version": "9", "shape": "new"}, OTHER),
         # one whose hello has our shape but another version
-        (None, 7),
+        (None, EARLIER),
         # an older agent that cannot read the request
         ({"ok": False, "error": {"type": "InvalidRequest", "message": "?", "protocol": 0}}, 0),
         # and one whose reply is not even an error we know
@@ -215,7 +216,7 @@ def test_a_reply_of_another_protocol_is_a_mismatch_naming_both_versions(
     raw: dict[str, Any] | None, theirs: int | None
 ) -> None:
     if raw is None:
-        hello = _hello_body(protocol=7)
+        hello = _hello_body(protocol=EARLIER)
         raw = {"ok": True, **hello}
     with pytest.raises(ProtocolMismatch) as raised:
         read_reply("web1", p.Hello(), raw)

@@ -265,6 +265,14 @@ def test_provision_installs_only_what_is_missing(tmp_path: Path) -> None:
     assert all(action.command.sudo for action in actions)
 
 
+def test_an_lb_that_obtains_acme_certificates_gets_certbot(tmp_path: Path) -> None:
+    (action,) = plan(_host(), _facts(), "shipyard", tmp_path, certbot=True)
+    assert action.what == "install certbot (apt)"
+    assert "apt-get install -y -q --no-install-recommends certbot" in " ".join(action.command.argv)
+    assert plan(_host(), _facts(certbot="/usr/bin/certbot"), "shipyard", tmp_path, True) == []
+    assert Facts.parse("certbot=/usr/bin/certbot\n").certbot == "/usr/bin/certbot"
+
+
 def test_the_agent_payload_is_made_once_and_runs_from_its_bytecode(tmp_path: Path) -> None:
     own = f"{sys.version_info.major}.{sys.version_info.minor}"
     payload = lib_payload(tmp_path / "cache", own)

@@ -4,6 +4,7 @@ static files and a manifest."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -89,18 +90,33 @@ def artifacts_dir(cache: Path) -> Path:
     return cache / "artifacts"
 
 
+def tls_files_inside(project: Path, spec: Spec) -> list[str]:
+    """The TLS files any target of the spec names that lie inside the project, relative."""
+    found: list[str] = []
+    for tls in (spec.tls, *(target.tls for target in spec.targets.values())):
+        for name in (tls.certificate, tls.key, tls.ca_bundle) if tls else ():
+            if not name:
+                continue
+            root = Path(os.path.normpath(project.absolute()))
+            path = Path(os.path.normpath(root / Path(name).expanduser()))
+            if path.is_relative_to(root) and path != root:
+                found.append(path.relative_to(root).as_posix())
+    return found
+
+
 def gather_inputs(
     conn: Connection, project: Path, spec: Spec, cache: Path, platform: Platform | None = None
 ) -> BuildInputs:
     """What the artifact is built from; for hosts of another platform with `platform`."""
     python = find_python(spec.python)
     choice = build_choice(project, spec.build.mode)
+    secret = tls_files_inside(project, spec)  # a key, certificates: sent to hosts apart
     if choice.is_tree:  # the app's data beside its code is no part of a release
-        keep_out = [*spec.persistent, *spec.persistent_files]
+        keep_out = [*spec.persistent, *spec.persistent_files, *secret]
         files = source_files(project, [*spec.build.exclude, *TREE_EXCLUDED], keep_out)
         files = with_dirs(project, files, list(spec.static.values()), keep_out)
     else:
-        files = source_files(project, spec.build.exclude)
+        files = source_files(project, spec.build.exclude, secret)
     extra = render.server_packages(spec)
     lock = compile_lock(conn, project, spec.build.requirements, extra, python, cache, platform)
     source = hash_files(project, files)

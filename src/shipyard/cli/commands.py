@@ -425,6 +425,23 @@ def destroy(project: Path, target: str, yes: bool, purge: bool) -> None:
         views.destroyed(opened.destroy(purge=purge))
 
 
+@cli.group()
+def tls() -> None:
+    """HTTPS certificates ([tls] in the spec; docs/tls.md)."""
+
+
+@tls.command(name="renew")
+@project_arg
+@target_opt
+@click.option("--force", is_flag=True, help="Renew now, however long the certificate has left.")
+@wait_opt
+def tls_renew(project: Path, target: str, force: bool, lock_wait: float) -> None:
+    """Renew the ACME certificate (when under 30 days left, or now with --force) and reload
+    nginx gracefully; the host's renewal loop does the same twice a day."""
+    with _target(project, target) as opened:
+        views.tls_renewed(opened.tls_renew(force=force, lock_wait=lock_wait))
+
+
 @cli.command()
 @click.argument("target")
 @dir_opt

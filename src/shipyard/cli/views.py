@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the results' modules import pydantic; a view only reads the
         RolledBack,
         Scaled,
         Status,
+        TlsRenewed,
     )
     from shipyard.targets.export.container import ContainerContext
     from shipyard.targets.export.write import Written
@@ -249,6 +250,13 @@ def processes(verb: str, result: ProcessesChanged) -> None:
         click.echo("nothing was running" if verb == "stopped" else f"{verb} nothing")
         return
     click.echo(f"{verb} {_per_host(result.hosts, 'nothing')}")
+
+
+def tls_renewed(result: TlsRenewed) -> None:
+    for host, renewed in result.renewed.items():
+        served = result.fingerprints.get(host, "")[:16]
+        state = "renewed, nginx reloaded" if renewed else "still valid, not renewed"
+        click.echo(f"{host}: certificate {state} (sha256 {served}...)")
 
 
 def destroyed(result: Destroyed) -> None:

@@ -38,6 +38,7 @@ from shipyard.fleet.remote import (
     target_hosts,
 )
 from shipyard.fleet.ssh import SSH_FAILED, ControlDir
+from shipyard.fleet.tls import check_fleet_tls, send_tls
 from shipyard.host import protocol as p
 from shipyard.host import wire
 from shipyard.host.artifact import MANIFEST, Artifact, wheel_store
@@ -198,10 +199,15 @@ def check_hosts(fleet: Fleet) -> dict[str, str]:
 # --- provision ----------------------------------------------------------------------------------
 
 
-def provision_fleet(fleet: Fleet, reporter: Progress, dry_run: bool) -> dict[str, list[str]]:
+def provision_fleet(
+    fleet: Fleet, reporter: Progress, dry_run: bool, acme: bool = False
+) -> dict[str, list[str]]:
+    """`acme`: the target's certificate comes from ACME: its lb gets certbot."""
+
     def one(host: RemoteHost) -> list[str]:
         facts = host.read_facts(fleet.target.run_user())
-        actions = provision.plan(host, facts, fleet.target.run_user(), fleet.cache)
+        certbot = acme and host.role == "lb"
+        actions = provision.plan(host, facts, fleet.target.run_user(), fleet.cache, certbot)
         if dry_run:
             return [action.what for action in actions]
         return provision.execute(host, actions)
@@ -286,6 +292,7 @@ def deploy(
     builder: Builder = BUILDER,
 ) -> FleetOutcome:
     conn = LocalConnection()
+    check_fleet_tls(spec, fleet.name, fleet.lb)
     with reporter.stage("resolve dependencies"):
         inputs = builder.gather_inputs(conn, project, spec, fleet.cache, None)
         builder.fill_wheels(conn, fleet.cache, inputs)
@@ -326,7 +333,9 @@ def deploy(
             if tests is not None:
                 with reporter.stage("test"):
                     reporter.note(tests.result())
-        switched, unchanged = roll_out(fleet, agents, spec, artifact, hellos, reporter)
+        switched, unchanged = roll_out(
+            fleet, agents, spec, artifact, hellos, reporter, project=project
+        )
     finally:
         agents.close()
     return FleetOutcome(artifact.id, switched, unchanged, fleet.url(), sent)
@@ -339,12 +348,16 @@ def roll_out(
     artifact: Artifact,
     hellos: dict[str, p.HelloReply],
     reporter: Progress,
+    project: Path | None = None,
 ) -> tuple[list[str], list[str]]:
-    """With the release installed on every web host: secrets, the switch by the target's
-    strategy, then the lb. The hosts switched, and those that already served the release."""
+    """With the release installed on every web host: secrets, HTTPS (`project`: where the
+    spec's TLS files are), the switch by the target's strategy, then the lb. The hosts
+    switched, and those that already served the release."""
     web = fleet.web
     states = {h.name: app_state(hellos[h.name]) for h in web}
     _sync_secrets(fleet, web, agents, spec, reporter, states)
+    if project is not None:
+        send_tls(project, spec, fleet.name, web, fleet.lb, agents)
     todo = [h for h in web if states[h.name].live != artifact.id]
     unchanged = [h.name for h in web if h not in todo]
     setup_on = setup_host(fleet.target, spec, states)

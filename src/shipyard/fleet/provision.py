@@ -60,14 +60,19 @@ def unit_name(host: RemoteHost) -> str:
     return "shipyard-" + hashlib.sha256(str(host.base).encode()).hexdigest()[:8] + ".service"
 
 
-def plan(host: RemoteHost, facts: Facts, app_user: str, cache: Path) -> list[Action]:
-    """The actions that bring this host to provisioned; empty when it already is."""
+def plan(
+    host: RemoteHost, facts: Facts, app_user: str, cache: Path, certbot: bool = False
+) -> list[Action]:
+    """The actions that bring this host to provisioned; empty when it already is.
+    `certbot`: the host obtains ACME certificates (an lb whose target uses them)."""
     actions: list[Action] = []
     missing = [
         package
         for fact, package in APT_PACKAGES.items()
         if not (facts.nginx if fact == "nginx" else facts.venv if fact == "venv" else facts.python)
     ]
+    if certbot and not facts.certbot:
+        missing.append("certbot")
     if missing:
         if not facts.apt:
             raise HostError(

@@ -80,6 +80,7 @@ echo "login=$(id -un)"
 echo "app_user=$(id -u "$app_user" >/dev/null 2>&1 && echo yes)"
 echo "systemd=$([ -d /run/systemd/system ] && echo yes)"
 echo "apt=$(command -v apt-get 2>/dev/null)"
+echo "certbot=$(command -v certbot 2>/dev/null)"
 echo "runtime=$(cat "$base/.shipyard/venv/.shipyard-runtime" 2>/dev/null)"
 echo "lib=$(cat "$base/.shipyard/lib/.shipyard-lib" 2>/dev/null)"
 d=$base; while [ ! -d "$d" ]; do d=$(dirname "$d"); done
@@ -105,6 +106,7 @@ class Facts:
     lib: str
     disk_free_kb: int
     libc: str = ""  # "glibc 2.36"
+    certbot: str = ""  # its path; ACME's client, on an lb whose target uses tls.mode = 'acme'
 
     @property
     def python_minor(self) -> str:
@@ -133,6 +135,7 @@ class Facts:
             runtime=raw.get("runtime", ""),
             lib=raw.get("lib", ""),
             disk_free_kb=int(free) if free.isdigit() else 0,
+            certbot=raw.get("certbot", ""),
             libc=raw.get("libc", "").strip(),
         )
 

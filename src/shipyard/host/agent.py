@@ -32,7 +32,7 @@ from shipyard.errors import DeployError, ShipyardError
 from shipyard.events import Silent
 from shipyard.host import lifecycle as ops
 from shipyard.host import protocol as p
-from shipyard.host import render, resident, wire
+from shipyard.host import render, resident, tls, tlsops, wire
 from shipyard.host.artifact import MANIFEST, SPEC, TREE, load_artifact
 from shipyard.host.diskspace import disk_full
 from shipyard.host.layout import AppLayout, HostLayout
@@ -51,6 +51,7 @@ from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.setup_command import load_setup
 from shipyard.host.state import app_lock, load_state, save_state
 from shipyard.host.steps import Connection
+from shipyard.host.supervisor import SupervisorClient
 from shipyard.host.switch import Switch
 from shipyard.host.systemd import check_here
 from shipyard.spec.model import Spec
@@ -89,6 +90,7 @@ class Session:
         self.locks = ExitStack()
         self.locked: set[str] = set()  # apps whose lock this session holds
         self.staged: dict[str, tuple[Switch, str]] = {}
+        self.acme_due: set[str] = set()  # apps whose ACME certificate the lb must obtain
         self.reporter = Silent()
 
     def handlers(self) -> dict[type[Request[Any]], Callable[[Any], Reply]]:
@@ -116,6 +118,7 @@ class Session:
             p.Plan: self.plan,
             p.Lb: self.lb,
             p.LbRemove: self.lb_remove,
+            p.Tls: self.tls,
         }
 
     def handle(self, request: Request[Any]) -> Reply:
@@ -422,16 +425,8 @@ class Session:
             self.target.conn, self.host, self.target.run_as
         )
         app.logs.mkdir(parents=True, exist_ok=True)
-        content = render.lb_conf(
-            request.spec,
-            serving.name if serving else release,
-            request.backends,
-            static,
-            self.target.listen,
-            app.access_log,
-            app.error_log,
-            "combined" if self.host.system_nginx else "shipyard",
-        ).encode()
+        shown = serving.name if serving else release
+        content = self._lb_site(request, app, shown, static)
         previous = app.site_file.read_bytes() if app.site_file.is_file() else None
         if previous != content:
             write_atomic(app.site_file, content)
@@ -443,7 +438,74 @@ class Session:
                 else:
                     write_atomic(app.site_file, previous)
                 raise
+        self._lb_certificate(request, app, shown, static, supervisor)
         return p.LbReply(changed=previous != content)
+
+    def tls(self, request: p.Tls) -> p.TlsReply:
+        """Keep the app's HTTPS settings and files on this host; the next render (a
+        switch, the lb's update) serves them."""
+        app = self.app(request.app)
+        self.host.runtime.mkdir(parents=True, exist_ok=True)
+        incoming = Path(tempfile.mkdtemp(prefix=".tls.", dir=self.host.runtime))  # 0700
+        try:
+            wire.receive_files(self.stream, request.files, incoming)
+            sent = {path.name: path.read_bytes() for path in incoming.iterdir() if path.is_file()}
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+        before = (tls.load(app), tls.fingerprint(app))
+        tls.apply(
+            app,
+            request.settings,
+            certificate=sent.get("certificate"),
+            key=sent.get("key"),
+            ca_bundle=sent.get("ca_bundle"),
+        )
+        after = request.settings
+        if after is not None and after.mode == "acme" and not after.behind_lb:
+            previous = before[0]
+            if previous is None or (previous.domains, previous.directory) != (
+                after.domains,
+                after.directory,
+            ):
+                self.acme_due.add(app.name)
+        return p.TlsReply(changed=(tls.load(app), tls.fingerprint(app)) != before)
+
+    def _lb_site(
+        self, request: p.Lb, app: AppLayout, release: str, static: dict[str, Path]
+    ) -> bytes:
+        return render.lb_conf(
+            request.spec,
+            release,
+            request.backends,
+            static,
+            self.target.listen,
+            app.access_log,
+            app.error_log,
+            "combined" if self.host.system_nginx else "shipyard",
+            tls.site(app),
+        ).encode()
+
+    def _lb_certificate(
+        self,
+        request: p.Lb,
+        app: AppLayout,
+        release: str,
+        static: dict[str, Path],
+        supervisor: SupervisorClient,
+    ) -> None:
+        """An ACME certificate the lb lacks (or whose names changed): obtained through the
+        site just loaded (its challenge location), then served; the renewal loop kept."""
+        settings = tls.load(app)
+        if settings is None or settings.mode != "acme":
+            tlsops.ensure_renewal(self.target.conn, app, supervisor)
+            return
+        if app.name in self.acme_due or not tls.TlsPaths(app).live_certificate.is_file():
+            certbot = tls.find_certbot(self.target.conn.host)
+            tls.run_certbot(tls.obtain_args(certbot, app, settings), app, settings)
+            self.acme_due.discard(app.name)
+            write_atomic(app.site_file, self._lb_site(request, app, release, static))
+            self.target.servers.reload_nginx(self.target.conn, self.host, supervisor)
+        tlsops.ensure_renewal(self.target.conn, app, supervisor)
 
     def _receive_edge(self, request: p.Lb, app: AppLayout) -> None:
         """The release's static files, from the payload, become the edge's current ones."""
@@ -467,14 +529,20 @@ class Session:
                 shutil.rmtree(old, ignore_errors=True)
 
     def lb_remove(self, request: p.LbRemove) -> p.LbRemoveReply:
-        """Take the app off this load balancer: its site and its edge files."""
+        """Take the app off this load balancer: its site, its edge files, its HTTPS (the
+        renewal loop, the certificate)."""
         app = self.app(request.app)
         had_site = app.site_file.is_file()
+        had_renewal = app.tls_program_file.is_file()
         app.site_file.unlink(missing_ok=True)
+        app.tls_program_file.unlink(missing_ok=True)
         servers = self.target.servers
-        if had_site and servers.supervisor(self.host).is_running():
+        if (had_site or had_renewal) and servers.supervisor(self.host).is_running():
             supervisor = servers.ensure_runtime(self.target.conn, self.host, self.target.run_as)
-            servers.reload_nginx(self.target.conn, self.host, supervisor)
+            if had_renewal:
+                supervisor.update()
+            if had_site:
+                servers.reload_nginx(self.target.conn, self.host, supervisor)
         shutil.rmtree(self.host.lb_static / app.name, ignore_errors=True)
         shutil.rmtree(app.root, ignore_errors=True)
         return p.LbRemoveReply(removed=had_site)

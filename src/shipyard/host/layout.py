@@ -211,6 +211,11 @@ class AppLayout:
     def program_file(self, slot: str) -> Path:
         return self.host.programs / f"{self.name}.{slot}.conf"
 
+    @property
+    def tls_program_file(self) -> Path:
+        """The supervisor program that renews the app's ACME certificate (host/tlsops.py)."""
+        return self.host.programs / f"{self.name}.tls.conf"
+
     def app_log(self, process: str, slot: str) -> Path:
         return self.logs / f"{process}-{slot}.log"
 
@@ -230,6 +235,12 @@ class AppLayout:
     @property
     def state_file(self) -> Path:
         return self.root / "state.json"
+
+    @property
+    def tls(self) -> Path:
+        """HTTPS: the settings the last deploy chose, the certificate and key (0600), and
+        ACME's account, lineage and challenge webroot (host/tls.py)."""
+        return self.shared / "tls"
 
     @property
     def lock_file(self) -> Path:

@@ -25,7 +25,7 @@ from shipyard.errors import (
     UsageError,
 )
 from shipyard.events import Progress
-from shipyard.host import health, journal, recover, recovery
+from shipyard.host import health, journal, recover, recovery, tls
 from shipyard.host.artifact import Artifact
 from shipyard.host.layout import AppLayout, HostLayout
 from shipyard.host.procman import Kind, ProcessManager, process_manager, slot_names
@@ -62,7 +62,7 @@ from shipyard.host.state import (
 )
 from shipyard.host.steps import Connection, InstallContext, as_user
 from shipyard.host.supervisor import SupervisorClient
-from shipyard.host.switch import Outcome, Switch, host_header, listen_url, retire_procs
+from shipyard.host.switch import Outcome, Switch, host_header, retire_procs
 from shipyard.spec.model import Spec
 
 DEFAULT_LOCK_WAIT = 120.0
@@ -595,7 +595,7 @@ def _wait_serving(target: Machine, app: AppLayout, state: AppState) -> None:
     """Return once nginx answers healthy from the live release, as deploy and restart do."""
     release_id, slot = require_deployed(app, state)
     spec = release_spec(app, release_id)
-    url = listen_url(target.listen, spec.healthcheck.request_path)
+    url = tls.check_url(app, target.listen, spec.healthcheck.request_path)
     healthy = health.Healthy.of(spec.healthcheck)
 
     def check() -> health.Probe:
@@ -638,6 +638,7 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
             app.current,
             app.site_file,
             *(app.program_file(slot) for slot in ("blue", "green")),
+            app.tls_program_file,
             *([app.shared] if purge else []),
         )
     )
@@ -648,6 +649,7 @@ def destroy(spec: Spec, target: Machine, purge: bool, done: list[str] | None = N
         done += target.servers.stop_orphans(target.host, supervisor, app.name)
         for slot in ("blue", "green"):
             target.conn.remove(PurePosixPath(app.program_file(slot)))
+        target.conn.remove(PurePosixPath(app.tls_program_file))
         had_site = app.site_file.exists()
         target.conn.remove(PurePosixPath(app.site_file))
         if running:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path, PurePosixPath
 
-from shipyard.host import render
+from shipyard.host import render, tls
 from shipyard.host.layout import AppLayout
 from shipyard.host.lifecycle import Machine
 from shipyard.host.nginx_workers import app_group
@@ -73,7 +73,17 @@ def host_plan(
     shown = {key: value for key, value in env.items() if key not in config}
     static = planned_static_dirs(spec, app, release_id, state.live)
     scale = load_scale(app)  # the deploy runs with the host's `shipyard scale` counts
-    site = render.site_conf(spec, app, release_id, slot, static, machine.listen, nginx)
+    site = render.site_conf(
+        spec,
+        app,
+        release_id,
+        slot,
+        static,
+        machine.listen,
+        nginx,
+        tls.site(app),
+        tls.behind_lb(app),
+    )
     run = SlotRun(scaled(spec, scale), release_id, slot, tree, scale.get("web"))
     configure = PlannedStage(
         name="configure",

@@ -12,10 +12,11 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from shipyard.host.tls import TlsSettings
 from shipyard.plan import Plan as DeployPlan
 from shipyard.spec.model import Spec
 
-PROTOCOL_VERSION = 6
+PROTOCOL_VERSION = 7
 
 
 class Message(BaseModel):
@@ -367,6 +368,20 @@ class Lb(AppRequest[LbReply]):
     files: list[FileHeader] = []
 
 
+class TlsReply(Reply):
+    changed: bool  # the certificate, key or settings differ from what the host had
+
+
+class Tls(AppRequest[TlsReply]):
+    """Keep the app's HTTPS settings on the host (None: HTTPS off), with the files that go
+    with them in the payload: 'certificate', 'key', 'ca_bundle' (written 0600; never in
+    a message, so never in a log)."""
+
+    op: Literal["tls"] = "tls"
+    settings: TlsSettings | None
+    files: list[FileHeader] = []
+
+
 class LbRemoveReply(Reply):
     removed: bool
 
@@ -399,6 +414,7 @@ AnyRequest = Annotated[
         Plan,
         Lb,
         LbRemove,
+        Tls,
     ],
     Field(discriminator="op"),
 ]

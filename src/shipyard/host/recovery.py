@@ -13,7 +13,7 @@ import re
 from pathlib import PurePosixPath
 from typing import Protocol
 
-from shipyard.host import health, journal, programs
+from shipyard.host import health, journal, programs, tls
 from shipyard.host.journal import Entry, Recovery, Seen, Side
 from shipyard.host.layout import SLOTS, AppLayout, HostLayout
 from shipyard.host.procman import ProcessManager, slot_names
@@ -23,7 +23,7 @@ from shipyard.host.servers import Servers
 from shipyard.host.state import AppState, holder, load_state, now, save_state
 from shipyard.host.steps import Connection, Symlink, Upload
 from shipyard.host.supervisor import SupervisorClient
-from shipyard.host.switch import host_header, listen_url, retire_procs, site_content
+from shipyard.host.switch import host_header, retire_procs, site_content
 
 # The first line of every site file shipyard writes (site.conf.j2).
 _SITE_HEADER = re.compile(r"^# Managed by shipyard: app \S+, release (\S+), slot (\w+)\.")
@@ -87,7 +87,7 @@ def observe(
     serving = site
     if running:
         spec = release_spec(app, entry.to.release)
-        url = listen_url(machine.listen, spec.healthcheck.request_path)
+        url = tls.check_url(app, machine.listen, spec.healthcheck.request_path)
         probe = machine.servers.probe_url(url, host_header(spec), health.Healthy())
         if probe.status is not None:  # nginx answered: its headers say what it has loaded
             serving = Side(probe.release, probe.slot) if probe.release and probe.slot else None

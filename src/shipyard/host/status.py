@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from shipyard.host import heal, health, recover
+from shipyard.host import heal, health, recover, tls
 from shipyard.host.lifecycle import Machine, recover_if_free
 from shipyard.host.procman import slot_names
 from shipyard.host.release import release_spec
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.state import load_state
 from shipyard.host.supervisor import Supervisor
-from shipyard.host.switch import host_header, listen_url
+from shipyard.host.switch import host_header
 from shipyard.spec.model import Spec
 
 
@@ -42,7 +42,7 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
         else {"name": p.name, "state": p.state, "pid": p.pid, "description": p.description}
         for name in (expected if running or procs.kind == "systemd" else [])
     ]
-    url = listen_url(target.listen, live_spec.healthcheck.request_path)
+    url = tls.check_url(app, target.listen, live_spec.healthcheck.request_path)
     # through nginx whatever supervisord says: what answers on the port is what clients get
     probe = (
         health.probe_url(url, host_header(live_spec), health.Healthy.of(live_spec.healthcheck))
@@ -56,7 +56,7 @@ def app_status(spec: Spec, target: Machine) -> dict[str, Any]:
         detail = f"{probe.detail} from {answered}, not the live {state.live}"
     return {
         "app": spec.name,
-        "url": listen_url(target.listen, "/"),
+        "url": tls.check_url(app, target.listen, "/"),
         "base_dir": str(target.host.base),
         "release": state.live,
         "slot": state.slot,

@@ -22,6 +22,7 @@ from shipyard.host import (
     journal,
     programs,
     render,
+    tls,
 )
 from shipyard.host.layout import AppLayout
 from shipyard.host.procman import ProcessManager, SlotRun, SupervisorPrograms, slot_names
@@ -484,7 +485,7 @@ class Switch:
             self.conn.put(Upload(previous, _posix(self.app.site_file)))
 
     def _check_through_nginx(self) -> None:
-        url = listen_url(self.listen, self.spec.healthcheck.request_path)
+        url = tls.check_url(self.app, self.listen, self.spec.healthcheck.request_path)
         # The same rule as on the socket: what makes this check mean something is the header
         # naming the new release, which nginx adds to every answer from its upstream.
         healthy = health.Healthy.of(self.spec.healthcheck)
@@ -533,6 +534,8 @@ def site_content(
         static_dirs(app, release_id),
         listen,
         nginx,
+        tls.site(app),
+        tls.behind_lb(app),
     )
 
 

@@ -18,6 +18,7 @@ from shipyard.spec.model import (
     Spec,
     TargetSpec,
     TestsSpec,
+    TlsSpec,
 )
 
 INTRO = """\
@@ -80,6 +81,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("[tests]", TestsSpec),
     ("[healthcheck]", HealthcheckSpec),
     ("[build]", BuildSpec),
+    ("[tls] (HTTPS; also per target as targets.NAME.tls; docs/tls.md)", TlsSpec),
     ("[django] (a Django project; docs/django.md)", DjangoSpec),
     ("[processes.NAME] (a table; a bare command string is `command` alone)", ProcessSpec),
     ("[kubernetes] (`shipyard export kubernetes`; docs/engines.md)", KubernetesSpec),
@@ -113,7 +115,7 @@ def _table(model: type[BaseModel], skip: set[str]) -> list[str]:
 
 def render() -> str:
     lines = [INTRO, "## Top level", ""]
-    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets"})
+    lines += _table(Spec, {"server", "tests", "healthcheck", "build", "targets", "tls"})
     for title, model in SECTIONS:
         lines += ["", f"## {title}", "", *_table(model, set())]
     lines += [

@@ -293,6 +293,130 @@ class DjangoSpec(_Strict):
         return value if value.endswith("/") else value + "/"
 
 
+LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+# Mozilla's "intermediate" profile: HSTS's max-age there is two years.
+HSTS_DEFAULT_MAX_AGE = 63072000
+
+
+class TlsSpec(_Strict):
+    """HTTPS: a certificate the user provides (`mode = "files"`) or one obtained and renewed
+    with ACME (`mode = "acme"`, HTTP-01 answered by nginx). docs/tls.md."""
+
+    mode: Literal["files", "acme"] = Field(
+        description="files: `certificate` and `key` given here; acme: obtained from "
+        "`directory` (Let's Encrypt by default) and renewed on the host."
+    )
+    certificate: str = Field(
+        default="",
+        description="files: the certificate chain (PEM, leaf first) on the deploying "
+        "machine; relative paths are from the project. Sent to the hosts 0600.",
+    )
+    key: str = Field(
+        default="",
+        description="files: its private key (PEM) on the deploying machine; never in the "
+        "artifact or any output, sent to the hosts 0600.",
+    )
+    email: str = Field(default="", description="acme: the account's contact address.")
+    directory: str = Field(
+        default=LETS_ENCRYPT,
+        description="acme: the ACME directory URL (Let's Encrypt production by default; its "
+        "staging, or a test server, for trials).",
+    )
+    ca_bundle: str = Field(
+        default="",
+        description="acme: a CA bundle (PEM, on the deploying machine) that the ACME "
+        "directory's own HTTPS certificate is checked against, for a private or test ACME "
+        "server; empty: the system's CAs.",
+    )
+    listen: str = Field(
+        default="",
+        description="Address nginx serves HTTPS on, 'host:port'; empty: the plain address "
+        "with port 443 for port 80 and 8443 for port 8080 (any other port must set it).",
+    )
+    redirect: bool = Field(
+        default=True,
+        description="Answer plain HTTP with a permanent redirect to HTTPS (ACME's "
+        "challenges excepted).",
+    )
+    hsts: bool | int = Field(
+        default=False,
+        description="Send Strict-Transport-Security: true for a max-age of two years, or "
+        "the max-age in seconds; false: not sent (once sent, browsers refuse plain HTTP "
+        "for that long: opt in when HTTPS is there to stay).",
+    )
+
+    @field_validator("hsts", mode="before")
+    @classmethod
+    def _hsts(cls, value: Any) -> Any:
+        # one message for the union, not one per member type
+        if not isinstance(value, bool) and not (
+            isinstance(value, int) and 0 < value <= 10 * 365 * 86400
+        ):
+            raise ValueError("must be true, false, or a max-age in seconds up to ten years")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _tls_listen(cls, value: str) -> str:
+        return check_listen(value) if value else value
+
+    @field_validator("certificate", "key", "ca_bundle")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("holds a NUL character")
+        return value
+
+    @model_validator(mode="after")
+    def _mode_keys(self) -> TlsSpec:
+        given = {
+            key for key in ("certificate", "key", "email", "ca_bundle") if getattr(self, key)
+        } | ({"directory"} if self.directory != LETS_ENCRYPT else set())
+        own = {"files": {"certificate", "key"}, "acme": {"email", "directory", "ca_bundle"}}
+        if stray := sorted(given - own[self.mode]):
+            raise ValueError(
+                f"{', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not read with "
+                f"mode = '{self.mode}': remove {'it' if len(stray) == 1 else 'them'}"
+            )
+        if self.mode == "files" and not (self.certificate and self.key):
+            raise ValueError(
+                "mode = 'files' needs `certificate` and `key`: paths to PEM files, e.g. "
+                "certificate = 'certs/fullchain.pem', key = 'certs/privkey.pem'"
+            )
+        if self.mode == "acme":
+            if not EMAIL_RE.match(self.email):
+                raise ValueError("mode = 'acme' needs `email`: the ACME account's contact address")
+            if not re.fullmatch(r"https://[^\s\x00-\x1f\x7f]+", self.directory):
+                raise ValueError(
+                    f"directory {self.directory!r} must be an https:// URL of an ACME directory"
+                )
+        return self
+
+    @property
+    def hsts_max_age(self) -> int:
+        """Seconds of Strict-Transport-Security; 0: not sent."""
+        if isinstance(self.hsts, bool):
+            return HSTS_DEFAULT_MAX_AGE if self.hsts else 0
+        return self.hsts
+
+    def https_listen(self, plain: str) -> str:
+        """Where HTTPS is served, next to the plain address `plain`."""
+        if self.listen:
+            return self.listen
+        host, _, port = plain.rpartition(":")
+        derived = {"80": "443", "8080": "8443"}.get(port)
+        if derived is None:
+            raise SpecError(
+                f"HTTPS needs an address: the plain one, {plain}, has no usual HTTPS port "
+                "beside it.",
+                hint="Set tls.listen, e.g. listen = '127.0.0.1:8443'.",
+            )
+        return f"{host}:{derived}"
+
+
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+
+
 class TargetSpec(_Strict):
     """A place to deploy to: this machine (`local`), or hosts reached over SSH (`ssh`)."""
 
@@ -354,6 +478,10 @@ class TargetSpec(_Strict):
         default="",
         description="User the app's processes run as when shipyard runs as root; ssh "
         "targets: 'shipyard' (`provision` creates it); local: the user running shipyard.",
+    )
+    tls: TlsSpec | None = Field(
+        default=None,
+        description="HTTPS for this target, over the top-level [tls]: see [tls].",
     )
     agent_linger: float = Field(
         default=600,
@@ -476,6 +604,10 @@ class Spec(_Strict):
     django: DjangoSpec | None = Field(
         default=None, description="A Django project's settings: see [django]."
     )
+    tls: TlsSpec | None = Field(
+        default=None,
+        description="HTTPS on every target (a target's own `tls` replaces it): see [tls].",
+    )
     server: ServerSpec = Field(default_factory=ServerSpec)
     tests: TestsSpec = Field(default_factory=TestsSpec)
     healthcheck: HealthcheckSpec = Field(default_factory=HealthcheckSpec)
@@ -587,7 +719,7 @@ class Spec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _tls_needs_domains(self) -> Spec:
+    def _kubernetes_tls_needs_domains(self) -> Spec:
         if self.kubernetes.tls_secret_name(self.name) and not self.domains:
             raise ValueError(
                 "kubernetes.tls_secret or kubernetes.cluster_issuer is set, and a certificate "
@@ -638,6 +770,39 @@ class Spec(_Strict):
                 f"{self.entry} is an ASGI app"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_needs_domains(self) -> Spec:
+        uses = [("tls", self.tls)] + [
+            (f"targets.{name}.tls", target.tls) for name, target in self.targets.items()
+        ]
+        for where, tls in uses:
+            if tls is None:
+                continue
+            if not self.domains:
+                raise ValueError(
+                    f"{where} needs `domains`: the names the certificate is for, e.g. "
+                    "domains = ['app.example.com']"
+                )
+            if tls.mode == "acme" and (wild := [d for d in self.domains if "*" in d]):
+                raise ValueError(
+                    f"{where}: ACME's HTTP-01 challenge cannot prove a wildcard name "
+                    f"({', '.join(wild)}): list each name, or use mode = 'files'"
+                )
+        for name, target in self.targets.items():
+            tls = self.tls_for(name)
+            if target.type == "ssh" and not target.lb and tls and tls.mode == "acme":
+                raise ValueError(
+                    f"target {name!r} has tls.mode = 'acme' and no `lb`: on an ssh target the "
+                    "certificate is obtained and renewed on the lb (one host must answer every "
+                    "challenge); add lb = 'host', or use mode = 'files'"
+                )
+        return self
+
+    def tls_for(self, target: str) -> TlsSpec | None:
+        """The HTTPS settings of `target`: its own `tls`, else the top-level one."""
+        own = self.targets[target].tls if target in self.targets else None
+        return own or self.tls
 
     @property
     def module(self) -> str:

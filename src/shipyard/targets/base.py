@@ -30,6 +30,12 @@ class Deployed:
 
 
 @dataclass(frozen=True)
+class TlsRenewed:
+    renewed: dict[str, bool]  # host -> a new certificate is served
+    fingerprints: dict[str, str]  # host -> sha256 of the certificate served
+
+
+@dataclass(frozen=True)
 class RolledBack:
     releases: list[str]  # what is live again (one per host, usually the same)
     hosts: list[str]
@@ -233,5 +239,7 @@ class Target(Protocol):
     def destroy(self, *, purge: bool) -> Destroyed: ...
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned: ...
+
+    def tls_renew(self, *, force: bool, lock_wait: float) -> TlsRenewed: ...
 
     def close(self) -> None: ...

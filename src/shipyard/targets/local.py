@@ -14,7 +14,7 @@ from shipyard.errors import UsageError
 from shipyard.events import Progress
 from shipyard.host import lifecycle as ops
 from shipyard.host import logs as applogs
-from shipyard.host import runtime
+from shipyard.host import runtime, tls, tlsops
 from shipyard.host.artifact import MANIFEST, load_artifact, wheel_store
 from shipyard.host.freeze import live_pins
 from shipyard.host.layout import AppLayout, HostLayout
@@ -33,9 +33,9 @@ from shipyard.host.release import (
 )
 from shipyard.host.state import load_state, save_state
 from shipyard.host.status import app_status
-from shipyard.host.switch import listen_url
 from shipyard.host.systemd import check_local
 from shipyard.plan import Plan, build_stages
+from shipyard.project.tlsfiles import tls_stage, tls_upload
 from shipyard.spec.model import Spec, check_config_path
 from shipyard.targets.base import (
     Background,
@@ -56,6 +56,7 @@ from shipyard.targets.base import (
     RolledBack,
     Scaled,
     Status,
+    TlsRenewed,
 )
 from shipyard.targets.dirs import default_base_dir
 
@@ -116,7 +117,7 @@ class LocalTarget:
 
     @property
     def url(self) -> str:
-        return listen_url(self.listen, "/")
+        return tls.check_url(self.app, self.listen, "/")
 
     def _finish(self) -> ops.Finisher:
         background = self.background
@@ -139,6 +140,9 @@ class LocalTarget:
     def check(self) -> Checked:
         self.app.check_socket_paths()
         runtime.find_nginx()
+        https = tls_upload(self.project, self.spec, self.name, self.listen)  # files readable
+        if https.settings is not None and https.settings.mode == "acme":
+            tls.find_certbot()
         return Checked(self.spec.name, self.name, self.spec.entry, [HostProblem(LOCAL, "")])
 
     def plan(self, *, skip_tests: bool = False) -> list[Plan]:
@@ -159,13 +163,18 @@ class LocalTarget:
         tests = spec.tests.command if spec.tests.enabled and not skip_tests else None
         earlier = build_stages(tests, release_id, (built / MANIFEST).is_file())
         tree = inputs.choice.is_tree
-        return [host_plan(machine, spec, release_id, steps, earlier=earlier, tree=tree)]
+        plan = host_plan(machine, spec, release_id, steps, earlier=earlier, tree=tree)
+        https = tls_upload(self.project, spec, self.name, self.listen)
+        return [plan.model_copy(update={"stages": [*plan.stages, tls_stage(self.app, https)]})]
 
     def deploy(self, progress: Progress, *, skip_tests: bool, lock_wait: float) -> Deployed:
         """Test, build, install, release command, switch, record, prune."""
         machine, spec, app = self.machine, self.spec, self.app
         app.check_socket_paths()
         runtime.find_nginx()
+        https = tls_upload(self.project, spec, self.name, self.listen)
+        if https.settings is not None and https.settings.mode == "acme":
+            tls.find_certbot()
         with ops.locked(machine, app, "deploy", lock_wait, progress) as lock:
             ops.let_warm_go(machine, app, load_state(app))
             ops.ensure_secrets(machine, spec, app, progress)
@@ -209,6 +218,14 @@ class LocalTarget:
             with progress.stage("runtime"):
                 supervisor = runtime.ensure_runtime(machine.conn, machine.host, machine.run_as)
                 state = ops.recover_orphans(machine, supervisor, app, state, progress)
+                previous_tls = tls.load(app)
+                tls.apply(
+                    app,
+                    https.settings,
+                    certificate=https.certificate,
+                    key=https.key,
+                    ca_bundle=https.ca_bundle,
+                )
             later: list[Callable[[], None]] = []  # run after the stages: none shows progress
             with progress.stage("release + switch"):
                 outcome = ops.switch(
@@ -224,6 +241,11 @@ class LocalTarget:
                     lock=lock,
                     progress=progress,
                 )
+            if https.settings is not None and https.settings.mode == "acme":
+                with progress.stage("certificate"):
+                    if tlsops.obtain(machine.conn, app, supervisor, previous_tls):
+                        progress.note(f"certificate for {', '.join(spec.domains)} obtained")
+            tlsops.ensure_renewal(machine.conn, app, supervisor)
             with progress.stage("prune"):
                 ops.prune_releases(app, state, spec.keep)
                 artifacts.prune_artifacts(self.cache, keep=max(spec.keep * 4, 20))
@@ -336,6 +358,21 @@ class LocalTarget:
             return Destroyed(self.spec.name, [], None, absent=[LOCAL])
         kept = None if purge else str(self.app.shared)
         return Destroyed(self.spec.name, [LOCAL], kept, stopped=stopped)
+
+    def tls_renew(self, *, force: bool, lock_wait: float) -> TlsRenewed:
+        machine, app = self.machine, self.app
+        settings = tls.load(app)
+        if settings is None or settings.mode != "acme":
+            raise UsageError(
+                f"app {self.spec.name} has no ACME certificate on target {self.name}: "
+                "nothing to renew.",
+                hint="Set [tls] mode = 'acme' and deploy; a certificate you provide "
+                "(mode = 'files') is renewed by deploying a new one.",
+            )
+        with ops.locked(machine, app, "tls renew", lock_wait):
+            supervisor = runtime.ensure_runtime(machine.conn, machine.host, machine.run_as)
+            done = tlsops.renew(machine.conn, app, supervisor, force=force)
+        return TlsRenewed({LOCAL: done.renewed}, {LOCAL: done.fingerprint or ""})
 
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
         raise UsageError(

@@ -8,6 +8,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from shipyard.build import artifact as artifacts
+from shipyard.errors import UsageError
 from shipyard.events import Progress
 from shipyard.fleet import fleet as fleets
 from shipyard.fleet.fleet import Fleet, HostReport, open_fleet
@@ -34,6 +35,7 @@ from shipyard.targets.base import (
     RolledBack,
     Scaled,
     Status,
+    TlsRenewed,
 )
 
 
@@ -194,8 +196,17 @@ class SSHTarget:
         kept = None if purge or not removed else "each host's shared/"
         return Destroyed(self.spec.name, removed, kept, absent=absent)
 
+    def tls_renew(self, *, force: bool, lock_wait: float) -> TlsRenewed:
+        raise UsageError(
+            f"target {self.name!r} is an ssh target: its hosts renew their certificates "
+            "themselves, and 'shipyard tls renew' acts on the local target only for now.",
+            hint="Run it on the host: 'shipyard tls renew' against a local target there.",
+        )
+
     def provision(self, progress: Progress, *, dry_run: bool) -> Provisioned:
-        return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run), dry_run)
+        tls = self.spec.tls_for(self.name)
+        acme = tls is not None and tls.mode == "acme"
+        return Provisioned(fleets.provision_fleet(self.fleet, progress, dry_run, acme), dry_run)
 
 
 def _host_status(row: HostReport) -> HostStatus:

@@ -89,6 +89,50 @@ def nginx_command(host: HostLayout, nginx: NginxBinary) -> tuple[str, ...]:
     )
 
 
+# Mozilla's "intermediate" TLS 1.2 suites (TLS 1.3's are OpenSSL's defaults), its DHE ones
+# left out: they need a dhparam file, and every client that speaks TLS 1.2 has ECDHE.
+INTERMEDIATE_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    )
+)
+
+
+@dataclass(frozen=True)
+class TlsSite:
+    """How a server block serves HTTPS (host/tls.py decides it from the spec and the host)."""
+
+    listen: str
+    certificate: Path | None  # None: an ACME certificate not obtained yet (plain HTTP only)
+    key: Path | None
+    redirect: bool = True
+    hsts_max_age: int = 0
+    stapling: bool = False  # the certificate names an OCSP responder
+    webroot: Path | None = None  # where ACME's HTTP-01 answers are written
+    session_cache: str = "shipyard_tls"
+    ciphers: str = INTERMEDIATE_CIPHERS
+
+    @property
+    def ready(self) -> bool:
+        return self.certificate is not None and self.key is not None
+
+    @property
+    def redirect_now(self) -> bool:
+        """Plain HTTP is redirected only once HTTPS is served."""
+        return self.redirect and self.ready
+
+    @property
+    def port_suffix(self) -> str:
+        """':port' in a redirect's URL, unless it is HTTPS's own 443."""
+        port = self.listen.rpartition(":")[2]
+        return "" if port == "443" else f":{port}"
+
+
 def site_conf(
     spec: Spec,
     app: AppLayout,
@@ -97,8 +141,12 @@ def site_conf(
     static_dirs: dict[str, Path],
     listen: str,
     nginx: NginxBinary,
+    tls: TlsSite | None = None,
+    proto_from_lb: bool = False,
 ) -> str:
-    """The app's server block, pointing at the socket of `slot`."""
+    """The app's server block, pointing at the socket of `slot`; with `tls`, an HTTPS one
+    beside it; `proto_from_lb`: HTTPS ends on the fleet's lb, whose X-Forwarded-Proto the
+    app gets."""
     static = _static_locations(static_dirs, uploads=app.media)
     is_uwsgi = spec.server.type is ServerType.UWSGI
     return _render(
@@ -121,6 +169,9 @@ def site_conf(
         upstream_keepalive=UPSTREAM_KEEPALIVE,
         upstream_keepalive_timeout=UPSTREAM_KEEPALIVE_TIMEOUT,
         log_format="combined" if app.host.system_nginx else "shipyard",
+        tls=tls,
+        proto_from_lb=proto_from_lb,
+        proto=f"$shipyard_{spec.name.replace('-', '_')}_proto" if proto_from_lb else "$scheme",
     )
 
 
@@ -133,8 +184,10 @@ def lb_conf(
     access_log: Path,
     error_log: Path,
     log_format: str = "shipyard",
+    tls: TlsSite | None = None,
 ) -> str:
-    """A load balancer's server block: an upstream of web hosts, (address, drained) each."""
+    """A load balancer's server block: an upstream of web hosts, (address, drained) each;
+    with `tls`, HTTPS ends here."""
     static = _static_locations(static_dirs)
     return _render(
         "lb.conf.j2",
@@ -151,6 +204,7 @@ def lb_conf(
         read_timeout=spec.server.timeout + 5,
         websocket_timeout=spec.server.websocket_timeout,
         log_format=log_format,
+        tls=tls,
     )
 
 
