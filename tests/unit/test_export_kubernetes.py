@@ -24,6 +24,7 @@ from shipyard.project.spec_file import load_spec
 from shipyard.spec.model import Spec, parse_spec
 from shipyard.targets.export import kubernetes as k8s
 from shipyard.targets.export import nginx, workloads
+from tlskit import TestCA
 
 ROOT = Path(__file__).resolve().parents[2]
 # The oldest and the newest Kubernetes whose schemas the pinned kubernetes-validate ships.
@@ -550,3 +551,67 @@ def test_the_pods_nginx_names_static_directories_as_a_release_holds_them(tmp_pat
     planned = planned_static_dirs(spec, HostLayout(tmp_path).app("app"), "r1", None)
     served = {loc.prefix.rstrip("/"): loc.directory for loc in nginx.locations(spec)}
     assert served == {p: f"/static/{d.name}/" for p, d in planned.items()}
+
+
+def _with_tls(project: Path, table: str) -> None:
+    spec = project / "shipyard.toml"
+    spec.write_text('domains = ["shop.example.com"]\n' + spec.read_text() + "\n" + table)
+
+
+def test_tls_files_become_the_ingress_certificate_and_the_key_stays_private(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issued = TestCA(tmp_path).issue(["shop.example.com"])
+    _with_tls(
+        project,
+        f'[tls]\nmode = "files"\ncertificate = "{issued.certificate}"\nkey = "{issued.key}"\n',
+    )
+    code, output = run_cli(["export", "kubernetes", str(project), "--image", IMAGE], capsys)
+    assert code == 0, output
+    out = project / "deploy" / "kubernetes"
+    key = issued.key.read_text()
+    assert (out / k8s.TLS_CERT).read_text() == issued.certificate.read_text()
+    assert (out / k8s.TLS_KEY).read_text() == key
+    assert stat.S_IMODE((out / k8s.TLS_KEY).stat().st_mode) == 0o600
+    assert key.strip().splitlines()[1] not in output
+    for path in out.iterdir():
+        if path.name != k8s.TLS_KEY:
+            assert key.strip().splitlines()[1] not in path.read_text(), path
+    ingress = yaml.safe_load((out / "ingress.yaml").read_text())
+    assert ingress["spec"]["tls"] == [{"hosts": ["shop.example.com"], "secretName": "flaskr-tls"}]
+    (out / k8s.SECRET_ENV).write_text("FLASKR_SECRET_KEY=the-users-own\n")  # theirs to write
+    built = kustomize(out)
+    [tls] = [d for d in built if d["kind"] == "Secret" and d["type"] == "kubernetes.io/tls"]
+    assert set(tls["data"]) == {"tls.crt", "tls.key"}
+    [ingress] = [d for d in built if d["kind"] == "Ingress"]
+    assert ingress["spec"]["tls"][0]["secretName"] == tls["metadata"]["name"]  # hash suffixed
+    for version in VERSIONS:
+        for document in built:
+            kubernetes_validate.validate(document, version, strict=True)
+
+    # without [tls] any more, the files of the earlier export go with --force
+    (project / "shipyard.toml").write_text(
+        (project / "shipyard.toml").read_text().split("[tls]")[0]
+    )
+    code, output = run_cli(["export", "kubernetes", str(project), "--force"], capsys)
+    assert code == 0, output
+    assert not (out / k8s.TLS_KEY).exists() and not (out / k8s.TLS_CERT).exists()
+    assert "tls" not in yaml.safe_load((out / "ingress.yaml").read_text())["spec"]
+
+
+def test_tls_by_acme_needs_the_clusters_issuer(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _with_tls(project, '[tls]\nmode = "acme"\nemail = "ops@example.com"\n')
+    code, output = run_cli(["export", "kubernetes", str(project)], capsys)
+    assert code == 1 and "cert-manager" in output and "kubernetes.cluster_issuer" in output
+    assert "Traceback" not in output
+    spec = project / "shipyard.toml"
+    spec.write_text(
+        spec.read_text().replace("[tls]", '[kubernetes]\ncluster_issuer = "le"\n\n[tls]')
+    )
+    code, output = run_cli(["export", "kubernetes", str(project)], capsys)
+    assert code == 0, output
+    ingress = yaml.safe_load((project / "deploy" / "kubernetes" / "ingress.yaml").read_text())
+    assert ingress["metadata"]["annotations"]["cert-manager.io/cluster-issuer"] == "le"
+    assert ingress["spec"]["tls"][0]["secretName"] == "flaskr-tls"

@@ -107,6 +107,7 @@ def kubernetes(
     """A kustomize base: Deployments, Service, Ingress, ConfigMap and Secret, release Job."""
     from shipyard.build.source import build_choice
     from shipyard.cli.commands import _spec, _target
+    from shipyard.project.tlsfiles import tls_upload
     from shipyard.targets.export import kubernetes as k8s
     from shipyard.targets.export.write import (
         Written,
@@ -126,6 +127,12 @@ def kubernetes(
         earlier = read_env_file(directory / k8s.SECRET_ENV) if force else {}
         values, generated = secret_values(spec, stored, target, earlier)
     tree = build_choice(root, spec.build.mode).is_tree
-    rendered = k8s.render(spec, image_ref or f"{spec.name}:latest", tree, values)
+    tls = spec.tls_for(target) if target is not None else spec.tls
+    certificate = None
+    if tls is not None and tls.mode == "files" and not spec.kubernetes.tls_secret_name(spec.name):
+        upload = tls_upload(root, spec, target or "", spec.listen)
+        assert upload.certificate is not None and upload.key is not None  # mode files
+        certificate = k8s.Certificate(upload.certificate.decode(), upload.key.decode())
+    rendered = k8s.render(spec, image_ref or f"{spec.name}:latest", tree, values, tls, certificate)
     files, state = write_export(rendered, directory, force)
     views.exported(Written(directory, files, rendered.resources, state, generated, target))

@@ -12,7 +12,7 @@ import yaml
 
 from shipyard.errors import SpecError
 from shipyard.host.djangoapp import LOCAL_NAMES, WRAPPER_MODULE, allowed_hosts
-from shipyard.spec.model import Spec
+from shipyard.spec.model import Spec, TlsSpec
 from shipyard.targets.export import image, nginx
 from shipyard.targets.export.workloads import (
     NGINX_CONF,
@@ -32,6 +32,20 @@ Manifest = dict[str, Any]
 CONFIG_ENV = "config.env"
 SECRET_ENV = "secret.env"
 SECRET_EXAMPLE = "secret.env.example"
+# `[tls]` mode files: the user's certificate and key, made into a kubernetes.io/tls Secret
+TLS_CERT = "tls.crt"
+TLS_KEY = "tls.key"
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate chain and its key (PEM) the user provides; the key is secret."""
+
+    chain: str
+    key: str
+
+    def __repr__(self) -> str:
+        return "Certificate(chain=..., key=***)"
 
 
 @dataclass(frozen=True)
@@ -42,14 +56,25 @@ class Export:
     files: dict[str, str]
     secret_file: str | None = None  # secret.env's text: KEY=value lines
     resources: list[str] = field(default_factory=list)  # the manifests kustomize applies
+    certificate: Certificate | None = None  # tls.crt, and tls.key (0600)
 
 
-def render(spec: Spec, image_ref: str, tree: bool, secrets: dict[str, str] | None) -> Export:
+def render(
+    spec: Spec,
+    image_ref: str,
+    tree: bool,
+    secrets: dict[str, str] | None,
+    tls: TlsSpec | None = None,
+    certificate: Certificate | None = None,
+) -> Export:
     """The export of `spec` running `image_ref`; `tree`: the release is a source tree;
     `secrets`: every value the app's Secret holds, or None when they are unknown (then
-    secret.env is for the user to write, and an example lists its names)."""
+    secret.env is for the user to write, and an example lists its names); `tls`: the
+    target's `[tls]`, with the `certificate` its files hold in mode files."""
     check_exportable(spec)
-    manifests = all_manifests(spec, image_ref, tree, has_secrets=bool(spec.secrets or secrets))
+    check_tls(spec, tls, certificate)
+    has_secrets = bool(spec.secrets or secrets)
+    manifests = all_manifests(spec, image_ref, tree, has_secrets, certificate is not None)
     files = {name: dump(manifest) for name, manifest in manifests.items()}
     files[CONFIG_ENV] = env_file(config_env(spec, tree))
     if nginx.needed(spec):
@@ -59,12 +84,32 @@ def render(spec: Spec, image_ref: str, tree: bool, secrets: dict[str, str] | Non
         secret_text = env_file(secrets)
     elif spec.secrets:
         files[SECRET_EXAMPLE] = secret_example(spec)
-    has_secrets = bool(spec.secrets or secrets)
-    files["kustomization.yaml"] = dump(kustomization(spec, list(manifests), has_secrets))
-    return Export(files, secret_text, list(manifests))
+    files["kustomization.yaml"] = dump(
+        kustomization(spec, list(manifests), has_secrets, certificate is not None)
+    )
+    return Export(files, secret_text, list(manifests), certificate)
 
 
-def all_manifests(spec: Spec, image_ref: str, tree: bool, has_secrets: bool) -> dict[str, Manifest]:
+def check_tls(spec: Spec, tls: TlsSpec | None, certificate: Certificate | None) -> None:
+    """`[tls]` in the cluster: a certificate of the user's becomes the Ingress's Secret; ACME
+    is the cluster's own business (cert-manager), which needs its issuer's name."""
+    k8s = spec.kubernetes
+    if tls is None or k8s.tls_secret_name(spec.name):
+        return  # no HTTPS, or [kubernetes] names the certificate's Secret itself
+    if tls.mode == "acme":
+        raise SpecError(
+            "[tls] asks for ACME, which in a cluster is done by the cluster (cert-manager), "
+            "not by shipyard: the export needs the issuer to name.",
+            hint="Set kubernetes.cluster_issuer = 'letsencrypt' (your ClusterIssuer's name), "
+            "or kubernetes.tls_secret to a Secret you manage.",
+        )
+    if certificate is None:
+        raise SpecError("[tls] mode files: the certificate and key were not read.")
+
+
+def all_manifests(
+    spec: Spec, image_ref: str, tree: bool, has_secrets: bool, own_certificate: bool = False
+) -> dict[str, Manifest]:
     """Each manifest by its file name, in the order kustomize lists them."""
     pod = PodParts(spec, image_ref, tree, has_secrets)
     found: dict[str, Manifest] = {"deployment-web.yaml": web_deployment(spec, pod)}
@@ -74,7 +119,7 @@ def all_manifests(spec: Spec, image_ref: str, tree: bool, has_secrets: bool) -> 
             spec, pod, name, argv, process.count, process.startsecs
         )
     found["service.yaml"] = service(spec)
-    found["ingress.yaml"] = ingress(spec)
+    found["ingress.yaml"] = ingress(spec, own_certificate)
     if spec.release:
         found["job-release.yaml"] = release_job(spec, pod, image_ref)
     if needs_volume(spec):
@@ -121,9 +166,9 @@ def service(spec: Spec) -> Manifest:
     }
 
 
-def ingress(spec: Spec) -> Manifest:
+def ingress(spec: Spec, own_certificate: bool = False) -> Manifest:
     """Routes `domains` (or, with none, any host name) to the Service; TLS with the
-    [kubernetes] table's certificate Secret."""
+    [kubernetes] table's certificate Secret, or the one made from `[tls]`'s files."""
     k8s = spec.kubernetes
     backend = {"service": {"name": spec.name, "port": {"name": "http"}}}
     paths = [{"path": "/", "pathType": "Prefix", "backend": backend}]
@@ -132,7 +177,7 @@ def ingress(spec: Spec) -> Manifest:
     body: Manifest = {"rules": rules}
     if k8s.ingress_class:
         body = {"ingressClassName": k8s.ingress_class, **body}
-    tls_secret = k8s.tls_secret_name(spec.name)
+    tls_secret = k8s.tls_secret_name(spec.name) or (f"{spec.name}-tls" if own_certificate else "")
     if tls_secret:
         body["tls"] = [{"hosts": hosts, "secretName": tls_secret}]
     timeout = spec.server.timeout + 5
@@ -251,7 +296,9 @@ def secret_example(spec: Spec) -> str:
     return "\n".join(lines) + "\n"
 
 
-def kustomization(spec: Spec, resources: list[str], has_secrets: bool) -> Manifest:
+def kustomization(
+    spec: Spec, resources: list[str], has_secrets: bool, own_certificate: bool = False
+) -> Manifest:
     """The base: the manifests, and the ConfigMap and Secret made from their env files, whose
     names carry a hash of their content so that a change rolls the pods."""
     generated = {"labels": labels(spec, "config")}
@@ -265,10 +312,14 @@ def kustomization(spec: Spec, resources: list[str], has_secrets: bool) -> Manife
     }
     if nginx.needed(spec):
         body["configMapGenerator"].append({"name": f"{spec.name}-nginx", "files": [NGINX_CONF]})
+    secrets: list[Manifest] = []
     if has_secrets:
-        body["secretGenerator"] = [
-            {"name": f"{spec.name}-secrets", "env": SECRET_ENV, "type": "Opaque"}
-        ]
+        secrets.append({"name": f"{spec.name}-secrets", "env": SECRET_ENV, "type": "Opaque"})
+    if own_certificate:
+        tls = {"name": f"{spec.name}-tls", "type": "kubernetes.io/tls"}
+        secrets.append({**tls, "files": [TLS_CERT, TLS_KEY]})
+    if secrets:
+        body["secretGenerator"] = secrets
     return body
 
 

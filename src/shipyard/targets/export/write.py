@@ -10,7 +10,13 @@ from pathlib import Path
 
 from shipyard.errors import UsageError
 from shipyard.spec.model import Spec
-from shipyard.targets.export.kubernetes import SECRET_ENV, SECRET_EXAMPLE, Export
+from shipyard.targets.export.kubernetes import (
+    SECRET_ENV,
+    SECRET_EXAMPLE,
+    TLS_CERT,
+    TLS_KEY,
+    Export,
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ def write_export(export: Export, directory: Path, force: bool) -> tuple[list[str
         for name, text in export.files.items():
             _write(directory / name, text, 0o644)
             written.append(name)
+        if export.certificate is not None:
+            _write(directory / TLS_CERT, export.certificate.chain, 0o644)
+            _write(directory / TLS_KEY, export.certificate.key, 0o600)
+            written += [TLS_CERT, TLS_KEY]
         secret = directory / SECRET_ENV
         if export.secret_file is not None:
             _write(secret, export.secret_file, 0o600)
@@ -114,7 +124,16 @@ def _check_free(directory: Path, force: bool) -> None:
 
 # What an earlier export may have written that this one does not: left, kustomize would
 # not read it, but a reader of the directory would.
-_OURS = ("deployment-", "hpa.yaml", "pvc.yaml", "job-release.yaml", "nginx.conf", SECRET_EXAMPLE)
+_OURS = (
+    "deployment-",
+    "hpa.yaml",
+    "pvc.yaml",
+    "job-release.yaml",
+    "nginx.conf",
+    SECRET_EXAMPLE,
+    TLS_CERT,
+    TLS_KEY,
+)
 
 
 def _stale(directory: Path, export: Export) -> list[str]:
@@ -123,7 +142,10 @@ def _stale(directory: Path, export: Export) -> list[str]:
     return sorted(
         path.name
         for path in directory.iterdir()
-        if path.is_file() and path.name.startswith(_OURS) and path.name not in export.files
+        if path.is_file()
+        and path.name.startswith(_OURS)
+        and path.name not in export.files
+        and not (export.certificate and path.name in (TLS_CERT, TLS_KEY))
     )
 
 
