@@ -17,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import mmap
+import re
 import shutil
 import socket
 import subprocess
@@ -438,11 +439,22 @@ def test_a_django_image_migrates_and_serves_the_site_with_its_secret_given_at_ru
         _, page = _wait_for(port, "/admin/login/")
         assert b"csrfmiddlewaretoken" in page
         assert b"/static/admin/css/base." in page  # a hashed name: ManifestStaticFilesStorage
+        # the site's own page reads the database that `migrate` made on the volume
+        status, index = _get(port, "/")
+        assert status == 200 and b"hello from django" in index
+        # Django serves no static file with DEBUG off: the image holds them, under their
+        # hashed names, for a front (the Kubernetes pod's nginx copies /app/static)
+        css = re.search(rb"/static/(notes/site\.[0-9a-f]{12}\.css)", index)
+        assert css is not None, index
+        assert _get(port, f"/static/{css[1].decode()}")[0] == 404
+        held = podman("exec", name, "cat", f"/app/static/django-static/{css[1].decode()}")
+        assert held.stdout == (project / "notes" / "static" / "notes" / "site.css").read_text()
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
         settings = podman(
             "exec", name, "python", "-c",
-            "from django.conf import settings as s; print(s.SECRET_KEY == "
-            f"{SECRET_VALUE!r}, s.DEBUG, s.STATIC_ROOT, s.MEDIA_ROOT, s.DATABASES['default']['NAME'])",
+            "from django.conf import settings as s; "
+            f"print(s.SECRET_KEY == {SECRET_VALUE!r}, s.DEBUG, s.STATIC_ROOT, s.MEDIA_ROOT, "
+            "s.DATABASES['default']['NAME'])",
         ).stdout.split()  # fmt: skip
         assert settings == [
             "True", "False", "/app/static/django-static", "/data/media", "/data/data/db.sqlite3"
