@@ -7,12 +7,13 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import shutil
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from io import BytesIO
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from click.testing import CliRunner
@@ -24,8 +25,12 @@ from shipyard.cli.commands import cli, main
 from shipyard.errors import BuildError, UsageError
 from shipyard.host import render
 from shipyard.host.artifact import MANIFEST, Artifact, Manifest, WheelRef
+from shipyard.host.djangoapp import STATIC_DIR, WRAPPER_MODULE
+from shipyard.project.spec_file import load_spec
 from shipyard.spec.model import ServerType, Spec
 from shipyard.targets.export import containerfile as cf
+from shipyard.targets.export import image, nginx
+from shipyard.targets.export import kubernetes as k8s
 from shipyard.targets.export.container import write_context
 
 SECRET_VALUE = "planted-secret-9f1c2e"
@@ -417,12 +422,133 @@ def test_an_env_value_with_a_line_break_is_refused_with_a_reason(tmp_path: Path)
     assert not (tmp_path / "context").exists()
 
 
-def test_a_django_project_is_refused_with_a_reason(tmp_path: Path) -> None:
-    artifact, store = _artifact(tmp_path)
-    spec = _spec(django={"settings": "mysite.settings"})
-    with pytest.raises(UsageError, match="Django"):
-        write_context(spec, artifact, store, tmp_path / "context", cf.ImageSettings())
-    assert not (tmp_path / "context").exists()
+DJANGO_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "django-site"
+
+
+def _django_artifact(root: Path) -> tuple[Artifact, Path]:
+    """The Django example's release as build/artifact.py lays it out: its source tree, its
+    collected files in static/django-static (STATIC_URL /static/), Django's wheel."""
+    store = root / "wheels"
+    dep = make_wheel(store, "django", {"django/__init__.py": ""})
+    path = root / "artifact"
+    collected = path / "static" / STATIC_DIR
+    (collected / "admin" / "css").mkdir(parents=True)
+    (collected / "admin" / "css" / "base.0123abcd.css").write_text("body {}\n")
+    (collected / "staticfiles.json").write_text('{"paths": {}}\n')
+    tree = source_files(DJANGO_EXAMPLE, [])
+    for name in tree:
+        (path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(DJANGO_EXAMPLE / name, path / "src" / name)
+    manifest = Manifest(
+        id="abc123def456",
+        app="django-site",
+        created="2026-01-01T00:00:00Z",
+        python="3.11.2",
+        source_sha256="s",
+        lock_sha256="l",
+        git_sha="",
+        app_wheel=None,
+        wheels=[WheelRef(dep.name, _sha256(dep))],
+        static={"/static/": STATIC_DIR},
+        tree={str(name): "x" for name in tree},
+    )
+    (path / MANIFEST).write_text(manifest.to_json())
+    return Artifact(path, manifest, reused=True), store
+
+
+def test_a_django_projects_context_has_its_settings_wrapper_static_files_and_no_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's spec, as a host deploy reads it. Its generated secret is planted where
+    `config set` keeps it (the local target's config) and in the exporting process's
+    environment: it is in no file of the context."""
+    base = tmp_path / "base"
+    (base / "django-site" / "shared").mkdir(parents=True)
+    config = {"DJANGO_SECRET_KEY": SECRET_VALUE}
+    (base / "django-site" / "shared" / "config.json").write_text(json.dumps(config))
+    monkeypatch.setenv("SHIPYARD_HOME", str(base))
+    monkeypatch.setenv("DJANGO_SECRET_KEY", SECRET_VALUE)
+    spec = load_spec(DJANGO_EXAMPLE)
+    artifact, store = _django_artifact(tmp_path)
+    out = tmp_path / "context"
+
+    written = write_context(spec, artifact, store, out, cf.ImageSettings())
+
+    site = out / "app" / "venv" / "lib" / "python3.11" / "site-packages"
+    wrapper = (site / f"{WRAPPER_MODULE}.py").read_text()
+    assert wrapper == render.django_settings_module("mysite.settings")  # a host's, as it is
+    collected = out / "app" / "static" / STATIC_DIR
+    assert (collected / "admin" / "css" / "base.0123abcd.css").read_text() == "body {}\n"
+    assert (collected / "staticfiles.json").is_file()
+    assert (out / "app" / "src" / "manage.py").is_file()
+    assert SECRET_VALUE.encode() not in _all_bytes(out)
+    assert written.secrets == written.generated == ("DJANGO_SECRET_KEY",)
+    assert written.front == ("/static/", "/media/")
+    assert written.release_command == "python manage.py migrate --noinput"
+
+    text = (out / cf.CONTAINERFILE).read_text()
+    parsed = _parse(text)
+    assert "DJANGO_SECRET_KEY" not in parsed.envs
+    assert {k: v for k, v in parsed.envs.items() if k.startswith("DJANGO_")} == {
+        "DJANGO_SETTINGS_MODULE": WRAPPER_MODULE,
+        "DJANGO_ALLOWED_HOSTS": "*,localhost,127.0.0.1,[::1]",
+        "DJANGO_CSRF_TRUSTED_ORIGINS": "",
+        "DJANGO_STATIC_ROOT": "/app/static/django-static",
+        "DJANGO_MEDIA_ROOT": "/data/media",
+        "DJANGO_MEDIA_URL": "/media/",
+        "DJANGO_DATA_DIR": "/data/data",
+    }
+    assert _final(parsed, "WORKDIR") == ["/app/src"]
+    # the wrapper reaches the venv after the wheels, compiled as a host compiles its venv
+    runs = _instructions(parsed, "RUN")
+    compiled = f"/app/venv/bin/python -m compileall -q {cf.django_wrapper_path(artifact.manifest)}"
+    assert compiled in runs
+    assert text.index("COPY app/ /app/") < text.index(compiled)
+    # the app user owns its uploads and its data (SQLite files and their journal)
+    assert "mkdir -p /data/data /data/media /data/var" in text
+    assert "ln -s /data/data/db.sqlite3 /app/src/db.sqlite3" in text
+
+
+def test_a_django_project_with_its_own_settings_gets_no_wrapper() -> None:
+    spec = _spec(django={"settings": "mysite.settings", "wrap": False, "collectstatic": False})
+    manifest = _manifest(tree=True)
+    files = cf.context_files(spec, manifest, cf.ImageSettings())
+    assert not [name for name in files if WRAPPER_MODULE in name]
+    text = files[cf.CONTAINERFILE]
+    envs = _parse(text).envs
+    assert envs["DJANGO_SETTINGS_MODULE"] == "mysite.settings"
+    assert "DJANGO_STATIC_ROOT" not in envs
+    assert "compileall" not in text
+
+
+def test_a_django_projects_env_gives_way_to_the_specs_and_names_its_domains() -> None:
+    spec = _spec(
+        django={"settings": "mysite.settings"},
+        domains=["example.com"],
+        env={"DJANGO_MEDIA_URL": "/uploads/"},
+    )
+    envs = _parse(cf.containerfile(spec, _manifest(), cf.ImageSettings())).envs
+    assert envs["DJANGO_MEDIA_URL"] == "/uploads/"  # [env] over shipyard's, as on a host
+    assert envs["DJANGO_ALLOWED_HOSTS"] == "example.com,localhost,127.0.0.1,[::1]"
+    assert envs["DJANGO_CSRF_TRUSTED_ORIGINS"] == "https://example.com,http://example.com"
+
+
+def test_the_image_and_the_kubernetes_export_agree_on_a_django_project() -> None:
+    """The pods run the image: the same DJANGO_* variables, and the pod's nginx serves the
+    collected files that the image holds at /app/static (its init container copies them)."""
+    spec = load_spec(DJANGO_EXAMPLE)
+    envs = _parse(cf.containerfile(spec, _manifest(tree=True), cf.ImageSettings())).envs
+    config = k8s.config_env(spec, tree=True)
+    assert {k: v for k, v in config.items() if k.startswith("DJANGO_")} == {
+        k: v for k, v in envs.items() if k.startswith("DJANGO_")
+    }
+    pod = k8s.all_manifests(spec, "django-site:1", tree=True, has_secrets=True)
+    init = pod["deployment-web.yaml"]["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["command"] == ["cp", "-R", f"{image.STATIC}/.", f"{nginx.STATIC}/"]
+    served = {loc.prefix: loc.directory for loc in nginx.locations(spec)}
+    copied = nginx.STATIC / PurePosixPath(envs["DJANGO_STATIC_ROOT"]).relative_to(image.STATIC)
+    assert served["/static/"] == f"{copied}/"
+    assert served["/media/"] == f"{envs['DJANGO_MEDIA_ROOT']}/"
 
 
 def test_the_context_is_no_part_of_the_projects_next_release(tmp_path: Path) -> None:

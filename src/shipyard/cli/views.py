@@ -286,8 +286,14 @@ def container_exported(result: ContainerContext) -> None:
     )
     click.echo(f"  build: podman build --format docker -t {tag} {result.path}")
     env_file = " --env-file FILE" if result.secrets else ""
+    volume = f" -v {result.app}-data:/data"
+    if result.release_command:
+        click.echo(
+            f"  release command, first, as a one-off container: podman run --rm{env_file}"
+            f"{volume} {tag} {result.release_command}"
+        )
     click.echo(
-        f"  run:   podman run{env_file} -p {result.port}:{result.port} "
+        f"  run:   podman run{env_file}{volume} -p {result.port}:{result.port} "
         f"--stop-timeout {result.graceful_timeout + 5} {tag}"
     )
     if result.secrets:
@@ -295,10 +301,21 @@ def container_exported(result: ContainerContext) -> None:
             f"  secrets, given when the container starts (never in the image): "
             f"{', '.join(result.secrets)}"
         )
+    if result.generated:
+        click.echo(
+            f"  {', '.join(result.generated)}: a random value of yours, kept the same across "
+            "releases (python3 -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )
     if result.static:
         click.echo(
             f"  static files ({', '.join(result.static)}): served by the app itself in the "
             "image (no nginx in it; docs/container.md)"
+        )
+    if result.front:
+        click.echo(
+            f"  {', '.join(result.front)}: Django serves none of them with DEBUG off; the image "
+            "holds them (/app/static, the volume's media/) for a front such as nginx "
+            "(docs/container.md)"
         )
     if result.built_here:
         click.echo(

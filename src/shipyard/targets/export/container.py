@@ -38,6 +38,11 @@ class ContainerContext:
     secrets: tuple[str, ...]  # the names the container must be given when it starts
     static: tuple[str, ...]  # URL prefixes nginx serves on hosts: the app serves them here
     built_here: tuple[str, ...] = ()  # wheels that need this machine's shared libraries
+    generated: tuple[str, ...] = ()  # the secrets a host deploy generates: the user makes them
+    # A Django project's collected files' and uploads' URL prefixes, which it does not serve
+    # with DEBUG off: a front (nginx) serves them from the image's /app/static and /data/media.
+    front: tuple[str, ...] = ()
+    release_command: str = ""  # the spec's release command, run before the server starts
 
 
 def write_context(
@@ -75,24 +80,22 @@ def write_context(
         secrets=tuple(sorted(spec.secrets)),
         static=tuple(sorted(spec.static)),
         built_here=tuple(cf.built_here(artifact.manifest)),
+        generated=tuple(sorted(k for k, kind in spec.secrets.items() if kind == "generate")),
+        front=tuple(_front_served(spec, artifact)),
+        release_command=spec.release or "",
     )
+
+
+def _front_served(spec: Spec, artifact: Artifact) -> list[str]:
+    if spec.django is None:
+        return []
+    return [*cf.django_static_urls(spec, artifact.manifest), spec.django.media_url]
 
 
 def check_export(spec: Spec, out: Path, force: bool) -> None:
     """Refuse what cannot be exported, before anything is built."""
-    _refuse_django(spec)
     _refuse_line_breaks(spec)
     _check_output(out, force)
-
-
-def _refuse_django(spec: Spec) -> None:
-    if spec.django is not None:
-        raise UsageError(
-            "`export container` does not handle Django projects yet: their settings wrapper, "
-            "collected static files and uploads are set up by a host deploy.",
-            hint="Deploy the project to a local or ssh target; the image export covers "
-            "Flask, WSGI, ASGI and aiohttp apps.",
-        )
 
 
 def _refuse_line_breaks(spec: Spec) -> None:

@@ -14,6 +14,7 @@ from packaging.utils import parse_wheel_filename
 
 from shipyard.host import render
 from shipyard.host.artifact import Manifest
+from shipyard.host.djangoapp import STATIC_DIR, WRAPPER_MODULE
 from shipyard.spec.model import ServerType, Spec
 from shipyard.targets.export import image
 
@@ -105,9 +106,10 @@ def healthcheck_script(spec: Spec, port: int) -> str:
 
 def environment(spec: Spec, manifest: Manifest) -> dict[str, str]:
     """What the app's processes see, as on a host (release.app_environment), but secrets:
-    those come when the container starts."""
+    those come when the container starts. A Django project's variables point into the
+    image and its data volume."""
     workdir = TREE_DIR if manifest.is_tree else RELEASE_DIR
-    env = {"FLASK_APP": spec.entry, **spec.env}
+    env = {"FLASK_APP": spec.entry, **image.django_env(spec), **spec.env}
     env.update(
         PATH=f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin",
         VIRTUAL_ENV=str(VENV),
@@ -135,7 +137,24 @@ def context_files(spec: Spec, manifest: Manifest, settings: ImageSettings) -> di
     # their port themselves
     server.pop(render.SERVER_LAUNCHER, None)
     files |= {f"{APP_FILES}/{name}": text for name, text in server.items()}
+    if spec.django is not None and spec.django.wrap:
+        wrapper = django_wrapper_path(manifest).relative_to(RELEASE_DIR)
+        files[f"{APP_FILES}/{wrapper}"] = render.django_settings_module(spec.django.settings)
     return files
+
+
+def django_wrapper_path(manifest: Manifest) -> PurePosixPath:
+    """Where a Django release's settings wrapper goes: its venv's site-packages, as on a
+    host, so that every process of the image imports it."""
+    return image.site_packages(python_minor(manifest)) / f"{WRAPPER_MODULE}.py"
+
+
+def django_static_urls(spec: Spec, manifest: Manifest) -> list[str]:
+    """The URL prefixes of a Django project's collected files (STATIC_URL, as the build
+    found it), which Django does not serve with DEBUG off."""
+    if spec.django is None:
+        return []
+    return sorted(prefix for prefix, name in manifest.static.items() if name == STATIC_DIR)
 
 
 def containerfile(spec: Spec, manifest: Manifest, settings: ImageSettings) -> str:
@@ -150,6 +169,7 @@ def containerfile(spec: Spec, manifest: Manifest, settings: ImageSettings) -> st
         venv=VENV,
         data=DATA,
         release_dir=RELEASE_DIR,
+        compiled=_compiled(spec, manifest),
         links=_persistent_links(spec, workdir),
         labels={
             "org.opencontainers.image.title": spec.name,
@@ -201,11 +221,22 @@ def _persistent_links(
     return [(workdir / path, DATA / "data" / path) for path in paths]
 
 
+def _compiled(spec: Spec, manifest: Manifest) -> list[PurePosixPath]:
+    """The modules of the context that go into the venv, compiled at build time as a host
+    compiles a release's venv: the app user cannot write bytecode beside them."""
+    if spec.django is not None and spec.django.wrap:
+        return [django_wrapper_path(manifest)]
+    return []
+
+
 def _data_dirs(spec: Spec) -> list[str]:
     """The directories of the data volume the app user owns: the instance folder's (the
-    venv's var, as on a host), each persistent directory, each persistent file's parent."""
+    venv's var, as on a host), each persistent directory, each persistent file's parent,
+    and a Django project's uploads and data (its SQLite files)."""
     kept = DATA / "data"
     dirs = {DATA / "var", kept}
+    if spec.django is not None:
+        dirs |= {image.DJANGO_MEDIA, image.DJANGO_DATA}
     dirs |= {kept / path for path in spec.persistent}
     dirs |= {(kept / path).parent for path in spec.persistent_files}
     return sorted(str(d) for d in dirs)

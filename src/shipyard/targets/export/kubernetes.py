@@ -11,7 +11,6 @@ from typing import Any
 import yaml
 
 from shipyard.errors import SpecError
-from shipyard.host.djangoapp import LOCAL_NAMES, WRAPPER_MODULE, allowed_hosts
 from shipyard.spec.model import Spec, TlsSpec
 from shipyard.targets.export import image, nginx
 from shipyard.targets.export.workloads import (
@@ -244,7 +243,7 @@ def config_env(spec: Spec, tree: bool) -> dict[str, str]:
     secrets, and paths inside the image."""
     env = {
         "FLASK_APP": spec.entry,
-        **django_env(spec),
+        **image.django_env(spec),
         **spec.env,
         # as a host's release has them: the venv's commands first (a process's `celery`)
         "PATH": f"{image.VENV}/bin:/usr/local/bin:/usr/bin:/bin",
@@ -255,28 +254,6 @@ def config_env(spec: Spec, tree: bool) -> dict[str, str]:
         "SHIPYARD_APP": spec.name,
     }
     return env
-
-
-def django_env(spec: Spec) -> dict[str, str]:
-    """A Django project's DJANGO_* variables (host/djangoapp.py), with the image's paths:
-    the Ingress answers `domains` over https, the probes ask for localhost."""
-    if spec.django is None:
-        return {}
-    hosts = allowed_hosts(spec) if spec.domains else ["*", *LOCAL_NAMES]
-    origins = [f"{scheme}://{d.rstrip('.')}" for d in spec.domains for scheme in ("https", "http")]
-    return {
-        "DJANGO_SETTINGS_MODULE": WRAPPER_MODULE if spec.django.wrap else spec.django.settings,
-        "DJANGO_ALLOWED_HOSTS": ",".join(hosts),
-        "DJANGO_CSRF_TRUSTED_ORIGINS": ",".join(origins),
-        **(
-            {"DJANGO_STATIC_ROOT": f"{image.STATIC}/django-static"}
-            if spec.django.collectstatic
-            else {}
-        ),
-        "DJANGO_MEDIA_ROOT": f"{image.DATA}/media",
-        "DJANGO_MEDIA_URL": spec.django.media_url,
-        "DJANGO_DATA_DIR": f"{image.DATA}/data",
-    }
 
 
 def env_file(variables: dict[str, str]) -> str:
