@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sections
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 SHIPYARD = [str(Path(sys.executable).with_name("shipyard"))]  # the program, as users run it
@@ -181,13 +183,7 @@ def report(times: dict[str, list[float]], quick: bool) -> str:
 
 
 def write_section(section: str) -> None:
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS.write_text(text)
+    sections.write_section(BENCHMARKS, BEGIN, END, section)
 
 
 def main() -> None:

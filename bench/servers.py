@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sections
+
 from shipyard.host.layout import HostLayout
 from shipyard.host.runtime import find_nginx, stop_runtime
 from shipyard.host.state import load_state
@@ -488,13 +490,7 @@ def report(
 
 
 def write_section(section: str) -> None:
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS.write_text(text)
+    sections.write_section(BENCHMARKS, BEGIN, END, section)
 
 
 def main() -> None:
