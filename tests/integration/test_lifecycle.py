@@ -15,8 +15,7 @@ import pytest
 
 from shipyard.errors import LockHeld
 from shipyard.host.state import app_lock, load_state
-from shipyard.host.supervisor import Supervisor
-from shipyard.targets.base import UP_STATES
+from shipyard.host.supervisor import UP_STATES, Supervisor
 
 if TYPE_CHECKING:
     from conftest import Deployment

@@ -18,7 +18,7 @@ from shipyard.host.layout import HostLayout
 from shipyard.host.render import NginxBinary
 from shipyard.host.servers import Servers
 from shipyard.host.steps import Command, Result, Step, Symlink, Upload
-from shipyard.host.supervisor import ProcessInfo, SupervisorClient
+from shipyard.host.supervisor import UP_STATES, ProcessInfo, SupervisorClient
 
 FAKE_HOST = "fake"
 NGINX = NginxBinary("/usr/sbin/nginx", None, None)
@@ -179,7 +179,8 @@ class FakeSupervisor:
     def status_at(self, socket: Path) -> int | None:
         """The HTTP status a request on `socket` gets; None if no running program binds it."""
         for program in self.programs.values():
-            running = program.state == "RUNNING" and program.name not in self.hanging
+            # STARTING: spawned, within its startsecs; it has bound its socket as RUNNING has
+            running = program.state in UP_STATES and program.name not in self.hanging
             if program.socket == str(socket) and running:
                 return self.answers.get(program.name, 200)
         return None

@@ -373,3 +373,39 @@ def test_a_release_command_that_cannot_import_the_app_says_it_is_the_app(host: F
     assert failed.value.hint is not None
     assert "ModuleNotFoundError: No module named 'reportlab'" in failed.value.hint
     assert "not the command's" in failed.value.hint and "Fix the command" not in failed.value.hint
+
+
+@pytest.mark.parametrize(
+    ("state", "reused"), [("RUNNING", True), ("STARTING", True), ("BACKOFF", False)]
+)
+def test_a_release_kept_warm_is_reused_while_it_is_up(
+    host: FakeHost, state: str, reused: bool
+) -> None:
+    """A rollback inside the window reuses the release still running on the idle slot, also
+    within its startsecs (STARTING: it served a moment ago); one that is down starts anew."""
+    app = _app(host)
+    _live_on_blue(host, app)
+    assert _switch(host, app, "r2", ("r1", "blue")).run() == Outcome("r2", "green", "r1")
+    host.supervisor.programs["flaskr-web-blue"].state = state  # kept warm, not retired
+    pid = host.supervisor.programs["flaskr-web-blue"].pid
+    host.journal.clear()
+    back = Switch(
+        host.conn,
+        host.supervisor,
+        app,
+        "r1",
+        config={"SECRET_KEY": "s3"},
+        listen=LISTEN,
+        live=("r2", "green"),
+        run_release_command=False,
+        servers=host.servers,
+        nginx_check_timeout=0.05,
+        warm=True,
+    )
+    assert back.slot == "blue"
+    back.stage()
+    assert back.warm_reused is reused
+    started = "supervisor start flaskr-web-blue" in host.journal
+    assert started is not reused
+    if reused:
+        assert host.supervisor.programs["flaskr-web-blue"].pid == pid

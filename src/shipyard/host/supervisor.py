@@ -19,7 +19,9 @@ NOT_RUNNING = 70
 ALREADY_STARTED = 60
 STILL_RUNNING = 91
 
-RUNNING_STATES = {"RUNNING"}
+# up: RUNNING, or STARTING (within its startsecs: it may already serve, as a release kept
+# warm a moment after it served does)
+UP_STATES = ("RUNNING", "STARTING")
 FAILED_STATES = {"FATAL", "EXITED", "BACKOFF", "UNKNOWN"}
 
 

@@ -32,7 +32,7 @@ from shipyard.host.runtime import ReloadHandle
 from shipyard.host.scale import load_scale, scaled
 from shipyard.host.servers import SERVERS, Servers
 from shipyard.host.steps import Command, Connection, Symlink, Upload, as_user
-from shipyard.host.supervisor import FAILED_STATES, ProcessInfo, SupervisorClient
+from shipyard.host.supervisor import FAILED_STATES, UP_STATES, ProcessInfo, SupervisorClient
 from shipyard.spec.model import ServerType, Spec
 
 RELEASE_COMMAND_TIMEOUT = 1800
@@ -248,7 +248,7 @@ class Switch:
         """Every process of the release runs on the idle slot (kept warm since it served)."""
         names = slot_names(self.procs, self.spec, self.slot)
         infos = [self.procs.process(name) for name in names]
-        return all(info is not None and info.state == "RUNNING" for info in infos)
+        return all(info is not None and info.state in UP_STATES for info in infos)
 
     def retire_old(self) -> None:
         """Once nginx's old workers have finished their requests, or the WebSockets still

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from shipyard.events import Progress
+from shipyard.host.supervisor import UP_STATES
 from shipyard.plan import Plan
 from shipyard.spec.model import Spec
 
@@ -46,9 +47,6 @@ class Restarted:
     release: str
     hosts: list[str]
     slot: str = ""
-
-
-UP_STATES = ("RUNNING", "STARTING")
 
 
 @dataclass(frozen=True)
