@@ -8,6 +8,7 @@ SHIPYARD_CACHE keeps the wheel for the rest of the run.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -119,7 +120,12 @@ def _deploy_redeploy_rollback(
     with deployment.under_load(path) as load:
         load.wait_for_more(10)
         code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+        # the loop shares this process (and its GIL) with the deploy: on a loaded machine it
+        # may be a while before it has asked the new release enough times
+        deadline = time.monotonic() + 30
         load.wait_for_more(20)
+        while "second version" not in load.bodies and time.monotonic() < deadline:
+            load.wait_for_more(5)
     assert code == 0, err
     status, body, second = deployment.get(path)
     assert (status, body) == (200, "second version")
