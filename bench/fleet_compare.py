@@ -41,6 +41,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
+import sections
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "flask-factory"
 FLEET_DIR = ROOT / "bench" / "fleet"
@@ -869,15 +871,7 @@ def bytes_goal(shipyard: list[Result]) -> list[str]:
 
 
 def write_section(section: str, begin: str = BEGIN, end: str = END) -> None:
-    """Put `section` (which starts with `begin` and ends with `end`) into BENCHMARKS.md in
-    place of the one between those markers, or at the end."""
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + section.rstrip("\n") + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    BENCHMARKS.write_text(text)
+    sections.write_section(BENCHMARKS, begin, end, section)
 
 
 def dump(results: Iterable[Result]) -> None:

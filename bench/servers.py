@@ -148,6 +148,12 @@ def deploy(home: Path, work: Path, server: Server, port: int) -> Path:
 
 def wrk(port: int, path: str, seconds: float) -> float:
     """Requests per second; errors (non-2xx, socket errors) make the run fail."""
+    return wrk_url(f"http://127.0.0.1:{port}{path}", seconds)
+
+
+def wrk_url(url: str, seconds: float, host: str = "") -> float:
+    """wrk's rate on any URL (with a Host header when `host` is given); errors (non-2xx,
+    socket errors) make the run fail."""
     out = subprocess.run(
         [
             "wrk",
@@ -156,7 +162,8 @@ def wrk(port: int, path: str, seconds: float) -> float:
             f"-d{int(seconds)}s",
             "--timeout",
             "5s",
-            f"http://127.0.0.1:{port}{path}",
+            *(("-H", f"Host: {host}") if host else ()),
+            url,
         ],
         capture_output=True,
         text=True,
@@ -164,7 +171,7 @@ def wrk(port: int, path: str, seconds: float) -> float:
         check=True,
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors on :{port}{path}:\n{out}")
+        raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if found is None:
         raise RuntimeError(f"no rate in wrk's output:\n{out}")

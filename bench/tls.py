@@ -45,6 +45,7 @@ from servers import (
     machine,
     shipyard,
     wait_http,
+    wrk_url,
 )
 
 from shipyard.host.layout import HostLayout
@@ -141,33 +142,6 @@ def deploy(home: Path, work: Path, route: Route, chain: Path, key: Path) -> None
     shipyard(home, "deploy", str(project), "--skip-tests")
 
 
-def wrk_url(url: str, seconds: float) -> float:
-    """wrk's rate on any URL (servers.wrk takes a plain port only)."""
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{WRK_THREADS}",
-            f"-c{WRK_CONNECTIONS}",
-            f"-d{int(seconds)}s",
-            "--timeout",
-            "5s",
-            "-H",
-            f"Host: {HOST}",
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 30,
-        check=True,
-    ).stdout
-    if "Non-2xx" in out or "Socket errors" in out:
-        raise RuntimeError(f"wrk saw errors on {url}:\n{out}")
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if found is None:
-        raise RuntimeError(f"no rate in wrk's output:\n{out}")
-    return float(found.group(1))
-
-
 def h2load(url: str, requests: int, h1: bool) -> float:
     """h2load's rate over `requests` requests: one stream per connection, as many
     connections as wrk opens (a count, not -D: h2load 1.52's timed mode never ends over
@@ -235,8 +209,8 @@ def run(quick: bool) -> tuple[Rates, dict[str, int]]:
                     route.server,
                     WAYS[0],
                     WAYS[1],
-                    partial(wrk_url, plain, seconds),
-                    partial(wrk_url, https, seconds),
+                    partial(wrk_url, plain, seconds, HOST),
+                    partial(wrk_url, https, seconds, HOST),
                 ),
                 Pair(
                     route.server,

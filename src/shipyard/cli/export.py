@@ -130,9 +130,9 @@ def kubernetes(
     tls = spec.tls_for(target) if target is not None else spec.tls
     certificate = None
     if tls is not None and tls.mode == "files" and not spec.kubernetes.tls_secret_name(spec.name):
-        upload = tls_upload(root, spec, target or "", spec.listen)
-        assert upload.certificate is not None and upload.key is not None  # mode files
-        certificate = k8s.Certificate(upload.certificate.decode(), upload.key.decode())
+        upload = tls_upload(root, spec, target or "", spec.listen)  # mode files: both read
+        if upload.certificate is not None and upload.key is not None:
+            certificate = k8s.Certificate(upload.certificate.decode(), upload.key.decode())
     rendered = k8s.render(spec, image_ref or f"{spec.name}:latest", tree, values, tls, certificate)
     files, state = write_export(rendered, directory, force)
     views.exported(Written(directory, files, rendered.resources, state, generated, target))
