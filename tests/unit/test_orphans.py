@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.host import handover, orphans, render
+from shipyard.host import handover, orphans, render, sockdiag
 from shipyard.host.layout import HostLayout
 from shipyard.host.orphans import Facts, Proc
 
@@ -43,8 +43,11 @@ Num       RefCount Protocol Flags    Type St Inode Path
 
 
 def test_tcp_listeners_are_the_listening_sockets_only() -> None:
-    assert orphans.tcp_listeners(TCP) == [("127.0.0.1", 8080, 2124771), ("0.0.0.0", 80, 3000)]
-    [(address, port, inode)] = orphans.tcp_listeners(TCP6)
+    assert sockdiag.parse_proc_net_tcp(TCP) == [
+        ("127.0.0.1", 8080, 2124771),
+        ("0.0.0.0", 80, 3000),
+    ]
+    [(address, port, inode)] = sockdiag.parse_proc_net_tcp(TCP6)
     assert (port, inode) == (8081, 4000) and address == "[0000:0000:0000:0000:0000:0000:0000:0001]"
 
 

@@ -172,11 +172,13 @@ def test_the_first_deploy_runs_setup_then_release_and_later_ones_release_only(
     told = Silent()
     _deploy(host, app, "r1", progress=told)
     assert _one_offs(host) == [tuple(INIT_DB.split()), tuple(UPGRADE.split())]
-    # in the new release's environment, before its server starts
+    # in the new release's environment: the setup before its server starts, the release
+    # command before the server, started held meanwhile, starts its workers
     assert host.conn.commands[0] == _command(app, "r1", "blue", INIT_DB)
     ran = [i for i, line in enumerate(host.journal) if line.startswith("run ")]
     assert "init-db" in host.journal[ran[0]] and "upgrade" in host.journal[ran[1]]
-    assert ran[1] < host.journal.index("supervisor start flaskr-web-blue")
+    assert ran[0] < host.journal.index("supervisor start flaskr-web-blue")
+    assert ran[1] < host.journal.index(f"remove {app.hold_file('blue')}")
     record = load_setup(app)
     assert record is not None and (record.release, record.command, record.how) == (
         "r1",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 from fakes import FakeHost, Removed
@@ -87,14 +89,55 @@ def test_stage_writes_a_private_env_file_and_starts_the_idle_slot_healthy(
     )
 
 
-def test_the_release_command_runs_in_the_new_release_before_it_starts(host: FakeHost) -> None:
+def test_gunicorn_starts_held_while_the_release_command_runs(host: FakeHost) -> None:
     app = _app(host, make_spec(release="flask --app flaskr init-db"))
     launcher = str(app.host.launcher)
     host.conn.answer((launcher,))
     _switch(host, app, "r1", release_command=True).stage()
     prefix = (launcher, str(app.env_file("blue")), str(app.release("r1")))
+    command = f"run {shlex.join((*prefix, 'flask', '--app', 'flaskr', 'init-db'))}"
     assert host.conn.commands == [(*prefix, "flask", "--app", "flaskr", "init-db")]
+    hold = app.hold_file("blue")
+    order = [f"put {hold}", "supervisor start flaskr-web-blue", command, f"remove {hold}"]
+    assert [line for line in host.journal if line in order] == order
+    assert host.conn.modes[PurePosixPath(hold)] == 0o644  # read by the app's user
     assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"server": {"type": "uwsgi"}},  # runs the app as it starts: nothing to hold it
+        {"processes": {"worker": "python worker.py"}},  # a worker would start with it
+    ],
+)
+def test_otherwise_the_release_command_runs_before_the_slot_starts(
+    host: FakeHost, fields: dict[str, Any]
+) -> None:
+    app = _app(host, make_spec(release="flask --app flaskr init-db", **fields))
+    host.conn.answer((str(app.host.launcher),))
+    _switch(host, app, "r1", release_command=True).stage()
+    [command] = [line for line in host.journal if line.startswith("run ")]
+    assert host.journal.index(command) < host.journal.index("supervisor update")
+    assert not any(line.startswith(f"put {app.hold_file('blue')}") for line in host.journal)
+    # a hold left by a command that was killed holding the slot is removed
+    assert f"remove {app.hold_file('blue')}" in host.journal
+
+
+def test_a_failed_release_command_stops_the_held_server_before_its_hold_goes(
+    host: FakeHost,
+) -> None:
+    app = _app(host, make_spec(release="flask --app flaskr init-db"))
+    _live_on_blue(host, app)
+    host.conn.answer((str(app.host.launcher),), exit_code=2, stdout="no such table")
+    with pytest.raises(CommandFailed, match="the release command failed"):
+        _switch(host, app, "r2", ("r1", "blue"), release_command=True).stage()
+    assert "flaskr-web-green" not in host.supervisor.programs
+    removed_program = f"remove {app.program_file('green')}"
+    assert host.journal.index(removed_program) < host.journal.index(
+        f"remove {app.hold_file('green')}"
+    )
+    assert PurePosixPath(app.hold_file("green")) not in host.conn.files
 
 
 def test_a_source_tree_s_release_runs_in_its_tree_with_it_on_the_path(host: FakeHost) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 from shipyard.errors import UsageError
 from shipyard.host.artifact import TREE
 
+HOLD_SUFFIX = ".hold"  # after a socket's path: its hold file (gunicorn.conf.py.j2)
+
 # Linux unix socket paths must fit sockaddr_un.sun_path (108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
 SLOTS = ("blue", "green")
@@ -204,6 +206,11 @@ class AppLayout:
 
     def socket(self, slot: str) -> Path:
         return self.run / f"{slot}.sock"
+
+    def hold_file(self, slot: str) -> Path:
+        """While it names a live process, a gunicorn started on the slot's socket forks no
+        worker (Switch, while the release command runs)."""
+        return self.run / f"{slot}.sock{HOLD_SUFFIX}"
 
     def program(self, process: str, slot: str) -> str:
         return f"{self.name}-{process}-{slot}"

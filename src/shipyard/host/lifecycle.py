@@ -349,6 +349,16 @@ def commit(
     return outcome
 
 
+def ready_runtime(
+    target: Machine, app: AppLayout, state: AppState, progress: Progress | None
+) -> tuple[SupervisorClient, AppState]:
+    """The base's supervisord and nginx up with current configs, what died left running taken
+    over, and the app's servers such a death orphaned retired: the client, and the state as
+    it is then."""
+    supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
+    return supervisor, recover_orphans(target, supervisor, app, state, progress)
+
+
 def recover_orphans(
     target: Machine,
     supervisor: SupervisorClient,
@@ -456,8 +466,7 @@ def rollback(
         release_id = rollback_target(app, state, to)
         later: list[Callable[[], None]] = []
         with progress.stage(f"switch to {release_id}"):
-            supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
-            state = recover_orphans(target, supervisor, app, state, progress)
+            supervisor, state = ready_runtime(target, app, state, progress)
             outcome = switch(
                 target,
                 supervisor,
@@ -522,8 +531,7 @@ def restart(
                 target.conn.put(config_upload(app, config))
             return None
         with progress.stage(f"{action}: start {state.live} with the new settings"):
-            supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
-            state = recover_orphans(target, supervisor, app, state, progress)
+            supervisor, state = ready_runtime(target, app, state, progress)
             assert state.live is not None
             outcome = switch(
                 target, supervisor, app, state.live, state, action, release_cmd=False, config=config
@@ -562,9 +570,8 @@ def start(
             raise UsageError(
                 f"app {spec.name} has never been deployed here.", hint="Run 'shipyard deploy'."
             )
-        supervisor = target.servers.ensure_runtime(target.conn, target.host, target.run_as)
         notes: list[str] = []
-        state = recover_orphans(target, supervisor, app, state, _Notes(notes))
+        supervisor, state = ready_runtime(target, app, state, KeptNotes(notes))
         procs = target.procs(supervisor, app)
         names = _programs(procs, app, state)
         procs.start(names)
@@ -572,8 +579,9 @@ def start(
     return names + notes
 
 
-class _Notes:
-    """A Progress that keeps the notes (start reports them with what it started)."""
+class KeptNotes:
+    """A Progress that keeps the notes, to be shown later (start reports them with what it
+    started; a deploy, from the thread that shows its stages)."""
 
     def __init__(self, notes: list[str]) -> None:
         self.notes = notes

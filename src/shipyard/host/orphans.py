@@ -2,7 +2,7 @@
 its pid files. The facts heal.py decides from; the parsers are pure, `observe()` reads.
 
 A process is found by what it holds, never by its name alone: a listening TCP socket on a
-port of the base's nginx sites (/proc/net/tcp, matched to /proc/<pid>/fd by inode), a
+port of the base's nginx sites (sockdiag.py, matched to /proc/<pid>/fd by inode), a
 listening unix socket under the base (/proc/net/unix), or the pid in a pid file.
 """
 
@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from shipyard.host import sockdiag
 from shipyard.host.layout import HostLayout
 from shipyard.host.supervisor import SupervisorClient
 
-TCP_LISTEN = "0A"
 UNIX_ACCEPTCON = 0x10000  # __SO_ACCEPTCON: the socket listens
 _LISTEN_DIRECTIVE = re.compile(r"^\s*listen\s+([^;\s]+)", re.M)
 _SOCKET_LINK = re.compile(r"^socket:\[(\d+)\]$")
@@ -94,25 +94,6 @@ def site_ports(confs: Iterable[str]) -> set[int]:
             if port.isdigit():
                 ports.add(int(port))
     return ports
-
-
-def tcp_listeners(text: str) -> list[tuple[str, int, int]]:
-    """(address, port, inode) of each listening socket in /proc/net/tcp or tcp6."""
-    found = []
-    for line in text.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) < 10 or fields[3] != TCP_LISTEN:
-            continue
-        address, _, port = fields[1].partition(":")
-        found.append((_ip(address), int(port, 16), int(fields[9])))
-    return found
-
-
-def _ip(hex_address: str) -> str:
-    if len(hex_address) == 8:
-        return ".".join(str(b) for b in reversed(bytes.fromhex(hex_address)))
-    words = [bytes.fromhex(hex_address[i : i + 8])[::-1].hex() for i in range(0, 32, 8)]
-    return "[" + ":".join(w[i : i + 4] for w in words for i in (0, 4)) + "]"
 
 
 def unix_listeners(text: str) -> list[tuple[str, int]]:
@@ -241,12 +222,7 @@ def observe(host: HostLayout, supervisor: SupervisorClient) -> Facts:
                 nginx = info.pid
     confs = [_read(p) for p in sorted(host.nginx_sites.glob("*.conf"))]
     ports = set() if host.system_nginx else site_ports(confs)
-    tcp = [
-        entry
-        for name in ("tcp", "tcp6")
-        for entry in tcp_listeners(_read(Path(f"/proc/net/{name}")))
-        if entry[1] in ports
-    ]
+    tcp = [entry for entry in sockdiag.tcp_listening() if entry[1] in ports]
     base = f"{host.base}/"
     unix = [e for e in unix_listeners(_read(Path("/proc/net/unix"))) if e[0].startswith(base)]
     holders = socket_holders({inode for *_, inode in tcp} | {inode for _, inode in unix})
@@ -316,12 +292,7 @@ def children(pid: int) -> set[int]:
 def port_inodes(host: HostLayout) -> set[int]:
     """The listening sockets on the ports of the base's nginx sites."""
     ports = site_ports(_read(p) for p in sorted(host.nginx_sites.glob("*.conf")))
-    return {
-        inode
-        for name in ("tcp", "tcp6")
-        for _, port, inode in tcp_listeners(_read(Path(f"/proc/net/{name}")))
-        if port in ports
-    }
+    return {inode for _, port, inode in sockdiag.tcp_listening() if port in ports}
 
 
 def _socket_inodes(pid: int) -> set[int]:
@@ -345,12 +316,7 @@ def workers_hold_ports(master: int, host: HostLayout | None) -> bool:
 
 def who_holds(port: int) -> str | None:
     """ "pid N (command line)" of each process listening on TCP `port`, None if none is."""
-    inodes = {
-        inode
-        for name in ("tcp", "tcp6")
-        for _, listened, inode in tcp_listeners(_read(Path(f"/proc/net/{name}")))
-        if listened == port
-    }
+    inodes = {inode for _, listened, inode in sockdiag.tcp_listening() if listened == port}
     pids = sorted({pid for held in socket_holders(inodes).values() for pid, _ in held})
     procs = [p for p in (read_proc(pid) for pid in pids) if p is not None]
     return "; ".join(f"pid {p.pid} ({' '.join(p.cmdline.split())})" for p in procs) or None

@@ -162,10 +162,13 @@ class Switch:
                     "and deploy again.",
                 )
                 self.setup_ran = True
-            if self.run_release_command and self.spec.release and self.spec.django is not None:
+            releasing = self.run_release_command and bool(self.spec.release)
+            if releasing and self.spec.django is not None:
                 self._start_new_while_releasing()
+            elif releasing and self._can_hold():
+                self._start_held_while_releasing()
             else:
-                if self.run_release_command and self.spec.release:
+                if releasing:
                     self._release_command()
                 self._start_new()
             faults.point("switch:after-start")
@@ -342,6 +345,28 @@ class Switch:
             self.abort()
             raise failed
 
+    def _can_hold(self) -> bool:
+        """The slot runs gunicorn alone: held, it runs none of the app's code (its workers
+        do), and no other process would start with it."""
+        return self.spec.server.type.on_gunicorn and not programs.workers(self.spec)
+
+    def _start_held_while_releasing(self) -> None:
+        """gunicorn starts and binds the new slot's socket while the release command runs,
+        but forks its workers only once the command has succeeded (its config's
+        `when_ready` waits while the hold file names this process): the app's code runs
+        after the command, as it would have started after it, sooner by the server's own
+        start-up. If the command fails, the slot stops with no worker started."""
+        hold = _posix(self.app.hold_file(self.slot))
+        self.conn.put(Upload(f"{os.getpid()}\n".encode(), hold, mode=0o644))
+        try:
+            self._start_new(held=True)
+            self._release_command()
+        except BaseException:
+            self.abort()  # before the hold goes: no worker starts
+            raise
+        finally:
+            self.conn.remove(hold)
+
     def _one_off(self, command: str, *, what: str, hint: str) -> None:
         """Run the spec's setup or release command in the new release's environment."""
         argv = (
@@ -380,7 +405,9 @@ class Switch:
     def _slot_run(self) -> SlotRun:
         return SlotRun(self.spec, self.release_id, self.slot, self.tree, self.scale.get("web"))
 
-    def _start_new(self) -> None:
+    def _start_new(self, *, held: bool = False) -> None:
+        """Start the slot's processes; unless `held`, with no hold file left from a command
+        that was killed while it held the slot."""
         self._started = True
         names = slot_names(self.procs, self.spec, self.slot)
         # The idle slot may still be finishing requests from the release retired just before.
@@ -388,6 +415,8 @@ class Switch:
             self.procs.wait_stopped(name, self.spec.server.graceful_timeout + 10)
         self.procs.define(self._slot_run())
         self.conn.remove(_posix(self.app.socket(self.slot)))
+        if not held:
+            self.conn.remove(_posix(self.app.hold_file(self.slot)))
         self._mark_output()
         self.procs.apply()
         self.procs.start(names)

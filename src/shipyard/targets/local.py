@@ -187,13 +187,18 @@ class LocalTarget:
                     "tests skipped"
                     + (" (--skip-tests)" if skip_tests else " (tests.enabled = false)")
                 )
-            # Build and install touch nothing that serves, so they overlap the test run; the
-            # switch waits for a green suite.
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            # Build and install touch nothing that serves, so they overlap the test run and
+            # the runtime's check (which shows its notes once they are done); the switch
+            # waits for a green suite.
+            notes: list[str] = []
+            with ThreadPoolExecutor(max_workers=2) as pool:
                 tests = (
                     pool.submit(run_tests, machine.conn, self.project, spec, self.cache, inputs)
                     if run_gate
                     else None
+                )
+                ready = pool.submit(
+                    ops.ready_runtime, machine, app, load_state(app), ops.KeptNotes(notes)
                 )
                 with progress.stage("build"):
                     artifact = artifacts.build(machine.conn, self.project, spec, self.cache, inputs)
@@ -212,20 +217,21 @@ class LocalTarget:
                         if fresh:  # no release the state does not know is left behind
                             remove_release(app, artifact.id)
                         raise
+                with progress.stage("runtime"):
+                    supervisor, _ = ready.result()
+                    for note in notes:
+                        progress.note(note)
+                    previous_tls = tls.load(app)
+                    tls.apply(
+                        app,
+                        https.settings,
+                        certificate=https.certificate,
+                        key=https.key,
+                        ca_bundle=https.ca_bundle,
+                    )
             state = load_state(app)
             ops.record_installed(state, artifact)
             save_state(app, state)
-            with progress.stage("runtime"):
-                supervisor = runtime.ensure_runtime(machine.conn, machine.host, machine.run_as)
-                state = ops.recover_orphans(machine, supervisor, app, state, progress)
-                previous_tls = tls.load(app)
-                tls.apply(
-                    app,
-                    https.settings,
-                    certificate=https.certificate,
-                    key=https.key,
-                    ca_bundle=https.ca_bundle,
-                )
             later: list[Callable[[], None]] = []  # run after the stages: none shows progress
             with progress.stage("release + switch"):
                 outcome = ops.switch(

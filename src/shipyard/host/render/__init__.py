@@ -11,7 +11,7 @@ from pathlib import Path, PurePath
 import jinja2
 
 from shipyard.host import programs
-from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.layout import HOLD_SUFFIX, AppLayout, HostLayout
 from shipyard.spec.model import ServerType, Spec
 
 _TEMPLATES = jinja2.PackageLoader("shipyard.host.render", "templates")
@@ -505,6 +505,7 @@ def server_files(
             keepalive=SERVER_KEEPALIVE,
             umask=f"0o{0o777 & ~socket_mode:03o}",
             pythonpath=str(release_dir) if server is ServerType.AIOHTTP else "",
+            hold_suffix=HOLD_SUFFIX,
         )
     }
     if server is ServerType.AIOHTTP:

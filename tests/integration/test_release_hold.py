@@ -1,0 +1,101 @@
+"""gunicorn starts while the release command runs, held: it binds its socket, but its workers
+(which import the app) start only once the command has succeeded, and never if it fails.
+Real nginx, supervisord and gunicorn; times are read from /proc, on the kernel's clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from shipyard.host.orphans import children
+from shipyard.host.state import load_state
+from shipyard.host.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from conftest import Deployment
+
+pytestmark = pytest.mark.slow
+
+TICKS = os.sysconf("SC_CLK_TCK")
+TICK = 1 / TICKS
+
+
+def _started(pid: int) -> float:
+    """Seconds since boot when `pid` started, as /proc/uptime counts them."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[19]) / TICKS
+
+
+@pytest.fixture
+def marks() -> Iterator[Path]:
+    where = Path(tempfile.mkdtemp(prefix="sy-hold-", dir="/tmp"))
+    where.chmod(0o1777)  # the release command runs as the app's user
+    yield where
+    for path in where.iterdir():
+        path.unlink()
+    where.rmdir()
+
+
+def _with_release(deployment: Deployment, command: str) -> None:
+    spec = deployment.project / "shipyard.toml"
+    kept = [line for line in spec.read_text().splitlines() if not line.startswith("release")]
+    spec.write_text(f"release = {json.dumps(command)}\n" + "\n".join(kept) + "\n")
+
+
+def test_workers_start_once_the_release_command_has_succeeded(
+    deployment: Deployment, marks: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    done = marks / "done"
+    _with_release(deployment, f"sh -c 'sleep 1; cut -d\" \" -f1 /proc/uptime > {done}'")
+    deployment.set_greeting("held")
+    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+    assert code == 0, err
+    assert deployment.get("/version")[1] == "held"
+
+    app = deployment.app("flaskr")
+    info = Supervisor(app.host.supervisor_socket).process(
+        app.program("web", load_state(app).slot or "")
+    )
+    assert info is not None and info.pid
+    workers = children(info.pid)
+    finished = float(done.read_text())
+    assert len(workers) == 2
+    # the server started during the command's second of sleep; its workers after it
+    assert _started(info.pid) < finished - 0.5
+    assert all(_started(worker) >= finished - TICK for worker in workers)
+    assert not app.hold_file("blue").exists() and not app.hold_file("green").exists()
+
+
+def test_a_failed_release_command_stops_the_held_server_before_any_worker(
+    deployment: Deployment, marks: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    live = deployment.get("/version")[2]
+    app = deployment.app("flaskr")
+    idle = "green" if load_state(app).slot == "blue" else "blue"
+    log = app.logs / f"web-{idle}.log"
+    before = log.stat().st_size if log.exists() else 0
+
+    _with_release(deployment, "sh -c 'sleep 1; echo no schema; exit 3'")
+    deployment.set_greeting("never")
+    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+    assert code == 1 and "the release command failed" in err and "no schema" in err
+    assert deployment.get("/version")[2] == live
+
+    with log.open() as output:
+        output.seek(before)
+        started = output.read()
+    assert "Listening at" in started  # it was started, held
+    assert "Booting worker" not in started  # and stopped with none of the app's code run
+    stopped = Supervisor(app.host.supervisor_socket).process(app.program("web", idle))
+    assert stopped is None or stopped.state not in ("RUNNING", "STARTING")
+    assert not app.hold_file(idle).exists()
