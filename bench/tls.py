@@ -23,6 +23,7 @@ import argparse
 import datetime
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -176,6 +177,53 @@ def h2load(url: str, requests: int, h1: bool) -> float:
 Rates = dict[tuple[str, str], list[float]]  # (server, way) -> samples
 
 
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0  # exited
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def nginx_cpu(home: Path) -> float:
+    """CPU seconds nginx's workers (and master) under `home` have used so far."""
+    master = int((HostLayout(home).nginx_dir / "nginx.pid").read_text())
+    try:
+        workers = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        workers = []
+    return sum(_cpu_seconds(pid) for pid in [master, *map(int, workers)])
+
+
+def client_cpu() -> float:
+    """CPU seconds this script's finished children (wrk, h2load) have used so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Costs:
+    """CPU microseconds per request, nginx's and the client's, per (server, way)."""
+
+    nginx: Rates = field(default_factory=dict)
+    client: Rates = field(default_factory=dict)
+
+    def measured(
+        self,
+        key: tuple[str, str],
+        home: Path,
+        run: Callable[[], float],
+        seconds: float,
+        count: int | None,
+    ) -> float:
+        nginx_before, client_before = nginx_cpu(home), client_cpu()
+        rate = run()
+        requests = count if count is not None else rate * seconds
+        self.nginx.setdefault(key, []).append((nginx_cpu(home) - nginx_before) / requests * 1e6)
+        self.client.setdefault(key, []).append((client_cpu() - client_before) / requests * 1e6)
+        return rate
+
+
 @dataclass(frozen=True)
 class Pair:
     """One route and protocol: its plain run and its HTTPS run, measured side by side."""
@@ -185,14 +233,16 @@ class Pair:
     https_way: str
     plain: Callable[[], float]
     https: Callable[[], float]
+    count: int | None = None  # h2load's requests a run; wrk's are its rate times its seconds
 
 
-def run(quick: bool) -> tuple[Rates, dict[str, int]]:
+def run(quick: bool) -> tuple[Rates, Costs, dict[str, int]]:
     rounds, seconds = (1, 2) if quick else (9, 3)
     work = Path(tempfile.mkdtemp(prefix="sy-tls-bench-"))
     home = Path(tempfile.mkdtemp(prefix="sytls", dir="/tmp"))
     rates: Rates = {(route.server, way): [] for route in ROUTES for way in WAYS}
     counts: dict[str, int] = {}
+    costs = Costs()
     try:
         chain, key = make_certificate(work)
         pairs: list[Pair] = []
@@ -218,6 +268,7 @@ def run(quick: bool) -> tuple[Rates, dict[str, int]]:
                     WAYS[3],
                     partial(h2load, plain, count, True),
                     partial(h2load, https, count, False),
+                    count,
                 ),
             ]
         for pair in pairs:  # warm-up: workers, caches
@@ -228,15 +279,16 @@ def run(quick: bool) -> tuple[Rates, dict[str, int]]:
             for pair in pairs:
                 runs = [(pair.plain, pair.plain_way), (pair.https, pair.https_way)]
                 for measure, way in runs if index % 2 == 0 else runs[::-1]:
-                    rates[(pair.server, way)].append(measure())
+                    series = (pair.server, way)
+                    rates[series].append(costs.measured(series, home, measure, seconds, pair.count))
     finally:
         stop_runtime(HostLayout(home))
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-    return rates, {"rounds": rounds, "seconds": seconds, **counts}
+    return rates, costs, {"rounds": rounds, "seconds": seconds, **counts}
 
 
-def report(rates: Rates, setup: dict[str, int], quick: bool) -> str:
+def report(rates: Rates, costs: Costs, setup: dict[str, int], quick: bool) -> str:
     lines = [
         BEGIN,
         "## HTTPS against plain HTTP through shipyard's nginx",
@@ -275,6 +327,25 @@ def report(rates: Rates, setup: dict[str, int], quick: bool) -> str:
                 f"| {name} | {protocol} | {tool} | {statistics.median(plain_runs):.0f} "
                 f"| {statistics.median(https_runs):.0f} | {ratio:.2f} |"
             )
+    lines += [
+        "",
+        "What each request cost in CPU, in microseconds (medians): nginx's workers, which is",
+        "what HTTPS costs the server, and the client's, which shares the cores here and would",
+        "not on a real deployment.",
+        "",
+        "| route | protocol | nginx, plain | nginx, HTTPS | client, plain | client, HTTPS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for route in ROUTES:
+        for protocol, (plain_way, https_way) in (("HTTP/1.1", WAYS[:2]), ("HTTP/2", WAYS[2:])):
+            cells = [
+                f"{statistics.median(spent[(route.server, way)]):.1f}"
+                for spent in (costs.nginx, costs.client)
+                for way in (plain_way, https_way)
+            ]
+            lines.append(
+                f"| {route.server} `{route.path}` | {protocol} | " + " | ".join(cells) + " |"
+            )
     lines += ["", "Raw samples (req/s):", ""]
     for (server, way), values in rates.items():
         lines.append(f"- {server}, {way}: " + ", ".join(f"{v:.0f}" for v in values))
@@ -291,8 +362,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one short round")
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     args = parser.parse_args()
-    rates, setup = run(args.quick)
-    section = report(rates, setup, args.quick)
+    rates, costs, setup = run(args.quick)
+    section = report(rates, costs, setup, args.quick)
     if not args.no_write:
         write_section(section)
     print(section)
