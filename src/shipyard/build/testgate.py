@@ -10,6 +10,7 @@ from pathlib import Path
 from shipyard.build.artifact import BuildInputs
 from shipyard.build.buildenv import ensure_venv, env_key
 from shipyard.build.django_static import build_env
+from shipyard.build.pycache import bytecode_env
 from shipyard.errors import TestsFailed
 from shipyard.host.steps import Command, Connection
 from shipyard.spec.model import Spec
@@ -33,19 +34,24 @@ def run_tests(conn: Connection, project: Path, spec: Spec, cache: Path, inputs: 
     if marker.exists():
         return "passed before for this exact source, lock and command (cached)"
     venv = _ensure_test_venv(conn, spec, cache, inputs)
-    import_root = project / "src" if (project / "src" / spec.top_package).is_dir() else project
+    root = project.resolve()  # as the run's working directory names its files
+    import_root = root / "src" if (root / "src" / spec.top_package).is_dir() else root
+    # no bytecode in the project's tree: a deploy leaves it as it found it
+    bytecode = bytecode_env(
+        cache / "pycache", root, inputs.files, same_python=inputs.python.is_shipyards_own
+    )
     env = {
         "PATH": f"{venv}/bin:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "VIRTUAL_ENV": str(venv),
         "PYTHONPATH": str(import_root),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        # nor pytest's cache: a deploy leaves the project's tree as it found it
+        **bytecode,
+        # nor pytest's cache
         "PYTEST_ADDOPTS": f"{os.environ.get('PYTEST_ADDOPTS', '')} -p no:cacheprovider".strip(),
         **build_env(spec),
         **spec.env,
     }
     argv = tuple(shlex.split(spec.tests.command))
-    result = conn.run(Command(argv, cwd=str(project), env=env, timeout=TEST_TIMEOUT))
+    result = conn.run(Command(argv, cwd=str(root), env=env, timeout=TEST_TIMEOUT))
     if not result.ok:
         raise TestsFailed(
             f"the app's tests failed, so nothing was deployed (exit {result.exit_code}: "
