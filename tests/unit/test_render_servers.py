@@ -229,3 +229,11 @@ def test_every_server_stops_on_term_but_uwsgi_on_int() -> None:
         signal = "INT" if server is ServerType.UWSGI else "TERM"
         assert f"\nstopsignal = {signal}\n" in conf.split("[program:")[1]
         assert "\nstopwaitsecs = 25\n" in conf  # graceful_timeout + 5
+
+
+def test_every_template_can_be_compiled_ahead_of_its_use() -> None:
+    """The warm-start server compiles them once (cli/warm.py), for every command it forks."""
+    render.compile_templates()
+    assert render._ENV.cache is not None
+    compiled = {template.name for template in render._ENV.cache.values()}
+    assert {"site.conf.j2", "program.conf.j2", "gunicorn.conf.py.j2"} <= compiled

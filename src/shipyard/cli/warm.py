@@ -164,6 +164,9 @@ def _preload() -> bool:
             importlib.import_module(name)
         except Exception as err:  # a module that cannot load here is loaded by its command
             _log(f"not preloaded: {name}: {err}")
+    from shipyard.host.render import compile_templates
+
+    compile_templates()  # jinja2 compiles a template at its first use: in each command
     return "shipyard.cli.commands" in sys.modules
 
 

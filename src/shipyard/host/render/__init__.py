@@ -23,6 +23,13 @@ _ENV = jinja2.Environment(
 )
 
 
+def compile_templates() -> None:
+    """Compile every template now (a process that forks per command does it once for all)."""
+    for name in _TEMPLATES.list_templates():
+        if name.endswith(".j2"):
+            _ENV.get_template(name)
+
+
 def _render(template: str, **context: object) -> str:
     return _ENV.get_template(template).render(**context)
 
