@@ -29,9 +29,9 @@ class Arbiter:
         self.cfg = type("Config", (), {"bind": binds})()
         self.halted = False
 
-    def halt(self) -> None:
+    def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
         self.halted = True
-        raise SystemExit(0)
+        raise SystemExit(exit_status)
 
 
 def _when_ready() -> Callable[[Arbiter], None]:
@@ -60,7 +60,8 @@ def test_a_hold_naming_a_live_process_waits_until_it_is_removed(tmp_path: Path) 
     assert _timed(_when_ready(), Arbiter([f"unix:{tmp_path}/blue.sock"])) >= 0.45
 
 
-def test_a_hold_whose_process_is_gone_holds_nothing(tmp_path: Path) -> None:
+def test_a_hold_left_by_a_process_that_is_gone_stops_the_server(tmp_path: Path) -> None:
+    """Its deploy died before the release command had succeeded: no worker may start."""
     gone = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         check=True,
@@ -68,7 +69,10 @@ def test_a_hold_whose_process_is_gone_holds_nothing(tmp_path: Path) -> None:
         text=True,
     )
     (tmp_path / "blue.sock.hold").write_text(gone.stdout)
-    assert _timed(_when_ready(), Arbiter([f"unix:{tmp_path}/blue.sock"])) < 0.5
+    arbiter = Arbiter([f"unix:{tmp_path}/blue.sock"])
+    with pytest.raises(SystemExit):
+        _when_ready()(arbiter)
+    assert arbiter.halted
 
 
 def test_a_stop_while_held_halts_the_server(tmp_path: Path) -> None:
