@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -99,3 +102,47 @@ def test_a_failed_release_command_stops_the_held_server_before_any_worker(
     stopped = Supervisor(app.host.supervisor_socket).process(app.program("web", idle))
     assert stopped is None or stopped.state not in ("RUNNING", "STARTING")
     assert not app.hold_file(idle).exists()
+
+
+def test_a_deploy_killed_during_its_release_command_never_starts_the_held_workers(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = str(deployment.project)
+    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
+    live = deployment.get("/version")[2]
+    app = deployment.app("flaskr")
+    idle = "green" if load_state(app).slot == "blue" else "blue"
+    log = app.logs / f"web-{idle}.log"
+    before = log.stat().st_size if log.exists() else 0
+
+    _with_release(deployment, "sh -c 'sleep 30'")
+    deployment.set_greeting("killed")
+    deploy = subprocess.Popen(
+        [sys.executable, "-m", "shipyard.cli", "deploy", project, "--skip-tests"],
+        env={**os.environ, "SHIPYARD_WARM": "0"},  # the process killed is the deploy itself
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while "Listening at" not in _since(log, before):  # started, held
+        assert time.monotonic() < deadline and deploy.poll() is None
+        time.sleep(0.05)
+    deploy.kill()
+    deploy.wait()
+    time.sleep(3)  # the held server's look at its hold, and supervisord's retries
+    output = _since(log, before)
+    assert "deploy is gone" in output and "Booting worker" not in output
+    assert deployment.get("/version")[2] == live
+
+    _with_release(deployment, "true")
+    code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
+    assert code == 0, err
+    assert deployment.get("/version")[1] == "killed"
+
+
+def _since(log: Path, offset: int) -> str:
+    if not log.exists():
+        return ""
+    with log.open() as output:
+        output.seek(offset)
+        return output.read()
