@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from shipyard.cli.launch import read_frames, server_key
+from shipyard.cli.launch import read_frames
+from shipyard.residents import server_key
 
 REPO = Path(__file__).resolve().parents[2]
 # the program as installed: its import path does not depend on the working directory

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shipyard.build import resident
 from shipyard.build.source import copy_files
 from shipyard.build.tools import fail, uv
 from shipyard.errors import BuildError
@@ -151,14 +152,15 @@ def _build_wheel(
         missing = [r for r in extra if r not in requires]
         if missing:  # e.g. setuptools asks for "wheel": added to this environment once
             install(conn, env, missing)
-        name = hooks.build_wheel(str(out))
+        # an in-tree backend (backend-path) is imported from the source: none is resident
+        name = None if backend_path else resident.build_wheel(env, backend, source, out)
+        if name is None:
+            name = hooks.build_wheel(str(out))
+    except resident.BackendFailed as failed:
+        raise _failed(project, backend, failed.output + failed.error, hint) from None
     except subprocess.CalledProcessError as err:
-        output = (err.output or b"").decode(errors="replace").strip().splitlines()[-40:]
-        raise BuildError(
-            f"cannot build the app's wheel from {project} (backend {backend}):\n"
-            + "\n".join(f"  | {line}" for line in output),
-            hint=hint,
-        ) from None
+        output = (err.output or b"").decode(errors="replace")
+        raise _failed(project, backend, output, hint) from None
     except Exception as err:  # the backend is missing or broken: pyproject_hooks' own errors
         raise BuildError(
             f"cannot build the app's wheel from {project} (backend {backend}): {err}.",
@@ -168,3 +170,12 @@ def _build_wheel(
     if not wheel.is_file():
         raise BuildError(f"the backend {backend} reported {name} but did not write it.")
     return wheel
+
+
+def _failed(project: Path, backend: str, output: str, hint: str) -> BuildError:
+    lines = output.strip().splitlines()[-40:]
+    return BuildError(
+        f"cannot build the app's wheel from {project} (backend {backend}):\n"
+        + "\n".join(f"  | {line}" for line in lines),
+        hint=hint,
+    )

@@ -9,32 +9,19 @@ from __future__ import annotations
 
 import marshal
 import os
-import resource
 import signal
 import socket
-import stat
 import sys
-import zlib
+
+from shipyard.residents import enabled, server_key, socket_dir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-SWITCH = "SHIPYARD_WARM"  # "0": never use nor start a server
-DIR_VARIABLE = "SHIPYARD_WARM_DIR"  # where the sockets live; default: see socket_dir
-LINGER_VARIABLE = "SHIPYARD_WARM_LINGER"  # seconds a server waits for the next command
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 ANSWER_TIMEOUT = 10.0  # seconds to wait for a server to fork the command
-_AT_START_UP = ("PYTHON", "LC_ALL", "LC_CTYPE", "LANG")  # what the interpreter reads once
-_LIMITS = (
-    resource.RLIMIT_NOFILE,
-    resource.RLIMIT_NPROC,
-    resource.RLIMIT_CORE,
-    resource.RLIMIT_AS,
-    resource.RLIMIT_FSIZE,
-    resource.RLIMIT_CPU,
-)
 
 
 def main() -> None:
@@ -47,48 +34,6 @@ def main() -> None:
         run_here(None)
     finally:
         start_server()
-
-
-def enabled() -> bool:
-    return os.environ.get(SWITCH, "1") != "0"
-
-
-def socket_dir() -> str | None:
-    """The user's private directory for the sockets, made 0700 if missing; None if it is not
-    private (another user could then reach the server, or plant one)."""
-    path = os.environ.get(DIR_VARIABLE)
-    if not path:
-        runtime = os.environ.get("XDG_RUNTIME_DIR")
-        if runtime and os.path.isdir(runtime):
-            path = os.path.join(runtime, "shipyard")
-        else:
-            path = f"/tmp/shipyard-{os.geteuid()}"
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-        info = os.lstat(path)
-    except OSError:
-        return None
-    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
-    return path if private and stat.S_IMODE(info.st_mode) & 0o077 == 0 else None
-
-
-def server_key(executable: str, path: list[str], environ: dict[str, str]) -> str:
-    """What makes two processes run a command alike: the same executable, import path,
-    PYTHON* and locale settings (read once, at start-up), groups, resource limits, and
-    network and mount namespaces (a socket's path reaches across them; a command must run
-    in its caller's).
-    Two checksums: a name, not a secret (the directory is private)."""
-    python = sorted((k, v) for k, v in environ.items() if k.startswith(_AT_START_UP))
-    spaces = []
-    for kind in ("net", "mnt"):
-        try:
-            spaces.append(os.readlink(f"/proc/self/ns/{kind}"))
-        except OSError:
-            spaces.append("")
-    groups = [os.getegid(), *sorted(os.getgroups())]
-    limits = [resource.getrlimit(limit) for limit in _LIMITS]
-    text = repr([executable, path, python, spaces, groups, limits]).encode()
-    return f"{zlib.crc32(text):08x}{zlib.adler32(text):08x}"
 
 
 def socket_path() -> str | None:

@@ -38,7 +38,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shipyard.cli.launch import LINGER_VARIABLE, frame, read_frames
+from shipyard.cli.launch import frame, read_frames
+from shipyard.residents import LINGER_VARIABLE
 
 LINGER = 600.0  # seconds a server waits for the next command
 MAX_REQUEST = 1 << 20
