@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import threading
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -13,6 +14,7 @@ from hostkit import LISTEN, make_spec, put_release
 from shipyard.errors import CommandFailed, DeployError, HealthCheckFailed
 from shipyard.host.health import Probe
 from shipyard.host.layout import AppLayout, HostLayout
+from shipyard.host.steps import Command, Result
 from shipyard.host.switch import Outcome, Switch
 from shipyard.spec.model import Spec
 
@@ -98,9 +100,34 @@ def test_gunicorn_starts_held_while_the_release_command_runs(host: FakeHost) -> 
     command = f"run {shlex.join((*prefix, 'flask', '--app', 'flaskr', 'init-db'))}"
     assert host.conn.commands == [(*prefix, "flask", "--app", "flaskr", "init-db")]
     hold = app.hold_file("blue")
-    order = [f"put {hold}", "supervisor start flaskr-web-blue", command, f"remove {hold}"]
-    assert [line for line in host.journal if line in order] == order
+    steps = [f"put {hold}", "supervisor start flaskr-web-blue", command, f"remove {hold}"]
+    done = [line for line in host.journal if line in steps]
+    # the hold first and last; between them the command and the start go on at once
+    assert done[0] == steps[0] and done[-1] == steps[-1] and sorted(done) == sorted(steps)
     assert host.conn.modes[PurePosixPath(hold)] == 0o644  # read by the app's user
+    assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
+
+
+def test_the_release_command_does_not_wait_for_the_slot_to_be_free(
+    host: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The release kept warm on the slot may take a while to stop: the command runs
+    meanwhile (the slot's wait ends only once the command has run, or fails the test)."""
+    app = _app(host, make_spec(release="flask --app flaskr init-db"))
+    host.conn.answer((str(app.host.launcher),))
+    ran = threading.Event()
+    run = host.conn.run
+
+    def command(step: Command) -> Result:
+        ran.set()
+        return run(step)
+
+    def still_stopping(name: str, timeout: float) -> None:
+        assert ran.wait(10), "the release command waited for the slot"
+
+    monkeypatch.setattr(host.conn, "run", command)
+    monkeypatch.setattr(host.supervisor, "wait_stopped", still_stopping)
+    _switch(host, app, "r1", release_command=True).stage()
     assert host.supervisor.state("flaskr-web-blue") == "RUNNING"
 
 

@@ -330,15 +330,16 @@ class Switch:
             "command (try it with 'shipyard run -- ...') and deploy again.",
         )
 
-    def _start_new_while_releasing(self) -> None:
+    def _start_new_while_releasing(self, *, held: bool = False) -> None:
         """A Django release's server starts while its release command (`migrate`) runs:
         Django touches no database as it starts, and the new slot takes no request, not
         even the health check, before the command has succeeded; if it fails, the slot
-        is stopped (docs/django.md)."""
+        is stopped (docs/django.md). A `held` server starts beside the command likewise,
+        its workers held back (_start_held_while_releasing)."""
         with ThreadPoolExecutor(max_workers=1) as pool:
             releasing = pool.submit(self._release_command)
             try:
-                self._start_new()
+                self._start_new(held=held)
             finally:
                 failed = releasing.exception()
         if failed is not None:
@@ -359,8 +360,9 @@ class Switch:
         hold = _posix(self.app.hold_file(self.slot))
         self.conn.put(Upload(f"{os.getpid()}\n".encode(), hold, mode=0o644))
         try:
-            self._start_new(held=True)
-            self._release_command()
+            # the command need not wait for the slot (a release kept warm there may still
+            # be stopping): both go on at once
+            self._start_new_while_releasing(held=True)
         except BaseException:
             self.abort()  # before the hold goes: no worker starts
             raise
