@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from shipyard.host.layout import AppLayout
 from shipyard.host.orphans import children
 from shipyard.host.state import load_state
 from shipyard.host.supervisor import Supervisor
@@ -81,12 +82,7 @@ def test_a_failed_release_command_stops_the_held_server_before_any_worker(
     deployment: Deployment, marks: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = str(deployment.project)
-    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
-    live = deployment.get("/version")[2]
-    app = deployment.app("flaskr")
-    idle = "green" if load_state(app).slot == "blue" else "blue"
-    log = app.logs / f"web-{idle}.log"
-    before = log.stat().st_size if log.exists() else 0
+    live, app, idle, log, before = _live_and_idle(deployment, capsys)
 
     _with_release(deployment, "sh -c 'sleep 1; echo no schema; exit 3'")
     deployment.set_greeting("never")
@@ -94,9 +90,7 @@ def test_a_failed_release_command_stops_the_held_server_before_any_worker(
     assert code == 1 and "the release command failed" in err and "no schema" in err
     assert deployment.get("/version")[2] == live
 
-    with log.open() as output:
-        output.seek(before)
-        started = output.read()
+    started = _since(log, before)
     assert "Listening at" in started  # it was started, held
     assert "Booting worker" not in started  # and stopped with none of the app's code run
     stopped = Supervisor(app.host.supervisor_socket).process(app.program("web", idle))
@@ -108,12 +102,7 @@ def test_a_deploy_killed_during_its_release_command_never_starts_the_held_worker
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     project = str(deployment.project)
-    assert deployment.cli("deploy", project, "--skip-tests", capsys=capsys)[0] == 0
-    live = deployment.get("/version")[2]
-    app = deployment.app("flaskr")
-    idle = "green" if load_state(app).slot == "blue" else "blue"
-    log = app.logs / f"web-{idle}.log"
-    before = log.stat().st_size if log.exists() else 0
+    live, _, _, log, before = _live_and_idle(deployment, capsys)
 
     _with_release(deployment, "sh -c 'sleep 30'")
     deployment.set_greeting("killed")
@@ -138,6 +127,18 @@ def test_a_deploy_killed_during_its_release_command_never_starts_the_held_worker
     code, _, err = deployment.cli("deploy", project, "--skip-tests", capsys=capsys)
     assert code == 0, err
     assert deployment.get("/version")[1] == "killed"
+
+
+def _live_and_idle(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> tuple[str | None, AppLayout, str, Path, int]:
+    """After a first deploy: the release serving, the app, its idle slot, and that slot's
+    log with its size so far."""
+    assert deployment.cli("deploy", str(deployment.project), "--skip-tests", capsys=capsys)[0] == 0
+    app = deployment.app("flaskr")
+    idle = "green" if load_state(app).slot == "blue" else "blue"
+    log = app.logs / f"web-{idle}.log"
+    return deployment.get("/version")[2], app, idle, log, log.stat().st_size if log.exists() else 0
 
 
 def _since(log: Path, offset: int) -> str:
