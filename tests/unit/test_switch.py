@@ -161,6 +161,7 @@ def test_a_failed_release_command_stops_the_held_server_before_its_hold_goes(
         _switch(host, app, "r2", ("r1", "blue"), release_command=True).stage()
     assert "flaskr-web-green" not in host.supervisor.programs
     removed_program = f"remove {app.program_file('green')}"
+    assert host.journal.count(removed_program) == 1  # stopped once, not again by stage()
     assert host.journal.index(removed_program) < host.journal.index(
         f"remove {app.hold_file('green')}"
     )

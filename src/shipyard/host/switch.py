@@ -284,9 +284,11 @@ class Switch:
         return self._retiring is not None
 
     def abort(self) -> None:
-        """Stop a staged slot that will not take traffic: the switch is over."""
+        """Stop a staged slot that will not take traffic: the switch is over (and nothing
+        of the new release is left for stage() to stop again)."""
         self._stop_slot(self.slot)
         journal.clear(self.app)
+        self._started = self.warm_reused = False
 
     def _journal(self, phase: journal.Phase, previous_site: bytes | None = None) -> None:
         """Write down the step about to start, so that a later command can finish or undo
@@ -340,8 +342,11 @@ class Switch:
             releasing = pool.submit(self._release_command)
             try:
                 self._start_new(held=held)
-            finally:
-                failed = releasing.exception()
+            except BaseException:
+                releasing.exception()  # the command runs to its end
+                self.abort()
+                raise
+            failed = releasing.exception()
         if failed is not None:
             self.abort()
             raise failed
@@ -361,11 +366,9 @@ class Switch:
         self.conn.put(Upload(f"{os.getpid()}\n".encode(), hold, mode=0o644))
         try:
             # the command need not wait for the slot (a release kept warm there may still
-            # be stopping): both go on at once
+            # be stopping): both go on at once; a failure stops the slot in there, before
+            # the hold goes, so no worker starts
             self._start_new_while_releasing(held=True)
-        except BaseException:
-            self.abort()  # before the hold goes: no worker starts
-            raise
         finally:
             self.conn.remove(hold)
 
