@@ -214,7 +214,8 @@ def test_nginx_keeps_idle_connections_to_the_app_server_shorter_than_it_does(ser
         _spec(server={"type": server}), APP, "r1", "blue", {}, "127.0.0.1:8080", NGINX
     )
     upstream = text[text.index("upstream shipyard_a {") : text.index("}")]
-    assert "keepalive 16;" in upstream
+    assert f"keepalive {render.UPSTREAM_KEEPALIVE};" in upstream
+    assert render.UPSTREAM_KEEPALIVE >= 64
     assert f"keepalive_timeout {render.UPSTREAM_KEEPALIVE_TIMEOUT}s;" in upstream
     assert render.UPSTREAM_KEEPALIVE_TIMEOUT < render.SERVER_KEEPALIVE
     plain = text[text.index("location / {") : text.index("location @websocket")]

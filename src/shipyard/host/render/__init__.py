@@ -56,7 +56,10 @@ NGINX_STARTSECS = 3
 # never sends a request on a connection the server is closing.
 SERVER_KEEPALIVE = 75
 UPSTREAM_KEEPALIVE_TIMEOUT = 60
-UPSTREAM_KEEPALIVE = 16  # idle connections per nginx worker
+# Idle connections to the app server each nginx worker keeps. A pool smaller than the
+# requests one worker has in flight closes the surplus after each answer and connects
+# anew for the next: under load that is a connect and an accept, in Python, per request.
+UPSTREAM_KEEPALIVE = 64
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from shipyard.host.render import StaticLocation
+from shipyard.host.render import UPSTREAM_KEEPALIVE, StaticLocation
 from shipyard.spec.model import Spec
 from shipyard.targets.export import image
 
@@ -71,7 +71,7 @@ http {{
     uwsgi_temp_path {temp}/uwsgi;
     scgi_temp_path {temp}/scgi;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-    upstream app {{ server 127.0.0.1:{app_port}; keepalive 16; }}
+    upstream app {{ server 127.0.0.1:{app_port}; keepalive {UPSTREAM_KEEPALIVE}; }}
     server {{
         listen {PORT};
         client_max_body_size 10m;
