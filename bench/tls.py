@@ -9,12 +9,19 @@ pair's order swapped every round), keep-alive connections throughout:
 
 - HTTP/1.1: `wrk` to the plain port and to the HTTPS port;
 - HTTP/2: `h2load` over HTTPS (ALPN h2), against `h2load --h1` to the plain port (the same
-  tool and the same concurrency: plain HTTP/2 would be h2c, which browsers never speak).
+  tool and the same requests in flight: plain HTTP/2 would be h2c, which browsers never
+  speak), twice: as a browser uses it, several requests at once on each connection, and
+  with one request a connection, as HTTP/1.1 would.
+
+The client runs on cores of its own, and nginx and the apps on the others (half the
+cores each; `--shared-cores` lets them share): HTTPS is judged by what it costs the server,
+and a client on the server's cores would count its own TLS work against it, which a
+client on another machine never does.
 
 Reported: the medians of the rates, and the median of the pairs' ratios (a shared
 machine's load drifts between runs more than within a pair).
 Traffic goes to 127.0.0.1 only; every run of wrk and h2load is bounded in time.
-Usage: PYTHONPATH=src .venv/bin/python bench/tls.py [--quick] [--no-write]
+Usage: PYTHONPATH=src .venv/bin/python bench/tls.py [--quick] [--shared-cores] [--no-write]
 """
 
 from __future__ import annotations
@@ -56,9 +63,46 @@ BENCHMARKS = ROOT / "BENCHMARKS.md"
 BEGIN, END = "<!-- tls:begin -->", "<!-- tls:end -->"
 HOST = "bench.shipyard.test"
 # nginx ends a connection after 1000 requests (keepalive_requests), and h2load does not open
-# another: a run stays below 1000 per connection.
-MAX_COUNT = WRK_CONNECTIONS * 950
-WAYS = ("http/1.1 plain", "http/1.1 https", "h2load http/1.1 plain", "h2load h2 https")
+# another: an h2load run stays below that on each connection.
+PER_CONNECTION = 950
+SHARED_CORES = "client, nginx and apps share them: the client's TLS work counts against HTTPS."
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way to load a route: the tool, the protocol, how the requests in flight are
+    carried (connections x streams on each)."""
+
+    name: str
+    tool: str  # "wrk" or "h2load"
+    https: bool
+    h2: bool = False
+    connections: int = WRK_CONNECTIONS
+    streams: int = 1
+
+
+WRK_PLAIN = Way("http/1.1 plain", "wrk", https=False)
+WRK_HTTPS = Way("http/1.1 https", "wrk", https=True)
+H2LOAD_PLAIN = Way("h2load http/1.1 plain", "h2load", https=False)
+# the same requests in flight as the HTTP/1.1 runs, carried as a browser does: a few
+# connections, several streams on each
+H2_STREAMS = 4
+H2_MULTIPLEXED = Way(
+    "h2load h2 https, 4 streams a connection",
+    "h2load",
+    https=True,
+    h2=True,
+    connections=WRK_CONNECTIONS // H2_STREAMS,
+    streams=H2_STREAMS,
+)
+H2_SINGLE = Way("h2load h2 https, 1 stream a connection", "h2load", https=True, h2=True)
+WAYS = (WRK_PLAIN, WRK_HTTPS, H2LOAD_PLAIN, H2_MULTIPLEXED, H2_SINGLE)
+# Each row of the report: its protocol, the plain way and the HTTPS way it compares.
+ROWS = (
+    ("HTTP/1.1", WRK_PLAIN, WRK_HTTPS),
+    (f"HTTP/2, {H2_STREAMS} streams a connection (plain: HTTP/1.1)", H2LOAD_PLAIN, H2_MULTIPLEXED),
+    ("HTTP/2, 1 stream a connection (plain: HTTP/1.1)", H2LOAD_PLAIN, H2_SINGLE),
+)
 
 
 def make_certificate(where: Path) -> tuple[Path, Path]:
@@ -143,17 +187,29 @@ def deploy(home: Path, work: Path, route: Route, chain: Path, key: Path) -> None
     shipyard(home, "deploy", str(project), "--skip-tests")
 
 
-def h2load(url: str, requests: int, h1: bool) -> float:
-    """h2load's rate over `requests` requests: one stream per connection, as many
-    connections as wrk opens (a count, not -D: h2load 1.52's timed mode never ends over
-    HTTP/1.1)."""
+@dataclass(frozen=True)
+class Load:
+    """What one run measured."""
+
+    rate: float  # requests per second
+    requests: int
+
+
+def wrk_for(url: str, seconds: float) -> Load:
+    rate = wrk_url(url, seconds, HOST)
+    return Load(rate, round(rate * seconds))
+
+
+def h2load(url: str, way: Way, requests: int) -> Load:
+    """One h2load run of `requests` requests (a count, not -D: h2load 1.52's timed mode
+    never ends over HTTP/1.1)."""
     out = subprocess.run(
         [
             "h2load",
-            *(["--h1"] if h1 else []),
-            f"-t{WRK_THREADS}",
-            f"-c{WRK_CONNECTIONS}",
-            "-m1",
+            *(() if way.h2 else ("--h1",)),
+            f"-t{min(WRK_THREADS, way.connections)}",
+            f"-c{way.connections}",
+            f"-m{way.streams}",
             "-n",
             str(requests),
             url,
@@ -169,12 +225,33 @@ def h2load(url: str, requests: int, h1: bool) -> float:
         raise RuntimeError(f"no rate in h2load's output:\n{out}")
     if int(failed.group(1)) or int(failed.group(2)):
         raise RuntimeError(f"h2load saw failures on {url}:\n{out}")
-    if not h1 and "Application protocol: h2" not in out:
+    if way.h2 and "Application protocol: h2" not in out:
         raise RuntimeError(f"h2load did not negotiate h2 on {url}:\n{out}")
-    return float(found.group(1))
+    return Load(float(found.group(1)), requests)
 
 
-Rates = dict[tuple[str, str], list[float]]  # (server, way) -> samples
+def h2load_for(url: str, way: Way, seconds: float, per_run: int) -> Load:
+    """h2load runs of `per_run` requests, one after another, for about `seconds`."""
+    requests, spent = 0, 0.0
+    while spent < seconds * 0.9:
+        load = h2load(url, way, per_run)
+        requests += load.requests
+        spent += load.requests / load.rate
+    return Load(requests / spent, requests)
+
+
+def measure(url: str, way: Way, seconds: float) -> Callable[[], Load]:
+    """A run of `way` on `url`, about `seconds` long."""
+    if way.tool == "wrk":
+        return partial(wrk_for, url, seconds)
+    # runs of a count: about `seconds` long at the rate a short run shows, within what
+    # nginx lets each connection carry
+    most = way.connections * PER_CONNECTION
+    rate = h2load(url, way, min(2000, most)).rate
+    return partial(h2load_for, url, way, seconds, min(most, max(1000, int(rate * seconds))))
+
+
+Rates = dict[tuple[str, str], list[float]]  # (server, way's name) -> samples
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -208,87 +285,101 @@ class Costs:
     nginx: Rates = field(default_factory=dict)
     client: Rates = field(default_factory=dict)
 
-    def measured(
-        self,
-        key: tuple[str, str],
-        home: Path,
-        run: Callable[[], float],
-        seconds: float,
-        count: int | None,
-    ) -> float:
+    def measured(self, key: tuple[str, str], home: Path, run: Callable[[], Load]) -> float:
         nginx_before, client_before = nginx_cpu(home), client_cpu()
-        rate = run()
-        requests = count if count is not None else rate * seconds
-        self.nginx.setdefault(key, []).append((nginx_cpu(home) - nginx_before) / requests * 1e6)
-        self.client.setdefault(key, []).append((client_cpu() - client_before) / requests * 1e6)
-        return rate
+        load = run()
+        nginx, client = nginx_cpu(home) - nginx_before, client_cpu() - client_before
+        self.nginx.setdefault(key, []).append(nginx / load.requests * 1e6)
+        self.client.setdefault(key, []).append(client / load.requests * 1e6)
+        return load.rate
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One route and protocol: its plain run and its HTTPS run, measured side by side."""
-
-    server: str
-    plain_way: str
-    https_way: str
-    plain: Callable[[], float]
-    https: Callable[[], float]
-    count: int | None = None  # h2load's requests a run; wrk's are its rate times its seconds
+def split_cores() -> tuple[set[int], set[int]] | None:
+    """The cores for the server side (nginx, the apps) and for the client: a half each,
+    the server's the larger. None on a single core."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return None
+    half = (len(cores) + 1) // 2
+    return set(cores[:half]), set(cores[half:])
 
 
-def run(quick: bool) -> tuple[Rates, Costs, dict[str, int]]:
-    rounds, seconds = (1, 2) if quick else (9, 3)
+def pin_tree(root: int, cores: set[int]) -> None:
+    """Pins every thread of `root` and of its descendants to `cores` (what they fork later
+    inherits it)."""
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        try:
+            threads = os.listdir(f"/proc/{pid}/task")
+        except FileNotFoundError:
+            continue  # exited
+        for thread in threads:
+            try:
+                os.sched_setaffinity(int(thread), cores)
+                children = Path(f"/proc/{pid}/task/{thread}/children").read_text().split()
+            except (ProcessLookupError, FileNotFoundError):
+                continue
+            pending += map(int, children)
+
+
+def separate_client(home: Path) -> str:
+    """Puts the runtime under `home` (supervisord, nginx, the apps) on the server's cores
+    and this script, with the clients it starts, on the others; says where each runs."""
+    split = split_cores()
+    if split is None:
+        return SHARED_CORES
+    server, client = split
+    supervisord = int(HostLayout(home).supervisor_pidfile.read_text())
+    pin_tree(supervisord, server)
+    os.sched_setaffinity(0, client)
+    return (
+        f"nginx and the apps on core(s) {', '.join(map(str, sorted(server)))}, the client on "
+        f"core(s) {', '.join(map(str, sorted(client)))} (a client elsewhere does its TLS work "
+        "on its own machine)."
+    )
+
+
+def run(quick: bool, shared_cores: bool) -> tuple[Rates, Costs, dict[str, int | str]]:
+    rounds, seconds = (1, 2) if quick else (20, 2)
     work = Path(tempfile.mkdtemp(prefix="sy-tls-bench-"))
     home = Path(tempfile.mkdtemp(prefix="sytls", dir="/tmp"))
-    rates: Rates = {(route.server, way): [] for route in ROUTES for way in WAYS}
-    counts: dict[str, int] = {}
+    rates: Rates = {(route.server, way.name): [] for route in ROUTES for way in WAYS}
+    cores = SHARED_CORES
     costs = Costs()
+    all_cores = os.sched_getaffinity(0)
     try:
         chain, key = make_certificate(work)
-        pairs: list[Pair] = []
         for route in ROUTES:
             deploy(home, work, route, chain, key)
             wait_http(route.plain, route.path, route.app)
-            plain = f"http://127.0.0.1:{route.plain}{route.path}"
-            https = f"https://127.0.0.1:{route.https}{route.path}"
-            # h2load runs a count: about `seconds` long at the rate a short run shows
-            rate = min(h2load(plain, 2000, h1=True), h2load(https, 2000, h1=False))
-            count = counts[route.server] = min(MAX_COUNT, max(2000, int(rate * seconds)))
-            pairs += [
-                Pair(
-                    route.server,
-                    WAYS[0],
-                    WAYS[1],
-                    partial(wrk_url, plain, seconds, HOST),
-                    partial(wrk_url, https, seconds, HOST),
-                ),
-                Pair(
-                    route.server,
-                    WAYS[2],
-                    WAYS[3],
-                    partial(h2load, plain, count, True),
-                    partial(h2load, https, count, False),
-                    count,
-                ),
+        if not shared_cores:
+            cores = separate_client(home)
+        runs: list[tuple[tuple[str, str], Callable[[], Load]]] = []
+        for route in ROUTES:
+            urls = {
+                False: f"http://127.0.0.1:{route.plain}{route.path}",
+                True: f"https://127.0.0.1:{route.https}{route.path}",
+            }
+            runs += [
+                ((route.server, way.name), measure(urls[way.https], way, seconds)) for way in WAYS
             ]
-        for pair in pairs:  # warm-up: workers, caches
-            pair.plain(), pair.https()
-        # Each plain run right beside its HTTPS run, their order swapped every round: the
-        # load of a shared machine drifts between runs more than within a pair.
+        for _, warm_up in runs:  # workers, caches
+            warm_up()
+        # Every way of a route right after the others, their order reversed every round:
+        # the load of a shared machine drifts between runs more than within a round.
         for index in range(rounds):
-            for pair in pairs:
-                runs = [(pair.plain, pair.plain_way), (pair.https, pair.https_way)]
-                for measure, way in runs if index % 2 == 0 else runs[::-1]:
-                    series = (pair.server, way)
-                    rates[series].append(costs.measured(series, home, measure, seconds, pair.count))
+            for series, measured in runs if index % 2 == 0 else runs[::-1]:
+                rates[series].append(costs.measured(series, home, measured))
     finally:
+        os.sched_setaffinity(0, all_cores)
         stop_runtime(HostLayout(home))
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
-    return rates, costs, {"rounds": rounds, "seconds": seconds, **counts}
+    return rates, costs, {"rounds": rounds, "seconds": seconds, "cores": cores}
 
 
-def report(rates: Rates, costs: Costs, setup: dict[str, int], quick: bool) -> str:
+def report(rates: Rates, costs: Costs, setup: dict[str, int | str], quick: bool) -> str:
     lines = [
         BEGIN,
         "## HTTPS against plain HTTP through shipyard's nginx",
@@ -303,43 +394,41 @@ def report(rates: Rates, costs: Costs, setup: dict[str, int], quick: bool) -> st
         "on both ports: the Flask example's `/version` on gunicorn (the default server) and",
         "the ASGI example's `/` on uvicorn (the fastest route, where nginx's share of a",
         "request, TLS included, is the largest); 2 workers each. Keep-alive connections,",
-        f"{WRK_THREADS} threads x {WRK_CONNECTIONS} connections, wrk {setup['seconds']} s a run,",
-        "h2load a count of requests about as long (its timed mode never ends over HTTP/1.1);",
-        f"{setup['rounds']} rounds, each plain run beside its HTTPS run (their order swapped",
-        "every round); medians in requests per second, and the median of the pairs' ratios,",
+        f"{WRK_CONNECTIONS} requests in flight, wrk {setup['seconds']} s a run (h2load runs of a",
+        "count about as long: its timed mode never ends over HTTP/1.1);",
+        f"{setup['rounds']} rounds, each plain run beside its HTTPS runs (their order reversed",
+        "every round); medians in requests per second, and the median of each round's ratio,",
         "from this one run. HTTP/2 is over TLS (ALPN h2), against HTTP/1.1 on the plain port",
-        "with the same tool: plain HTTP/2 would be h2c, which browsers never speak. Client, nginx",
-        "and app share the machine's cores: the client's TLS work is counted against HTTPS.",
+        "with the same tool: plain HTTP/2 would be h2c, which browsers never speak. HTTP/2",
+        f"carries the {WRK_CONNECTIONS} requests in flight as a browser does ({H2_STREAMS} streams",
+        "on each connection), and, for comparison, one a connection as HTTP/1.1 does.",
+        f"Cores: {setup['cores']}",
         "",
         "| route | protocol | tool | plain HTTP | HTTPS | HTTPS / plain |",
         "|---|---|---|---|---|---|",
     ]
     for route in ROUTES:
         name = f"{route.server} `{route.path}`"
-        for protocol, tool, (plain_way, https_way) in (
-            ("HTTP/1.1", "wrk", WAYS[:2]),
-            ("HTTP/2 (plain: HTTP/1.1)", "h2load", WAYS[2:]),
-        ):
-            plain_runs = rates[(route.server, plain_way)]
-            https_runs = rates[(route.server, https_way)]
+        for protocol, plain_way, https_way in ROWS:
+            plain_runs = rates[(route.server, plain_way.name)]
+            https_runs = rates[(route.server, https_way.name)]
             ratio = statistics.median(h / p for p, h in zip(plain_runs, https_runs, strict=True))
             lines.append(
-                f"| {name} | {protocol} | {tool} | {statistics.median(plain_runs):.0f} "
+                f"| {name} | {protocol} | {https_way.tool} | {statistics.median(plain_runs):.0f} "
                 f"| {statistics.median(https_runs):.0f} | {ratio:.2f} |"
             )
     lines += [
         "",
         "What each request cost in CPU, in microseconds (medians): nginx's workers, which is",
-        "what HTTPS costs the server, and the client's, which shares the cores here and would",
-        "not on a real deployment.",
+        "what HTTPS costs the server, and the client's (wrk's or h2load's).",
         "",
         "| route | protocol | nginx, plain | nginx, HTTPS | client, plain | client, HTTPS |",
         "|---|---|---|---|---|---|",
     ]
     for route in ROUTES:
-        for protocol, (plain_way, https_way) in (("HTTP/1.1", WAYS[:2]), ("HTTP/2", WAYS[2:])):
+        for protocol, plain_way, https_way in ROWS:
             cells = [
-                f"{statistics.median(spent[(route.server, way)]):.1f}"
+                f"{statistics.median(spent[(route.server, way.name)]):.1f}"
                 for spent in (costs.nginx, costs.client)
                 for way in (plain_way, https_way)
             ]
@@ -360,9 +449,12 @@ def write_section(section: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one short round")
+    parser.add_argument(
+        "--shared-cores", action="store_true", help="the client on nginx's and the apps' cores"
+    )
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     args = parser.parse_args()
-    rates, costs, setup = run(args.quick)
+    rates, costs, setup = run(args.quick, args.shared_cores)
     section = report(rates, costs, setup, args.quick)
     if not args.no_write:
         write_section(section)
