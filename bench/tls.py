@@ -4,8 +4,9 @@ Two example apps are deployed by shipyard with `[tls] mode = "files"` (a certifi
 a CA this script makes, ECDSA P-256) and `redirect = false`, so that the same route answers
 on both ports: the Flask example's `/version` on gunicorn (the default server) and the ASGI
 example's `/` on uvicorn (the fastest route: nginx's share of each request, TLS included,
-is the largest there). Then, in rounds, each plain run right beside its HTTPS run (the
-pair's order swapped every round), keep-alive connections throughout:
+is the largest there). Then, in rounds, every way of loading a route in turn, the plain
+runs beside the HTTPS ones (the order reversed every round), keep-alive connections
+throughout:
 
 - HTTP/1.1: `wrk` to the plain port and to the HTTPS port;
 - HTTP/2: `h2load` over HTTPS (ALPN h2), against `h2load --h1` to the plain port (the same
@@ -88,7 +89,7 @@ H2LOAD_PLAIN = Way("h2load http/1.1 plain", "h2load", https=False)
 # connections, several streams on each
 H2_STREAMS = 4
 H2_MULTIPLEXED = Way(
-    "h2load h2 https, 4 streams a connection",
+    f"h2load h2 https, {H2_STREAMS} streams a connection",
     "h2load",
     https=True,
     h2=True,
